@@ -1,0 +1,371 @@
+"""The domain model. Pydantic v2 models that travel through Temporal (pydantic data converter),
+the store and the CLI. Pure data: nothing here does I/O, so workflows may import it."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from datetime import datetime, timedelta, timezone
+from enum import Enum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from closeloop.durations import Duration
+from closeloop.policy import Policy
+
+
+class Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=False)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "incident"
+
+
+# --------------------------------------------------------------------------- incidents
+
+
+class Link(Model):
+    title: str
+    url: str
+
+
+class Incident(Model):
+    source: str = Field(description="pagerduty, incidentio, alertmanager, opsgenie, api or cli")
+    external_id: str = Field(min_length=1, max_length=200)
+    title: str = Field(min_length=1, max_length=500)
+    severity: str = "SEV3"
+    services: list[str] = Field(default_factory=list)
+    started_at: datetime | None = None
+    detected_at: datetime | None = None
+    mitigated_at: datetime | None = None
+    resolved_at: datetime | None = None
+    commander: str | None = None
+    participants: list[str] = Field(default_factory=list)
+    links: list[Link] = Field(default_factory=list)
+    dedup_key: str | None = Field(default=None, description="alert or dedup key from the source")
+    fingerprint: str = ""
+
+    @field_validator("source")
+    @classmethod
+    def _source(cls, v: str) -> str:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", v):
+            raise ValueError("source must be a short lowercase name such as 'pagerduty' or 'api'")
+        return v
+
+    @field_validator("external_id")
+    @classmethod
+    def _external_id(cls, v: str) -> str:
+        if any(c.isspace() for c in v) or "/" in v:
+            raise ValueError("external_id must not contain whitespace or '/'")
+        return v
+
+    @field_validator("started_at", "detected_at", "mitigated_at", "resolved_at")
+    @classmethod
+    def _tz(cls, v: datetime | None) -> datetime | None:
+        return _aware(v)
+
+    @model_validator(mode="after")
+    def _derive(self) -> Incident:
+        if not self.fingerprint:
+            self.fingerprint = compute_fingerprint(self.services, self.dedup_key, self.title)
+        return self
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}:{self.external_id}"
+
+    @property
+    def workflow_id(self) -> str:
+        return postmortem_workflow_id(self.source, self.external_id)
+
+
+def compute_fingerprint(services: list[str], dedup_key: str | None, title: str) -> str:
+    """What makes two incidents "the same kind": the services plus the alert/dedup key (or the title)."""
+    basis = ",".join(sorted(s.lower() for s in services)) + "|" + (dedup_key or slug(title))
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+def postmortem_workflow_id(source: str, external_id: str) -> str:
+    return f"postmortem/{source}/{external_id}"
+
+
+def action_item_workflow_id(postmortem_id: str, item_id: str) -> str:
+    return f"{postmortem_id}/{item_id}"
+
+
+# --------------------------------------------------------------------------- postmortems
+
+
+class Stage(str, Enum):
+    scheduling = "scheduling"
+    collecting_timeline = "collecting_timeline"
+    drafting = "drafting"
+    in_review = "in_review"
+    published = "published"
+    following_up = "following_up"
+    closed = "closed"
+    skipped = "skipped"
+    cancelled = "cancelled"
+
+
+class Person(Model):
+    key: str
+    name: str
+    email: str
+    timezone: str = "UTC"
+    manager: str | None = None
+    handles: dict[str, str] = Field(default_factory=dict)
+
+
+class Meeting(Model):
+    title: str
+    start: datetime
+    end: datetime
+    attendees: list[str]
+    calendar_ref: str = ""
+
+
+class TimelineEvent(Model):
+    at: datetime
+    source: str
+    kind: str = "event"  # detection, acknowledge, escalation, mitigation, resolution, deploy, note, ...
+    text: str
+    actor: str | None = None
+    url: str | None = None
+    key_moment: bool = False
+
+    @field_validator("at")
+    @classmethod
+    def _tz(cls, v: datetime) -> datetime:
+        return _aware(v)  # type: ignore[return-value]
+
+    def dedup_key(self) -> tuple[str, str, str]:
+        return (self.at.isoformat(), self.kind, " ".join(self.text.lower().split()))
+
+
+Priority = Literal["P1", "P2", "P3", "P4"]
+ItemKind = Literal["prevent", "detect", "mitigate", "process"]
+
+
+class ActionItemSpec(Model):
+    title: str = Field(min_length=1, max_length=300)
+    description: str = ""
+    owner: str
+    priority: Priority = "P3"
+    kind: ItemKind = "prevent"
+    due_in: Duration | None = Field(default=None, description="overrides the policy's due date for the priority")
+
+
+class DraftSubmission(Model):
+    by: str
+    summary: str = Field(min_length=1)
+    impact: str = ""
+    root_cause: str = ""
+    resolution: str = ""
+    lessons: str = ""
+    action_items: list[ActionItemSpec] = Field(default_factory=list)
+
+
+class ExtensionRequest(Model):
+    by: str
+    extra: Duration
+    reason: str = Field(min_length=1)
+
+
+class Reassignment(Model):
+    by: str
+    new_owner: str
+    reason: str = ""
+
+
+class ReviewDecision(str, Enum):
+    approve = "approve"
+    request_changes = "request_changes"
+
+
+class ReviewVote(Model):
+    reviewer: str
+    decision: ReviewDecision
+    comment: str = ""
+
+
+class Cancellation(Model):
+    by: str
+    reason: str = Field(min_length=1)
+
+
+class ReviewRecord(Model):
+    round: int
+    reviewer: str
+    decision: ReviewDecision
+    comment: str
+    at: datetime
+
+
+class ChaseState(Model):
+    """Where a reminder/escalation chase stands. Carried across continue-as-new."""
+
+    started_at: datetime
+    due_at: datetime
+    reminders_sent: int = 0
+    last_reminder_at: datetime | None = None
+    escalations_sent: int = 0
+    stalled: bool = False
+
+
+class Plan(Model):
+    """What the incident's policy and people directory say, resolved once when the lifecycle starts,
+    so that a config change never alters a running lifecycle halfway through."""
+
+    postmortem_id: str
+    incident: Incident
+    policy: Policy
+    owner: str
+    reviewers: list[str]
+    attendees: list[str]
+    people: list[str] = Field(description="keys of everyone in the directory, for validating owners")
+    tracker: str = "local"
+    timeline_sources: list[str] = Field(default_factory=lambda: ["local"])
+
+
+class PostmortemInput(Model):
+    incident: Incident
+    # Tests and the benchmark lower this; production keeps Temporal's own suggestion plus this cap.
+    max_history_events: int = 10_000
+    resume: PostmortemState | None = None
+
+
+class ItemStatus(str, Enum):
+    open = "open"
+    done = "done"
+    wont_do = "wont_do"
+
+
+class Verdict(str, Enum):
+    effective = "effective"
+    ineffective = "ineffective"
+    unknown = "unknown"
+
+
+class ActionItem(Model):
+    id: str
+    postmortem_id: str
+    title: str
+    description: str = ""
+    owner: str
+    priority: Priority = "P3"
+    kind: ItemKind = "prevent"
+    due_at: datetime
+    tracker: str = "local"
+    ticket_key: str | None = None
+    ticket_url: str | None = None
+    status: ItemStatus = ItemStatus.open
+    completed_at: datetime | None = None
+    verdict: Verdict | None = None
+    verdict_note: str = ""
+    recurrences: list[str] = Field(default_factory=list)
+
+
+class PostmortemState(Model):
+    """The full state of one lifecycle: what the `state` Query returns and what continue-as-new carries."""
+
+    plan: Plan
+    stage: Stage = Stage.scheduling
+    owner: str
+    meeting: Meeting | None = None
+    timeline: list[TimelineEvent] = Field(default_factory=list)
+    draft: DraftSubmission | None = None
+    draft_chase: ChaseState | None = None
+    review_chase: ChaseState | None = None
+    extensions: list[ExtensionRequest] = Field(default_factory=list)
+    extended_by: Duration = timedelta(0)
+    review_round: int = 0
+    reviews: list[ReviewRecord] = Field(default_factory=list)
+    document_ref: str | None = None
+    items: list[ActionItem] = Field(default_factory=list)
+    cancelled: Cancellation | None = None
+    runs: int = 1
+    closed_at: datetime | None = None
+
+    @property
+    def stalled(self) -> bool:
+        chase = self.review_chase if self.stage == Stage.in_review else self.draft_chase
+        return bool(chase and chase.stalled and self.stage in (Stage.drafting, Stage.in_review))
+
+
+class PostmortemSummary(Model):
+    postmortem_id: str
+    incident: str
+    stage: Stage
+    owner: str
+    review_rounds: int
+    items: list[ActionItem]
+    effective: int
+    ineffective: int
+    document_ref: str | None
+    closed_at: datetime | None
+
+
+# --------------------------------------------------------------------------- action item workflow
+
+
+class ActionItemInput(Model):
+    item: ActionItem
+    policy: Policy
+    incident: Incident
+    postmortem_owner: str
+    max_history_events: int = 10_000
+    resume: ActionItemState | None = None
+
+
+class TicketStatusEvent(Model):
+    """A status change seen on the tracker (webhook or reconciliation sweep)."""
+
+    ticket_key: str
+    status: Literal["open", "done", "wont_do", "reopened", "deleted"]
+    at: datetime
+    source: str = "sync"
+    reason: str = ""
+
+
+class CompleteItem(Model):
+    by: str
+    note: str = ""
+
+
+class VerdictInput(Model):
+    by: str
+    effective: bool
+    note: str = ""
+
+
+ItemPhase = Literal["opening", "tracking", "waiting_effectiveness", "awaiting_verdict", "closed"]
+
+
+class ActionItemState(Model):
+    item: ActionItem
+    phase: ItemPhase = "opening"
+    chase: ChaseState | None = None
+    reminders_before_sent: int = 0
+    sync_events: int = 0
+    runs: int = 1
+
+
+def utc(dt: datetime) -> datetime:
+    return dt.astimezone(timezone.utc)
+
+
+def clamp_non_negative(td: timedelta) -> timedelta:
+    return td if td > timedelta(0) else timedelta(0)
+
+
+PostmortemInput.model_rebuild()
+ActionItemInput.model_rebuild()

@@ -1,0 +1,155 @@
+"""The small interfaces closeloop talks to the outside world through, one per kind of system.
+
+Each kind has a built-in local implementation in `integrations/local/` so the embedded default works
+with no accounts; later integrations (Jira, GitHub, SMTP, Slack, CalDAV, PagerDuty) implement the same
+interfaces. Implementations are plain blocking classes: activities run them in a thread pool.
+
+Every write takes an idempotency key: calling it twice with the same key must have the effect of once.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+from closeloop.models import Incident, Meeting, Person, TimelineEvent
+
+
+class IntegrationError(Exception):
+    """A failure talking to an outside system. `retryable=False` for errors no retry can fix."""
+
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+# --------------------------------------------------------------------------- tracker
+
+
+class TicketRequest(BaseModel):
+    marker: str = Field(description="deterministic marker of the action item; creation looks it up first")
+    title: str
+    body: str
+    assignee: Person
+    priority: str
+    due_at: datetime
+    labels: list[str] = Field(default_factory=list)
+
+
+class Ticket(BaseModel):
+    key: str
+    url: str
+    status: Literal["open", "done", "wont_do", "deleted"] = "open"
+    resolution: str = ""
+
+
+class Tracker(ABC):
+    """Where action items live as tickets (local store, Jira, GitHub)."""
+
+    name: str
+
+    @abstractmethod
+    def find_by_marker(self, marker: str) -> Ticket | None: ...
+
+    @abstractmethod
+    def create(self, request: TicketRequest) -> Ticket: ...
+
+    @abstractmethod
+    def comment(self, ticket_key: str, body: str, idempotency_key: str) -> None: ...
+
+    @abstractmethod
+    def statuses(self, ticket_keys: list[str]) -> dict[str, Ticket]:
+        """Current state of many tickets in as few calls as the tracker allows."""
+
+    def ensure_ticket(self, request: TicketRequest) -> Ticket:
+        """Create the ticket unless one with the marker exists: safe to retry after a lost response."""
+        return self.find_by_marker(request.marker) or self.create(request)
+
+
+# --------------------------------------------------------------------------- notifier
+
+
+class Notification(BaseModel):
+    key: str = Field(description="idempotency key: one delivery per key, ever")
+    kind: str  # reminder, escalation, invite, announce, review_request, verdict_request, ineffective, ...
+    recipient: str  # person key
+    subject: str
+    body: str
+    at: datetime = Field(description="the lifecycle's own (workflow) time of the event")
+    postmortem_id: str
+    item_id: str | None = None
+
+
+class Notifier(ABC):
+    name: str
+
+    @abstractmethod
+    def send(self, notification: Notification, person: Person | None) -> bool:
+        """Deliver once. Returns False when this key was already delivered (nothing sent again)."""
+
+
+# --------------------------------------------------------------------------- calendar
+
+
+class Interval(BaseModel):
+    start: datetime
+    end: datetime
+
+
+class Calendar(ABC):
+    name: str
+
+    @abstractmethod
+    def busy(self, people: list[Person], start: datetime, end: datetime) -> dict[str, list[Interval]]:
+        """Busy intervals per person key in [start, end)."""
+
+    @abstractmethod
+    def invite(self, meeting: Meeting, people: list[Person], idempotency_key: str) -> str:
+        """Send the invite; returns the calendar's reference for the event."""
+
+
+# --------------------------------------------------------------------------- timeline
+
+
+class TimelineSource(ABC):
+    name: str
+
+    @abstractmethod
+    def fetch(self, incident: Incident) -> list[TimelineEvent]: ...
+
+
+# --------------------------------------------------------------------------- publisher
+
+
+class Document(BaseModel):
+    postmortem_id: str
+    title: str
+    markdown: str
+    html: str
+
+
+class Publisher(ABC):
+    name: str
+
+    @abstractmethod
+    def publish(self, document: Document, idempotency_key: str) -> str:
+        """Store the document where readers find it; returns its reference (URL or path)."""
+
+
+# --------------------------------------------------------------------------- incident source
+
+
+class IncidentSource(ABC):
+    """Turns a source's webhook delivery into an Incident (issue: incident triggers)."""
+
+    name: str
+
+    @abstractmethod
+    def verify(self, headers: dict[str, str], body: bytes) -> bool: ...
+
+    @abstractmethod
+    def parse(self, headers: dict[str, str], body: bytes) -> Incident | None:
+        """The resolved incident carried by the delivery, or None when it is not a resolution."""
