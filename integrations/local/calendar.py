@@ -1,0 +1,32 @@
+"""The built-in calendar: meetings and busy blocks kept in closeloop's own store."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from closeloop.models import Meeting, Person
+from closeloop.store.store import Store
+from integrations.base import Calendar, Interval
+
+
+class LocalCalendar(Calendar):
+    """Busy time is the store's booked meetings plus declared busy blocks; invites book a meeting row."""
+
+    name = "local"
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def busy(self, people: list[Person], start: datetime, end: datetime) -> dict[str, list[Interval]]:
+        """Busy intervals per person key that overlap [start, end), sorted by start."""
+        found = self.store.busy_intervals([p.key for p in people], start, end)
+        return {key: [Interval(start=s, end=e) for s, e in sorted(spans)] for key, spans in found.items()}
+
+    def invite(self, meeting: Meeting, people: list[Person], idempotency_key: str) -> str:
+        """Book the meeting once per `idempotency_key`; returns `local-meeting-<id>`."""
+        attendees = list(dict.fromkeys([*meeting.attendees, *(p.key for p in people)]))
+        meeting_id = self.store.book_meeting(
+            idempotency_key=idempotency_key, title=meeting.title, start=meeting.start, end=meeting.end,
+            attendees=attendees,
+        )
+        return f"local-meeting-{meeting_id}"
