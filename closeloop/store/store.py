@@ -6,11 +6,11 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event, func, or_, select
+from sqlalchemy import Engine, create_engine, delete, event, func, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -107,8 +107,12 @@ class Store:
             row.started_at, row.resolved_at = incident.started_at, incident.resolved_at
             row.postmortem_required, row.payload = postmortem_required, payload
             s.flush()
+            services = set(incident.services)
             existing = set(s.scalars(select(IncidentServiceRow.service).where(IncidentServiceRow.incident_id == row.id)))
-            for service in set(incident.services) - existing:
+            if existing - services:  # services the incident no longer lists must stop matching similar_incidents
+                s.execute(delete(IncidentServiceRow).where(IncidentServiceRow.incident_id == row.id,
+                                                           IncidentServiceRow.service.in_(existing - services)))
+            for service in services - existing:
                 s.add(IncidentServiceRow(incident_id=row.id, service=service))
             return row.id
 
@@ -170,7 +174,9 @@ class Store:
 
     @staticmethod
     def _dedup(event: TimelineEvent) -> str:
-        return hashlib.sha256("|".join(event.dedup_key()).encode()).hexdigest()
+        # the same instant written with another UTC offset is the same event
+        key = event.model_copy(update={"at": event.at.astimezone(timezone.utc)}).dedup_key()
+        return hashlib.sha256("|".join(key).encode()).hexdigest()
 
     def add_timeline_events(self, incident: Incident, events: list[TimelineEvent], *, notes: bool = False) -> int:
         """Store events once each (dedup by time, kind and text). Returns how many were new."""
@@ -249,7 +255,10 @@ class Store:
         with self.session() as s:
             q = select(NotificationRow).order_by(NotificationRow.at, NotificationRow.id)
             if postmortem_id:
-                q = q.where(NotificationRow.postmortem_id.startswith(postmortem_id, autoescape=True))
+                # the postmortem's own notifications and its action items' ("<postmortem id>/<item id>"),
+                # not those of another postmortem whose id merely starts the same ("…/P1" vs "…/P10")
+                q = q.where(or_(NotificationRow.postmortem_id == postmortem_id,
+                                NotificationRow.postmortem_id.startswith(postmortem_id + "/", autoescape=True)))
             return list(s.scalars(q))
 
     # ------------------------------------------------------------------ local tracker
@@ -261,7 +270,9 @@ class Store:
     def create_ticket(self, *, marker: str, title: str, body: str, assignee: str, priority: str,
                       due_at: datetime) -> TicketRow:
         """Create the ticket for `marker`, or return the one that exists (unique marker)."""
-        for _ in range(5):
+        # Each failed attempt means another ticket was committed meanwhile, so the count moves on;
+        # allow as many attempts as there may be concurrent creators.
+        for _ in range(100):
             with self.session() as s:
                 n = (s.scalar(select(func.count()).select_from(TicketRow)) or 0) + 1
             row = TicketRow(key=f"LOCAL-{n}", marker=marker, title=title, body=body, assignee=assignee,
@@ -313,6 +324,10 @@ class Store:
     def add_busy_block(self, person: str, start: datetime, end: datetime, note: str = "") -> None:
         with self.session() as s:
             s.add(BusyBlockRow(person=person, start=start, end=end, note=note))
+
+    def meeting_by_key(self, idempotency_key: str) -> MeetingRow | None:
+        with self.session() as s:
+            return s.scalar(select(MeetingRow).where(MeetingRow.idempotency_key == idempotency_key))
 
     def book_meeting(self, *, idempotency_key: str, title: str, start: datetime, end: datetime,
                      attendees: list[str]) -> int:
