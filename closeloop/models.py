@@ -148,7 +148,7 @@ class TimelineEvent(Model):
         return _aware(v)  # type: ignore[return-value]
 
     def dedup_key(self) -> tuple[str, str, str]:
-        return (self.at.isoformat(), self.kind, " ".join(self.text.lower().split()))
+        return (self.at.astimezone(timezone.utc).isoformat(), self.kind, " ".join(self.text.lower().split()))
 
 
 Priority = Literal["P1", "P2", "P3", "P4"]
@@ -233,7 +233,7 @@ class Plan(Model):
     attendees: list[str]
     people: list[str] = Field(description="keys of everyone in the directory, for validating owners")
     tracker: str = "local"
-    timeline_sources: list[str] = Field(default_factory=lambda: ["local"])
+    timeline_sources: list[str] = Field(default_factory=lambda: ["incident", "notes"])
 
 
 class PostmortemInput(Model):
@@ -274,15 +274,23 @@ class ActionItem(Model):
     recurrences: list[str] = Field(default_factory=list)
 
 
+class StageChange(Model):
+    stage: Stage
+    at: datetime
+
+
 class PostmortemState(Model):
     """The full state of one lifecycle: what the `state` Query returns and what continue-as-new carries."""
 
     plan: Plan
     stage: Stage = Stage.scheduling
+    stages: list[StageChange] = Field(default_factory=list)
     owner: str
     meeting: Meeting | None = None
     timeline: list[TimelineEvent] = Field(default_factory=list)
+    draft_ref: str | None = None
     draft: DraftSubmission | None = None
+    drafts_submitted: int = 0
     draft_chase: ChaseState | None = None
     review_chase: ChaseState | None = None
     extensions: list[ExtensionRequest] = Field(default_factory=list)
@@ -354,7 +362,10 @@ class ActionItemState(Model):
     item: ActionItem
     phase: ItemPhase = "opening"
     chase: ChaseState | None = None
-    reminders_before_sent: int = 0
+    cycle: int = 0  # bumped when a done item is reopened, so its new reminders are new notifications
+    check_at: datetime | None = None
+    verdict_due: datetime | None = None
+    owner_verdict: VerdictInput | None = None
     sync_events: int = 0
     runs: int = 1
 

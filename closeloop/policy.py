@@ -74,7 +74,7 @@ class Policy(_Strict):
     )
     verdict_timeout: Duration = timedelta(days=7)
     tracker: str = "local"
-    timeline_sources: list[str] = Field(default_factory=lambda: ["local"])
+    timeline_sources: list[str] = Field(default_factory=lambda: ["incident", "notes"])
 
     @field_validator("reminder_every")
     @classmethod

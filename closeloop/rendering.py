@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+from pydantic import TypeAdapter
 from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
@@ -40,6 +41,8 @@ from closeloop.models import Incident, PostmortemState, ReviewDecision, Timeline
 from integrations.base import Document
 
 NOTIFICATION_KINDS = (
+    "draft_requested",
+    "reassigned",
     "reminder",
     "escalation",
     "invite",
@@ -67,6 +70,11 @@ def format_dt(value: Any) -> str:
     """An aware datetime as "2026-11-22 14:05 UTC"; None as ""; anything else as its text."""
     if value is None:
         return ""
+    if isinstance(value, str):  # notification contexts cross Temporal as JSON: ISO strings
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError:
+            return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=timezone.utc)
@@ -80,6 +88,11 @@ def format_td(value: Any) -> str:
         return ""
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         value = timedelta(seconds=value)
+    if isinstance(value, str):  # ISO 8601 ("P1DT2H") after a trip through JSON
+        try:
+            value = TypeAdapter(timedelta).validate_python(value)
+        except ValueError:
+            return value
     if isinstance(value, timedelta):
         return format_duration(clamp_non_negative(value))
     return str(value)

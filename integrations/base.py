@@ -110,6 +110,10 @@ class Calendar(ABC):
     def invite(self, meeting: Meeting, people: list[Person], idempotency_key: str) -> str:
         """Send the invite; returns the calendar's reference for the event."""
 
+    def find(self, idempotency_key: str) -> Meeting | None:
+        """The meeting already booked under this key, if the calendar can tell (retries then reuse it)."""
+        return None
+
 
 # --------------------------------------------------------------------------- timeline
 

@@ -91,3 +91,6 @@ def sqlite_store(tmp_path) -> Iterator[Store]:
         yield s
     finally:
         s.close()
+
+# Temporal fixtures (time-skipping test server, dev server, a worker per test) live in their own module.
+pytest_plugins = ["tests.temporal_env"]

@@ -1,0 +1,6 @@
+"""Deterministic orchestration only: no I/O, no wall clock, no randomness. Side effects are activities."""
+
+from workflows.action_item import ActionItemWorkflow
+from workflows.postmortem import PostmortemWorkflow
+
+ALL = [PostmortemWorkflow, ActionItemWorkflow]

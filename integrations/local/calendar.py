@@ -30,3 +30,10 @@ class LocalCalendar(Calendar):
             attendees=attendees,
         )
         return f"local-meeting-{meeting_id}"
+
+    def find(self, idempotency_key: str) -> Meeting | None:
+        row = self.store.meeting_by_key(idempotency_key)
+        if row is None:
+            return None
+        return Meeting(title=row.title, start=row.start, end=row.end, attendees=list(row.attendees),
+                       calendar_ref=f"local-meeting-{row.id}")

@@ -1,0 +1,68 @@
+"""What every activity shares: the integrations it acts through, retry policies and timeouts,
+heartbeating, and logging bound to the workflow and activity ids."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.common import RetryPolicy
+
+from integrations.registry import Integrations
+
+_integrations: Integrations | None = None
+
+
+def use(integrations: Integrations) -> None:
+    """Called once by the worker (and by tests) before activities run."""
+    global _integrations
+    _integrations = integrations
+
+
+def deps() -> Integrations:
+    if _integrations is None:
+        raise RuntimeError("activities used before activities._shared.use(integrations) was called")
+    return _integrations
+
+
+def log() -> Any:
+    info = activity.info()
+    return structlog.get_logger("closeloop.activity").bind(
+        workflow_id=info.workflow_id, run_id=info.workflow_run_id, activity=info.activity_type,
+        activity_id=info.activity_id, attempt=info.attempt,
+    )
+
+
+# Errors whose retry cannot help (bad data); everything else is retried with backoff.
+NON_RETRYABLE = ["NonRetryable", "ValidationError", "TemplateProblem"]
+
+# The store is ours and close by: retry fast, forever.
+STORE = dict(
+    start_to_close_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=1), non_retryable_error_types=NON_RETRYABLE),
+)
+
+# Outside systems (notifier, tracker, calendar, publisher): an hour-long outage delays, fails nothing.
+EXTERNAL = dict(
+    start_to_close_timeout=timedelta(seconds=60),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=10), non_retryable_error_types=NON_RETRYABLE),
+)
+
+# Timeline sources are best effort: a few tries, then the timeline carries a note instead.
+BEST_EFFORT = dict(
+    start_to_close_timeout=timedelta(minutes=2),
+    heartbeat_timeout=timedelta(seconds=30),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(seconds=30), maximum_attempts=3,
+                             non_retryable_error_types=NON_RETRYABLE),
+)
+
+
+def heartbeat(*details: Any) -> None:
+    """Heartbeat when running inside an activity; a no-op elsewhere (direct calls in tests)."""
+    if activity.in_activity():
+        activity.heartbeat(*details)

@@ -1,0 +1,49 @@
+"""Tell a person something, once. Roles (owner, manager, skip_level) resolve through the directory."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from temporalio import activity
+
+from activities._shared import deps, log
+from closeloop.models import Model
+from closeloop.rendering import render_notification
+from integrations.base import Notification
+
+
+class NotifyInput(Model):
+    key: str
+    kind: str
+    target: str  # owner, manager, skip_level or a person key
+    relative_to: str  # whose manager "manager" means
+    postmortem_id: str
+    item_id: str | None = None
+    at: datetime
+    context: dict[str, Any] = {}
+    # Also put it on the action item's ticket as a comment, so it is seen where the owner works.
+    tracker: str | None = None
+    ticket_key: str | None = None
+
+
+@activity.defn
+def notify(inp: NotifyInput) -> str | None:
+    """Returns the person notified, or None when the role has nobody (e.g. no skip-level manager)."""
+    d = deps()
+    recipient = d.config.resolve_target(inp.target, inp.relative_to)
+    if recipient is None:
+        log().warning("nobody to notify for role", target=inp.target, relative_to=inp.relative_to, kind=inp.kind)
+        return None
+    person = d.config.person(recipient)
+    context = {**inp.context, "recipient": person.name if person else recipient, "role": inp.target,
+               "at": inp.at, "postmortem_id": inp.postmortem_id, "item_id": inp.item_id}
+    subject, body = render_notification(inp.kind, context, template_dir=d.template_dir)
+    d.notifier.send(
+        Notification(key=inp.key, kind=inp.kind, recipient=recipient, subject=subject, body=body, at=inp.at,
+                     postmortem_id=inp.postmortem_id, item_id=inp.item_id),
+        person,
+    )
+    if inp.tracker and inp.ticket_key:
+        d.tracker(inp.tracker).comment(inp.ticket_key, f"{subject}\n\n{body}", inp.key)
+    return recipient

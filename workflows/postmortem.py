@@ -1,0 +1,500 @@
+"""PostmortemWorkflow: one per incident, from resolution to the last action item's effectiveness review.
+
+scheduling -> collecting_timeline -> drafting <-> in_review -> published -> following_up -> closed
+(or skipped when the policy needs no postmortem, or cancelled). Deterministic orchestration only."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+
+with workflow.unsafe.imports_passed_through():
+    from activities import collect_timeline as collect_mod
+    from activities import documents, records, schedule_meeting
+    from activities import record_incident as record_mod
+    from activities._shared import BEST_EFFORT, EXTERNAL, STORE
+    from closeloop import search_attributes as sa
+    from closeloop.chase import ChaseAction
+    from closeloop.models import (
+        ActionItem,
+        ActionItemInput,
+        Cancellation,
+        ChaseState,
+        DraftSubmission,
+        ExtensionRequest,
+        ItemStatus,
+        PostmortemInput,
+        PostmortemState,
+        PostmortemSummary,
+        Reassignment,
+        ReviewDecision,
+        ReviewRecord,
+        ReviewVote,
+        Stage,
+        StageChange,
+        Verdict,
+        action_item_workflow_id,
+    )
+    from closeloop.timeline import failure_note, merge
+    from closeloop.durations import format_duration
+    from workflows._common import Chase, send
+    from workflows.action_item import ActionItemWorkflow
+
+TERMINAL = (Stage.closed, Stage.skipped, Stage.cancelled)
+
+
+@workflow.defn
+class PostmortemWorkflow:
+    @workflow.init
+    def __init__(self, inp: PostmortemInput) -> None:
+        self.inp = inp
+        self.s: PostmortemState | None = inp.resume
+        self.chase: Chase | None = None
+
+    # ------------------------------------------------------------------ main line
+
+    @workflow.run
+    async def run(self, inp: PostmortemInput) -> PostmortemSummary:
+        if self.s is None:
+            plan = await workflow.execute_activity(
+                record_mod.record_incident,
+                record_mod.RecordIncidentInput(postmortem_id=workflow.info().workflow_id, incident=inp.incident),
+                **STORE,  # type: ignore[arg-type]
+            )
+            self.s = PostmortemState(plan=plan, owner=plan.owner)
+            if not plan.policy.postmortem_required:
+                await self._enter(Stage.skipped)
+                return self._summary()
+            await self._enter(Stage.scheduling)
+        else:
+            self.s.runs += 1
+            self._upsert_search_attributes()
+
+        while self.s.stage not in TERMINAL:
+            if self.s.cancelled:
+                await self._cancel()
+                break
+            stage = self.s.stage
+            if stage == Stage.scheduling:
+                await self._schedule()
+                await self._enter(Stage.collecting_timeline)
+            elif stage == Stage.collecting_timeline:
+                await self._collect_timeline()
+                await self._start_drafting()
+            elif stage == Stage.drafting:
+                if not await self._drafting():
+                    await self._continue_as_new()
+                if not self.s.cancelled:
+                    await self._start_review()
+            elif stage == Stage.in_review:
+                if not await self._reviewing():
+                    await self._continue_as_new()
+                if not self.s.cancelled:
+                    await self._review_decided()
+            elif stage == Stage.published:
+                await self._publish()
+                await self._enter(Stage.following_up)
+            elif stage == Stage.following_up:
+                await self._follow_up()
+                if not self.s.cancelled:
+                    self.s.closed_at = workflow.now()
+                    await self._enter(Stage.closed)
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._summary()
+
+    # ------------------------------------------------------------------ stages
+
+    async def _schedule(self) -> None:
+        s = self._state()
+        s.meeting = await workflow.execute_activity(
+            schedule_meeting.schedule_meeting,
+            schedule_meeting.ScheduleMeetingInput(plan=s.plan, not_before=workflow.now()),
+            **EXTERNAL,  # type: ignore[arg-type]
+        )
+        if s.meeting:
+            for person in s.meeting.attendees:
+                await self._notify(f"invite/{person}", "invite", person,
+                                   {"meeting_start": s.meeting.start, "meeting_end": s.meeting.end, "meeting_title": s.meeting.title, "calendar_ref": s.meeting.calendar_ref, "attendees": ", ".join(s.meeting.attendees)})
+
+    async def _collect_timeline(self) -> None:
+        s = self._state()
+        names = s.plan.timeline_sources
+        results = await asyncio.gather(
+            *(
+                workflow.execute_activity(
+                    collect_mod.collect_timeline, collect_mod.CollectTimelineInput(source=name, incident=s.plan.incident),
+                    **BEST_EFFORT,  # type: ignore[arg-type]
+                )
+                for name in names
+            ),
+            return_exceptions=True,
+        )
+        batches = []
+        for name, result in zip(names, results):
+            if isinstance(result, BaseException):  # one failing source must not fail the timeline
+                cause = result.cause if isinstance(result, ActivityError) and result.cause else result
+                batches.append([failure_note(name, str(cause), workflow.now())])
+            else:
+                batches.append(result)
+        s.timeline = merge(batches)
+        await workflow.execute_activity(
+            records.save_timeline, records.TimelineInput(incident=s.plan.incident, events=s.timeline),
+            **STORE,  # type: ignore[arg-type]
+        )
+
+    async def _start_drafting(self) -> None:
+        s = self._state()
+        now = workflow.now()
+        if s.draft_ref is None:
+            s.draft_ref = await workflow.execute_activity(documents.prepare_draft, s, **STORE)  # type: ignore[arg-type]
+        s.draft_chase = ChaseState(started_at=now, due_at=now + s.plan.policy.draft_due)
+        await self._enter(Stage.drafting)
+        await self._notify(f"draft/{s.review_round}/requested", "draft_requested", s.owner,
+                           {"due": s.draft_chase.due_at, "draft_ref": s.draft_ref})
+
+    async def _drafting(self) -> bool:
+        s = self._state()
+        assert s.draft_chase is not None
+        policy = s.plan.policy
+        self.chase = Chase(s.draft_chase, every=policy.reminder_every, steps=policy.escalation)
+        rnd = s.review_round
+
+        async def act(action: ChaseAction) -> None:
+            ctx = {"due": s.draft_chase.due_at if s.draft_chase else None, "draft_ref": s.draft_ref}
+            if action.kind == "reminder":
+                await self._notify(f"draft/{rnd}/reminder/{action.index}", "reminder", s.owner,
+                                   {**ctx, "reminder_number": action.index + 1})
+            elif action.kind == "stall":
+                await self._set_stalled(True)
+            else:
+                await self._notify(f"draft/{rnd}/escalation/{action.index}", "escalation", action.target or "owner",
+                                   {**ctx, "level": action.index + 1, "owner": s.owner, "stage": "draft"},
+                                   relative_to=s.owner)
+
+        done = await self.chase.run(lambda: s.drafts_submitted > s.review_round or s.cancelled is not None, act,
+                                    self.inp.max_history_events)
+        self.chase = None if done else self.chase
+        return done
+
+    async def _start_review(self) -> None:
+        s = self._state()
+        if s.draft_chase and s.draft_chase.stalled:
+            await self._set_stalled(False)
+        if not s.plan.reviewers:
+            await self._enter(Stage.published)
+            return
+        s.review_round += 1
+        now = workflow.now()
+        s.review_chase = ChaseState(started_at=now, due_at=now + s.plan.policy.review_due)
+        await self._enter(Stage.in_review)
+        for reviewer in s.plan.reviewers:
+            await self._notify(f"review/{s.review_round}/request/{reviewer}", "review_request", reviewer,
+                               {"due": s.review_chase.due_at, "round": s.review_round, "draft_ref": s.draft_ref})
+
+    def _votes(self) -> list[ReviewRecord]:
+        s = self._state()
+        return [r for r in s.reviews if r.round == s.review_round]
+
+    def _review_settled(self) -> bool:
+        s = self._state()
+        votes = self._votes()
+        if any(v.decision == ReviewDecision.request_changes for v in votes):
+            return True
+        return {v.reviewer for v in votes} >= set(s.plan.reviewers) or s.cancelled is not None
+
+    async def _reviewing(self) -> bool:
+        s = self._state()
+        assert s.review_chase is not None
+        policy = s.plan.policy
+        self.chase = Chase(s.review_chase, every=policy.reminder_every, steps=policy.escalation)
+        rnd = s.review_round
+
+        async def act(action: ChaseAction) -> None:
+            pending = [r for r in s.plan.reviewers if r not in {v.reviewer for v in self._votes()}]
+            ctx = {"due": s.review_chase.due_at if s.review_chase else None, "round": rnd, "draft_ref": s.draft_ref}
+            if action.kind == "stall":
+                await self._set_stalled(True)
+                return
+            for reviewer in pending:
+                if action.kind == "reminder":
+                    await self._notify(f"review/{rnd}/reminder/{action.index}/{reviewer}", "review_reminder",
+                                       reviewer, {**ctx, "reminder_number": action.index + 1})
+                else:
+                    await self._notify(f"review/{rnd}/escalation/{action.index}/{reviewer}", "escalation",
+                                       action.target or "owner",
+                                       {**ctx, "level": action.index + 1, "owner": reviewer, "stage": "review"},
+                                       relative_to=reviewer)
+
+        done = await self.chase.run(self._review_settled, act, self.inp.max_history_events)
+        self.chase = None if done else self.chase
+        return done
+
+    async def _review_decided(self) -> None:
+        s = self._state()
+        if s.review_chase and s.review_chase.stalled:
+            await self._set_stalled(False)
+        changes = [v for v in self._votes() if v.decision == ReviewDecision.request_changes]
+        if changes:
+            await self._notify(f"review/{s.review_round}/changes", "changes_requested", s.owner,
+                               {"reviewers": ", ".join(v.reviewer for v in changes),
+                                "comments": "\n".join(f"{v.reviewer}: {v.comment}" for v in changes)})
+            await self._start_drafting()
+        else:
+            await self._enter(Stage.published)
+
+    async def _publish(self) -> None:
+        s = self._state()
+        s.document_ref = await workflow.execute_activity(documents.publish_document, s, **EXTERNAL)  # type: ignore[arg-type]
+        audience = list(dict.fromkeys([s.owner, *s.plan.reviewers, *s.plan.attendees]))
+        for person in audience:
+            await self._notify(f"published/{person}", "published", person, {"document_ref": s.document_ref})
+
+    async def _follow_up(self) -> None:
+        s = self._state()
+        if not s.items and s.draft:
+            now = workflow.now()
+            policy = s.plan.policy
+            s.items = [
+                ActionItem(
+                    id=action_item_workflow_id(s.plan.postmortem_id, f"item-{n}"),
+                    postmortem_id=s.plan.postmortem_id, title=spec.title, description=spec.description,
+                    owner=spec.owner, priority=spec.priority, kind=spec.kind, tracker=s.plan.tracker,
+                    due_at=now + (spec.due_in or policy.item_due[spec.priority]),
+                )
+                for n, spec in enumerate(s.draft.action_items, start=1)
+            ]
+        pending = [item for item in s.items if item.verdict is None and item.status != ItemStatus.wont_do]
+        tasks = [asyncio.ensure_future(self._run_item(item)) for item in pending]
+        await workflow.wait_condition(lambda: all(t.done() for t in tasks) or s.cancelled is not None)
+        if s.cancelled:
+            for t in tasks:
+                t.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def _run_item(self, item: ActionItem) -> None:
+        s = self._state()
+        try:
+            result = await workflow.execute_child_workflow(
+                ActionItemWorkflow.run,
+                ActionItemInput(item=item, policy=s.plan.policy, incident=s.plan.incident, postmortem_owner=s.owner,
+                                max_history_events=self.inp.max_history_events),
+                id=item.id,
+            )
+        except ChildWorkflowError as e:
+            workflow.logger.error("action item workflow failed", extra={"item": item.id, "error": str(e)})
+            return
+        self._replace_item(result)
+
+    def _replace_item(self, item: ActionItem) -> None:
+        s = self._state()
+        s.items = [item if i.id == item.id else i for i in s.items]
+
+    async def _cancel(self) -> None:
+        s = self._state()
+        assert s.cancelled is not None
+        await self._notify("cancelled", "cancelled", s.owner, {"by": s.cancelled.by, "reason": s.cancelled.reason})
+        await self._enter(Stage.cancelled)
+
+    async def _continue_as_new(self) -> None:
+        s = self._state()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        workflow.continue_as_new(
+            PostmortemInput(incident=self.inp.incident, max_history_events=self.inp.max_history_events, resume=s)
+        )
+
+    # ------------------------------------------------------------------ bookkeeping
+
+    def _state(self) -> PostmortemState:
+        if self.s is None:
+            raise ApplicationError("the lifecycle is still starting")
+        return self.s
+
+    def _stage_due(self):  # type: ignore[no-untyped-def]
+        s = self._state()
+        if s.stage == Stage.drafting and s.draft_chase:
+            return s.draft_chase.due_at
+        if s.stage == Stage.in_review and s.review_chase:
+            return s.review_chase.due_at
+        return None
+
+    def _upsert_search_attributes(self) -> None:
+        s = self._state()
+        due = self._stage_due()
+        workflow.upsert_search_attributes([
+            sa.STAGE.value_set(s.stage.value),
+            sa.STAGE_DUE.value_set(due) if due else sa.STAGE_DUE.value_unset(),
+            sa.OWNER.value_set(s.owner),
+            sa.SEVERITY.value_set(s.plan.incident.severity),
+            sa.SERVICE.value_set(s.plan.incident.services),
+            sa.STALLED.value_set(s.stalled),
+        ])
+
+    async def _save(self) -> None:
+        s = self._state()
+        self._upsert_search_attributes()
+        await workflow.execute_activity(
+            records.save_postmortem,
+            records.PostmortemRecord(postmortem_id=s.plan.postmortem_id, incident=s.plan.incident, owner=s.owner,
+                                     stage=s.stage.value, stalled=s.stalled, stage_due_at=self._stage_due()),
+            **STORE,  # type: ignore[arg-type]
+        )
+
+    async def _enter(self, stage: Stage) -> None:
+        s = self._state()
+        s.stage = stage
+        s.stages.append(StageChange(stage=stage, at=workflow.now()))
+        await self._save()
+
+    async def _set_stalled(self, stalled: bool) -> None:
+        s = self._state()
+        chase = s.review_chase if s.stage == Stage.in_review else s.draft_chase
+        if chase:
+            chase.stalled = stalled
+        await self._save()
+
+    async def _notify(self, key: str, kind: str, target: str, context: dict, *,  # type: ignore[type-arg]
+                      relative_to: str | None = None) -> str | None:
+        s = self._state()
+        return await send(
+            key=f"{s.plan.postmortem_id}/{key}", kind=kind, target=target, relative_to=relative_to or target,
+            postmortem_id=s.plan.postmortem_id,
+            context={"incident_title": s.plan.incident.title, "incident": s.plan.incident.key, "owner": s.owner,
+                     "severity": s.plan.incident.severity, **context},
+        )
+
+    def _summary(self) -> PostmortemSummary:
+        s = self._state()
+        return PostmortemSummary(
+            postmortem_id=s.plan.postmortem_id, incident=s.plan.incident.key, stage=s.stage, owner=s.owner,
+            review_rounds=s.review_round, items=s.items,
+            effective=sum(1 for i in s.items if i.verdict == Verdict.effective),
+            ineffective=sum(1 for i in s.items if i.verdict == Verdict.ineffective),
+            document_ref=s.document_ref, closed_at=s.closed_at,
+        )
+
+    # ------------------------------------------------------------------ queries, updates, signals
+
+    @workflow.query
+    def state(self) -> PostmortemState | None:
+        return self.s
+
+    @workflow.signal
+    def item_updated(self, item: ActionItem) -> None:
+        """Children report progress so the `state` Query shows every item's status."""
+        if self.s:
+            self._replace_item(item)
+
+    @workflow.update
+    async def submit_draft(self, draft: DraftSubmission) -> str:
+        s = self._state()
+        s.draft = draft
+        s.drafts_submitted += 1
+        return f"draft {s.drafts_submitted} accepted with {len(draft.action_items)} action item(s)"
+
+    @submit_draft.validator
+    def _validate_draft(self, draft: DraftSubmission) -> None:
+        s = self._state()
+        if s.stage != Stage.drafting or s.drafts_submitted > s.review_round:
+            raise ValueError(f"not waiting for a draft (stage: {s.stage.value})")
+        if draft.by != s.owner:
+            raise ValueError(f"only the owner ({s.owner}) can submit the draft, not {draft.by}")
+        for item in draft.action_items:
+            if item.owner not in s.plan.people:
+                raise ValueError(f"action item {item.title!r}: unknown owner {item.owner!r}")
+
+    @workflow.update
+    async def request_extension(self, req: ExtensionRequest) -> str:
+        s = self._state()
+        assert s.draft_chase is not None
+        s.draft_chase.due_at += req.extra
+        s.extended_by += req.extra
+        s.extensions.append(req)
+        if s.draft_chase.due_at > workflow.now():
+            s.draft_chase.stalled = False
+        if self.chase:
+            self.chase.poke()
+        await self._save()
+        return f"draft now due {s.draft_chase.due_at.isoformat()}"
+
+    @request_extension.validator
+    def _validate_extension(self, req: ExtensionRequest) -> None:
+        s = self._state()
+        if s.stage != Stage.drafting or s.draft_chase is None:
+            raise ValueError(f"extensions apply to drafting only (stage: {s.stage.value})")
+        if req.by != s.owner:
+            raise ValueError(f"only the owner ({s.owner}) can request an extension")
+        if req.extra <= timedelta(0):
+            raise ValueError("the extension must be positive")
+        allowed = s.plan.policy.max_extension - s.extended_by
+        if req.extra > allowed:
+            raise ValueError(
+                f"extension of {format_duration(req.extra)} refused: policy allows "
+                f"{format_duration(s.plan.policy.max_extension)} in all, {format_duration(allowed)} left"
+            )
+
+    @workflow.update
+    async def reassign_owner(self, req: Reassignment) -> str:
+        s = self._state()
+        previous, s.owner = s.owner, req.new_owner
+        if self.chase:
+            self.chase.poke()
+        await self._save()
+        await self._notify(f"reassigned/{len(s.stages)}/{req.new_owner}", "reassigned", req.new_owner,
+                           {"previous": previous, "by": req.by, "reason": req.reason})
+        return f"owner is now {req.new_owner} (was {previous})"
+
+    @reassign_owner.validator
+    def _validate_reassign(self, req: Reassignment) -> None:
+        s = self._state()
+        if s.stage in TERMINAL:
+            raise ValueError(f"the postmortem is {s.stage.value}")
+        if req.new_owner not in s.plan.people:
+            raise ValueError(f"unknown person {req.new_owner!r}")
+        if req.by not in s.plan.people:
+            raise ValueError(f"unknown person {req.by!r}")
+        if req.new_owner == s.owner:
+            raise ValueError(f"{req.new_owner} already owns this postmortem")
+
+    @workflow.update
+    async def review(self, vote: ReviewVote) -> str:
+        s = self._state()
+        record = ReviewRecord(round=s.review_round, reviewer=vote.reviewer, decision=vote.decision,
+                              comment=vote.comment, at=workflow.now())
+        s.reviews.append(record)
+        await workflow.execute_activity(
+            records.save_review, records.ReviewInput(postmortem_id=s.plan.postmortem_id, review=record),
+            **STORE,  # type: ignore[arg-type]
+        )
+        return f"{vote.decision.value} recorded for round {s.review_round}"
+
+    @review.validator
+    def _validate_review(self, vote: ReviewVote) -> None:
+        s = self._state()
+        if s.stage != Stage.in_review:
+            raise ValueError(f"not in review (stage: {s.stage.value})")
+        if vote.reviewer not in s.plan.reviewers:
+            raise ValueError(f"{vote.reviewer} is not a reviewer of this postmortem ({', '.join(s.plan.reviewers)})")
+        if any(v.reviewer == vote.reviewer for v in self._votes()):
+            raise ValueError(f"{vote.reviewer} already voted in review round {s.review_round}")
+        if vote.decision == ReviewDecision.request_changes and not vote.comment.strip():
+            raise ValueError("say which changes: a comment is required")
+
+    @workflow.update
+    async def cancel(self, req: Cancellation) -> str:
+        s = self._state()
+        s.cancelled = req
+        if self.chase:
+            self.chase.poke()
+        return "cancellation accepted"
+
+    @cancel.validator
+    def _validate_cancel(self, req: Cancellation) -> None:
+        s = self._state()
+        if s.stage in TERMINAL or s.cancelled:
+            raise ValueError(f"the postmortem is already {s.stage.value}")
+        if req.by not in s.plan.people:
+            raise ValueError(f"unknown person {req.by!r}")
+
