@@ -1,0 +1,292 @@
+"""Shared plumbing for the `closeloop` commands: the config and client a command needs, id shorthands,
+parameter types, output helpers, and the one-line errors every failure becomes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+T = TypeVar("T")
+
+
+class CliError(click.ClickException):
+    """A failure worded for the person at the terminal. exit_code 1 = runtime, 2 = bad input."""
+
+    def __init__(self, message: str, exit_code: int = 1) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def bad_input(message: str) -> CliError:
+    return CliError(message, exit_code=2)
+
+
+# --------------------------------------------------------------------------- context: config and client
+
+
+@dataclass
+class Context:
+    config_path: str | None = None
+    address: str | None = None
+    namespace: str | None = None
+    _config: Any = None
+
+    def env(self, **extra: str) -> dict[str, str]:
+        env = dict(os.environ)
+        if self.address:
+            env["CLOSELOOP_TEMPORAL_ADDRESS"] = self.address
+        if self.namespace:
+            env["CLOSELOOP_NAMESPACE"] = self.namespace
+        env.update({k: v for k, v in extra.items() if v})
+        return env
+
+    def config(self, **env_extra: str) -> Any:
+        """The validated Config (loaded on first use, so `--help` never needs one). ConfigError -> exit 2."""
+        from closeloop.config import load_config
+
+        if self._config is None or env_extra:
+            cfg = load_config(self.config_path, env=self.env(**env_extra))
+            if env_extra:
+                return cfg
+            self._config = cfg
+        return self._config
+
+
+pass_ctx = click.make_pass_decorator(Context, ensure=True)
+
+
+def run(coro: Awaitable[T]) -> T:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+def unreachable(config: Any) -> CliError:
+    return CliError(f"cannot reach Temporal at {config.temporal.address}: start it with `closeloop dev`")
+
+
+async def connect(config: Any) -> Any:
+    from closeloop.client import connect as _connect
+
+    try:
+        return await _connect(config)
+    except (RuntimeError, ConnectionError, OSError):
+        raise unreachable(config) from None
+
+
+@contextmanager
+def workflow_errors(kind: str, workflow_id: str) -> Iterator[None]:
+    """Turn the Temporal errors of one workflow call into one line: unknown id, finished, rejected update."""
+    from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    try:
+        yield
+    except WorkflowUpdateFailedError as e:
+        raise CliError(f"rejected: {failure_message(e)}") from None
+    except WorkflowQueryFailedError as e:
+        raise CliError(f"query on {workflow_id} failed: {e.message}") from None
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            if "complete" in e.message.lower():
+                raise CliError(f"{kind} {workflow_id} has already finished ({e.message})") from None
+            raise CliError(f"no {kind} {workflow_id}") from None
+        raise
+
+
+def failure_message(e: BaseException) -> str:
+    """The innermost useful message of a Temporal failure (the validator's or handler's own words)."""
+    cause: BaseException | None = e
+    message = str(e)
+    while cause is not None:
+        text = getattr(cause, "message", None) or str(cause)
+        if text:
+            message = text
+        cause = getattr(cause, "cause", None) or cause.__cause__
+    return message.splitlines()[0] if message else "update failed"
+
+
+# --------------------------------------------------------------------------- ids
+
+
+def postmortem_id(text: str) -> str:
+    """"postmortem/api/INC-1", "api/INC-1" or "api:INC-1" -> "postmortem/api/INC-1"."""
+    text = text.strip()
+    if text.startswith("postmortem/"):
+        rest = text[len("postmortem/"):]
+    else:
+        rest = text.replace(":", "/", 1) if ":" in text and "/" not in text else text
+    parts = rest.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise bad_input(f"bad postmortem id {text!r}: use postmortem/SOURCE/ID, SOURCE/ID or SOURCE:ID "
+                        "(e.g. api/INC-1)")
+    return f"postmortem/{parts[0]}/{parts[1]}"
+
+
+def item_id(text: str) -> str:
+    """"postmortem/api/INC-1/item-2", "api/INC-1/item-2" or "api:INC-1/item-2" -> the full item id."""
+    text = text.strip()
+    head, sep, item = text.rpartition("/")
+    if not sep or not item.startswith("item-") or not head:
+        raise bad_input(f"bad action item id {text!r}: use postmortem/SOURCE/ID/item-N or SOURCE/ID/item-N "
+                        "(e.g. api/INC-1/item-2)")
+    try:
+        return f"{postmortem_id(head)}/{item}"
+    except CliError:
+        raise bad_input(f"bad action item id {text!r}: use postmortem/SOURCE/ID/item-N or SOURCE/ID/item-N "
+                        "(e.g. api/INC-1/item-2)") from None
+
+
+def incident_key(text: str) -> tuple[str, str]:
+    """"api:INC-1", "api/INC-1" or "postmortem/api/INC-1" -> ("api", "INC-1")."""
+    _, source, external_id = postmortem_id(text).split("/")
+    return source, external_id
+
+
+# --------------------------------------------------------------------------- parameter types
+
+
+def parse_when(value: str) -> datetime:
+    text = value.strip()
+    if text.lower() == "now":
+        return datetime.now(timezone.utc)
+    try:
+        dt = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{value!r} is not an ISO 8601 time (e.g. 2025-03-01T14:05:00Z)") from None
+    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+
+
+class IsoTime(click.ParamType):
+    name = "ISO-TIME"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
+        try:
+            return parse_when(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+
+
+class DurationType(click.ParamType):
+    name = "DURATION"
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
+        from pydantic import TypeAdapter, ValidationError
+
+        from closeloop.durations import Duration
+
+        if isinstance(value, timedelta):
+            return value
+        try:
+            return TypeAdapter(Duration).validate_python(value)
+        except (ValueError, ValidationError):
+            self.fail(f"invalid duration {value!r}: use e.g. '90s', '30m', '4h', '2d', '1w' or '1d 12h'", param, ctx)
+
+
+ISO_TIME = IsoTime()
+DURATION = DurationType()
+
+
+def read_json(path: str) -> Any:
+    """A JSON file ("-" for stdin); unreadable or malformed files are one-line errors."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+    except OSError as e:
+        raise bad_input(f"cannot read {path}: {e.strerror or e}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise bad_input(f"{path}: not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})") from None
+
+
+def validation_message(e: Any, what: str = "", fields: dict[str, str] | None = None) -> str:
+    """One line from a pydantic ValidationError, naming the field (and its command-line flag)."""
+    errors = e.errors()
+    err = errors[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    flag = (fields or {}).get(str(err["loc"][0])) if err["loc"] else None
+    where = f"{loc} ({flag})" if flag else loc
+    msg = err["msg"].removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    prefix = f"invalid {what}: " if what else "invalid input: "
+    return f"{prefix}{where}: {msg}{more}" if where else f"{prefix}{msg}{more}"
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return value.total_seconds()
+    return str(value)
+
+
+def echo_json(data: Any) -> None:
+    click.echo(json.dumps(data, indent=2, default=_json_default))
+
+
+def fmt_time(dt: datetime | None) -> str:
+    if dt is None:
+        return "-"
+    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def fmt_span(td: timedelta) -> str:
+    from closeloop.durations import format_duration
+
+    seconds = abs(int(td.total_seconds()))
+    if seconds >= 86400:
+        seconds -= seconds % 3600  # days and hours are precise enough
+    elif seconds >= 3600:
+        seconds -= seconds % 60
+    return format_duration(timedelta(seconds=seconds))
+
+
+def fmt_relative(dt: datetime | None, now: datetime | None = None) -> str:
+    if dt is None:
+        return ""
+    delta = dt - (now or datetime.now(timezone.utc))
+    if abs(delta) < timedelta(minutes=1):
+        return "now"
+    return f"in {fmt_span(delta)}" if delta > timedelta(0) else f"{fmt_span(delta)} ago"
+
+
+def table(rows: list[list[str]], headers: list[str]) -> None:
+    """A plain aligned table (no colours, so it pipes and greps well)."""
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    click.echo(line(headers))
+    for r in rows:
+        click.echo(line(r))
+
+
+def safe_url(url: str) -> str:
+    try:
+        from sqlalchemy.engine import make_url
+
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for display
+        return url
+
+
+def with_async(fn: Callable[..., Awaitable[T]]) -> Callable[..., T]:
+    """Run an async command body with asyncio.run."""
+    import functools
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> T:
+        return run(fn(*args, **kwargs))
+
+    return wrapper

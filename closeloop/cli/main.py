@@ -1,0 +1,160 @@
+"""`closeloop`: run the dev stack or a worker, start postmortems, act on them, and look at what is going on.
+
+Every failure is one line on stderr: exit 2 for bad input or config, 1 for runtime problems
+(Temporal unreachable, an unknown id, an update the workflow rejected). CLOSELOOP_DEBUG=1 shows tracebacks."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from typing import Any
+
+import click
+
+from closeloop.cli._common import CliError, Context
+
+EPILOG = """\b
+Examples:
+  closeloop dev                                   # Temporal dev server + worker, state in .closeloop/
+  closeloop incident resolve --source api --id INC-1 --title "Checkout 500s" --service checkout
+  closeloop status api/INC-1
+  closeloop draft submit api/INC-1 --as alice --file draft.json
+  closeloop review approve api/INC-1 --as bob
+  closeloop stalled
+"""
+
+
+def _one_line(text: str) -> str:
+    return "; ".join(part.strip() for part in str(text).splitlines() if part.strip()) or "error"
+
+
+def _usage_hint(e: click.UsageError) -> str:
+    path = e.ctx.command_path if e.ctx is not None else "closeloop"
+    return f" (see `{path} --help`)"
+
+
+def explain(e: BaseException, address: str | None = None) -> tuple[str, int]:
+    """(one-line message, exit code) for any failure a command can raise."""
+    from pydantic import ValidationError
+    from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
+    from temporalio.service import RPCError, RPCStatusCode
+
+    from closeloop.cli._common import failure_message, validation_message
+    from closeloop.config import ConfigError
+
+    if isinstance(e, click.UsageError):
+        return e.format_message() + _usage_hint(e), 2
+    if isinstance(e, click.ClickException):
+        return e.format_message(), e.exit_code
+    if isinstance(e, ConfigError):
+        return str(e), 2
+    if isinstance(e, ValidationError):
+        return validation_message(e, e.title), 2
+    if isinstance(e, json.JSONDecodeError):
+        return f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})", 2
+    if isinstance(e, WorkflowUpdateFailedError):
+        return f"rejected: {failure_message(e)}", 1
+    if isinstance(e, WorkflowFailureError):
+        return f"workflow failed: {failure_message(e)}", 1
+    if isinstance(e, RPCError):
+        where = address or "the configured address"
+        if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
+            return f"cannot reach Temporal at {where}: start it with `closeloop dev`", 1
+        if e.status == RPCStatusCode.UNIMPLEMENTED:
+            return f"the Temporal server at {where} does not support this call: {e.message}", 1
+        return f"Temporal error ({e.status.name if e.status else 'unknown'}): {e.message}", 1
+    try:
+        from sqlalchemy.exc import SQLAlchemyError
+    except ImportError:  # pragma: no cover
+        SQLAlchemyError = ()  # type: ignore[assignment,misc]  # noqa: N806
+    if isinstance(e, SQLAlchemyError):
+        return f"database error: {_one_line(str(e).split(chr(10))[0])}", 1
+    if isinstance(e, OSError):
+        name = f"{e.filename}: " if getattr(e, "filename", None) else ""
+        return f"{name}{e.strerror or e}", 1
+    if isinstance(e, (KeyboardInterrupt, click.Abort)):
+        return "interrupted", 130
+    return f"unexpected error: {type(e).__name__}: {e}", 1
+
+
+_current: dict[str, Context] = {}
+
+
+class CloseloopGroup(click.Group):
+    """A click group whose every failure ends as one line on stderr and an exit code, never a traceback."""
+
+    def main(self, args: Any = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        try:
+            rv = super().main(args, prog_name or "closeloop", complete_var, standalone_mode=False, **extra)
+        except SystemExit:
+            raise
+        except BaseException as e:  # noqa: BLE001 - this is the one place that turns errors into lines
+            if os.environ.get("CLOSELOOP_DEBUG") == "1" and not isinstance(e, click.ClickException):
+                raise
+            ctx_obj = _current.pop("ctx", None)
+            address = ctx_obj._config.temporal.address if ctx_obj is not None and ctx_obj._config else None
+            message, code = explain(e, address)
+            try:
+                click.echo(f"closeloop: {_one_line(message)}", err=True)
+            except Exception:  # noqa: BLE001 - stderr gone (closed pipe): nothing left to tell
+                pass
+            sys.exit(code)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=CloseloopGroup, epilog=EPILOG, context_settings={"help_option_names": ["-h", "--help"],
+                                                                   "max_content_width": 100})
+@click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
+              help="Config file (TOML or YAML). Default: $CLOSELOOP_CONFIG, ./closeloop.toml, or the built-in "
+                   "example config.")
+@click.option("--address", metavar="HOST:PORT", help="Temporal frontend address (overrides the config and "
+                                                      "$CLOSELOOP_TEMPORAL_ADDRESS).")
+@click.option("--namespace", metavar="NAME", help="Temporal namespace (overrides the config and "
+                                                  "$CLOSELOOP_NAMESPACE).")
+@click.version_option(package_name="closeloop", prog_name="closeloop")
+@click.pass_context
+def cli(ctx: click.Context, config_path: str | None, address: str | None, namespace: str | None) -> None:
+    """Durable postmortem lifecycles on Temporal.
+
+    Resolve an incident and closeloop schedules the postmortem meeting, collects the timeline, chases the
+    draft and the reviews, publishes the document, opens a ticket per action item, chases those, and checks
+    weeks later whether they worked.
+    """
+    ctx.obj = _current["ctx"] = Context(config_path=config_path, address=address, namespace=namespace)
+
+
+def _register() -> None:
+    from closeloop.cli import actions, dev, incidents, listings
+
+    for module in (dev, incidents, actions, listings):
+        for command in module.COMMANDS:
+            cli.add_command(command)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """The console entry point. Exits with os._exit after flushing: the Temporal SDK's native threads can
+    crash the interpreter's finalization after a failed connect (SIGABRT instead of our exit code)."""
+    try:
+        cli.main(args=argv, prog_name="closeloop")
+        code: int = 0
+    except SystemExit as e:
+        if e.code is None or isinstance(e.code, int):
+            code = e.code or 0
+        else:
+            print(e.code, file=sys.stderr)
+            code = 1
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - closed pipe
+            pass
+    os._exit(code)
+
+
+if __name__ == "__main__":
+    main()
