@@ -180,7 +180,40 @@ async def app(time_env: WorkflowEnvironment, tmp_path: Path, request: pytest.Fix
             yield the_app
             if os.environ.get("CLOSELOOP_RECORD_HISTORIES") == "1":
                 await record_histories(the_app, request.node.name)
+            await terminate_leftovers(the_app)
     integrations.store.close()
+
+
+async def terminate_leftovers(app: App) -> None:
+    """The test server shares one clock: a lifecycle left running without its worker would hold time
+    still for the next test. Let in-flight tasks finish (terminating under a running activity leaves the
+    test server's time lock held), then end whatever this test left running; children end with the parent."""
+    import asyncio
+
+    ids: list[str] = []
+    for handle in app.handles:
+        ids.append(handle.id)
+        try:
+            state = await handle.query(PostmortemWorkflow.state)
+            ids += [item.id for item in (state.items if state else [])]
+        except Exception:  # noqa: BLE001
+            pass
+    for wf_id in ids:
+        handle = app.client.get_workflow_handle(wf_id)
+        for _ in range(200):
+            try:
+                desc = (await handle.describe()).raw_description
+            except Exception:  # noqa: BLE001
+                break
+            busy = bool(desc.pending_activities) or desc.HasField("pending_workflow_task")
+            if desc.workflow_execution_info.status != 1 or not busy:  # 1 = RUNNING
+                break
+            await asyncio.sleep(0.05)
+    for handle in app.handles:
+        try:
+            await handle.terminate("test finished")
+        except Exception:  # noqa: BLE001 - already closed
+            pass
 
 
 async def record_histories(app: App, test_name: str) -> None:

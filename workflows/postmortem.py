@@ -183,16 +183,21 @@ class PostmortemWorkflow:
         s = self._state()
         if s.draft_chase and s.draft_chase.stalled:
             await self._set_stalled(False)
-        if not s.plan.reviewers:
+        if not self._reviewers():
             await self._enter(Stage.published)
             return
         s.review_round += 1
         now = workflow.now()
         s.review_chase = ChaseState(started_at=now, due_at=now + s.plan.policy.review_due)
         await self._enter(Stage.in_review)
-        for reviewer in s.plan.reviewers:
+        for reviewer in self._reviewers():
             await self._notify(f"review/{s.review_round}/request/{reviewer}", "review_request", reviewer,
                                {"due": s.review_chase.due_at, "round": s.review_round, "draft_ref": s.draft_ref})
+
+    def _reviewers(self) -> list[str]:
+        """Named reviewers, minus the owner (after a reassignment nobody reviews their own postmortem)."""
+        s = self._state()
+        return [r for r in s.plan.reviewers if r != s.owner]
 
     def _votes(self) -> list[ReviewRecord]:
         s = self._state()
@@ -203,7 +208,7 @@ class PostmortemWorkflow:
         votes = self._votes()
         if any(v.decision == ReviewDecision.request_changes for v in votes):
             return True
-        return {v.reviewer for v in votes} >= set(s.plan.reviewers) or s.cancelled is not None
+        return {v.reviewer for v in votes} >= set(self._reviewers()) or s.cancelled is not None
 
     async def _reviewing(self) -> bool:
         s = self._state()
@@ -213,7 +218,7 @@ class PostmortemWorkflow:
         rnd = s.review_round
 
         async def act(action: ChaseAction) -> None:
-            pending = [r for r in s.plan.reviewers if r not in {v.reviewer for v in self._votes()}]
+            pending = [r for r in self._reviewers() if r not in {v.reviewer for v in self._votes()}]
             ctx = {"due": s.review_chase.due_at if s.review_chase else None, "round": rnd, "draft_ref": s.draft_ref}
             if action.kind == "stall":
                 await self._set_stalled(True)
@@ -475,8 +480,8 @@ class PostmortemWorkflow:
         s = self._state()
         if s.stage != Stage.in_review:
             raise ValueError(f"not in review (stage: {s.stage.value})")
-        if vote.reviewer not in s.plan.reviewers:
-            raise ValueError(f"{vote.reviewer} is not a reviewer of this postmortem ({', '.join(s.plan.reviewers)})")
+        if vote.reviewer not in self._reviewers():
+            raise ValueError(f"{vote.reviewer} is not a reviewer of this postmortem ({', '.join(self._reviewers())})")
         if any(v.reviewer == vote.reviewer for v in self._votes()):
             raise ValueError(f"{vote.reviewer} already voted in review round {s.review_round}")
         if vote.decision == ReviewDecision.request_changes and not vote.comment.strip():
