@@ -271,11 +271,20 @@ def status(obj: Context, postmortem: str | None, limit: int, as_json: bool) -> N
             client = await connect(config)
             handle = client.get_workflow_handle(wid)
             with workflow_errors("postmortem", wid):
-                desc = await handle.describe()
-                if desc.workflow_type != "PostmortemWorkflow":
-                    raise CliError(f"{wid} is a {desc.workflow_type}, not a postmortem")
+                # The raw call: the SDK's describe() decodes every search attribute, and some servers (the
+                # time-skipping test server) return an unset datetime attribute it cannot decode.
+                from temporalio.api.common.v1 import WorkflowExecution
+                from temporalio.api.enums.v1 import WorkflowExecutionStatus
+                from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
+
+                raw = await client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
+                    namespace=config.temporal.namespace, execution=WorkflowExecution(workflow_id=wid)))
+                info = raw.workflow_execution_info
+                if info.type.name != "PostmortemWorkflow":
+                    raise CliError(f"{wid} is a {info.type.name}, not a postmortem")
                 state = await handle.query(PostmortemWorkflow.state)
-            return state, desc.status.name.lower() if desc.status else "unknown"
+            status_name = WorkflowExecutionStatus.Name(info.status).removeprefix("WORKFLOW_EXECUTION_STATUS_")
+            return state, status_name.lower()
 
         state, wf_status = run(one())
         if as_json:
