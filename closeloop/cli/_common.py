@@ -258,7 +258,7 @@ def fmt_relative(dt: datetime | None, now: datetime | None = None) -> str:
     if dt is None:
         return ""
     delta = dt - (now or datetime.now(timezone.utc))
-    if abs(delta) < timedelta(minutes=1):
+    if abs(delta) < timedelta(seconds=1):
         return "now"
     return f"in {fmt_span(delta)}" if delta > timedelta(0) else f"{fmt_span(delta)} ago"
 
