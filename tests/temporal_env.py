@@ -109,8 +109,10 @@ def make_config(tmp_path: Path, *, db_url: str | None = None, extra: str = "", t
     return load_config(path, env=env)
 
 
-@pytest_asyncio.fixture(scope="session")
+@pytest_asyncio.fixture
 async def time_env() -> AsyncIterator[WorkflowEnvironment]:
+    """A fresh time-skipping server per test (about 0.3 s): the server has one clock, and a lifecycle one
+    test leaves behind must not hold or move another test's time."""
     env = await WorkflowEnvironment.start_time_skipping(
         test_server_existing_path=_binary("temporal-test-server"), data_converter=pydantic_data_converter
     )
@@ -198,17 +200,19 @@ async def terminate_leftovers(app: App) -> None:
             ids += [item.id for item in (state.items if state else [])]
         except Exception:  # noqa: BLE001
             pass
-    for wf_id in ids:
-        handle = app.client.get_workflow_handle(wf_id)
-        for _ in range(200):
-            try:
-                desc = (await handle.describe()).raw_description
-            except Exception:  # noqa: BLE001
-                break
-            busy = bool(desc.pending_activities) or desc.HasField("pending_workflow_task")
-            if desc.workflow_execution_info.status != 1 or not busy:  # 1 = RUNNING
-                break
-            await asyncio.sleep(0.05)
+    async def busy(wf_id: str) -> bool:
+        try:
+            desc = (await app.client.get_workflow_handle(wf_id).describe()).raw_description
+        except Exception:  # noqa: BLE001
+            return False
+        running = desc.workflow_execution_info.status == 1  # RUNNING
+        return running and (bool(desc.pending_activities) or desc.HasField("pending_workflow_task"))
+
+    # one whole pass with nothing in flight: a child's signal can wake its parent after we looked at it
+    for _ in range(200):
+        if not any([await busy(wf_id) for wf_id in ids]):
+            break
+        await asyncio.sleep(0.05)
     for handle in app.handles:
         try:
             await handle.terminate("test finished")
@@ -246,6 +250,17 @@ def incident(external_id: str | None = None, **overrides: Any) -> Incident:
     )
     base.update(overrides)
     return Incident(**base)
+
+
+async def eventually(check: Callable[[], bool], timeout: float = 15.0) -> None:
+    """For the store, written by activities a moment after the workflow state changes."""
+    import asyncio
+
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not check():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in the store")
+        await asyncio.sleep(0.05)
 
 
 def within(actual: datetime, expected: datetime, seconds: float = 10.0) -> bool:

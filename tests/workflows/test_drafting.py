@@ -16,7 +16,7 @@ from closeloop.models import (
     ReviewVote,
     Stage,
 )
-from tests.temporal_env import DAY, App, incident, within
+from tests.temporal_env import DAY, App, eventually, incident, within
 from tests.workflows.drive import approve_all, draft
 from workflows.postmortem import PostmortemWorkflow
 
@@ -52,14 +52,14 @@ async def test_ignored_reminders_escalate_up_the_chain_in_order(app: App) -> Non
     described = await handle.describe()
     assert described.typed_search_attributes.get(sa.STALLED) is True
     assert described.typed_search_attributes.get(sa.STAGE) == "drafting"
-    assert app.store.get_postmortem(inc.workflow_id).stalled is True
+    await eventually(lambda: app.store.get_postmortem(inc.workflow_id).stalled is True)
 
     # the draft finally arrives: no longer stalled, review starts
     await handle.execute_update(PostmortemWorkflow.submit_draft, draft())
     await app.wait_stage(handle, Stage.in_review)
     described = await handle.describe()
     assert described.typed_search_attributes.get(sa.STALLED) is False
-    assert app.store.get_postmortem(inc.workflow_id).stalled is False
+    await eventually(lambda: app.store.get_postmortem(inc.workflow_id).stalled is False)
 
 
 async def test_extension_within_policy_moves_the_due_date_and_beyond_is_refused(app: App) -> None:
