@@ -32,13 +32,14 @@ def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
                  executor: ThreadPoolExecutor | None = None) -> Worker:
     """A Worker with every workflow and activity registered. Blocking activities run in the thread pool."""
     use(integrations)
+    executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity")
     return Worker(
         client,
         task_queue=task_queue,
         workflows=workflows.ALL,
         activities=activities.ALL,
-        activity_executor=executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity"),
-        max_concurrent_activities=32,
+        activity_executor=executor,
+        max_concurrent_activities=executor._max_workers,  # never more activities than threads to run them
         graceful_shutdown_timeout=timedelta(seconds=10),
     )
 

@@ -9,6 +9,7 @@ from temporalio import activity
 from activities._shared import deps, log
 from closeloop.models import Meeting, Model, Plan
 from closeloop.scheduling import business_day_window, pick_slot
+from integrations.base import SlotTaken
 
 
 class ScheduleMeetingInput(Model):
@@ -27,13 +28,18 @@ def schedule_meeting(inp: ScheduleMeetingInput) -> Meeting | None:
     policy = inp.plan.policy.meeting
     start, end = business_day_window(inp.not_before, policy.within_business_days, people[0].timezone,
                                      policy.working_hours.days)
-    busy = d.calendar.busy(people, start, end)
-    slot = pick_slot(attendees=people, busy=busy, not_before=inp.not_before, policy=policy)
-    if slot is None:
-        log().warning("no common slot within the meeting window", attendees=inp.plan.attendees)
-        return None
-    meeting = Meeting(title=f"Postmortem review: {inp.plan.incident.title}", start=slot[0], end=slot[1],
-                      attendees=[p.key for p in people])
-    meeting.calendar_ref = d.calendar.invite(meeting, people, key)
-    log().info("meeting scheduled", start=meeting.start.isoformat(), ref=meeting.calendar_ref)
-    return meeting
+    for _attempt in range(10):
+        busy = d.calendar.busy(people, start, end)
+        slot = pick_slot(attendees=people, busy=busy, not_before=inp.not_before, policy=policy)
+        if slot is None:
+            log().warning("no common slot within the meeting window", attendees=inp.plan.attendees)
+            return None
+        meeting = Meeting(title=f"Postmortem review: {inp.plan.incident.title}", start=slot[0], end=slot[1],
+                          attendees=[p.key for p in people])
+        try:
+            meeting.calendar_ref = d.calendar.invite(meeting, people, key)
+        except SlotTaken:
+            continue  # a concurrent lifecycle booked it between our look and our booking: look again
+        log().info("meeting scheduled", start=meeting.start.isoformat(), ref=meeting.calendar_ref)
+        return meeting
+    raise SlotTaken("slots kept being taken while booking; retrying")

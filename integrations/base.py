@@ -26,6 +26,10 @@ class IntegrationError(Exception):
         self.retryable = retryable
 
 
+class SlotTaken(IntegrationError):
+    """The calendar slot was booked by someone else between looking and booking: pick again."""
+
+
 # --------------------------------------------------------------------------- tracker
 
 

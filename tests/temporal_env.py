@@ -221,26 +221,29 @@ async def terminate_leftovers(app: App) -> None:
 
 
 async def record_histories(app: App, test_name: str) -> None:
-    """Save the finished workflows' histories (every run of every lifecycle and child) for replay tests."""
+    """Save the histories of every workflow this test ran (every run of a continued-as-new chain, and the
+    action-item children) for the replay tests. Run: CLOSELOOP_RECORD_HISTORIES=1 ./scripts/test tests/workflows"""
     HISTORIES.mkdir(exist_ok=True)
     # The test server has no visibility store, so walk the lifecycles this test started and their items.
-    seen: set[str] = set()
+    ids: list[str] = []
     for handle in app.handles:
-        ids = [handle.id]
-        state = None
+        ids.append(handle.id)
         try:
             state = await handle.query(PostmortemWorkflow.state)
+            ids += [item.id for item in (state.items if state else [])]
         except Exception:  # noqa: BLE001
             pass
-        if state is not None and getattr(state, "items", None):
-            ids += [item.id for item in state.items]
-        for wf_id in ids:
-            if wf_id in seen:
-                continue
-            seen.add(wf_id)
-            history = await app.client.get_workflow_handle(wf_id).fetch_history()
-            name = f"{test_name}--{wf_id.replace('/', '_')}.json"
-            (HISTORIES / name).write_text(json.dumps({"workflow_id": wf_id, "history": json.loads(history.to_json())}, indent=1))
+    for wf_id in dict.fromkeys(ids):
+        run_id: str | None = None
+        for n in range(100):
+            history = await app.client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
+            started = history.events[0].workflow_execution_started_event_attributes
+            suffix = f"--run-{n}" if n else ""
+            name = f"{test_name}--{wf_id.replace('/', '_')}{suffix}.json"
+            (HISTORIES / name).write_text(json.dumps({"workflow_id": wf_id, "history": json.loads(history.to_json())}))
+            run_id = started.continued_execution_run_id or None
+            if not run_id:
+                break
 
 
 def incident(external_id: str | None = None, **overrides: Any) -> Incident:

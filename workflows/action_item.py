@@ -68,7 +68,8 @@ class ActionItemWorkflow:
             elif s.phase == "waiting_effectiveness":
                 assert s.check_at is not None
                 if await wait_until(lambda: s.item.status != ItemStatus.done, s.check_at):
-                    continue  # reopened: the handler moved it back to tracking
+                    await self._save()  # reopened: the handler moved it back to tracking
+                    continue
                 await self._check_recurrence()
             elif s.phase == "awaiting_verdict":
                 assert s.verdict_due is not None

@@ -117,7 +117,7 @@ class PostmortemWorkflow:
         if s.meeting:
             for person in s.meeting.attendees:
                 await self._notify(f"invite/{person}", "invite", person,
-                                   {"meeting_start": s.meeting.start, "meeting_end": s.meeting.end, "meeting_title": s.meeting.title, "calendar_ref": s.meeting.calendar_ref, "attendees": ", ".join(s.meeting.attendees)})
+                                   {"meeting_start": s.meeting.start, "meeting_end": s.meeting.end, "meeting_title": s.meeting.title, "calendar_ref": s.meeting.calendar_ref, "attendees": s.meeting.attendees})
 
     async def _collect_timeline(self) -> None:
         s = self._state()

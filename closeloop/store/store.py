@@ -4,13 +4,14 @@ activities call it from their thread pool. Writes that may be retried are idempo
 from __future__ import annotations
 
 import hashlib
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, or_, select
+from sqlalchemy import Engine, create_engine, delete, event, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -72,6 +73,7 @@ class Store:
             upgrade(url)
         self.engine = make_engine(url)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._booking_lock = threading.Lock()  # SQLite: one worker process; PostgreSQL adds an advisory lock
 
     def close(self) -> None:
         self.engine.dispose()
@@ -330,8 +332,24 @@ class Store:
             return s.scalar(select(MeetingRow).where(MeetingRow.idempotency_key == idempotency_key))
 
     def book_meeting(self, *, idempotency_key: str, title: str, start: datetime, end: datetime,
-                     attendees: list[str]) -> int:
-        self._insert_once(MeetingRow(idempotency_key=idempotency_key, title=title, start=start, end=end,
-                                     attendees=attendees))
-        with self.session() as s:
-            return s.scalar(select(MeetingRow.id).where(MeetingRow.idempotency_key == idempotency_key))  # type: ignore[return-value]
+                     attendees: list[str], require_free: bool = False) -> int | None:
+        """Book once per key. With `require_free`, check-and-book is atomic: None when an attendee got
+        busy in [start, end) meanwhile (a concurrent lifecycle took the slot), so the caller picks again."""
+        with self._booking_lock, self.session() as s:
+            existing = s.scalar(select(MeetingRow.id).where(MeetingRow.idempotency_key == idempotency_key))
+            if existing is not None:
+                return existing
+            if s.bind is not None and s.bind.dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(7041)"))  # serialise bookings across workers
+            if require_free:
+                clash = any(
+                    set(m.attendees) & set(attendees)
+                    for m in s.scalars(select(MeetingRow).where(MeetingRow.start < end, MeetingRow.end > start))
+                ) or s.scalar(select(func.count()).select_from(BusyBlockRow).where(
+                    BusyBlockRow.person.in_(attendees), BusyBlockRow.start < end, BusyBlockRow.end > start))
+                if clash:
+                    return None
+            row = MeetingRow(idempotency_key=idempotency_key, title=title, start=start, end=end, attendees=attendees)
+            s.add(row)
+            s.flush()
+            return row.id

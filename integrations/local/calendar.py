@@ -6,7 +6,7 @@ from datetime import datetime
 
 from closeloop.models import Meeting, Person
 from closeloop.store.store import Store
-from integrations.base import Calendar, Interval
+from integrations.base import Calendar, Interval, SlotTaken
 
 
 class LocalCalendar(Calendar):
@@ -27,8 +27,10 @@ class LocalCalendar(Calendar):
         attendees = list(dict.fromkeys([*meeting.attendees, *(p.key for p in people)]))
         meeting_id = self.store.book_meeting(
             idempotency_key=idempotency_key, title=meeting.title, start=meeting.start, end=meeting.end,
-            attendees=attendees,
+            attendees=attendees, require_free=True,
         )
+        if meeting_id is None:
+            raise SlotTaken(f"{meeting.start.isoformat()} was taken by another meeting meanwhile")
         return f"local-meeting-{meeting_id}"
 
     def find(self, idempotency_key: str) -> Meeting | None:

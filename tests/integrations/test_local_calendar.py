@@ -12,7 +12,7 @@ from sqlalchemy import func, select
 from closeloop.models import Meeting, Person
 from closeloop.store.store import Store
 from closeloop.store.tables import MeetingRow
-from integrations.base import Interval
+from integrations.base import SlotTaken, Interval
 from integrations.local.calendar import LocalCalendar
 
 UTC = timezone.utc
@@ -52,7 +52,11 @@ def test_invite_is_idempotent_and_busy_sees_meetings_and_blocks(store: Store) ->
     assert busy == {"ana": [meeting_iv], "bo": [meeting_iv, block_iv], "cy": []}
     assert all(i.start.tzinfo is not None for ivs in busy.values() for i in ivs)
 
-    # Outside the range nothing is busy; a different key books a second meeting.
+    # Outside the range nothing is busy. Another lifecycle cannot take the same slot (SlotTaken: pick
+    # again), but a different key books a second meeting an hour later.
     assert calendar.busy([ANA], datetime(2026, 3, 3, tzinfo=UTC), datetime(2026, 3, 4, tzinfo=UTC)) == {"ana": []}
-    other = calendar.invite(meeting, [ANA], "postmortem/api/INC-2/meeting")
+    with pytest.raises(SlotTaken):
+        calendar.invite(meeting, [ANA], "postmortem/api/INC-2/meeting")
+    later = meeting.model_copy(update={"start": meeting.end, "end": meeting.end + (meeting.end - meeting.start)})
+    other = calendar.invite(later, [ANA], "postmortem/api/INC-2/meeting")
     assert other != first

@@ -389,3 +389,24 @@ def test_datetimes_come_back_aware_utc(store: Store) -> None:
     assert pm.stage_due_at == T0
     assert fresh.due_at == T0 == t.due_at
     assert abs(datetime.now(UTC) - row.recorded_at) < timedelta(minutes=5)
+
+
+def test_concurrent_bookings_of_one_slot_book_it_once(store: Store) -> None:
+    """Two lifecycles that pick the same free slot at once: check-and-book is atomic, so one wins and the
+    other is told to pick again (None). Booking again under the winner's key returns the same meeting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    start = datetime(2030, 1, 7, 14, tzinfo=timezone.utc)
+
+    def book(i: int) -> int | None:
+        return store.book_meeting(idempotency_key=f"pm-{i}/meeting", title="review", start=start,
+                                  end=start + timedelta(hours=1), attendees=["alice", f"guest{i}"], require_free=True)
+
+    with ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(book, range(8)))
+    winners = [i for i, r in enumerate(results) if r is not None]
+    assert len(winners) == 1
+    assert book(winners[0]) == results[winners[0]]
+    later = store.book_meeting(idempotency_key="pm-x/meeting", title="review", start=start + timedelta(hours=1),
+                               end=start + timedelta(hours=2), attendees=["alice"], require_free=True)
+    assert later is not None  # back-to-back is fine
