@@ -15,6 +15,7 @@ from datetime import timedelta
 
 import structlog
 from temporalio.client import Client
+from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 import activities
@@ -22,6 +23,7 @@ import workflows
 from activities._shared import use
 from closeloop import logging as closeloop_logging
 from closeloop.client import connect
+from closeloop.schedules import apply as apply_schedules
 from closeloop.config import Config, ConfigError, load_config
 from integrations.registry import Integrations, build
 
@@ -53,6 +55,11 @@ async def run(config: Config, *, stop: asyncio.Event | None = None) -> None:
     client = await connect(config)
     with ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity") as executor:
         worker = build_worker(client, integrations, config.temporal.task_queue, executor=executor)
+        try:
+            schedules = await apply_schedules(client, config.temporal.task_queue)
+            log.info("schedules applied", schedules=schedules)
+        except RPCError as e:  # a server without schedules must not stop the worker
+            log.warning("schedules not applied", error=str(e))
         log.info("worker started", address=config.temporal.address, namespace=config.temporal.namespace,
                  task_queue=config.temporal.task_queue, config=config.source)
         async with worker:

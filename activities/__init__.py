@@ -3,7 +3,16 @@ sends or creates twice) and its module states its timeout and retry policy (see 
 
 Only modules are bound here (not the functions) so `activities.notify` stays the module."""
 
-from activities import collect_timeline, documents, notify, record_incident, records, schedule_meeting, tickets
+from activities import (
+    collect_timeline,
+    digest,
+    documents,
+    notify,
+    record_incident,
+    records,
+    schedule_meeting,
+    tickets,
+)
 
 ALL = [
     record_incident.record_incident,
@@ -18,4 +27,5 @@ ALL = [
     notify.notify,
     tickets.open_ticket,
     tickets.find_recurrences,
+    digest.send_stalled_digest,
 ]

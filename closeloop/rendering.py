@@ -56,6 +56,7 @@ NOTIFICATION_KINDS = (
     "verdict_request",
     "ineffective",
     "cancelled",
+    "stalled_digest",
 )
 
 

@@ -2,5 +2,6 @@
 
 from workflows.action_item import ActionItemWorkflow
 from workflows.postmortem import PostmortemWorkflow
+from workflows.sweeps import StalledDigestWorkflow
 
-ALL = [PostmortemWorkflow, ActionItemWorkflow]
+ALL = [PostmortemWorkflow, ActionItemWorkflow, StalledDigestWorkflow]

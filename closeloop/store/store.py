@@ -161,6 +161,18 @@ class Store:
                 s.add(row)
             row.owner, row.stage, row.stalled, row.stage_due_at = owner, stage, stalled, stage_due_at
 
+    def stalled_postmortems(self) -> list[PostmortemRow]:
+        with self.session() as s:
+            return list(s.scalars(select(PostmortemRow).where(PostmortemRow.stalled.is_(True))
+                                  .where(PostmortemRow.stage.in_(("drafting", "in_review")))
+                                  .order_by(PostmortemRow.stage_due_at)))
+
+    def overdue_items(self, now: datetime) -> list[ActionItem]:
+        with self.session() as s:
+            rows = s.scalars(select(ActionItemRow).where(ActionItemRow.status == "open", ActionItemRow.due_at < now)
+                             .order_by(ActionItemRow.due_at))
+            return [ActionItem.model_validate(r.payload) for r in rows]
+
     def get_postmortem(self, postmortem_id: str) -> PostmortemRow | None:
         with self.session() as s:
             return s.get(PostmortemRow, postmortem_id)
