@@ -56,8 +56,9 @@ NOTIFICATION_KINDS = (
     "verdict_request",
     "ineffective",
     "cancelled",
-    "stalled_digest",
 )
+# Not about one postmortem, so not in the list above: the managers' digest (activities/digest.py).
+DIGEST_KINDS = ("stalled_digest",)
 
 
 class TemplateProblem(ValueError):

@@ -13,6 +13,7 @@ with workflow.unsafe.imports_passed_through():
     from activities._shared import EXTERNAL, STORE
     from closeloop import search_attributes as sa
     from closeloop.chase import ChaseAction, skip_past_reminders
+    from closeloop.durations import format_duration
     from closeloop.models import (
         ActionItem,
         ActionItemInput,
@@ -216,7 +217,7 @@ class ActionItemWorkflow:
     async def complete(self, req: CompleteItem) -> str:
         s = self.s
         s.item.status, s.item.completed_at = ItemStatus.done, workflow.now()
-        return f"{s.item.id} done; effectiveness review after {self.inp.policy.effectiveness_delay}"
+        return f"{s.item.id} done; effectiveness review in {format_duration(self.inp.policy.effectiveness_delay)}"
 
     @complete.validator
     def _validate_complete(self, req: CompleteItem) -> None:

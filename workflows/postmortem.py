@@ -422,7 +422,7 @@ class PostmortemWorkflow:
         if self.chase:
             self.chase.poke()
         await self._save()
-        return f"draft now due {s.draft_chase.due_at.isoformat()}"
+        return f"draft now due {s.draft_chase.due_at:%Y-%m-%d %H:%M:%S} UTC"
 
     @request_extension.validator
     def _validate_extension(self, req: ExtensionRequest) -> None:

@@ -17,6 +17,7 @@ from closeloop.cli._common import (
     echo_json,
     fmt_time,
     incident_key,
+    item_id,
     pass_ctx,
     postmortem_id,
     run,
@@ -93,8 +94,11 @@ def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason:
     store = _store(obj)
     try:
         row = next(iter(store.tickets([key])), None)
+        if row is None and "/item-" in key:  # an action item id: its ticket, whatever its key
+            row = store.ticket_by_marker(MARKER_PREFIX + item_id(key))
         if row is None:
             raise CliError(f"no ticket {key} (see `closeloop tickets`)")
+        key = row.key
         wid = row.marker.removeprefix(MARKER_PREFIX) if row.marker.startswith(MARKER_PREFIX) else None
 
         async def go() -> str:
@@ -117,7 +121,7 @@ def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason:
 
 
 @ticket.command("close")
-@click.argument("key")
+@click.argument("key", metavar="KEY|ITEM_ID")
 @click.option("--wont-do", is_flag=True, help="Closed without doing it (the item ends as won't do).")
 @click.option("--reason", default="", help="Resolution note.")
 @pass_ctx
@@ -127,6 +131,7 @@ def ticket_close(obj: Context, key: str, wont_do: bool, reason: str) -> None:
     \b
     Examples:
       closeloop ticket close LOCAL-1
+      closeloop ticket close api/INC-1/item-2          # the ticket of that action item
       closeloop ticket close LOCAL-2 --wont-do --reason "superseded by LOCAL-5"
     """
     status = "wont_do" if wont_do else "done"
@@ -134,7 +139,7 @@ def ticket_close(obj: Context, key: str, wont_do: bool, reason: str) -> None:
 
 
 @ticket.command("reopen")
-@click.argument("key")
+@click.argument("key", metavar="KEY|ITEM_ID")
 @click.option("--reason", default="", help="Why it is open again.")
 @pass_ctx
 def ticket_reopen(obj: Context, key: str, reason: str) -> None:

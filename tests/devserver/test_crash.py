@@ -152,32 +152,25 @@ class Lifecycle:
     async def state(self) -> PostmortemState | None:
         return await query(self.handle)
 
-    async def wait_state(self, what: str, pred: Callable[[PostmortemState], bool], timeout: float = 90) -> PostmortemState:
-        async def probe() -> PostmortemState | None:
-            s = await self.state()
-            return s if s is not None and pred(s) else None
-
-        s = await eventually(what, probe, timeout, self.diagnostics)
-        self.mark(what)
-        return s
-
-    async def wait_store(self, what: str, pred: Callable[[], bool], timeout: float = 90) -> None:
+    async def wait_store(self, what: str, pred: Callable[[], bool], timeout: float = 180) -> None:
+        """Poll the store (what the workflows wrote through their activities): unlike a Query it needs no
+        worker, so it answers at once while a killed worker's tasks wait out their timeouts."""
         async def probe() -> bool:
             return pred()
 
         await eventually(what, probe, timeout, self.diagnostics)
         self.mark(what)
 
-    async def wait_item(self, n: int, what: str, pred: Callable[[Any], bool], timeout: float = 120) -> Any:
-        h = self.item_handle(n)
+    async def wait_stage(self, stage: Stage, timeout: float = 180) -> None:
+        def there() -> bool:
+            row = self.app.store.get_postmortem(self.pm)
+            return row is not None and row.stage == stage.value
 
-        async def probe() -> Any:
-            s = await query(h)
-            return s if s is not None and pred(s) else None
+        await self.wait_store(f"stage {stage.value}", there, timeout)
 
-        s = await eventually(f"item-{n}: {what}", probe, timeout, self.diagnostics)
-        self.mark(f"item-{n}: {what}")
-        return s
+    async def wait_tracking(self, n: int, timeout: float = 180) -> None:
+        """The item's ticket is open and its owner notified: the item waits for completion."""
+        await self.wait_store(f"item-{n} tracking", lambda: self.has_key(f"item-{n}/opened"), timeout)
 
     async def submit_draft(self) -> None:
         await update(self.handle, PostmortemWorkflow.submit_draft, draft(), "submit-draft-0")
@@ -198,8 +191,13 @@ class Lifecycle:
         from temporalio.client import WorkflowUpdateFailedError
 
         owner = ITEMS[n - 1].owner
-        await self.wait_item(n, "awaiting verdict or closed", lambda s: s.phase in ("awaiting_verdict", "closed"),
-                             timeout=180)
+        item_id = f"{self.pm}/item-{n}"
+
+        def asked_or_closed() -> bool:
+            return self.has_key(f"item-{n}/c0/verdict_request") or any(
+                i.id == item_id and i.verdict for i in self.app.store.action_items(self.pm))
+
+        await self.wait_store(f"item-{n} verdict requested", asked_or_closed)
         try:
             await update(self.item_handle(n), ActionItemWorkflow.verdict,
                          VerdictInput(by=owner, effective=True, note="no repeats"), f"verdict-{n}")
@@ -420,7 +418,17 @@ async def kill_when(life: Lifecycle, why: str, pred: Callable[[], bool], timeout
     while not pred():
         if time.monotonic() > deadline:
             raise AssertionError(f"no moment to kill ({why}) within {timeout}s\n{life.diagnostics()}")
-        await asyncio.sleep(0.002)
+        await asyncio.sleep(0.001)
+    await kill(life, why)
+
+
+async def kill_when_quiet(life: Lifecycle, why: str, timeout: float = 15) -> None:
+    """SIGKILL at a moment when the worker runs no activity (best effort): the lost workflow tasks cost a
+    sticky-queue timeout (~10 s) instead of an activity's start-to-close timeout (up to 65 s)."""
+    pid = life.app.workers.procs[-1].pid
+    deadline = time.monotonic() + timeout
+    while await in_flight(life, pid) and time.monotonic() < deadline:
+        await asyncio.sleep(0.01)
     await kill(life, why)
 
 
@@ -443,12 +451,12 @@ async def test_sigkill_at_chosen_points(dev_app: DevApp) -> None:
         await life.start()
 
         # 1. drafting: the moment the first reminder is in the outbox (its activity not yet reported back)
-        await life.wait_state("drafting", lambda s: s.stage == Stage.drafting)
+        await life.wait_stage(Stage.drafting)
         await kill_when(life, "drafting, first reminder going out", lambda: life.has_key("draft/0/reminder/0"))
         await life.submit_draft()
 
         # 2. right after both approvals, the moment the first ticket exists: ticket creation is in flight
-        await life.wait_state("in review", lambda s: s.stage == Stage.in_review, timeout=120)
+        await life.wait_stage(Stage.in_review)
         for reviewer in REVIEWERS:
             await life.approve(reviewer)
         await kill_when(life, "tickets being opened", lambda: len(store.tickets()) > 0)
@@ -456,14 +464,14 @@ async def test_sigkill_at_chosen_points(dev_app: DevApp) -> None:
 
         # 3. while the items wait for completion
         for n in range(1, len(ITEMS) + 1):
-            await life.wait_item(n, "tracking", lambda s: s.phase == "tracking", timeout=120)
-        await kill(life, "items waiting for completion")
+            await life.wait_tracking(n)
+        await kill_when_quiet(life, "items waiting for completion")
         for n in range(1, len(ITEMS) + 1):
             await life.complete(n)
 
         # 4. while the items wait for the effectiveness review
         await asyncio.sleep(0.5)
-        await kill(life, "items waiting for the effectiveness review")
+        await kill_when_quiet(life, "items waiting for the effectiveness review")
         for n in range(1, len(ITEMS) + 1):
             await life.give_verdict(n)
 
@@ -478,11 +486,12 @@ async def test_sigkill_at_chosen_points(dev_app: DevApp) -> None:
 
 async def test_sigkill_chaos(dev_app: DevApp) -> None:
     """Kill and restart the worker at random moments (0.3-1.5 s after each fresh worker is up) for up to a
-    minute of a lifecycle with three action items, while people act through Updates; then let the last
-    worker finish it."""
+    minute, through a whole lifecycle with three action items whose people take their time (seeded), acting
+    through Updates; then let the last worker finish it."""
     workers = dev_app.workers
     life = Lifecycle(dev_app)
     rng = random.Random(20240611)
+    think = random.Random(7)  # the people's pace, independent of the chaos
     done = asyncio.Event()
 
     async def chaos() -> None:
@@ -497,22 +506,27 @@ async def test_sigkill_chaos(dev_app: DevApp) -> None:
             await kill(life, "chaos")
         life.mark(f"chaos over after {len(workers.killed)} kills")
 
+    async def item(n: int) -> None:
+        await life.wait_tracking(n)
+        await asyncio.sleep(think.uniform(1, 8))
+        await life.complete(n)
+        await asyncio.sleep(think.uniform(0, 2))
+        await life.give_verdict(n)
+
     try:
         workers.start()
         await asyncio.to_thread(workers.wait_ready)
         await life.start()
         monkey = asyncio.create_task(chaos())
         try:
-            await life.wait_state("drafting", lambda s: s.stage == Stage.drafting, timeout=180)
+            await life.wait_stage(Stage.drafting)
+            await asyncio.sleep(think.uniform(4, 8))
             await life.submit_draft()
-            await life.wait_state("in review", lambda s: s.stage == Stage.in_review, timeout=180)
+            await life.wait_stage(Stage.in_review)
             for reviewer in REVIEWERS:
+                await asyncio.sleep(think.uniform(1, 4))
                 await life.approve(reviewer)
-            for n in range(1, len(ITEMS) + 1):
-                await life.wait_item(n, "tracking", lambda s: s.phase == "tracking", timeout=180)
-                await life.complete(n)
-            for n in range(1, len(ITEMS) + 1):
-                await life.give_verdict(n)
+            await asyncio.gather(*(item(n) for n in range(1, len(ITEMS) + 1)))
             summary = await life.result(timeout=180)
         finally:
             done.set()
