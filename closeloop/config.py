@@ -208,7 +208,8 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
 
 def load_config(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None) -> Config:
     """Load and validate the config. Environment variables override where things run:
-    CLOSELOOP_TEMPORAL_ADDRESS, CLOSELOOP_NAMESPACE, CLOSELOOP_TASK_QUEUE, CLOSELOOP_DB_URL, CLOSELOOP_DATA_DIR."""
+    CLOSELOOP_TEMPORAL_ADDRESS, CLOSELOOP_NAMESPACE, CLOSELOOP_TASK_QUEUE, CLOSELOOP_DB_URL, CLOSELOOP_DATA_DIR,
+    CLOSELOOP_UI_PORT."""
     env = os.environ if env is None else env
     found = find_config_path(path)
     if found is None:
@@ -224,6 +225,8 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: dict[str, st
     for (section, key), value in overrides.items():
         if value:
             data.setdefault(section, {})[key] = value
+    if env.get("CLOSELOOP_UI_PORT"):
+        data.setdefault("temporal", {})["ui_port"] = env["CLOSELOOP_UI_PORT"]
     if env.get("CLOSELOOP_DATA_DIR"):
         data["data_dir"] = env["CLOSELOOP_DATA_DIR"]
     try:
