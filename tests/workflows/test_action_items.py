@@ -143,3 +143,27 @@ async def test_wont_do_closes_the_item_with_its_reason(app: App) -> None:
     st = await app.wait_for(h, lambda s: s.phase == "closed")
     assert st.item.status.value == "wont_do" and st.item.verdict_note == "superseded by the platform move"
     assert len(app.store.tickets()) == 2
+
+
+async def test_item_overdue_for_months_continues_as_new_and_keeps_its_place(app: App) -> None:
+    inc = incident()
+    handle = await app.resolve(inc, max_history_events=150)
+    await app.wait_stage(handle, Stage.drafting)
+    from tests.workflows.drive import approve_all, draft
+    from workflows.postmortem import PostmortemWorkflow
+
+    await handle.execute_update(PostmortemWorkflow.submit_draft, draft(P1_BOB))
+    await app.wait_stage(handle, Stage.in_review)
+    await approve_all(handle)
+    state = await app.wait_for(handle, lambda s: s.items and s.items[0].ticket_key)
+    item = state.items[0]
+    h = app.client.get_workflow_handle(item.id)
+
+    await app.env.sleep(120 * DAY)  # nobody touches the item for four months
+    st = await app.wait_for(h, lambda s: s.runs > 1 and s.chase.reminders_sent >= 100, timeout=120)
+    keys = [key for kind, _w, key, _at in app.outbox(inc.workflow_id) if kind == "item_reminder"]
+    assert keys == [f"{item.id}/c0/reminder/{n}" for n in range(1, len(keys) + 1)]  # no gap, no repeat
+    assert len(app.store.tickets()) == 1  # the new runs did not open another ticket
+    await h.execute_update(ActionItemWorkflow.complete, CompleteItem(by="bob"))
+    await app.wait_for(h, lambda s: s.phase == "waiting_effectiveness")
+    assert st.item.ticket_key == item.ticket_key
