@@ -186,20 +186,26 @@ async def app(time_env: WorkflowEnvironment, tmp_path: Path, request: pytest.Fix
     integrations.store.close()
 
 
-async def terminate_leftovers(app: App) -> None:
-    """The test server shares one clock: a lifecycle left running without its worker would hold time
-    still for the next test. Let in-flight tasks finish (terminating under a running activity leaves the
-    test server's time lock held), then end whatever this test left running; children end with the parent."""
-    import asyncio
-
+async def workflow_ids(app: App) -> list[str]:
+    """The lifecycles this test started and their action items (the test server has no visibility store)."""
     ids: list[str] = []
     for handle in app.handles:
         ids.append(handle.id)
         try:
             state = await handle.query(PostmortemWorkflow.state)
             ids += [item.id for item in (state.items if state else [])]
-        except Exception:  # noqa: BLE001
+        except Exception:  # noqa: BLE001 - not a postmortem (a sweep), or not started
             pass
+    return list(dict.fromkeys(ids))
+
+
+async def terminate_leftovers(app: App) -> None:
+    """The test server shares one clock: a lifecycle left running without its worker would hold time
+    still for the next test. Let in-flight tasks finish (terminating under a running activity leaves the
+    test server's time lock held), then end whatever this test left running; children end with the parent."""
+    import asyncio
+
+    ids = await workflow_ids(app)
     async def busy(wf_id: str) -> bool:
         try:
             desc = (await app.client.get_workflow_handle(wf_id).describe()).raw_description
@@ -224,16 +230,7 @@ async def record_histories(app: App, test_name: str) -> None:
     """Save the histories of every workflow this test ran (every run of a continued-as-new chain, and the
     action-item children) for the replay tests. Run: CLOSELOOP_RECORD_HISTORIES=1 ./scripts/test tests/workflows"""
     HISTORIES.mkdir(exist_ok=True)
-    # The test server has no visibility store, so walk the lifecycles this test started and their items.
-    ids: list[str] = []
-    for handle in app.handles:
-        ids.append(handle.id)
-        try:
-            state = await handle.query(PostmortemWorkflow.state)
-            ids += [item.id for item in (state.items if state else [])]
-        except Exception:  # noqa: BLE001
-            pass
-    for wf_id in dict.fromkeys(ids):
+    for wf_id in await workflow_ids(app):
         run_id: str | None = None
         for n in range(100):
             history = await app.client.get_workflow_handle(wf_id, run_id=run_id).fetch_history()
