@@ -140,14 +140,14 @@ class WorkerProcs:
             return f"<cannot read {path}: {e}>"
 
     def log_records(self) -> list[dict]:  # type: ignore[type-arg]
-        """Every JSON log record of every worker, in process order."""
+        """Every JSON log record of every worker, in process order, with `_worker`: the process number."""
         out = []
-        for path in self.logs:
+        for n, path in enumerate(self.logs, start=1):
             for line in path.read_text(errors="replace").splitlines():
                 line = line.strip()
                 if line.startswith("{"):
                     try:
-                        out.append(json.loads(line))
+                        out.append({**json.loads(line), "_worker": n})
                     except json.JSONDecodeError:
                         pass  # a line cut short by SIGKILL
         return out
