@@ -38,16 +38,18 @@ def log() -> Any:
 # Errors whose retry cannot help (bad data); everything else is retried with backoff.
 NON_RETRYABLE = ["NonRetryable", "ValidationError", "TemplateProblem"]
 
+# The timeouts also bound how long a task of a worker that died waits before another worker retries it.
+
 # The store is ours and close by: retry fast, forever.
 STORE = dict(
-    start_to_close_timeout=timedelta(seconds=30),
+    start_to_close_timeout=timedelta(seconds=15),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=1), backoff_coefficient=2.0,
                              maximum_interval=timedelta(minutes=1), non_retryable_error_types=NON_RETRYABLE),
 )
 
 # Outside systems (notifier, tracker, calendar, publisher): an hour-long outage delays, fails nothing.
 EXTERNAL = dict(
-    start_to_close_timeout=timedelta(seconds=60),
+    start_to_close_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
                              maximum_interval=timedelta(minutes=10), non_retryable_error_types=NON_RETRYABLE),
 )
