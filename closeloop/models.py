@@ -370,10 +370,6 @@ class ActionItemState(Model):
     runs: int = 1
 
 
-def utc(dt: datetime) -> datetime:
-    return dt.astimezone(timezone.utc)
-
-
 def clamp_non_negative(td: timedelta) -> timedelta:
     return td if td > timedelta(0) else timedelta(0)
 
