@@ -8,6 +8,7 @@ get `graceful_shutdown_timeout` to finish, and anything unfinished is retried by
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -84,5 +85,14 @@ def main() -> int:
     return 0
 
 
+def exit_now(code: int) -> None:
+    """Exit without interpreter teardown. The SDK's Rust threads can outlive the event loop and abort
+    CPython's finalisation ("PyGILState_Release: thread state ... must be current", SIGABRT; see
+    temporalio/sdk-python#300); by now the worker has stopped and the store is closed, so skip it."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    exit_now(main())
