@@ -1,0 +1,447 @@
+"""A Jira Cloud stand-in: the part of the REST API (v2) that the `jira` client and `JiraTracker` use.
+
+    with JiraStandin() as jira:          # 127.0.0.1, a free port; jira.url is the base URL
+        JIRA(jira.url, basic_auth=("me@example.com", "token"))
+
+Implemented (state in memory): `GET /rest/api/2/serverInfo` (deploymentType Cloud), `GET /rest/api/2/field`,
+`GET /rest/api/2/myself`, `POST /rest/api/2/issue`, `GET /rest/api/2/issue/{key}`,
+`GET|POST /rest/api/2/issue/{key}/comment`, `GET|POST /rest/api/2/issue/{key}/transitions`, and
+`GET|POST /rest/api/2/search/jql` with a JQL subset (`key in (A, B)`, `labels = "x"`, `project = P`,
+joined by AND, `ORDER BY` ignored) and `nextPageToken` / `isLast` paging (`maxResults`, capped at
+`max_results`). Errors come as Jira's `ErrorCollection`. URLs are built from the server's own address.
+
+Test hooks: `issues` (key -> dict), `requests` (Counter of "METHOD /route/{template}"), `users`
+(accountId -> display name; an unknown assignee is refused with 400 as on Jira), `set_status()`, and
+faults, each consumed by the next matching request (`path` narrows it to a route template):
+`lose_next_create_response()` (the issue is created, then the connection dropped without an answer),
+`fail_next(n, status=500)`, `rate_limit_next(retry_after=1)` (429 with Retry-After), `delay_next(seconds)`.
+`validator(method, path, status, body)` is called on every JSON response before it is sent; whatever it
+raises is recorded in `violations` (tests fail on any).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import re
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from datetime import UTC, datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+Validator = Callable[[str, str, int, Any], None]
+
+STATUSES = {  # name -> (id, category id, category key, category name, colour)
+    "To Do": ("10000", 2, "new", "To Do", "blue-gray"),
+    "In Progress": ("3", 4, "indeterminate", "In Progress", "yellow"),
+    "Done": ("10001", 3, "done", "Done", "green"),
+}
+TRANSITIONS = {"11": ("To Do", "To Do"), "21": ("In Progress", "In Progress"), "31": ("Done", "Done")}
+PRIORITIES = {"Highest": "1", "High": "2", "Medium": "3", "Low": "4", "Lowest": "5"}
+ISSUE_TYPES = {"Task": "10001", "Bug": "10002", "Story": "10003"}
+RESOLUTIONS = {"Done": "10000", "Won't Do": "10001", "Duplicate": "10002", "Cannot Reproduce": "10003"}
+FIELDS = [  # id, name, clause names, schema type
+    ("summary", "Summary", ["summary"], "string"), ("description", "Description", ["description"], "string"),
+    ("issuetype", "Issue Type", ["issuetype", "type"], "issuetype"), ("project", "Project", ["project"], "project"),
+    ("priority", "Priority", ["priority"], "priority"), ("labels", "Labels", ["labels"], "array"),
+    ("assignee", "Assignee", ["assignee"], "user"), ("duedate", "Due date", ["due", "duedate"], "date"),
+    ("status", "Status", ["status"], "status"), ("resolution", "Resolution", ["resolution"], "resolution"),
+    ("comment", "Comment", ["comment"], "comments-page"), ("created", "Created", ["created", "createdDate"], "datetime"),
+    ("updated", "Updated", ["updated", "updatedDate"], "datetime"),
+]
+ROUTES = [  # (method, template, regex, handler name)
+    ("GET", "/rest/api/2/serverInfo", "serverInfo"), ("GET", "/rest/api/2/field", "field"),
+    ("GET", "/rest/api/2/myself", "myself"), ("POST", "/rest/api/2/issue", "create"),
+    ("GET", "/rest/api/2/search/jql", "search"), ("POST", "/rest/api/2/search/jql", "search"),
+    ("GET", "/rest/api/2/issue/{key}", "get_issue"), ("GET", "/rest/api/2/issue/{key}/comment", "comments"),
+    ("POST", "/rest/api/2/issue/{key}/comment", "add_comment"),
+    ("GET", "/rest/api/2/issue/{key}/transitions", "transitions"),
+    ("POST", "/rest/api/2/issue/{key}/transitions", "do_transition"),
+]
+_ROUTES = [(m, t, re.compile("^" + t.replace("{key}", "(?P<key>[^/]+)") + "$"), h) for m, t, h in ROUTES]
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, messages: list[str] | None = None, errors: dict[str, str] | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(status, messages, errors)
+        self.status, self.headers = status, headers or {}
+        self.body = {"errorMessages": messages or [], "errors": errors or {}}
+
+
+class _Fault:
+    def __init__(self, kind: str, path: str | None, **kw: Any) -> None:
+        self.kind, self.path, self.kw = kind, path, kw
+
+
+class JiraStandin:
+    def __init__(self, *, project: str = "CL", project_name: str = "Closeloop", max_results: int = 100,
+                 users: dict[str, str] | None = None, validator: Validator | None = None) -> None:
+        self.project, self.project_name, self.project_id = project, project_name, "10000"
+        self.max_results = max_results
+        self.users = dict(users or {})
+        self.validator = validator
+        self.issues: dict[str, dict[str, Any]] = {}
+        self.requests: Counter[str] = Counter()
+        self.violations: list[str] = []
+        self._faults: list[_Fault] = []
+        self._lock = threading.RLock()
+        self._next_id = 10000
+        self._next_comment_id = 20000
+        handler = type("Handler", (_Handler,), {"standin": self})
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+        self._httpd.daemon_threads = True
+        self._thread: threading.Thread | None = None
+
+    # ------------------------------------------------------------------ lifecycle
+    @property
+    def url(self) -> str:
+        host, port = self._httpd.server_address[:2]
+        return f"http://{host}:{port}"
+
+    def start(self) -> JiraStandin:
+        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="jira-standin", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+        if self._thread:
+            self._thread.join(5)
+
+    def __enter__(self) -> JiraStandin:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ------------------------------------------------------------------ faults and hooks
+    def lose_next_create_response(self) -> None:
+        self._faults.append(_Fault("lose", "/rest/api/2/issue"))
+
+    def fail_next(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
+        self._faults.extend(_Fault("fail", path, status=status) for _ in range(n))
+
+    def rate_limit_next(self, retry_after: int = 1, path: str | None = None) -> None:
+        self._faults.append(_Fault("rate", path, retry_after=retry_after))
+
+    def delay_next(self, seconds: float, path: str | None = None) -> None:
+        self._faults.append(_Fault("delay", path, seconds=seconds))
+
+    def _take_fault(self, template: str, kinds: tuple[str, ...]) -> _Fault | None:
+        with self._lock:
+            for fault in self._faults:
+                if fault.kind in kinds and (fault.path is None or fault.path == template):
+                    self._faults.remove(fault)
+                    return fault
+        return None
+
+    def set_status(self, key: str, status: str, resolution: str | None = None) -> None:
+        with self._lock:
+            issue = self.issues[key]
+            issue["status"] = status
+            issue["resolution"] = resolution if STATUSES[status][2] == "done" else None
+            issue["updated"] = _now()
+
+    # ------------------------------------------------------------------ representations
+    def _status(self, name: str) -> dict[str, Any]:
+        sid, cid, ckey, cname, colour = STATUSES[name]
+        return {"self": f"{self.url}/rest/api/2/status/{sid}", "id": sid, "name": name, "description": "",
+                "iconUrl": f"{self.url}/images/icons/statuses/generic.png",
+                "statusCategory": {"self": f"{self.url}/rest/api/2/statuscategory/{cid}", "id": cid, "key": ckey,
+                                   "colorName": colour, "name": cname}}
+
+    def _user(self, account_id: str) -> dict[str, Any]:
+        return {"self": f"{self.url}/rest/api/2/user?accountId={account_id}", "accountId": account_id,
+                "displayName": self.users.get(account_id, account_id), "active": True, "accountType": "atlassian",
+                "timeZone": "UTC"}
+
+    def _comment(self, key: str, c: dict[str, Any]) -> dict[str, Any]:
+        issue_id = self.issues[key]["id"]
+        return {"self": f"{self.url}/rest/api/2/issue/{issue_id}/comment/{c['id']}", "id": c["id"],
+                "author": self._user(c["author"]), "updateAuthor": self._user(c["author"]), "body": c["body"],
+                "created": c["created"], "updated": c["created"], "jsdPublic": True}
+
+    def _comments_page(self, key: str, start: int = 0, limit: int = 5000) -> dict[str, Any]:
+        comments = self.issues[key]["comments"]
+        page = comments[start:start + limit]
+        return {"comments": [self._comment(key, c) for c in page], "maxResults": limit, "total": len(comments),
+                "startAt": start}
+
+    def _issue(self, key: str, fields: list[str] | None = None) -> dict[str, Any]:
+        i = self.issues[key]
+        res = i["resolution"]
+        all_fields: dict[str, Any] = {
+            "summary": i["summary"], "description": i["description"],
+            "issuetype": {"self": f"{self.url}/rest/api/2/issuetype/{ISSUE_TYPES[i['issuetype']]}",
+                          "id": ISSUE_TYPES[i["issuetype"]], "name": i["issuetype"], "subtask": False},
+            "project": {"self": f"{self.url}/rest/api/2/project/{self.project_id}", "id": self.project_id,
+                        "key": self.project, "name": self.project_name},
+            "priority": ({"self": f"{self.url}/rest/api/2/priority/{PRIORITIES[i['priority']]}",
+                          "id": PRIORITIES[i["priority"]], "name": i["priority"]} if i["priority"] else None),
+            "labels": list(i["labels"]),
+            "assignee": self._user(i["assignee"]) if i["assignee"] else None,
+            "duedate": i["duedate"], "status": self._status(i["status"]),
+            "resolution": ({"self": f"{self.url}/rest/api/2/resolution/{RESOLUTIONS[res]}", "id": RESOLUTIONS[res],
+                            "name": res, "description": ""} if res else None),
+            "resolutiondate": i["updated"] if res else None,
+            "comment": self._comments_page(key), "created": i["created"], "updated": i["updated"],
+        }
+        wanted = fields or ["*all"]
+        if not any(f in ("*all", "*navigable") for f in wanted):
+            all_fields = {k: v for k, v in all_fields.items() if k in wanted}
+        return {"expand": "renderedFields,names,schema,operations,editmeta,changelog,versionedRepresentations",
+                "id": i["id"], "self": f"{self.url}/rest/api/2/issue/{i['id']}", "key": key, "fields": all_fields}
+
+    def _find(self, key_or_id: str) -> str:
+        if key_or_id in self.issues:
+            return key_or_id
+        for key, issue in self.issues.items():
+            if issue["id"] == key_or_id:
+                return key
+        raise HttpError(404, ["Issue does not exist or you do not have permission to see it."])
+
+    # ------------------------------------------------------------------ handlers
+    def h_serverInfo(self, req: _Request) -> tuple[int, Any]:
+        return 200, {"baseUrl": self.url, "displayUrl": self.url, "version": "1001.0.0-SNAPSHOT",
+                     "versionNumbers": [1001, 0, 0], "deploymentType": "Cloud", "buildNumber": 100285,
+                     "buildDate": "2026-11-01T00:00:00.000+0000", "serverTime": _now(), "scmInfo": "standin",
+                     "serverTitle": "Jira stand-in", "defaultLocale": {"locale": "en_US"}, "serverTimeZone": "Etc/UTC"}
+
+    def h_field(self, req: _Request) -> tuple[int, Any]:
+        return 200, [{"id": fid, "key": fid, "name": name, "custom": False, "orderable": True, "navigable": True,
+                      "searchable": True, "clauseNames": clauses, "schema": {"type": typ, "system": fid}}
+                     for fid, name, clauses, typ in FIELDS]
+
+    def h_myself(self, req: _Request) -> tuple[int, Any]:
+        return 200, self._user("standin-bot")
+
+    def h_create(self, req: _Request) -> tuple[int, Any]:
+        fields = (req.json or {}).get("fields") or {}
+        errors: dict[str, str] = {}
+        project = fields.get("project") or {}
+        if project.get("key") != self.project and project.get("id") != self.project_id:
+            errors["project"] = "valid project is required"
+        itype = fields.get("issuetype") or {}
+        type_name = itype.get("name") or {v: k for k, v in ISSUE_TYPES.items()}.get(itype.get("id", ""))
+        if type_name not in ISSUE_TYPES:
+            errors["issuetype"] = "Specify an issue type"
+        if not fields.get("summary"):
+            errors["summary"] = "You must specify a summary of the issue."
+        priority = (fields.get("priority") or {}).get("name")
+        if priority is not None and priority not in PRIORITIES:
+            errors["priority"] = f"The priority selected is invalid."
+        assignee = (fields.get("assignee") or {}).get("accountId")
+        if assignee is not None and assignee not in self.users:
+            errors["assignee"] = f"User '{assignee}' cannot be assigned issues."
+        due = fields.get("duedate")
+        if due is not None and not re.fullmatch(r"\d{4}-\d{2}-\d{2}", str(due)):
+            errors["duedate"] = "Error parsing date string: " + str(due)
+        labels = fields.get("labels") or []
+        if any(" " in label for label in labels):
+            errors["labels"] = "The label can't contain spaces."
+        if errors:
+            raise HttpError(400, [], errors)
+        description = fields.get("description")
+        if isinstance(description, dict):
+            raise HttpError(400, [], {"description": "Operation value must be a string"})
+        with self._lock:
+            self._next_id += 1
+            issue_id = str(self._next_id)
+            key = f"{self.project}-{len(self.issues) + 1}"
+            now = _now()
+            self.issues[key] = {"id": issue_id, "key": key, "summary": fields["summary"], "description": description,
+                                "issuetype": type_name, "priority": priority or "Medium", "labels": list(labels),
+                                "assignee": assignee, "duedate": due, "status": "To Do", "resolution": None,
+                                "comments": [], "created": now, "updated": now}
+        return 201, {"id": issue_id, "key": key, "self": f"{self.url}/rest/api/2/issue/{issue_id}"}
+
+    def h_get_issue(self, req: _Request) -> tuple[int, Any]:
+        key = self._find(req.key)
+        return 200, self._issue(key, req.list_param("fields"))
+
+    def h_comments(self, req: _Request) -> tuple[int, Any]:
+        key = self._find(req.key)
+        start = int(req.param("startAt") or 0)
+        limit = min(int(req.param("maxResults") or 100), 100)
+        return 200, self._comments_page(key, start, limit)
+
+    def h_add_comment(self, req: _Request) -> tuple[int, Any]:
+        key = self._find(req.key)
+        body = (req.json or {}).get("body")
+        if not isinstance(body, str) or not body.strip():
+            raise HttpError(400, [], {"comment": "Comment body can not be empty!"})
+        with self._lock:
+            self._next_comment_id += 1
+            comment = {"id": str(self._next_comment_id), "body": body, "author": "standin-bot", "created": _now()}
+            self.issues[key]["comments"].append(comment)
+        return 201, self._comment(key, comment)
+
+    def h_transitions(self, req: _Request) -> tuple[int, Any]:
+        key = self._find(req.key)
+        current = self.issues[key]["status"]
+        return 200, {"expand": "transitions", "transitions": [
+            {"id": tid, "name": name, "to": self._status(to), "hasScreen": False, "isGlobal": True,
+             "isInitial": False, "isAvailable": True, "isConditional": False, "isLooped": False}
+            for tid, (name, to) in TRANSITIONS.items() if to != current]}
+
+    def h_do_transition(self, req: _Request) -> tuple[int, Any]:
+        key = self._find(req.key)
+        data = req.json or {}
+        tid = str((data.get("transition") or {}).get("id"))
+        if tid not in TRANSITIONS or TRANSITIONS[tid][1] == self.issues[key]["status"]:
+            raise HttpError(400, [f"Transition id '{tid}' is not valid for this issue."])
+        to = TRANSITIONS[tid][1]
+        resolution = ((data.get("fields") or {}).get("resolution") or {}).get("name") or "Done"
+        if resolution not in RESOLUTIONS:
+            raise HttpError(400, [], {"resolution": "Resolution is invalid"})
+        self.set_status(key, to, resolution)
+        return 204, None
+
+    def h_search(self, req: _Request) -> tuple[int, Any]:
+        data = req.json if req.method == "POST" else None
+        get = (lambda k: data.get(k)) if data is not None else req.param
+        jql = get("jql") or ""
+        token = get("nextPageToken")
+        limit = int(get("maxResults") or 50)
+        limit = max(1, min(limit, self.max_results))
+        fields = (data.get("fields") if data is not None else req.list_param("fields")) or ["*navigable"]
+        if isinstance(fields, str):
+            fields = fields.split(",")
+        offset = 0
+        if token:
+            try:
+                seen_jql, offset = json.loads(base64.urlsafe_b64decode(token.encode()))
+                assert seen_jql == jql
+            except Exception:  # noqa: BLE001 - any bad token is a 400 on Jira too
+                raise HttpError(400, ["The nextPageToken is invalid."]) from None
+        keys = self._query(jql)
+        page = keys[offset:offset + limit]
+        body: dict[str, Any] = {"issues": [self._issue(k, fields) for k in page],
+                                "isLast": offset + limit >= len(keys)}
+        if not body["isLast"]:
+            body["nextPageToken"] = base64.urlsafe_b64encode(json.dumps([jql, offset + limit]).encode()).decode()
+        return 200, body
+
+    def _query(self, jql: str) -> list[str]:
+        text = re.split(r"\s+order\s+by\s+", jql.strip(), flags=re.I)[0].strip()
+        preds: list[Callable[[dict[str, Any]], bool]] = []
+        for clause in (re.split(r"\s+and\s+", text, flags=re.I) if text else []):
+            clause = clause.strip()
+            if m := re.fullmatch(r"(?:key|issuekey)\s+in\s*\(([^)]*)\)", clause, re.I):
+                wanted = {v.strip().strip('"').upper() for v in m.group(1).split(",") if v.strip()}
+                preds.append(lambda i, w=wanted: i["key"].upper() in w)
+            elif m := re.fullmatch(r"(?:key|issuekey)\s*=\s*\"?([^\"\s]+)\"?", clause, re.I):
+                preds.append(lambda i, w=m.group(1).upper(): i["key"].upper() == w)
+            elif m := re.fullmatch(r"labels\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
+                preds.append(lambda i, w=(m.group(1) or m.group(2)): w in i["labels"])
+            elif m := re.fullmatch(r"project\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
+                wanted = m.group(1) or m.group(2)
+                if wanted not in (self.project, self.project_id, self.project_name):
+                    raise HttpError(400, [f"The value '{wanted}' does not exist for the field 'project'."])
+                preds.append(lambda i: True)
+            else:
+                raise HttpError(400, [f"Error in the JQL Query: the stand-in does not understand '{clause}'."])
+        with self._lock:
+            issues = sorted(self.issues.values(), key=lambda i: int(i["id"]))
+        return [i["key"] for i in issues if all(p(i) for p in preds)]
+
+
+class _Request:
+    def __init__(self, method: str, path: str, query: dict[str, list[str]], key: str | None, json_body: Any) -> None:
+        self.method, self.path, self.query, self.key, self.json = method, path, query, key, json_body
+
+    def param(self, name: str) -> str | None:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+    def list_param(self, name: str) -> list[str] | None:
+        values = self.query.get(name)
+        return [v for value in values for v in value.split(",") if v] if values else None
+
+
+class _Handler(BaseHTTPRequestHandler):
+    standin: JiraStandin
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _send(self, status: int, body: Any, headers: dict[str, str] | None = None) -> None:
+        s = self.standin
+        data = b""
+        if body is not None:
+            if s.validator is not None:
+                try:
+                    s.validator(self.command, urlsplit(self.path).path, status, body)
+                except Exception as exc:  # noqa: BLE001 - every violation is recorded for the test
+                    s.violations.append(str(exc))
+            data = json.dumps(body).encode()
+        self.send_response(status)
+        if body is not None:
+            self.send_header("Content-Type", "application/json;charset=UTF-8")
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _dispatch(self, method: str) -> None:
+        s = self.standin
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        raw = self.rfile.read(length) if length else b""
+        try:
+            for m, template, regex, name in _ROUTES:
+                match = regex.match(parts.path)
+                if m == method and match:
+                    break
+            else:
+                raise HttpError(404, [f"No resource {method} {parts.path} in the stand-in."])
+            with s._lock:
+                s.requests[f"{method} {template}"] += 1
+            if fault := s._take_fault(template, ("delay",)):
+                time.sleep(fault.kw["seconds"])
+            if fault := s._take_fault(template, ("fail", "rate")):
+                if fault.kind == "rate":
+                    raise HttpError(429, ["Rate limit exceeded."], headers={"Retry-After": str(fault.kw["retry_after"])})
+                raise HttpError(fault.kw["status"], ["Internal server error (injected)."])
+            try:
+                json_body = json.loads(raw) if raw else None
+            except ValueError:
+                raise HttpError(400, ["Unexpected character in the request body."]) from None
+            req = _Request(method, parts.path, parse_qs(parts.query), match.groupdict().get("key"), json_body)
+            status, body = getattr(s, f"h_{name}")(req)
+            if name == "create" and s._take_fault(template, ("lose",)):
+                self.close_connection = True  # created, but the answer never arrives
+                return
+            self._send(status, body)
+        except HttpError as err:
+            try:
+                self._send(err.status, err.body, err.headers)
+            except OSError:
+                pass
+        except OSError:
+            pass  # the client went away (timeouts)

@@ -1,0 +1,224 @@
+"""Action items as Jira Cloud issues, through the `jira` library (REST API v2).
+
+How a ticket is found again (the marker). Every issue closeloop opens carries
+  - the label `closeloop-<first 12 hex digits of sha1(marker)>` (Jira labels allow no spaces and are
+    exactly searchable: `find_by_marker` runs the JQL `labels = "closeloop-…"`), and
+  - the marker text itself on the last line of the description (`closeloop-marker: <marker>`), which
+    confirms a label hit and tells a human where the issue came from.
+So `ensure_ticket` after a lost create response finds the issue that was created and opens no second one.
+
+Comments are idempotent the same way: the body ends with `closeloop-comment: <idempotency key>`, and
+`comment` first reads the issue's comments and adds nothing when one carries the key.
+
+`statuses` asks for many issues at once: `key in (A, B, …)` through `GET /rest/api/2/search/jql`, following
+`nextPageToken` until `isLast`, so N keys cost ceil(N / page size) requests. An issue whose status
+category is `done` is `done`, or `wont_do` when its resolution is one of `wont_do_resolutions`; a key the
+search no longer returns is `deleted`.
+
+Errors: `jira.exceptions.JIRAError` and `requests` failures become `JiraError` (an `IntegrationError`):
+retryable for 429, 5xx, 408, 403 with Retry-After, connection failures and timeouts; not retryable for
+other 4xx (400, 401, 403, 404). The client itself never retries (`max_retries=0` by default): its session
+would re-send a POST whose answer was lost, and retries belong to the activity's retry policy, where
+`ensure_ticket` makes them safe.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from jira import JIRA
+from jira.exceptions import JIRAError
+
+from closeloop.models import Person
+from integrations.base import IntegrationError, Ticket, TicketRequest, Tracker
+
+MARKER_PREFIX = "closeloop-marker: "
+COMMENT_PREFIX = "closeloop-comment: "
+
+
+def marker_label(marker: str) -> str:
+    return "closeloop-" + hashlib.sha1(marker.encode()).hexdigest()[:12]
+
+
+class JiraError(IntegrationError):
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass
+class JiraConfig:
+    url: str
+    email: str = ""
+    api_token: str = ""
+    project: str = "CL"
+    issue_type: str = "Task"
+    priorities: dict[str, str] = field(default_factory=lambda: {"P1": "Highest", "P2": "High", "P3": "Medium",
+                                                                "P4": "Low"})
+    labels: list[str] = field(default_factory=lambda: ["closeloop"])
+    due_date_field: str = "duedate"
+    done_transition: str = "Done"
+    done_status_category: str = "done"
+    wont_do_resolutions: list[str] = field(default_factory=lambda: ["Won't Do", "Duplicate", "Cannot Reproduce"])
+    page_size: int = 100  # maxResults per search request (Jira Cloud caps it at 100 with fields)
+    keys_per_query: int = 500  # keys in one `key in (…)` JQL (keeps the query string short)
+    timeout: float = 30.0
+    max_retries: int = 0
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = headers.get("Retry-After") if headers is not None else None
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _wrap(exc: Exception, what: str) -> JiraError:
+    if isinstance(exc, JIRAError):
+        status = exc.status_code
+        headers = exc.response.headers if exc.response is not None else None
+        retry_after = _retry_after(headers)
+        retryable = (status is not None and (status in (408, 429) or status >= 500)) or (
+            status == 403 and retry_after is not None)
+        text = (exc.text or "").strip()
+        return JiraError(f"Jira {what}: HTTP {status}: {text}"[:1000], retryable=retryable, status=status,
+                         retry_after=retry_after)
+    return JiraError(f"Jira {what}: {type(exc).__name__}: {exc}"[:1000], retryable=True)
+
+
+class JiraTracker(Tracker):
+    name = "jira"
+
+    def __init__(self, config: JiraConfig, people: dict[str, Person] | None = None) -> None:
+        self.config = config
+        self.people = people or {}
+        self._client: JIRA | None = None
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def client(self) -> JIRA:
+        """Built on first use: the constructor already calls the server (serverInfo)."""
+        with self._lock:
+            if self._client is None:
+                with self._errors("connect"):
+                    self._client = JIRA(
+                        self.config.url,
+                        basic_auth=(self.config.email, self.config.api_token) if self.config.email else None,
+                        max_retries=self.config.max_retries, timeout=self.config.timeout,
+                        options={"check_update": False}, logging=False,
+                    )
+            return self._client
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except JiraError:
+            raise
+        except (JIRAError, requests.RequestException) as exc:
+            raise _wrap(exc, what) from exc
+
+    def _url(self, key: str) -> str:
+        return f"{self.config.url.rstrip('/')}/browse/{key}"
+
+    def _ticket(self, raw: dict[str, Any]) -> Ticket:
+        fields = raw.get("fields") or {}
+        status = fields.get("status") or {}
+        category = (status.get("statusCategory") or {}).get("key", "")
+        resolution = (fields.get("resolution") or {}).get("name", "") or ""
+        state = "open"
+        if category == self.config.done_status_category:
+            state = "wont_do" if resolution in self.config.wont_do_resolutions else "done"
+        return Ticket(key=raw["key"], url=self._url(raw["key"]), status=state, resolution=resolution)
+
+    def _search(self, jql: str, fields: str) -> list[dict[str, Any]]:
+        issues: list[dict[str, Any]] = []
+        token: str | None = None
+        with self._errors("search"):
+            while True:
+                page = self.client.enhanced_search_issues(jql, nextPageToken=token, maxResults=self.config.page_size,
+                                                          fields=fields, json_result=True)
+                issues.extend(page.get("issues") or [])
+                token = page.get("nextPageToken")
+                if page.get("isLast", not token) or not token:
+                    return issues
+
+    def _account_id(self, person: Person) -> str | None:
+        known = self.people.get(person.key, person)
+        return known.handles.get("jira") or person.handles.get("jira")
+
+    # ------------------------------------------------------------------ Tracker
+    def find_by_marker(self, marker: str) -> Ticket | None:
+        label = marker_label(marker)
+        hits = self._search(f'labels = "{label}" ORDER BY created ASC', "status,resolution,description")
+        confirmed = [h for h in hits if MARKER_PREFIX + marker in str((h.get("fields") or {}).get("description") or "")]
+        chosen = confirmed or hits
+        if not chosen:
+            return None
+        return self._ticket(min(chosen, key=lambda h: int(h.get("id") or 0)))
+
+    def create(self, request: TicketRequest) -> Ticket:
+        priority = self.config.priorities.get(request.priority, request.priority)
+        labels = list(dict.fromkeys(l.replace(" ", "-") for l in [*self.config.labels, *request.labels,
+                                                                     marker_label(request.marker)]))
+        fields: dict[str, Any] = {
+            "project": {"key": self.config.project},
+            "issuetype": {"name": self.config.issue_type},
+            "summary": request.title[:255],
+            "description": f"{request.body.rstrip()}\n\n----\n{MARKER_PREFIX}{request.marker}",
+            "priority": {"name": priority},
+            "labels": labels,
+            self.config.due_date_field: request.due_at.date().isoformat(),
+        }
+        account_id = self._account_id(request.assignee)
+        if account_id:
+            fields["assignee"] = {"accountId": account_id}
+        with self._errors("create issue"):
+            issue = self.client.create_issue(fields=fields, prefetch=False)
+        return Ticket(key=issue.key, url=self._url(issue.key))
+
+    def comment(self, ticket_key: str, body: str, idempotency_key: str) -> None:
+        tag = COMMENT_PREFIX + idempotency_key
+        with self._errors("comment"):
+            start = 0
+            while True:
+                page = self.client._get_json(f"issue/{ticket_key}/comment",
+                                             params={"startAt": start, "maxResults": 100})
+                comments = page.get("comments") or []
+                if any(tag in str(c.get("body") or "") for c in comments):
+                    return
+                start += len(comments)
+                if not comments or start >= int(page.get("total") or 0):
+                    break
+            self.client.add_comment(ticket_key, f"{body.rstrip()}\n\n{tag}")
+
+    def statuses(self, ticket_keys: list[str]) -> dict[str, Ticket]:
+        keys = list(dict.fromkeys(ticket_keys))
+        found: dict[str, Ticket] = {}
+        size = max(1, self.config.keys_per_query)
+        for i in range(0, len(keys), size):
+            chunk = keys[i:i + size]
+            for raw in self._search(f"key in ({', '.join(chunk)})", "status,resolution"):
+                ticket = self._ticket(raw)
+                found[ticket.key] = ticket
+        return {k: found.get(k) or Ticket(key=k, url=self._url(k), status="deleted") for k in keys}
+
+    def close(self, ticket_key: str, resolution: str | None = None) -> Ticket:
+        """Move the issue to done through the configured transition (nothing when it is done already)."""
+        with self._errors("transition"):
+            current = self.statuses([ticket_key])[ticket_key]
+            if current.status != "open":
+                return current
+            fields = {"resolution": {"name": resolution}} if resolution else None
+            self.client.transition_issue(ticket_key, self.config.done_transition, fields=fields)
+        return self.statuses([ticket_key])[ticket_key]

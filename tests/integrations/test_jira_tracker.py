@@ -1,0 +1,191 @@
+"""JiraTracker through the real `jira` client, over HTTP, against the Jira Cloud stand-in.
+
+Every JSON response the stand-in serves is checked against Atlassian's v3 OpenAPI description
+(tests/standins/spec.py); a test fails on any violation.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from closeloop.models import Person
+from closeloop.standins.jira import JiraStandin
+from integrations.base import IntegrationError, TicketRequest
+from integrations.jira_tracker import JiraConfig, JiraTracker, marker_label
+from tests.standins.spec import ResponseValidator
+
+SPEC = Path("/work/shared/specs/jira-platform-v3.json")
+BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"jira": "5b10ac8d82e05b22cc7d4ef5"})
+MARKER = "closeloop:postmortem/api/INC-42/item-1"
+
+
+@pytest.fixture(scope="module")
+def validator() -> ResponseValidator:
+    if not SPEC.exists():
+        pytest.skip(f"{SPEC} is missing")
+    return ResponseValidator(SPEC)
+
+
+@pytest.fixture
+def standin(validator: ResponseValidator) -> Iterator[JiraStandin]:
+    checked: list[str] = []
+
+    def check(method: str, path: str, status: int, body: object) -> None:
+        checked.append(f"{method} {path} {status}")
+        validator.check(method, path, status, body)
+
+    with JiraStandin(project="CL", users={BOB.handles["jira"]: "Bob"}, max_results=50, validator=check) as server:
+        yield server
+    assert server.violations == [], "\n".join(server.violations)
+    assert checked or not server.requests, "the stand-in served responses without validating them"
+
+
+@pytest.fixture
+def tracker(standin: JiraStandin) -> JiraTracker:
+    return JiraTracker(JiraConfig(url=standin.url, email="closeloop@example.com", api_token="t", project="CL",
+                                  page_size=50, timeout=1.0), people={"bob": BOB})
+
+
+def request(marker: str = MARKER, title: str = "Validate config before push") -> TicketRequest:
+    return TicketRequest(marker=marker, title=title,
+                         body="From the postmortem of INC-42: https://closeloop.example.com/postmortems/api/INC-42",
+                         assignee=BOB, priority="P1", due_at=datetime(2026, 12, 1, 17, tzinfo=timezone.utc),
+                         labels=["postmortem", "service checkout"])
+
+
+def test_ensure_ticket_creates_the_issue_with_the_right_fields(tracker: JiraTracker, standin: JiraStandin) -> None:
+    ticket = tracker.ensure_ticket(request())
+    assert ticket.key == "CL-1" and ticket.status == "open"
+    assert ticket.url == f"{standin.url}/browse/CL-1"
+    issue = standin.issues["CL-1"]
+    assert issue["summary"] == "Validate config before push"
+    assert issue["assignee"] == "5b10ac8d82e05b22cc7d4ef5"
+    assert issue["priority"] == "Highest"
+    assert issue["duedate"] == "2026-12-01"
+    assert issue["issuetype"] == "Task"
+    assert set(issue["labels"]) == {"closeloop", "postmortem", "service-checkout", marker_label(MARKER)}
+    assert "https://closeloop.example.com/postmortems/api/INC-42" in issue["description"]
+    assert MARKER in issue["description"]
+    assert standin.requests["GET /rest/api/2/serverInfo"] == 1
+
+
+def test_ensure_ticket_again_returns_the_same_issue(tracker: JiraTracker, standin: JiraStandin) -> None:
+    first = tracker.ensure_ticket(request())
+    again = tracker.ensure_ticket(request())
+    assert again.key == first.key
+    assert len(standin.issues) == 1
+    assert standin.requests["POST /rest/api/2/issue"] == 1
+    other = tracker.ensure_ticket(request(marker=MARKER.replace("item-1", "item-2"), title="Alert on 5xx"))
+    assert other.key != first.key and len(standin.issues) == 2
+
+
+def test_lost_create_response_then_retry_finds_the_issue(tracker: JiraTracker, standin: JiraStandin) -> None:
+    tracker.client  # connect first (serverInfo), so the fault hits the create
+    standin.lose_next_create_response()
+    with pytest.raises(IntegrationError) as lost:
+        tracker.ensure_ticket(request())
+    assert lost.value.retryable
+    assert len(standin.issues) == 1  # created, though the answer never came
+    ticket = tracker.ensure_ticket(request())  # the activity's retry
+    assert ticket.key == "CL-1"
+    assert len(standin.issues) == 1
+    assert standin.requests["POST /rest/api/2/issue"] == 1
+
+
+def test_statuses_of_120_keys_are_few_searches(tracker: JiraTracker, standin: JiraStandin) -> None:
+    keys = [tracker.create(request(marker=f"m-{i}", title=f"item {i}")).key for i in range(120)]
+    standin.set_status(keys[0], "Done", "Done")
+    standin.set_status(keys[1], "Done", "Won't Do")
+    standin.set_status(keys[2], "In Progress")
+    before_gets = standin.requests["GET /rest/api/2/issue/{key}"]
+
+    result = tracker.statuses([*keys, "CL-999"])
+
+    assert standin.requests["GET /rest/api/2/search/jql"] == math.ceil(121 / 50)
+    assert standin.requests["GET /rest/api/2/issue/{key}"] == before_gets  # no one-by-one GETs
+    assert len(result) == 121
+    assert result[keys[0]].status == "done" and result[keys[0]].resolution == "Done"
+    assert result[keys[1]].status == "wont_do"
+    assert result[keys[2]].status == "open"
+    assert all(result[k].status == "open" for k in keys[3:])
+    assert result["CL-999"].status == "deleted"
+
+
+def test_rate_limit_is_a_retryable_error_with_retry_after(tracker: JiraTracker, standin: JiraStandin) -> None:
+    tracker.client
+    standin.rate_limit_next(retry_after=7)
+    with pytest.raises(IntegrationError) as err:
+        tracker.ensure_ticket(request())
+    assert err.value.retryable
+    assert err.value.status == 429 and err.value.retry_after == 7  # type: ignore[attr-defined]
+    assert standin.issues == {}
+    assert tracker.ensure_ticket(request()).key == "CL-1"
+
+
+def test_server_error_is_retryable_and_client_errors_are_not(tracker: JiraTracker, standin: JiraStandin) -> None:
+    tracker.client
+    standin.fail_next(1, status=500)
+    with pytest.raises(IntegrationError) as err:
+        tracker.statuses(["CL-1"])
+    assert err.value.retryable
+
+    nobody = Person(key="zed", name="Zed", email="zed@example.com", handles={"jira": "no-such-account"})
+    with pytest.raises(IntegrationError) as bad:
+        tracker.create(request().model_copy(update={"assignee": nobody}))
+    assert not bad.value.retryable and bad.value.status == 400  # type: ignore[attr-defined]
+
+    with pytest.raises(IntegrationError) as missing:
+        tracker.comment("CL-404", "hello", "k-1")
+    assert not missing.value.retryable and missing.value.status == 404  # type: ignore[attr-defined]
+
+
+def test_timeout_is_retryable(tracker: JiraTracker, standin: JiraStandin) -> None:
+    tracker.client
+    standin.delay_next(2.0, path="/rest/api/2/search/jql")
+    with pytest.raises(IntegrationError) as err:
+        tracker.statuses(["CL-1"])
+    assert err.value.retryable
+
+
+def test_comment_is_idempotent(tracker: JiraTracker, standin: JiraStandin) -> None:
+    key = tracker.ensure_ticket(request()).key
+    tracker.comment(key, "Reminder: due in 3 days.", "postmortem/api/INC-42/item-1/reminder-1")
+    tracker.comment(key, "Reminder: due in 3 days.", "postmortem/api/INC-42/item-1/reminder-1")
+    tracker.comment(key, "Reminder: due tomorrow.", "postmortem/api/INC-42/item-1/reminder-2")
+    bodies = [c["body"] for c in standin.issues[key]["comments"]]
+    assert len(bodies) == 2
+    assert bodies[0].startswith("Reminder: due in 3 days.") and bodies[1].startswith("Reminder: due tomorrow.")
+    assert standin.requests["POST /rest/api/2/issue/{key}/comment"] == 2
+
+
+def test_close_moves_the_issue_to_done_once(tracker: JiraTracker, standin: JiraStandin) -> None:
+    key = tracker.ensure_ticket(request()).key
+    assert tracker.close(key).status == "done"
+    assert tracker.close(key).status == "done"
+    assert standin.requests["POST /rest/api/2/issue/{key}/transitions"] == 1
+    key2 = tracker.ensure_ticket(request(marker="m-2")).key
+    assert tracker.close(key2, resolution="Won't Do").status == "wont_do"
+
+
+def test_validator_catches_a_wrong_response_and_applies_the_quirks(validator: ResponseValidator) -> None:
+    assert validator.errors("GET", "/rest/api/2/issue/CL-1", 200, {"id": 10001, "key": "CL-1"})  # id is a string
+    assert not validator.errors("GET", "/rest/api/2/serverInfo", 200,  # additionalProperties: false not enforced
+                                {"baseUrl": "http://x", "deploymentType": "Cloud", "extraField": 1})
+    assert not validator.errors("POST", "/rest/api/2/issue/CL-1/comment", 201, {"id": "1", "body": "plain v2 text"})
+    assert validator.errors("GET", "/rest/api/2/search/jql", 200, {"issues": "nope"})
+    assert validator.template_for("/rest/api/2/search/jql") == "/rest/api/3/search/jql"
+
+
+def test_validator_allows_null_in_nullable_enums() -> None:
+    github = SPEC.parent / "github-rest-api.json"
+    if not github.exists():
+        pytest.skip(f"{github} is missing")
+    v = ResponseValidator(github, path_aliases={})
+    path = "/repos/o/r/issues/1"
+    assert not [e for e in v.errors("GET", path, 200, {"state_reason": None}) if "state_reason" in e]
+    assert [e for e in v.errors("GET", path, 200, {"state_reason": "bogus"}) if "state_reason" in e]
