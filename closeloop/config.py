@@ -37,6 +37,15 @@ class StoreSettings(_Strict):
     url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in the data dir")
 
 
+class WebSettings(_Strict):
+    """`[web]`: the HTTP app (`closeloop serve`). Its secrets (API tokens, webhook secrets) come only from
+    the environment (closeloop/web/settings.py), never from this file."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    max_body_bytes: int = Field(default=256 * 1024, ge=1, description="larger request bodies get 413")
+
+
 class PersonConfig(_Strict):
     name: str
     email: str
@@ -58,6 +67,7 @@ class Config(_Strict):
     default_owner: str | None = None
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
+    web: WebSettings = Field(default_factory=WebSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)

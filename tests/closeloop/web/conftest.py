@@ -1,0 +1,109 @@
+"""Fixtures for the web app: an httpx client on the ASGI app, wired to the `app` fixture's Temporal client,
+worker and task queue. Every lifecycle a request starts is handed to `app.handles` for cleanup."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest_asyncio
+
+from closeloop.web.app import create_app
+from closeloop.web.settings import WebSecrets
+from tests.temporal_env import App
+from workflows.postmortem import PostmortemWorkflow
+
+TOKENS = ("tok-first-0123456789", "tok-second-abcdef")
+PD_SECRETS = ("pd-secret-old", "pd-secret-new")
+
+
+def sign(body: bytes, secret: str) -> str:
+    return "v1=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+
+
+def pd_envelope(incident_id: str = "PGR0VU2", event_type: str = "incident.resolved", **data: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "id": incident_id,
+        "type": "incident",
+        "self": f"https://api.pagerduty.com/incidents/{incident_id}",
+        "html_url": f"https://acme.pagerduty.com/incidents/{incident_id}",
+        "number": 2,
+        "status": "resolved",
+        "incident_key": "d3640fbd41094207a1c11e58e46b1662",
+        "created_at": "2020-04-09T15:16:27Z",
+        "title": "A little bump in the road",
+        "service": {"id": "PF9KMXH", "summary": "checkout", "type": "service_reference"},
+        "priority": {"id": "PSO75BM", "summary": "P1", "type": "priority_reference"},
+        "urgency": "high",
+    }
+    base.update(data)
+    return {
+        "event": {
+            "id": "5ac64822-4adc-4fda-ade0-410becf0de4f",
+            "event_type": event_type,
+            "resource_type": "incident",
+            "occurred_at": "2020-10-02T18:45:22.169Z",
+            "agent": None,
+            "client": {"name": "PagerDuty"},
+            "data": base,
+        }
+    }
+
+
+@dataclass
+class Web:
+    http: httpx.AsyncClient
+    app: App
+
+    def track(self, response: httpx.Response) -> None:
+        """Hand a started lifecycle to the app fixture's cleanup."""
+        if response.status_code == 202 and "workflow_id" in response.json():
+            wid = response.json()["workflow_id"]
+            if wid not in {h.id for h in self.app.handles}:
+                self.app.handles.append(self.app.client.get_workflow_handle(wid))
+
+    async def post(self, url: str, **kwargs: Any) -> httpx.Response:
+        response = await self.http.post(url, **kwargs)
+        self.track(response)
+        return response
+
+    async def pagerduty(self, payload: Any, *, secret: str = PD_SECRETS[0], body: bytes | None = None,
+                        signature: str | None = None, headers: dict[str, str] | None = None) -> httpx.Response:
+        raw = body if body is not None else json.dumps(payload).encode()
+        sig = signature if signature is not None else sign(raw, secret)
+        return await self.post("/webhooks/pagerduty", content=raw,
+                               headers={"Content-Type": "application/json", "X-PagerDuty-Signature": sig,
+                                        **(headers or {})})
+
+    async def api(self, url: str, payload: Any = None, *, token: str | None = TOKENS[0]) -> httpx.Response:
+        headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
+        kwargs: dict[str, Any] = {"json": payload} if payload is not None else {}
+        return await self.post(url, headers=headers, **kwargs)
+
+    async def state(self, workflow_id: str) -> Any:
+        handle = self.app.client.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
+        return await self.app.wait_for(handle, lambda s: s is not None)
+
+
+def make_web(app: App, secrets: WebSecrets | None = None, max_body_bytes: int | None = None) -> httpx.AsyncClient:
+    config = app.config
+    if max_body_bytes is not None:
+        config = config.model_copy(update={"web": config.web.model_copy(update={"max_body_bytes": max_body_bytes})})
+
+    async def client_factory() -> Any:
+        return app.client
+
+    web_app = create_app(config, client_factory,
+                         secrets=secrets or WebSecrets(api_tokens=TOKENS, pagerduty_secrets=PD_SECRETS))
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://closeloop.test")
+
+
+@pytest_asyncio.fixture
+async def web(app: App) -> AsyncIterator[Web]:
+    async with make_web(app) as http:
+        yield Web(http=http, app=app)

@@ -1,0 +1,189 @@
+"""GET /healthz and the generic incident API (bearer tokens, idempotent starts, JSON errors)."""
+
+from __future__ import annotations
+
+import pytest
+
+from closeloop.web.settings import WebSecrets, load_secrets
+from tests.closeloop.web.conftest import TOKENS, Web, make_web
+from tests.temporal_env import App
+
+
+def incident_body(external_id: str = "INC-7", **extra: object) -> dict[str, object]:
+    return {"external_id": external_id, "title": "Checkout returns 500s", "severity": "SEV2",
+            "services": ["checkout"], "commander": "alice", **extra}
+
+
+async def test_healthz_needs_no_auth(web: Web) -> None:
+    r = await web.http.get("/healthz")
+    assert r.status_code == 200
+    assert r.json() == {"ok": True}
+
+
+async def test_no_token_401(web: Web) -> None:
+    r = await web.api("/api/incidents", incident_body(), token=None)
+    assert r.status_code == 401
+    assert r.headers["www-authenticate"] == "Bearer"
+    assert "missing bearer token" in r.json()["error"]
+    r = await web.post("/api/incidents", json=incident_body(), headers={"Authorization": f"Basic {TOKENS[0]}"})
+    assert r.status_code == 401
+    assert web.app.handles == []
+
+
+async def test_wrong_token_401(web: Web) -> None:
+    for token in ["nope", TOKENS[0] + "x", TOKENS[0][:-1], "ü-non-ascii"]:
+        headers = {"Authorization": f"Bearer {token}".encode()}
+        r = await web.post("/api/incidents", json=incident_body(), headers=headers)
+        assert r.status_code == 401, token
+        assert r.json() == {"error": "invalid bearer token"}
+    assert web.app.handles == []
+
+
+async def test_no_tokens_configured_401_for_everyone(app: App) -> None:
+    async with make_web(app, secrets=WebSecrets(pagerduty_secrets=("s",))) as http:
+        r = await http.post("/api/incidents", json=incident_body(), headers={"Authorization": "Bearer "})
+        assert r.status_code == 401
+        assert "CLOSELOOP_API_TOKENS" in r.json()["error"]
+        r = await http.post("/api/incidents", json=incident_body(), headers={"Authorization": "Bearer anything"})
+        assert r.status_code == 401
+        assert "no API tokens are configured" in r.json()["error"]
+
+
+async def test_good_token_starts_the_lifecycle(web: Web) -> None:
+    r = await web.api("/api/incidents", incident_body("INC-7"), token=TOKENS[1])
+    assert r.status_code == 202, r.text
+    assert r.json() == {"workflow_id": "postmortem/api/INC-7", "new": True}
+    inc = (await web.state("postmortem/api/INC-7")).plan.incident
+    assert inc.source == "api"  # the default
+    assert inc.title == "Checkout returns 500s"
+    assert inc.severity == "SEV2"
+    assert inc.resolved_at is not None  # defaulted to now
+
+
+async def test_duplicate_is_not_new(web: Web) -> None:
+    first = await web.api("/api/incidents", incident_body("INC-8"))
+    second = await web.api("/api/incidents", incident_body("INC-8", title="Same incident, reworded"))
+    assert first.json() == {"workflow_id": "postmortem/api/INC-8", "new": True}
+    assert second.status_code == 202
+    assert second.json() == {"workflow_id": "postmortem/api/INC-8", "new": False}
+    assert (await web.state("postmortem/api/INC-8")).plan.incident.title == "Checkout returns 500s"
+
+
+async def test_invalid_incident_422_and_malformed_400(web: Web) -> None:
+    r = await web.api("/api/incidents", {"title": "no id"})
+    assert r.status_code == 422
+    assert "external_id" in r.json()["error"]
+    r = await web.api("/api/incidents", incident_body("has space"))
+    assert r.status_code == 422
+    assert "external_id" in r.json()["error"]
+    r = await web.api("/api/incidents", incident_body(unknown_field=1))
+    assert r.status_code == 422
+    r = await web.post("/api/incidents", content=b"{nope", headers={"Authorization": f"Bearer {TOKENS[0]}"})
+    assert r.status_code == 400
+    assert r.json()["error"].startswith("malformed JSON")
+    r = await web.api("/api/incidents", ["a list"])
+    assert r.status_code == 400
+    assert web.app.handles == []
+
+
+async def test_resolve_endpoint(web: Web) -> None:
+    url = "/api/incidents/api/INC-9/resolve"
+    r = await web.api(url, token="wrong")
+    assert r.status_code == 401
+    r = await web.api(url)  # no body, unknown incident: the title is needed
+    assert r.status_code == 422
+    assert "title is required" in r.json()["error"]
+    r = await web.api(url, {"title": "Search is slow", "services": ["search"], "severity": "SEV3"})
+    assert r.status_code == 202, r.text
+    assert r.json() == {"workflow_id": "postmortem/api/INC-9", "new": True}
+    inc = (await web.state("postmortem/api/INC-9")).plan.incident
+    assert (inc.source, inc.external_id, inc.title, inc.services) == ("api", "INC-9", "Search is slow", ["search"])
+    r = await web.api(url)  # known now: no title needed, nothing new
+    assert r.status_code == 202
+    assert r.json() == {"workflow_id": "postmortem/api/INC-9", "new": False}
+    r = await web.api(url, {"title": "x", "external_id": "INC-10"})
+    assert r.status_code == 422
+    assert "differs from the path" in r.json()["error"]
+    r = await web.api("/api/incidents/Bad Source/INC-1/resolve", {"title": "x"})
+    assert r.status_code == 422
+    assert len(web.app.handles) == 1
+
+
+async def test_oversized_api_body_413(app: App) -> None:
+    async with make_web(app, max_body_bytes=100) as http:
+        r = await http.post("/api/incidents", json=incident_body(title="x" * 200),
+                            headers={"Authorization": f"Bearer {TOKENS[0]}"})
+        assert r.status_code == 413
+
+
+async def test_temporal_unreachable_503(app: App) -> None:
+    from closeloop.web.app import create_app
+    import httpx
+
+    calls = 0
+
+    async def failing() -> object:
+        nonlocal calls
+        calls += 1
+        raise RuntimeError("Failed client connect: connection refused")
+
+    web_app = create_app(app.config, failing, secrets=WebSecrets(api_tokens=TOKENS))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://t") as http:
+        for _ in range(2):
+            r = await http.post("/api/incidents", json=incident_body(),
+                                headers={"Authorization": f"Bearer {TOKENS[0]}"})
+            assert r.status_code == 503
+            assert r.json() == {"error": "Temporal is unreachable; try again later"}
+    assert calls == 2  # a failed connect is retried by the next request
+
+
+async def test_client_is_connected_once(app: App) -> None:
+    from closeloop.web.app import create_app
+    import httpx
+
+    calls = 0
+
+    async def factory() -> object:
+        nonlocal calls
+        calls += 1
+        return app.client
+
+    web_app = create_app(app.config, factory, secrets=WebSecrets(api_tokens=TOKENS))
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://t") as http:
+        assert calls == 0  # lazily
+        for n in range(3):
+            r = await http.post("/api/incidents", json=incident_body(f"INC-ONCE-{n}"),
+                                headers={"Authorization": f"Bearer {TOKENS[0]}"})
+            assert r.status_code == 202
+            app.handles.append(app.client.get_workflow_handle(r.json()["workflow_id"]))
+    assert calls == 1
+
+
+def test_secrets_come_from_the_environment() -> None:
+    s = load_secrets({"CLOSELOOP_API_TOKENS": " tok1, tok2 ,,tok1", "CLOSELOOP_PAGERDUTY_SECRETS": "pdsec"})
+    assert s.api_tokens == ("tok1", "tok2")
+    assert s.pagerduty_secrets == ("pdsec",)
+    assert load_secrets({}) == WebSecrets()
+    assert "tok1" not in repr(s) and "pdsec" not in repr(s)
+
+
+def test_web_settings_in_config(tmp_path) -> None:
+    from closeloop.config import ConfigError, load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("[web]\nport = 9000\nhost = '0.0.0.0'\n")
+    cfg = load_config(path, env={})
+    assert (cfg.web.host, cfg.web.port, cfg.web.max_body_bytes) == ("0.0.0.0", 9000, 256 * 1024)
+    path.write_text("[web]\napi_tokens = ['x']\n")  # secrets never come from the file
+    with pytest.raises(ConfigError, match="api_tokens"):
+        load_config(path, env={})
+
+
+def test_serve_command_is_registered() -> None:
+    from click.testing import CliRunner
+
+    from closeloop.cli.main import cli
+
+    result = CliRunner().invoke(cli, ["serve", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "/webhooks/pagerduty" in result.output
