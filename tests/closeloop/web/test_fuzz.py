@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-hypothesis = pytest.importorskip("hypothesis")  # in the venv; see the test extras
+import hypothesis  # a test extra: a missing install fails loudly, never skips
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
