@@ -3,13 +3,17 @@ heartbeating, and logging bound to the workflow and activity ids."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import timedelta
 from typing import Any
 
 import structlog
 from temporalio import activity
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ApplicationError
 
+from integrations.base import IntegrationError
 from integrations.registry import Integrations
 
 _integrations: Integrations | None = None
@@ -62,6 +66,22 @@ BEST_EFFORT = dict(
                              maximum_interval=timedelta(seconds=30), maximum_attempts=3,
                              non_retryable_error_types=NON_RETRYABLE),
 )
+
+
+@contextmanager
+def external_errors(what: str) -> Iterator[None]:
+    """Turn an integration's failure into what Temporal's retry policy understands: a non-retryable
+    ApplicationError for errors no retry can fix, and for rate limits (429, 403 with Retry-After or a
+    rate-limit reset) a retry no sooner than the server asked: the wait is the retry's, never a sleep here."""
+    try:
+        yield
+    except IntegrationError as e:
+        retry_after = getattr(e, "retry_after", None)
+        raise ApplicationError(
+            f"{what}: {e}", type="NonRetryable" if not e.retryable else type(e).__name__,
+            non_retryable=not e.retryable,
+            next_retry_delay=timedelta(seconds=retry_after) if e.retryable and retry_after else None,
+        ) from e
 
 
 def heartbeat(*details: Any) -> None:

@@ -7,7 +7,7 @@ from typing import Any
 
 from temporalio import activity
 
-from activities._shared import deps, log
+from activities._shared import deps, external_errors, log
 from closeloop.models import Model
 from closeloop.rendering import render_notification
 from integrations.base import Notification
@@ -45,5 +45,6 @@ def notify(inp: NotifyInput) -> str | None:
         person,
     )
     if inp.tracker and inp.ticket_key:
-        d.tracker(inp.tracker).comment(inp.ticket_key, f"{subject}\n\n{body}", inp.key)
+        with external_errors(f"commenting on {inp.ticket_key}"):
+            d.tracker(inp.tracker).comment(inp.ticket_key, f"{subject}\n\n{body}", inp.key)
     return recipient

@@ -7,7 +7,7 @@ from datetime import datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._shared import deps, log
+from activities._shared import deps, external_errors, log
 from closeloop.models import ActionItem, Incident, Model
 from integrations.base import Ticket, TicketRequest
 
@@ -40,10 +40,11 @@ def open_ticket(inp: OpenTicketInput) -> Ticket:
         "",
         f"closeloop marker: {marker_for(inp.item)}",
     ])
-    ticket = d.tracker(inp.item.tracker).ensure_ticket(TicketRequest(
-        marker=marker_for(inp.item), title=inp.item.title, body=body, assignee=owner,
-        priority=inp.item.priority, due_at=inp.item.due_at, labels=["closeloop", f"postmortem-{inp.item.kind}"],
-    ))
+    with external_errors(f"opening the ticket of {inp.item.id}"):
+        ticket = d.tracker(inp.item.tracker).ensure_ticket(TicketRequest(
+            marker=marker_for(inp.item), title=inp.item.title, body=body, assignee=owner,
+            priority=inp.item.priority, due_at=inp.item.due_at, labels=["closeloop", f"postmortem-{inp.item.kind}"],
+        ))
     log().info("ticket ready", item=inp.item.id, ticket=ticket.key)
     return ticket
 

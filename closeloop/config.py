@@ -61,6 +61,26 @@ class ServiceConfig(_Strict):
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class JiraSettings(_Strict):
+    """`[trackers.jira]`: Jira Cloud through the `jira` library. The account's e-mail and API token come only
+    from the environment: CLOSELOOP_JIRA_EMAIL and CLOSELOOP_JIRA_API_TOKEN."""
+
+    url: str
+    project: str
+    issue_type: str = "Task"
+    priorities: dict[str, str] = Field(default_factory=lambda: {"P1": "Highest", "P2": "High", "P3": "Medium",
+                                                                "P4": "Low"})
+    labels: list[str] = Field(default_factory=lambda: ["closeloop"])
+    due_date_field: str = "duedate"
+    done_transition: str = "Done"
+    wont_do_resolutions: list[str] = Field(default_factory=lambda: ["Won't Do", "Duplicate", "Cannot Reproduce"])
+    timeout: float = 30.0
+
+
+class TrackersConfig(_Strict):
+    jira: JiraSettings | None = None
+
+
 class Config(_Strict):
     source: str = Field(default="<built-in>", exclude=True)
     data_dir: Path = Path(".closeloop")
@@ -68,6 +88,7 @@ class Config(_Strict):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     web: WebSettings = Field(default_factory=WebSettings)
+    trackers: TrackersConfig = Field(default_factory=TrackersConfig)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
@@ -172,6 +193,8 @@ class Config(_Strict):
                 for r in policy.reviewers:
                     if r not in self.people:
                         problems.append(f"{where}: unknown reviewer {r!r}")
+                if policy.tracker != "local" and getattr(self.trackers, policy.tracker, None) is None:
+                    problems.append(f"{where}: tracker {policy.tracker!r} has no [trackers.{policy.tracker}] section")
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise ConfigError(f"{self.source}: {problems[0]}{more}")

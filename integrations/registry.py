@@ -38,13 +38,22 @@ def build(config: Config, store: Store | None = None) -> Integrations:
 
     store = store or Store(config.db_url)
     template_dir = config.data_dir / "templates"
+    trackers: dict[str, Tracker] = {"local": LocalTracker(store)}
+    if config.trackers.jira is not None:
+        import os
+
+        from integrations.jira_tracker import JiraConfig, JiraTracker
+
+        settings = config.trackers.jira.model_dump()
+        trackers["jira"] = JiraTracker(JiraConfig(**settings, email=os.environ.get("CLOSELOOP_JIRA_EMAIL", ""),
+                                                  api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", "")))
     return Integrations(
         config=config,
         store=store,
         notifier=LogNotifier(store),
         calendar=LocalCalendar(store),
         publisher=LocalPublisher(store, config.data_dir / "documents"),
-        trackers={"local": LocalTracker(store)},
+        trackers=trackers,
         timeline_sources={"incident": IncidentFactsSource(), "notes": NotesSource(store)},
         template_dir=template_dir if template_dir.is_dir() else None,
     )
