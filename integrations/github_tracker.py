@@ -1,0 +1,276 @@
+"""Action items as GitHub issues, through PyGithub (REST API).
+
+How a ticket is found again (the marker). Every issue closeloop opens carries
+  - the label `closeloop` (plus the configured and requested labels), and
+  - a hidden HTML comment on the last line of the body: `<!-- closeloop-marker: <marker> -->`.
+`find_by_marker` searches `repo:o/r is:issue in:body "closeloop-marker: <marker>"` and confirms a hit by
+the exact comment in the body (search matches phrases loosely). GitHub's search index lags issue creation,
+so when search confirms nothing, the newest `closeloop`-labelled issues (one page, created desc) are
+scanned as well: an issue created a moment ago by an attempt whose answer was lost is found there. When
+the search itself is refused (422), all `closeloop` issues are scanned.
+So `ensure_ticket` after a lost create response finds the issue that was created and opens no second one.
+
+Ticket keys are `owner/repo#N`; the URL is the issue's `html_url`.
+
+Comments are idempotent the same way: the body ends with `<!-- closeloop-comment: <idempotency key> -->`,
+and `comment` first reads the issue's comments and adds nothing when one carries the key.
+
+`statuses` never asks per issue: for each repository among the keys it lists the issues labelled
+`closeloop` (`state=all`, `per_page=100`, following `Link` pages), so it costs ceil(closeloop issues in
+the repository / 100) requests. open -> `open`; closed as `not_planned` (or `duplicate`) -> `wont_do`;
+any other closed -> `done`; a key the listing does not return -> `deleted`.
+
+Errors: `GithubException` and `requests` failures become `GitHubError` (an `IntegrationError`):
+retryable for 5xx, 408, 429, 403 that is a rate limit (`x-ratelimit-remaining: 0`, `Retry-After`, or a
+rate-limit message), connection failures and timeouts, with `retry_after` from Retry-After or
+`x-ratelimit-reset`; not retryable for other 4xx (401, 403, 404, 410, 422). PyGithub is built with
+`retry=None` (no urllib3 retries) so the library never re-sends a POST whose answer was lost: retries
+belong to the activity's retry policy, where `ensure_ticket` makes them safe.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+from github import Auth, Github, GithubException
+from github.Issue import Issue
+from github.Repository import Repository
+
+from closeloop.models import Person
+from integrations.base import IntegrationError, Ticket, TicketRequest, Tracker
+
+MARKER_LABEL = "closeloop"
+MARKER_PREFIX = "closeloop-marker: "
+COMMENT_PREFIX = "closeloop-comment: "
+WONT_DO_REASONS = ("not_planned", "duplicate")
+_KEY = re.compile(r"^(?P<repo>[^/\s#]+/[^/\s#]+)#(?P<number>\d+)$")
+
+
+def marker_tag(marker: str) -> str:
+    return f"<!-- {MARKER_PREFIX}{_safe(marker)} -->"
+
+
+def comment_tag(key: str) -> str:
+    return f"<!-- {COMMENT_PREFIX}{_safe(key)} -->"
+
+
+def _safe(text: str) -> str:
+    return text.replace("--", "- -").replace("\n", " ")  # nothing that ends the HTML comment early
+
+
+def ticket_key(repo: str, number: int) -> str:
+    return f"{repo}#{number}"
+
+
+def parse_key(key: str) -> tuple[str, int]:
+    m = _KEY.match(key.strip())
+    if not m:
+        raise GitHubError(f"not a GitHub issue key (owner/repo#N): {key!r}", retryable=False)
+    return m.group("repo"), int(m.group("number"))
+
+
+class GitHubError(IntegrationError):
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+
+
+@dataclass
+class GitHubConfig:
+    repo: str  # "owner/name"; later: one per service / team
+    token: str = ""
+    base_url: str = "https://api.github.com"
+    labels: list[str] = field(default_factory=list)  # added to every issue besides `closeloop`
+    milestone: int | None = None
+    page_size: int = 100  # per_page for listings (GitHub caps it at 100)
+    recent_scan: int = 100  # newest closeloop issues scanned when search confirms no marker
+    timeout: float = 30.0
+    seconds_between_requests: float | None = None  # PyGithub's own throttling (off: the activity paces)
+    seconds_between_writes: float | None = None
+
+
+def _is_pull(issue: Issue) -> bool:
+    # the listed JSON as served: `issue.pull_request` (and `raw_data`) would GET each issue again to
+    # complete an attribute GitHub leaves out of plain issues
+    return bool((getattr(issue, "_rawData", None) or {}).get("pull_request"))
+
+
+def _header(headers: Any, name: str) -> str | None:
+    if not headers:
+        return None
+    for k, v in dict(headers).items():
+        if k.lower() == name.lower():
+            return str(v)
+    return None
+
+
+def _retry_after(headers: Any) -> float | None:
+    value = _header(headers, "Retry-After")
+    if value is not None:
+        try:
+            return max(0.0, float(value))
+        except ValueError:
+            pass
+    if _header(headers, "x-ratelimit-remaining") == "0":
+        reset = _header(headers, "x-ratelimit-reset")
+        try:
+            return max(0.0, float(reset) - time.time()) if reset is not None else None
+        except ValueError:
+            return None
+    return None
+
+
+def _wrap(exc: Exception, what: str) -> GitHubError:
+    if isinstance(exc, GithubException):
+        status = exc.status
+        headers = exc.headers or {}
+        retry_after = _retry_after(headers)
+        message = str((exc.data or {}).get("message", "") if isinstance(exc.data, dict) else exc.data or "")
+        rate_limited = status == 403 and (retry_after is not None or "rate limit" in message.lower())
+        retryable = (status is not None and (status in (408, 429) or status >= 500)) or rate_limited
+        return GitHubError(f"GitHub {what}: HTTP {status}: {message}"[:1000], retryable=retryable, status=status,
+                           retry_after=retry_after)
+    return GitHubError(f"GitHub {what}: {type(exc).__name__}: {exc}"[:1000], retryable=True)
+
+
+class GitHubTracker(Tracker):
+    name = "github"
+
+    def __init__(self, config: GitHubConfig, people: dict[str, Person] | None = None) -> None:
+        self.config = config
+        self.people = people or {}
+        self._client: Github | None = None
+        self._repos: dict[str, Repository] = {}
+        self._lock = threading.Lock()
+
+    # ------------------------------------------------------------------ plumbing
+    @property
+    def client(self) -> Github:
+        with self._lock:
+            if self._client is None:
+                self._client = Github(
+                    base_url=self.config.base_url, auth=Auth.Token(self.config.token) if self.config.token else None,
+                    timeout=int(self.config.timeout) or 1, retry=None, per_page=self.config.page_size,
+                    seconds_between_requests=self.config.seconds_between_requests,
+                    seconds_between_writes=self.config.seconds_between_writes,
+                )
+            return self._client
+
+    def repo(self, full_name: str | None = None) -> Repository:
+        name = full_name or self.config.repo
+        if name not in self._repos:
+            with self._errors(f"get repository {name}"):
+                self._repos[name] = self.client.get_repo(name)
+        return self._repos[name]
+
+    @contextmanager
+    def _errors(self, what: str) -> Iterator[None]:
+        try:
+            yield
+        except GitHubError:
+            raise
+        except (GithubException, requests.RequestException) as exc:
+            raise _wrap(exc, what) from exc
+
+    def _login(self, person: Person) -> str | None:
+        known = self.people.get(person.key, person)
+        return known.handles.get("github") or person.handles.get("github")
+
+    def _ticket(self, repo: str, issue: Issue) -> Ticket:
+        if issue.state == "closed":
+            reason = issue.state_reason or "completed"
+            status = "wont_do" if reason in WONT_DO_REASONS else "done"
+        else:
+            reason, status = "", "open"
+        return Ticket(key=ticket_key(repo, issue.number), url=issue.html_url, status=status, resolution=reason)
+
+    def _marked(self, issue: Issue, marker: str) -> bool:
+        return not _is_pull(issue) and marker_tag(marker) in (issue.body or "")
+
+    # ------------------------------------------------------------------ Tracker
+    def find_by_marker(self, marker: str) -> Ticket | None:
+        repo = self.repo()
+        name = self.config.repo
+        query = f'repo:{name} is:issue in:body "{MARKER_PREFIX}{_safe(marker)}"'
+        hits: list[Issue] = []
+        searched = True
+        with self._errors("search issues"):
+            try:
+                hits = [i for i in self.client.search_issues(query) if self._marked(i, marker)]
+            except GithubException as exc:
+                if exc.status != 422:
+                    raise
+                searched = False
+            if not hits:
+                listing = repo.get_issues(state="all", labels=[MARKER_LABEL], sort="created", direction="desc")
+                limit = self.config.recent_scan if searched else None
+                for n, issue in enumerate(listing):
+                    if limit is not None and n >= limit:
+                        break
+                    if self._marked(issue, marker):
+                        hits.append(issue)
+        if not hits:
+            return None
+        return self._ticket(name, min(hits, key=lambda i: i.number))
+
+    def create(self, request: TicketRequest) -> Ticket:
+        repo = self.repo()
+        labels = list(dict.fromkeys([MARKER_LABEL, *self.config.labels, *request.labels]))
+        body = f"{request.body.rstrip()}\n\n{marker_tag(request.marker)}"
+        kwargs: dict[str, Any] = {"title": request.title[:256], "body": body, "labels": labels}
+        login = self._login(request.assignee)
+        if login:
+            kwargs["assignees"] = [login]
+        with self._errors("create issue"):
+            if self.config.milestone is not None:
+                kwargs["milestone"] = repo.get_milestone(self.config.milestone)  # lazy: no request
+            issue = repo.create_issue(**kwargs)
+        return self._ticket(self.config.repo, issue)
+
+    def comment(self, ticket_key: str, body: str, idempotency_key: str) -> None:
+        name, number = parse_key(ticket_key)
+        tag = comment_tag(idempotency_key)
+        with self._errors("comment"):
+            issue = self.repo(name).get_issue(number)
+            if any(tag in (c.body or "") for c in issue.get_comments()):
+                return
+            issue.create_comment(f"{body.rstrip()}\n\n{tag}")
+
+    def statuses(self, ticket_keys: list[str]) -> dict[str, Ticket]:
+        keys = list(dict.fromkeys(ticket_keys))
+        wanted: dict[str, set[int]] = {}
+        for key in keys:
+            name, number = parse_key(key)
+            wanted.setdefault(name, set()).add(number)
+        found: dict[str, Ticket] = {}
+        for name, numbers in wanted.items():
+            repo = self.repo(name)
+            with self._errors("list issues"):
+                for issue in repo.get_issues(state="all", labels=[MARKER_LABEL]):
+                    if issue.number in numbers and not _is_pull(issue):
+                        found[ticket_key(name, issue.number)] = self._ticket(name, issue)
+        base = self.config.base_url.rstrip("/")
+        for key in keys:
+            if key not in found:
+                name, number = parse_key(key)
+                found[key] = Ticket(key=key, url=f"{base}/repos/{name}/issues/{number}", status="deleted")
+        return {k: found[k] for k in keys}
+
+    def close(self, ticket_key: str, resolution: str = "completed") -> Ticket:
+        """Close the issue as `completed` or `not_planned` (nothing when it is closed already)."""
+        name, number = parse_key(ticket_key)
+        with self._errors("close issue"):
+            issue = self.repo(name).get_issue(number)
+            if issue.state != "closed":
+                issue.edit(state="closed", state_reason=resolution)
+        return self._ticket(name, issue)
+

@@ -1,0 +1,238 @@
+"""GitHubTracker through PyGithub, over HTTP, against the GitHub REST stand-in.
+
+Every JSON response the stand-in serves is checked against GitHub's own OpenAPI description
+(tests/standins/spec.py, with the nullable-enum quirk); a test fails on any violation.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Iterator
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+from github import Auth, Github
+
+from closeloop.models import Person
+from closeloop.standins.github import GitHubStandin
+from integrations.base import IntegrationError, TicketRequest
+from integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
+from tests.standins.spec import ResponseValidator
+
+SPEC = Path("/work/shared/specs/github-rest-api.json")
+REPO = "acme/checkout"
+BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"github": "bob-gh"})
+MARKER = "closeloop:postmortem/api/INC-42/item-1"
+BACKLINK = "https://closeloop.example.com/postmortems/api/INC-42"
+
+
+@pytest.fixture(scope="module")
+def validator() -> ResponseValidator:
+    if not SPEC.exists():
+        pytest.skip(f"{SPEC} is missing")
+    return ResponseValidator(SPEC, path_aliases={})
+
+
+@pytest.fixture
+def standin(validator: ResponseValidator) -> Iterator[GitHubStandin]:
+    checked: list[str] = []
+
+    def check(method: str, path: str, status: int, body: object) -> None:
+        checked.append(f"{method} {path} {status}")
+        validator.check(method, path, status, body)
+
+    with GitHubStandin(validator=check) as server:
+        server.add_repo(REPO, collaborators=["bob-gh"], milestones={3: "Postmortem follow-ups"})
+        yield server
+    assert server.violations == [], "\n".join(server.violations)
+    assert checked or not server.requests, "the stand-in served responses without validating them"
+
+
+@pytest.fixture
+def tracker(standin: GitHubStandin) -> GitHubTracker:
+    return GitHubTracker(GitHubConfig(repo=REPO, token="t", base_url=standin.base_url, labels=["postmortem"],
+                                      milestone=3, timeout=1.0), people={"bob": BOB})
+
+
+def request(marker: str = MARKER, title: str = "Validate config before push") -> TicketRequest:
+    return TicketRequest(marker=marker, title=title, body=f"From the postmortem of INC-42: {BACKLINK}",
+                         assignee=BOB, priority="P1", due_at=datetime(2026, 12, 1, 17, tzinfo=timezone.utc),
+                         labels=["service:checkout"])
+
+
+def issues(standin: GitHubStandin) -> dict[int, dict]:
+    return standin.repos[REPO]["issues"]
+
+
+def test_ensure_ticket_creates_the_issue_with_the_right_fields(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    ticket = tracker.ensure_ticket(request())
+    assert ticket.key == f"{REPO}#1" and ticket.status == "open"
+    assert ticket.url == f"{standin.url}/{REPO}/issues/1"
+    issue = issues(standin)[1]
+    assert issue["title"] == "Validate config before push"
+    assert issue["assignees"] == ["bob-gh"]
+    assert issue["labels"] == ["closeloop", "postmortem", "service:checkout"]
+    assert issue["milestone"] == 3
+    assert BACKLINK in issue["body"]
+    assert issue["body"].rstrip().endswith(marker_tag(MARKER))
+    assert marker_tag(MARKER) == f"<!-- closeloop-marker: {MARKER} -->"
+    assert standin.requests["GET /repos/{owner}/{repo}"] == 1
+    assert standin.requests["GET /search/issues"] == 1
+
+
+def test_ensure_ticket_again_returns_the_same_issue(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    first = tracker.ensure_ticket(request())
+    again = tracker.ensure_ticket(request())
+    assert again.key == first.key
+    assert len(issues(standin)) == 1
+    assert standin.requests["POST /repos/{owner}/{repo}/issues"] == 1
+    other = tracker.ensure_ticket(request(marker=MARKER.replace("item-1", "item-10"), title="Alert on 5xx"))
+    assert other.key != first.key and len(issues(standin)) == 2
+    # "…item-1" is a prefix of "…item-10": the exact tag decides, not the loose search phrase
+    assert tracker.find_by_marker(MARKER).key == first.key  # type: ignore[union-attr]
+
+
+def test_lost_create_response_then_retry_finds_the_issue(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    standin.lose_next_create_response()
+    with pytest.raises(IntegrationError) as lost:
+        tracker.ensure_ticket(request())
+    assert lost.value.retryable
+    assert len(issues(standin)) == 1  # created, though the answer never came
+    ticket = tracker.ensure_ticket(request())  # the activity's retry
+    assert ticket.key == f"{REPO}#1"
+    assert len(issues(standin)) == 1
+    assert standin.requests["POST /repos/{owner}/{repo}/issues"] == 1
+
+
+def test_search_index_lag_falls_back_to_the_newest_labelled_issues(tracker: GitHubTracker,
+                                                                   standin: GitHubStandin) -> None:
+    first = tracker.create(request())
+    standin.fail_next(1, status=422, path="/search/issues")  # search refused: scan the label instead
+    assert tracker.find_by_marker(MARKER).key == first.key  # type: ignore[union-attr]
+    assert tracker.find_by_marker("no-such-marker") is None
+
+
+def test_statuses_of_150_issues_are_few_list_calls(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    keys = [tracker.create(request(marker=f"m-{i}", title=f"item {i}")).key for i in range(150)]
+    standin.set_state(REPO, 1, "closed", "completed")
+    standin.set_state(REPO, 2, "closed", "not_planned")
+    standin.set_state(REPO, 3, "closed", "completed")
+    standin.set_state(REPO, 3, "open")  # reopened
+    before = dict(standin.requests)
+
+    result = tracker.statuses([*keys, f"{REPO}#999"])
+
+    assert standin.requests["GET /repos/{owner}/{repo}/issues"] - before.get("GET /repos/{owner}/{repo}/issues", 0) \
+        == math.ceil(150 / 100)
+    assert standin.requests["GET /repos/{owner}/{repo}/issues/{issue_number}"] == \
+        before.get("GET /repos/{owner}/{repo}/issues/{issue_number}", 0)  # no one-by-one GETs
+    assert len(result) == 151
+    assert result[keys[0]].status == "done" and result[keys[0]].resolution == "completed"
+    assert result[keys[1]].status == "wont_do" and result[keys[1]].resolution == "not_planned"
+    assert result[keys[2]].status == "open" and issues(standin)[3]["state_reason"] == "reopened"
+    assert all(result[k].status == "open" for k in keys[3:])
+    assert result[f"{REPO}#999"].status == "deleted"
+
+
+def test_closing_through_the_api(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    done = tracker.ensure_ticket(request()).key
+    dropped = tracker.ensure_ticket(request(marker="m-2")).key
+    assert tracker.close(done).status == "done"
+    assert tracker.close(dropped, "not_planned").status == "wont_do"
+    assert tracker.close(done).status == "done"
+    assert standin.requests["PATCH /repos/{owner}/{repo}/issues/{issue_number}"] == 2
+    states = tracker.statuses([done, dropped])
+    assert (states[done].status, states[dropped].status) == ("done", "wont_do")
+
+
+def test_primary_rate_limit_is_retryable_with_retry_after(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    tracker.repo()
+    standin.rate_limit_next(retry_after=30, status=403)
+    with pytest.raises(IntegrationError) as err:
+        tracker.ensure_ticket(request())
+    assert err.value.retryable
+    assert err.value.status == 403  # type: ignore[attr-defined]
+    assert 25 <= err.value.retry_after <= 31  # type: ignore[attr-defined]  # from x-ratelimit-reset
+    assert issues(standin) == {}
+    assert tracker.ensure_ticket(request()).key == f"{REPO}#1"
+
+
+def test_secondary_rate_limit_and_429_carry_retry_after(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    tracker.repo()
+    for status in (403, 429):
+        standin.rate_limit_next(retry_after=7, status=status, secondary=True)
+        with pytest.raises(IntegrationError) as err:
+            tracker.statuses([f"{REPO}#1"])
+        assert err.value.retryable and err.value.retry_after == 7  # type: ignore[attr-defined]
+
+
+def test_server_error_is_retryable_and_client_errors_are_not(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    tracker.repo()
+    standin.fail_next(1, status=500)
+    with pytest.raises(IntegrationError) as err:
+        tracker.statuses([f"{REPO}#1"])
+    assert err.value.retryable and err.value.status == 500  # type: ignore[attr-defined]
+
+    nobody = Person(key="zed", name="Zed", email="zed@example.com", handles={"github": "no-such-login"})
+    with pytest.raises(IntegrationError) as bad:
+        tracker.create(request().model_copy(update={"assignee": nobody}))
+    assert not bad.value.retryable and bad.value.status == 422  # type: ignore[attr-defined]
+
+    with pytest.raises(IntegrationError) as missing:
+        tracker.comment(f"{REPO}#404", "hello", "k-1")
+    assert not missing.value.retryable and missing.value.status == 404  # type: ignore[attr-defined]
+
+    standin.fail_next(1, status=403)  # a plain permission refusal, not a rate limit
+    with pytest.raises(IntegrationError) as forbidden:
+        tracker.statuses([f"{REPO}#1"])
+    assert not forbidden.value.retryable
+
+
+def test_timeout_is_retryable(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    tracker.repo()
+    standin.delay_next(2.0, path="/repos/{owner}/{repo}/issues")
+    with pytest.raises(IntegrationError) as err:
+        tracker.statuses([f"{REPO}#1"])
+    assert err.value.retryable
+
+
+def test_comment_is_idempotent(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    key = tracker.ensure_ticket(request()).key
+    tracker.comment(key, "Reminder: due in 3 days.", "postmortem/api/INC-42/item-1/reminder-1")
+    tracker.comment(key, "Reminder: due in 3 days.", "postmortem/api/INC-42/item-1/reminder-1")
+    tracker.comment(key, "Reminder: due tomorrow.", "postmortem/api/INC-42/item-1/reminder-2")
+    bodies = [c["body"] for c in issues(standin)[1]["comments"]]
+    assert len(bodies) == 2
+    assert bodies[0].startswith("Reminder: due in 3 days.") and bodies[1].startswith("Reminder: due tomorrow.")
+    assert bodies[0].endswith(comment_tag("postmortem/api/INC-42/item-1/reminder-1"))
+    assert standin.requests["POST /repos/{owner}/{repo}/issues/{issue_number}/comments"] == 2
+
+
+def test_pygithub_pages_follow_the_standin_links(standin: GitHubStandin) -> None:
+    """Raw PyGithub against the stand-in: Link paging, since and labels filters, search totals."""
+    gh = Github(base_url=standin.base_url, auth=Auth.Token("t"), retry=None, per_page=2,
+                seconds_between_requests=None, seconds_between_writes=None)
+    repo = gh.get_repo(REPO)
+    for n in range(5):
+        repo.create_issue(title=f"t{n}", body=f"body {n}", labels=["closeloop"] if n % 2 == 0 else [])
+    assert [i.number for i in repo.get_issues(state="all")] == [5, 4, 3, 2, 1]
+    assert standin.requests["GET /repos/{owner}/{repo}/issues"] == 3
+    assert [i.number for i in repo.get_issues(state="all", labels=["closeloop"])] == [5, 3, 1]
+    later = datetime.fromtimestamp(time.time() + 60, timezone.utc)
+    assert list(repo.get_issues(state="all", since=later)) == []
+    found = gh.search_issues(f'repo:{REPO} is:issue in:body "body 3"')
+    assert found.totalCount == 1 and [i.number for i in found] == [4]
+    issue = repo.get_issue(2)
+    issue.edit(state="closed", state_reason="not_planned")
+    assert repo.get_issue(2).state_reason == "not_planned"
+    issue.create_comment("hi")
+    assert [c.body for c in issue.get_comments()] == ["hi"]
+
+
+def test_validator_allows_null_in_nullable_enums_and_catches_wrong_bodies(validator: ResponseValidator) -> None:
+    path = f"/repos/{REPO}/issues/1"
+    assert not [e for e in validator.errors("GET", path, 200, {"state_reason": None}) if "state_reason" in e]
+    assert [e for e in validator.errors("GET", path, 200, {"state_reason": "bogus"}) if "state_reason" in e]
+    assert validator.errors("GET", "/search/issues", 200, {"total_count": 1, "items": "nope"})
