@@ -1,6 +1,7 @@
 """The HTTP app: `GET /healthz`, the generic incident API (`POST /api/incidents`,
 `POST /api/incidents/{source}/{external_id}/resolve`, bearer tokens) and the PagerDuty v3 webhook
-(`POST /webhooks/pagerduty`, signed with X-PagerDuty-Signature).
+(`POST /webhooks/pagerduty`, signed with X-PagerDuty-Signature); the incident.io, Alertmanager and Opsgenie
+webhooks are in closeloop.web.sources.
 
 Every request that starts something calls `start_postmortem`, whose workflow id is
 `postmortem/<source>/<external_id>`: a repeated delivery never starts a second lifecycle, so the handlers
@@ -352,4 +353,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
             return JSONResponse({"ignored": event_type}, status_code=202)
         return await start(pagerduty_incident(envelope), "pagerduty")
 
+    from closeloop.web import sources  # here, not at the top: sources imports this module's helpers
+
+    sources.register(app, secrets, limit, start)
     return app

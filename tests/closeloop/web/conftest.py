@@ -3,9 +3,11 @@ worker and task queue. Every lifecycle a request starts is handed to `app.handle
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import json
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
@@ -20,6 +22,30 @@ from workflows.postmortem import PostmortemWorkflow
 
 TOKENS = ("tok-first-0123456789", "tok-second-abcdef")
 PD_SECRETS = ("pd-secret-old", "pd-secret-new")
+IIO_SECRETS = ("whsec_" + base64.b64encode(b"incident-io-key-old-0123456789ab").decode(),
+               "whsec_" + base64.b64encode(b"incident-io-key-new-0123456789ab").decode())
+AM_TOKENS = ("am-token-0123456789",)
+AM_BASIC = ("alertmanager:s3cret-pass", "other:pw")
+OG_TOKENS = ("og-token-0123456789", "og-token-rotated")
+ALL_SECRETS = WebSecrets(api_tokens=TOKENS, pagerduty_secrets=PD_SECRETS, incidentio_secrets=IIO_SECRETS,
+                         alertmanager_tokens=AM_TOKENS, alertmanager_basic=AM_BASIC, opsgenie_tokens=OG_TOKENS)
+
+
+def svix_sign(msg_id: str, timestamp: int | str, body: bytes, secret: str) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    mac = hmac.new(key, f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()
+
+
+def iio_headers(body: bytes, secret: str = IIO_SECRETS[0], *, msg_id: str = "msg_2KWPBgLlAfxdpx2AI54pPJ85f4W",
+                timestamp: int | None = None) -> dict[str, str]:
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {"webhook-id": msg_id, "webhook-timestamp": str(ts),
+            "webhook-signature": svix_sign(msg_id, ts, body, secret)}
+
+
+def basic(user_pass: str) -> str:
+    return "Basic " + base64.b64encode(user_pass.encode()).decode()
 
 
 def sign(body: bytes, secret: str) -> str:
@@ -80,6 +106,25 @@ class Web:
                                headers={"Content-Type": "application/json", "X-PagerDuty-Signature": sig,
                                         **(headers or {})})
 
+    async def raw(self, url: str, body: bytes, headers: dict[str, str]) -> httpx.Response:
+        return await self.post(url, content=body, headers={"Content-Type": "application/json", **headers})
+
+    async def incidentio(self, payload: Any, *, body: bytes | None = None, secret: str = IIO_SECRETS[0],
+                         headers: dict[str, str] | None = None, timestamp: int | None = None) -> httpx.Response:
+        raw = body if body is not None else json.dumps(payload).encode()
+        signed = iio_headers(raw, secret, timestamp=timestamp)
+        return await self.raw("/webhooks/incidentio", raw, {**signed, **(headers or {})})
+
+    async def alertmanager(self, payload: Any, *, body: bytes | None = None,
+                           auth: str | None = f"Bearer {AM_TOKENS[0]}") -> httpx.Response:
+        raw = body if body is not None else json.dumps(payload).encode()
+        return await self.raw("/webhooks/alertmanager", raw, {"Authorization": auth} if auth is not None else {})
+
+    async def opsgenie(self, payload: Any, *, body: bytes | None = None,
+                       token: str | None = OG_TOKENS[0]) -> httpx.Response:
+        raw = body if body is not None else json.dumps(payload).encode()
+        return await self.raw("/webhooks/opsgenie", raw, {"X-Closeloop-Token": token} if token is not None else {})
+
     async def api(self, url: str, payload: Any = None, *, token: str | None = TOKENS[0]) -> httpx.Response:
         headers = {"Authorization": f"Bearer {token}"} if token is not None else {}
         kwargs: dict[str, Any] = {"json": payload} if payload is not None else {}
@@ -99,7 +144,7 @@ def make_web(app: App, secrets: WebSecrets | None = None, max_body_bytes: int | 
         return app.client
 
     web_app = create_app(config, client_factory,
-                         secrets=secrets or WebSecrets(api_tokens=TOKENS, pagerduty_secrets=PD_SECRETS))
+                         secrets=secrets or ALL_SECRETS)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://closeloop.test")
 
 
