@@ -36,9 +36,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
+
+from closeloop.standins._server import Fault, StandinServer
 
 Validator = Callable[[str, str, int, Any], None]
 
@@ -77,15 +79,9 @@ class HttpError(Exception):
             self.body["errors"] = errors
 
 
-class _Fault:
-    def __init__(self, kind: str, path: str | None, **kw: Any) -> None:
-        self.kind, self.path, self.kw = kind, path, kw
+class GitHubStandin(StandinServer):
+    thread_name = "github-standin"
 
-    def matches(self, method: str, template: str) -> bool:
-        return self.path is None or self.path in (template, f"{method} {template}")
-
-
-class GitHubStandin:
     def __init__(self, *, prefix: str = "/api/v3", login: str = "closeloop-bot", max_per_page: int = 100,
                  rate_limit: int = 5000, validator: Validator | None = None) -> None:
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
@@ -99,43 +95,17 @@ class GitHubStandin:
         self.users: dict[str, int] = {}
         self.requests: Counter[str] = Counter()
         self.violations: list[str] = []
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
         self._lock = threading.RLock()
         self._next_id = 1000
         self._user(login)
-        handler = type("Handler", (_Handler,), {"standin": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
+        self._serve(_Handler)
 
     # ------------------------------------------------------------------ lifecycle
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
     @property
     def base_url(self) -> str:
         """What PyGithub takes as `base_url`."""
         return self.url + self.prefix
-
-    def start(self) -> GitHubStandin:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="github-standin",
-                                        daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(5)
-
-    def __enter__(self) -> GitHubStandin:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ state
     def _new_id(self) -> int:
@@ -188,19 +158,19 @@ class GitHubStandin:
 
     # ------------------------------------------------------------------ faults and hooks
     def lose_next_create_response(self) -> None:
-        self._faults.append(_Fault("lose", "POST /repos/{owner}/{repo}/issues"))
+        self._faults.append(Fault("lose", "POST /repos/{owner}/{repo}/issues"))
 
     def fail_next(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
-        self._faults.extend(_Fault("fail", path, status=status) for _ in range(n))
+        self._faults.extend(Fault("fail", path, status=status) for _ in range(n))
 
     def rate_limit_next(self, retry_after: int = 1, status: int = 403, *, secondary: bool = False,
                         path: str | None = None) -> None:
-        self._faults.append(_Fault("rate", path, retry_after=retry_after, status=status, secondary=secondary))
+        self._faults.append(Fault("rate", path, retry_after=retry_after, status=status, secondary=secondary))
 
     def delay_next(self, seconds: float, path: str | None = None) -> None:
-        self._faults.append(_Fault("delay", path, seconds=seconds))
+        self._faults.append(Fault("delay", path, seconds=seconds))
 
-    def _take_fault(self, method: str, template: str, kinds: tuple[str, ...]) -> _Fault | None:
+    def _take_fault(self, method: str, template: str, kinds: tuple[str, ...]) -> Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.kind in kinds and fault.matches(method, template):

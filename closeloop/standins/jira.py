@@ -29,9 +29,11 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from closeloop.standins._server import Fault, StandinServer
 
 Validator = Callable[[str, str, int, Any], None]
 
@@ -77,12 +79,9 @@ class HttpError(Exception):
         self.body = {"errorMessages": messages or [], "errors": errors or {}}
 
 
-class _Fault:
-    def __init__(self, kind: str, path: str | None, **kw: Any) -> None:
-        self.kind, self.path, self.kw = kind, path, kw
+class JiraStandin(StandinServer):
+    thread_name = "jira-standin"
 
-
-class JiraStandin:
     def __init__(self, *, project: str = "CL", project_name: str = "Closeloop", max_results: int = 100,
                  users: dict[str, str] | None = None, validator: Validator | None = None) -> None:
         self.project, self.project_name, self.project_id = project, project_name, "10000"
@@ -92,52 +91,26 @@ class JiraStandin:
         self.issues: dict[str, dict[str, Any]] = {}
         self.requests: Counter[str] = Counter()
         self.violations: list[str] = []
-        self._faults: list[_Fault] = []
+        self._faults: list[Fault] = []
         self._lock = threading.RLock()
         self._next_id = 10000
         self._next_comment_id = 20000
-        handler = type("Handler", (_Handler,), {"standin": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-        self._httpd.daemon_threads = True
-        self._thread: threading.Thread | None = None
-
-    # ------------------------------------------------------------------ lifecycle
-    @property
-    def url(self) -> str:
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> JiraStandin:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, args=(0.05,), name="jira-standin", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._httpd.shutdown()
-        self._httpd.server_close()
-        if self._thread:
-            self._thread.join(5)
-
-    def __enter__(self) -> JiraStandin:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.stop()
+        self._serve(_Handler)
 
     # ------------------------------------------------------------------ faults and hooks
     def lose_next_create_response(self) -> None:
-        self._faults.append(_Fault("lose", "/rest/api/2/issue"))
+        self._faults.append(Fault("lose", "/rest/api/2/issue"))
 
     def fail_next(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
-        self._faults.extend(_Fault("fail", path, status=status) for _ in range(n))
+        self._faults.extend(Fault("fail", path, status=status) for _ in range(n))
 
     def rate_limit_next(self, retry_after: int = 1, path: str | None = None) -> None:
-        self._faults.append(_Fault("rate", path, retry_after=retry_after))
+        self._faults.append(Fault("rate", path, retry_after=retry_after))
 
     def delay_next(self, seconds: float, path: str | None = None) -> None:
-        self._faults.append(_Fault("delay", path, seconds=seconds))
+        self._faults.append(Fault("delay", path, seconds=seconds))
 
-    def _take_fault(self, template: str, kinds: tuple[str, ...]) -> _Fault | None:
+    def _take_fault(self, template: str, kinds: tuple[str, ...]) -> Fault | None:
         with self._lock:
             for fault in self._faults:
                 if fault.kind in kinds and (fault.path is None or fault.path == template):
