@@ -26,6 +26,22 @@ class IntegrationError(Exception):
         self.retryable = retryable
 
 
+class HttpIntegrationError(IntegrationError):
+    """An outside system's HTTP API failed: its status, and how long it asked us to wait (Retry-After or a
+    rate-limit reset), which the activity turns into the retry's delay."""
+
+    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
+                 retry_after: float | None = None) -> None:
+        super().__init__(message, retryable=retryable)
+        self.status = status
+        self.retry_after = retry_after
+
+    @staticmethod
+    def is_retryable(status: int | None, *, rate_limited: bool = False) -> bool:
+        """Timeouts, throttling and server errors pass; other 4xx (bad request, auth, not found) do not."""
+        return rate_limited or (status is not None and (status in (408, 429) or status >= 500))
+
+
 class SlotTaken(IntegrationError):
     """The calendar slot was booked by someone else between looking and booking: pick again."""
 

@@ -44,7 +44,7 @@ from github.Issue import Issue
 from github.Repository import Repository
 
 from closeloop.models import Person
-from integrations.base import IntegrationError, Ticket, TicketRequest, Tracker
+from integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 
 MARKER_LABEL = "closeloop"
 MARKER_PREFIX = "closeloop-marker: "
@@ -76,12 +76,8 @@ def parse_key(key: str) -> tuple[str, int]:
     return m.group("repo"), int(m.group("number"))
 
 
-class GitHubError(IntegrationError):
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message, retryable=retryable)
-        self.status = status
-        self.retry_after = retry_after
+class GitHubError(HttpIntegrationError):
+    pass
 
 
 @dataclass
@@ -136,7 +132,7 @@ def _wrap(exc: Exception, what: str) -> GitHubError:
         retry_after = _retry_after(headers)
         message = str((exc.data or {}).get("message", "") if isinstance(exc.data, dict) else exc.data or "")
         rate_limited = status == 403 and (retry_after is not None or "rate limit" in message.lower())
-        retryable = (status is not None and (status in (408, 429) or status >= 500)) or rate_limited
+        retryable = GitHubError.is_retryable(status, rate_limited=rate_limited)
         return GitHubError(f"GitHub {what}: HTTP {status}: {message}"[:1000], retryable=retryable, status=status,
                            retry_after=retry_after)
     return GitHubError(f"GitHub {what}: {type(exc).__name__}: {exc}"[:1000], retryable=True)

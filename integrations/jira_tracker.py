@@ -36,7 +36,7 @@ from jira import JIRA
 from jira.exceptions import JIRAError
 
 from closeloop.models import Person
-from integrations.base import IntegrationError, Ticket, TicketRequest, Tracker
+from integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 
 MARKER_PREFIX = "closeloop-marker: "
 COMMENT_PREFIX = "closeloop-comment: "
@@ -46,12 +46,8 @@ def marker_label(marker: str) -> str:
     return "closeloop-" + hashlib.sha1(marker.encode()).hexdigest()[:12]
 
 
-class JiraError(IntegrationError):
-    def __init__(self, message: str, *, retryable: bool, status: int | None = None,
-                 retry_after: float | None = None) -> None:
-        super().__init__(message, retryable=retryable)
-        self.status = status
-        self.retry_after = retry_after
+class JiraError(HttpIntegrationError):
+    pass
 
 
 @dataclass
@@ -87,8 +83,7 @@ def _wrap(exc: Exception, what: str) -> JiraError:
         status = exc.status_code
         headers = exc.response.headers if exc.response is not None else None
         retry_after = _retry_after(headers)
-        retryable = (status is not None and (status in (408, 429) or status >= 500)) or (
-            status == 403 and retry_after is not None)
+        retryable = JiraError.is_retryable(status, rate_limited=status == 403 and retry_after is not None)
         text = (exc.text or "").strip()
         return JiraError(f"Jira {what}: HTTP {status}: {text}"[:1000], retryable=retryable, status=status,
                          retry_after=retry_after)
