@@ -3,6 +3,7 @@ stopped around a `with` block, and the queue of injected faults."""
 
 from __future__ import annotations
 
+import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -17,6 +18,56 @@ class Fault:
 
     def matches(self, method: str, template: str) -> bool:
         return self.path is None or self.path in (template, f"{method} {template}")
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    """Request handler base: every method goes to `_dispatch(method)`; `_send_json` validates the body
+    with the stand-in's `validator` (recording any violation for the test) and writes it."""
+
+    standin: Any
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # headers and body go out in separate writes: no 40 ms delayed-ACK stalls
+    content_type = "application/json; charset=utf-8"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def do_GET(self) -> None:
+        self._dispatch("GET")
+
+    def do_POST(self) -> None:
+        self._dispatch("POST")
+
+    def do_PUT(self) -> None:
+        self._dispatch("PUT")
+
+    def do_PATCH(self) -> None:
+        self._dispatch("PATCH")
+
+    def do_DELETE(self) -> None:
+        self._dispatch("DELETE")
+
+    def _dispatch(self, method: str) -> None:
+        raise NotImplementedError
+
+    def _send_json(self, status: int, body: Any, path: str, headers: dict[str, str] | None = None) -> None:
+        s = self.standin
+        data = b""
+        if body is not None:
+            if s.validator is not None:
+                try:
+                    s.validator(self.command, path, status, body)
+                except Exception as exc:  # noqa: BLE001 - every violation is recorded for the test
+                    s.violations.append(str(exc))
+            data = json.dumps(body).encode()
+        self.send_response(status)
+        if body is not None:
+            self.send_header("Content-Type", self.content_type)
+        for name, value in (headers or {}).items():
+            self.send_header(name, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
 
 
 class StandinServer:

@@ -36,11 +36,10 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from closeloop.standins._server import Fault, StandinServer
+from closeloop.standins._server import Fault, JsonHandler, StandinServer
 
 Validator = Callable[[str, str, int, Any], None]
 
@@ -552,48 +551,11 @@ class _Request:
         return values[-1] if values else None
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(JsonHandler):
     standin: GitHubStandin
-    protocol_version = "HTTP/1.1"
-    disable_nagle_algorithm = True
-
-    def log_message(self, format: str, *args: Any) -> None:  # quiet
-        pass
-
-    def do_GET(self) -> None:
-        self._dispatch("GET")
-
-    def do_POST(self) -> None:
-        self._dispatch("POST")
-
-    def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
-
-    def do_PUT(self) -> None:
-        self._dispatch("PUT")
-
-    def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
 
     def _send(self, status: int, body: Any, path: str, headers: dict[str, str] | None = None) -> None:
-        s = self.standin
-        data = b""
-        if body is not None:
-            if s.validator is not None:
-                try:
-                    s.validator(self.command, path, status, body)
-                except Exception as exc:  # noqa: BLE001 - every violation is recorded for the test
-                    s.violations.append(str(exc))
-            data = json.dumps(body).encode()
-        self.send_response(status)
-        if body is not None:
-            self.send_header("Content-Type", "application/json; charset=utf-8")
-        merged = {**s.rate_headers(), **(headers or {})}
-        for name, value in merged.items():
-            self.send_header(name, value)
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
+        self._send_json(status, body, path, {**self.standin.rate_headers(), **(headers or {})})
 
     def _dispatch(self, method: str) -> None:
         s = self.standin
