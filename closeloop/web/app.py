@@ -105,6 +105,31 @@ def json_object(body: bytes, *, empty_ok: bool = False) -> dict[str, Any]:
     return data
 
 
+def matches_any(given: bytes, candidates: tuple[str, ...]) -> bool:
+    """Constant-time comparison with every candidate (no early exit)."""
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(given, candidate.encode("utf-8", "surrogateescape"))
+    return matched
+
+
+def incident_or_reject(fields: dict[str, Any], where: dict[str, str]) -> Incident:
+    """Incident.model_validate, or Reject(422) naming the sender's field (`where` maps ours to theirs)."""
+    try:
+        return Incident.model_validate(fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        field = str(err["loc"][0]) if err["loc"] else ""
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise Reject(422, f"invalid field {where.get(field, field)}: {msg}") from None
+
+
+def severity_name(name: str) -> str:
+    """"P1" / "SEV1" -> "SEV1"; any other name kept as it is (at most 32 characters)."""
+    m = _PRIORITY.fullmatch(name.strip())
+    return f"SEV{m.group(1)}" if m else name.strip()[:32]
+
+
 def check_bearer(request: Request, tokens: tuple[str, ...]) -> None:
     challenge = {"WWW-Authenticate": "Bearer"}
     if not tokens:
@@ -113,12 +138,7 @@ def check_bearer(request: Request, tokens: tuple[str, ...]) -> None:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         raise Reject(401, "missing bearer token (Authorization: Bearer <token>)", challenge)
-    given_bytes = given.strip().encode("utf-8", "surrogateescape")
-    # compare against every token (no early exit), each in constant time
-    matched = False
-    for token in tokens:
-        matched |= hmac.compare_digest(given_bytes, token.encode())
-    if not matched:
+    if not matches_any(given.strip().encode("utf-8", "surrogateescape"), tokens):
         raise Reject(401, "invalid bearer token", challenge)
 
 
@@ -170,8 +190,7 @@ def pagerduty_severity(data: dict[str, Any]) -> str:
     else the urgency: high -> SEV2, low -> SEV3."""
     priority = _summary(data.get("priority"))
     if priority:
-        m = _PRIORITY.fullmatch(priority)
-        return f"SEV{m.group(1)}" if m else priority[:32]
+        return severity_name(priority)
     urgency = data.get("urgency")
     return PD_URGENCY.get(urgency.lower(), "SEV3") if isinstance(urgency, str) else "SEV3"
 
@@ -212,13 +231,7 @@ def pagerduty_incident(envelope: dict[str, Any]) -> Incident:
         fields["started_at"] = data["created_at"]
     if isinstance(data.get("incident_key"), str) and data["incident_key"]:
         fields["dedup_key"] = data["incident_key"]
-    try:
-        return Incident.model_validate(fields)
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else ""
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise Reject(422, f"invalid field {PD_FIELDS.get(field, field)}: {msg}") from None
+    return incident_or_reject(fields, PD_FIELDS)
 
 
 # --------------------------------------------------------------------------- the app

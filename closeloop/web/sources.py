@@ -32,10 +32,19 @@ from typing import Any
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
-from pydantic import ValidationError
 
 from closeloop.models import Incident
-from closeloop.web.app import _PRIORITY, MAX_SIGNATURES, Reject, _field, _str_field, json_object, read_body
+from closeloop.web.app import (
+    MAX_SIGNATURES,
+    Reject,
+    _field,
+    _str_field,
+    incident_or_reject,
+    json_object,
+    matches_any,
+    read_body,
+    severity_name,
+)
 from closeloop.web.settings import (
     ENV_ALERTMANAGER_BASIC,
     ENV_ALERTMANAGER_TOKENS,
@@ -49,30 +58,6 @@ log = structlog.get_logger("closeloop.web")
 Start = Callable[[Incident, str], Awaitable[JSONResponse]]
 
 TIMESTAMP_TOLERANCE = 5 * 60  # seconds, either way (Standard Webhooks' recommendation)
-
-
-def _matches_any(given: bytes, candidates: tuple[str, ...]) -> bool:
-    """Constant-time comparison with every candidate (no early exit)."""
-    matched = False
-    for candidate in candidates:
-        matched |= hmac.compare_digest(given, candidate.encode("utf-8", "surrogateescape"))
-    return matched
-
-
-def _incident(fields: dict[str, Any], where: dict[str, str]) -> Incident:
-    """Incident.model_validate, or Reject(422) naming the sender's field (`where` maps ours to theirs)."""
-    try:
-        return Incident.model_validate(fields)
-    except ValidationError as e:
-        err = e.errors()[0]
-        field = str(err["loc"][0]) if err["loc"] else ""
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise Reject(422, f"invalid field {where.get(field, field)}: {msg}") from None
-
-
-def _severity_name(name: str) -> str:
-    m = _PRIORITY.fullmatch(name.strip())
-    return f"SEV{m.group(1)}" if m else name.strip()[:32]
 
 
 def _title(text: str) -> str:
@@ -121,7 +106,7 @@ def incidentio_incident(incident: dict[str, Any]) -> Incident:
                               "resolved_at": incident.get("updated_at") or datetime.now(timezone.utc)}
     severity = incident.get("severity")
     if isinstance(severity, dict) and isinstance(severity.get("name"), str) and severity["name"].strip():
-        fields["severity"] = _severity_name(severity["name"])
+        fields["severity"] = severity_name(severity["name"])
     permalink = incident.get("permalink")
     if isinstance(permalink, str) and permalink:
         reference = incident.get("reference")
@@ -129,7 +114,7 @@ def incidentio_incident(incident: dict[str, Any]) -> Incident:
         fields["links"] = [{"title": label[:200], "url": permalink}]
     if incident.get("created_at") is not None:
         fields["started_at"] = incident["created_at"]
-    return _incident(fields, INCIDENTIO_FIELDS)
+    return incident_or_reject(fields, INCIDENTIO_FIELDS)
 
 
 async def incidentio(request: Request, secrets: WebSecrets, limit: int, start: Start,
@@ -187,13 +172,13 @@ def check_alertmanager_auth(request: Request, secrets: WebSecrets) -> None:
     if not given or scheme.lower() not in ("bearer", "basic"):
         raise Reject(401, "missing credentials (Authorization: Bearer <token> or Basic)")
     if scheme.lower() == "bearer":
-        ok = _matches_any(given.encode("utf-8", "surrogateescape"), secrets.alertmanager_tokens)
+        ok = matches_any(given.encode("utf-8", "surrogateescape"), secrets.alertmanager_tokens)
     else:
         try:
             decoded = base64.b64decode(given, validate=True)
         except (binascii.Error, ValueError):
             decoded = b""
-        ok = bool(decoded) and _matches_any(decoded, secrets.alertmanager_basic)
+        ok = bool(decoded) and matches_any(decoded, secrets.alertmanager_basic)
     if not ok:
         raise Reject(401, "invalid credentials")
 
@@ -254,7 +239,7 @@ def alertmanager_incident(group: dict[str, Any]) -> Incident:
     url = group.get("externalURL")
     if isinstance(url, str) and url:
         fields["links"] = [{"title": "Alertmanager", "url": url}]
-    return _incident(fields, AM_FIELDS)
+    return incident_or_reject(fields, AM_FIELDS)
 
 
 async def alertmanager(request: Request, secrets: WebSecrets, limit: int, start: Start) -> JSONResponse:
@@ -282,7 +267,7 @@ def check_opsgenie_token(request: Request, secrets: WebSecrets) -> None:
     given = request.headers.get("x-closeloop-token", "").strip()
     if not given:
         raise Reject(401, "missing X-Closeloop-Token")
-    if not _matches_any(given.encode("utf-8", "surrogateescape"), secrets.opsgenie_tokens):
+    if not matches_any(given.encode("utf-8", "surrogateescape"), secrets.opsgenie_tokens):
         raise Reject(401, "invalid X-Closeloop-Token")
 
 
@@ -310,7 +295,7 @@ def opsgenie_incident(envelope: dict[str, Any]) -> Incident:
         fields["started_at"] = datetime.fromtimestamp(created / 1000, timezone.utc)
     if isinstance(alert.get("alias"), str) and alert["alias"].strip():
         fields["dedup_key"] = alert["alias"].strip()[:200]
-    return _incident(fields, OG_FIELDS)
+    return incident_or_reject(fields, OG_FIELDS)
 
 
 async def opsgenie(request: Request, secrets: WebSecrets, limit: int, start: Start) -> JSONResponse:
