@@ -6,6 +6,7 @@ scheduling -> collecting_timeline -> drafting <-> in_review -> published -> foll
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
 from temporalio import workflow
@@ -158,8 +159,6 @@ class PostmortemWorkflow:
     async def _drafting(self) -> bool:
         s = self._state()
         assert s.draft_chase is not None
-        policy = s.plan.policy
-        self.chase = Chase(s.draft_chase, every=policy.reminder_every, steps=policy.escalation)
         rnd = s.review_round
 
         async def act(action: ChaseAction) -> None:
@@ -174,10 +173,18 @@ class PostmortemWorkflow:
                                    {**ctx, "level": action.index + 1, "owner": s.owner, "stage": "draft"},
                                    relative_to=s.owner)
 
-        done = await self.chase.run(lambda: s.drafts_submitted > s.review_round or s.cancelled is not None, act,
-                                    self.inp.max_history_events)
-        self.chase = None if done else self.chase
-        return done
+        return await self._chase(s.draft_chase, act,
+                                 lambda: s.drafts_submitted > s.review_round or s.cancelled is not None)
+
+    async def _chase(self, state: ChaseState, act: Callable[[ChaseAction], Awaitable[None]],
+                     done: Callable[[], bool]) -> bool:
+        """Run a reminder/escalation chase on the policy's cadence; False means continue-as-new."""
+        policy = self._state().plan.policy
+        self.chase = Chase(state, every=policy.reminder_every, steps=policy.escalation)
+        finished = await self.chase.run(done, act, self.inp.max_history_events)
+        if finished:
+            self.chase = None
+        return finished
 
     async def _start_review(self) -> None:
         s = self._state()
@@ -213,8 +220,6 @@ class PostmortemWorkflow:
     async def _reviewing(self) -> bool:
         s = self._state()
         assert s.review_chase is not None
-        policy = s.plan.policy
-        self.chase = Chase(s.review_chase, every=policy.reminder_every, steps=policy.escalation)
         rnd = s.review_round
 
         async def act(action: ChaseAction) -> None:
@@ -233,9 +238,7 @@ class PostmortemWorkflow:
                                        {**ctx, "level": action.index + 1, "owner": reviewer, "stage": "review"},
                                        relative_to=reviewer)
 
-        done = await self.chase.run(self._review_settled, act, self.inp.max_history_events)
-        self.chase = None if done else self.chase
-        return done
+        return await self._chase(s.review_chase, act, self._review_settled)
 
     async def _review_decided(self) -> None:
         s = self._state()
