@@ -342,6 +342,7 @@ class TicketStatusEvent(Model):
     at: datetime
     source: str = "sync"
     reason: str = ""
+    moved_to: str | None = Field(default=None, description="the ticket's new key when it was moved (Jira project move)")
 
 
 class CompleteItem(Model):
