@@ -10,7 +10,6 @@ import math
 import time
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 from github import Auth, Github
@@ -19,9 +18,9 @@ from closeloop.models import Person
 from closeloop.standins.github import GitHubStandin
 from integrations.base import IntegrationError, TicketRequest
 from integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
-from tests.standins.spec import ResponseValidator
+from tests.standins.spec import SPECS_DIR, ResponseValidator
 
-SPEC = Path("/work/shared/specs/github-rest-api.json")
+SPEC = SPECS_DIR / "github-rest-api.json"
 REPO = "acme/checkout"
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"github": "bob-gh"})
 MARKER = "closeloop:postmortem/api/INC-42/item-1"

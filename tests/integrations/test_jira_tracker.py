@@ -9,7 +9,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from datetime import datetime, timezone
-from pathlib import Path
 
 import pytest
 
@@ -17,9 +16,9 @@ from closeloop.models import Person
 from closeloop.standins.jira import JiraStandin
 from integrations.base import IntegrationError, TicketRequest
 from integrations.jira_tracker import JiraConfig, JiraTracker, marker_label
-from tests.standins.spec import ResponseValidator
+from tests.standins.spec import SPECS_DIR, ResponseValidator
 
-SPEC = Path("/work/shared/specs/jira-platform-v3.json")
+SPEC = SPECS_DIR / "jira-platform-v3.json"
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"jira": "5b10ac8d82e05b22cc7d4ef5"})
 MARKER = "closeloop:postmortem/api/INC-42/item-1"
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import re
 from functools import cached_property
 from pathlib import Path
@@ -32,6 +33,10 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
 
 SPEC_URI = "urn:closeloop:spec"
+# The official API descriptions live in ../shared/specs beside the checkout (CI clones beside it too);
+# CLOSELOOP_SPECS_DIR points elsewhere.
+SPECS_DIR = Path(os.environ.get("CLOSELOOP_SPECS_DIR")
+                 or Path(__file__).resolve().parents[2].parent / "shared" / "specs")
 RICH_TEXT_FIELDS = frozenset({"description", "body", "comment", "environment", "text"})
 _METHODS = ("get", "put", "post", "delete", "patch", "head", "options")
 
