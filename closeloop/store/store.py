@@ -7,7 +7,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +24,12 @@ from closeloop.store.tables import (
     MeetingRow,
     NotificationRow,
     PostmortemRow,
+    RateEventRow,
     ReviewRow,
     TicketCommentRow,
     TicketRow,
     TimelineEventRow,
+    WebhookDeliveryRow,
 )
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -244,6 +246,23 @@ class Store:
                 q = q.where(ActionItemRow.status == status)
             return [ActionItem.model_validate(r.payload) for r in s.scalars(q)]
 
+    def action_item_by_ticket(self, tracker: str, ticket_key: str) -> ActionItem | None:
+        """The action item tracked by this ticket (webhooks and the reconciliation sweep find items so)."""
+        with self.session() as s:
+            row = s.scalar(select(ActionItemRow).where(ActionItemRow.tracker == tracker,
+                                                       ActionItemRow.ticket_key == ticket_key))
+            return ActionItem.model_validate(row.payload) if row else None
+
+    def tracked_items(self) -> list[ActionItem]:
+        """Items whose ticket status still matters: a ticket is open, or done and not yet judged effective
+        (a reopen then revokes completion)."""
+        with self.session() as s:
+            q = (select(ActionItemRow)
+                 .where(ActionItemRow.ticket_key.is_not(None), ActionItemRow.verdict.is_(None),
+                        ActionItemRow.status.in_(("open", "done")))
+                 .order_by(ActionItemRow.tracker, ActionItemRow.id))
+            return [ActionItem.model_validate(r.payload) for r in s.scalars(q)]
+
     def record_review(self, postmortem_id: str, review: ReviewRecord) -> bool:
         return self._insert_once(
             ReviewRow(postmortem_id=postmortem_id, round=review.round, reviewer=review.reviewer,
@@ -365,3 +384,26 @@ class Store:
             s.add(row)
             s.flush()
             return row.id
+
+    # ------------------------------------------------------------------ webhooks and rate limits
+
+    def record_delivery(self, source: str, delivery_id: str) -> bool:
+        """Remember a webhook delivery; False when it was seen before (a replay: acknowledge, don't apply)."""
+        return self._insert_once(WebhookDeliveryRow(source=source, delivery_id=delivery_id[:200]))
+
+    def take_rate_slot(self, bucket: str, *, limit: int, window: timedelta, now: datetime | None = None) -> float:
+        """Count one call against `limit` calls per `window` in `bucket`, shared by every process on this
+        database. Returns 0 when the call may go ahead (and is counted), else the seconds until a slot frees
+        (nothing counted): the caller retries then, through its activity's retry, never by sleeping."""
+        now = now or datetime.now(timezone.utc)
+        with self._booking_lock, self.session() as s:
+            if s.bind is not None and s.bind.dialect.name == "postgresql":
+                digest = int.from_bytes(hashlib.sha256(bucket.encode()).digest()[:4], "big")
+                s.execute(text("SELECT pg_advisory_xact_lock(7042, :k)"), {"k": digest - (1 << 31)})
+            s.execute(delete(RateEventRow).where(RateEventRow.bucket == bucket, RateEventRow.at <= now - window))
+            recent = list(s.scalars(select(RateEventRow.at).where(RateEventRow.bucket == bucket)
+                                    .order_by(RateEventRow.at)))
+            if len(recent) >= limit:
+                return max((recent[len(recent) - limit] + window - now).total_seconds(), 0.001)
+            s.add(RateEventRow(bucket=bucket, at=now))
+            return 0.0

@@ -196,3 +196,28 @@ class BusyBlockRow(Base):
     start: Mapped[datetime] = mapped_column(UTCDateTime)
     end: Mapped[datetime] = mapped_column(UTCDateTime)
     note: Mapped[str] = mapped_column(String(300), default="")
+
+
+class WebhookDeliveryRow(Base):
+    """Deliveries already acted on, by the sender's delivery id: a replayed delivery is acknowledged, not
+    applied again (a stale "closed" replayed after a "reopened" must not complete the item again)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (UniqueConstraint("source", "delivery_id", name="uq_webhook_deliveries_source_delivery"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    delivery_id: Mapped[str] = mapped_column(String(200))
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, index=True)
+
+
+class RateEventRow(Base):
+    """Calls counted against an outside system's rate limit, shared by every worker process (e.g. GitHub's
+    secondary limit on content creation). Rows older than the window are pruned as slots are taken."""
+
+    __tablename__ = "rate_events"
+    __table_args__ = (Index("ix_rate_events_bucket_at", "bucket", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    bucket: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -410,3 +410,64 @@ def test_concurrent_bookings_of_one_slot_book_it_once(store: Store) -> None:
     later = store.book_meeting(idempotency_key="pm-x/meeting", title="review", start=start + timedelta(hours=1),
                                end=start + timedelta(hours=2), attendees=["alice"], require_free=True)
     assert later is not None  # back-to-back is fine
+
+
+# --------------------------------------------------------------------------- tracker sync support
+
+
+def test_action_item_by_ticket_and_tracked_items(store: Store) -> None:
+    pid, _ = postmortem(store)
+    due = T0 + timedelta(days=7)
+    open_jira = ActionItem(id=f"{pid}/item-1", postmortem_id=pid, title="a", owner="bob", due_at=due,
+                           tracker="jira", ticket_key="OPS-1")
+    open_gh = ActionItem(id=f"{pid}/item-2", postmortem_id=pid, title="b", owner="bob", due_at=due,
+                         tracker="github", ticket_key="acme/api#7")
+    done_waiting = ActionItem(id=f"{pid}/item-3", postmortem_id=pid, title="c", owner="bob", due_at=due,
+                              tracker="jira", ticket_key="OPS-3", status=ItemStatus.done, completed_at=due)
+    judged = done_waiting.model_copy(update=dict(id=f"{pid}/item-4", ticket_key="OPS-4", verdict=Verdict.effective))
+    wont = open_jira.model_copy(update=dict(id=f"{pid}/item-5", ticket_key="OPS-5", status=ItemStatus.wont_do))
+    no_ticket = open_jira.model_copy(update=dict(id=f"{pid}/item-6", ticket_key=None))
+    for item in (open_jira, open_gh, done_waiting, judged, wont, no_ticket):
+        store.upsert_action_item(item)
+
+    assert store.action_item_by_ticket("jira", "OPS-1") == open_jira
+    assert store.action_item_by_ticket("github", "acme/api#7") == open_gh
+    assert store.action_item_by_ticket("github", "OPS-1") is None  # same key, other tracker
+    assert store.action_item_by_ticket("jira", "OPS-99") is None
+    assert [i.id for i in store.tracked_items()] == [open_gh.id, open_jira.id, done_waiting.id]
+
+
+def test_record_delivery_once(store: Store) -> None:
+    assert store.record_delivery("github", "d-1") is True
+    assert store.record_delivery("github", "d-1") is False
+    assert store.record_delivery("jira", "d-1") is True  # delivery ids are per source
+
+
+def test_take_rate_slot_counts_within_the_window(store: Store) -> None:
+    window = timedelta(minutes=1)
+    for i in range(3):
+        assert store.take_rate_slot("gh", limit=3, window=window, now=T0 + timedelta(seconds=i)) == 0
+    wait = store.take_rate_slot("gh", limit=3, window=window, now=T0 + timedelta(seconds=10))
+    assert wait == 50.0  # the oldest of the last 3 (at 0 s) leaves the window at 60 s
+    assert store.take_rate_slot("other", limit=3, window=window, now=T0 + timedelta(seconds=10)) == 0
+    assert store.take_rate_slot("gh", limit=3, window=window, now=T0 + timedelta(seconds=60)) == 0
+    wait = store.take_rate_slot("gh", limit=3, window=window, now=T0 + timedelta(seconds=60.5))
+    assert wait == 0.5  # slots at 1, 2 and 60 s: the one at 1 s frees at 61 s
+
+
+def test_take_rate_slot_holds_across_processes(db_url: str) -> None:
+    """Four Store objects (as four worker processes would have) race for 10 slots: exactly 10 are granted."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    stores = [Store(db_url) for _ in range(4)]
+    try:
+        def take(i: int) -> float:
+            return stores[i % 4].take_rate_slot("github/create", limit=10, window=timedelta(minutes=1), now=T0)
+
+        with ThreadPoolExecutor(8) as pool:
+            results = list(pool.map(take, range(40)))
+    finally:
+        for s in stores:
+            s.close()
+    assert results.count(0.0) == 10
+    assert all(r == 60.0 for r in results if r)
