@@ -341,8 +341,9 @@ class TicketStatusEvent(Model):
     status: Literal["open", "done", "wont_do", "reopened", "deleted"]
     at: datetime
     source: str = "sync"
-    reason: str = ""
+    reason: str = Field(default="", description="why, in a person's words (e.g. `ticket close --reason`)")
     moved_to: str | None = Field(default=None, description="the ticket's new key when it was moved (Jira project move)")
+    resolution: str = Field(default="", description="the tracker's resolution name (Jira) or state reason (GitHub)")
 
 
 class CompleteItem(Model):
@@ -356,7 +357,14 @@ class VerdictInput(Model):
     note: str = ""
 
 
-ItemPhase = Literal["opening", "tracking", "waiting_effectiveness", "awaiting_verdict", "closed"]
+class WontDoReason(Model):
+    """The owner's reason for closing an action item without doing it."""
+
+    by: str
+    reason: str = Field(min_length=3, max_length=2000)
+
+
+ItemPhase = Literal["opening", "tracking", "awaiting_reason", "waiting_effectiveness", "awaiting_verdict", "closed"]
 
 
 class ActionItemState(Model):
@@ -369,6 +377,12 @@ class ActionItemState(Model):
     owner_verdict: VerdictInput | None = None
     sync_events: int = 0
     runs: int = 1
+    ticket_change: TicketStatusEvent | None = Field(
+        default=None, description="a deleted or moved ticket, for the main loop to act on")
+    tickets_replaced: int = 0
+    reason_needed: bool = False
+    reason_due: datetime | None = None
+    wont_do_reason: WontDoReason | None = None
 
 
 def clamp_non_negative(td: timedelta) -> timedelta:

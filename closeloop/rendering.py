@@ -55,6 +55,9 @@ NOTIFICATION_KINDS = (
     "item_escalation",
     "verdict_request",
     "ineffective",
+    "ticket_recreated",
+    "wont_do_reason_request",
+    "wont_do_unexplained",
     "cancelled",
 )
 # Not about one postmortem, so not in the list above: the managers' digest (activities/digest.py).

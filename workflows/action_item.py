@@ -24,10 +24,15 @@ with workflow.unsafe.imports_passed_through():
         TicketStatusEvent,
         Verdict,
         VerdictInput,
+        WontDoReason,
     )
     from workflows._common import Chase, send, wait_until
 
 ESCALATE_INEFFECTIVE_TO = ("owner", "manager", "skip_level")
+# Patches (workflow.patched) for behaviour added while lifecycles were running; each guards only the new
+# path, so histories recorded before it replay unchanged.
+PATCH_TICKET_CHANGES = "ticket-deleted-or-moved"
+PATCH_WONT_DO_REASON = "wont-do-asks-for-a-reason"
 
 
 @workflow.defn
@@ -57,18 +62,29 @@ class ActionItemWorkflow:
             elif s.phase == "tracking":
                 if not await self._track():
                     await self._continue_as_new()
+                if s.ticket_change is not None:
+                    await self._apply_ticket_change()
+                    continue
                 if s.item.status == ItemStatus.done:
                     assert s.item.completed_at is not None
                     s.phase = "waiting_effectiveness"
                     s.check_at = s.item.completed_at + policy.effectiveness_delay
+                elif s.reason_needed and workflow.patched(PATCH_WONT_DO_REASON):
+                    s.phase = "awaiting_reason"  # closed as won't do without a reason: ask the owner
                 else:
                     s.phase = "closed"  # won't do
                 if s.chase:
                     s.chase.stalled = False
                 await self._save()
+            elif s.phase == "awaiting_reason":
+                await self._ask_reason()
             elif s.phase == "waiting_effectiveness":
                 assert s.check_at is not None
-                if await wait_until(lambda: s.item.status != ItemStatus.done, s.check_at):
+                if await wait_until(lambda: s.item.status != ItemStatus.done or s.ticket_change is not None,
+                                    s.check_at):
+                    if s.ticket_change is not None:
+                        await self._apply_ticket_change()
+                        continue
                     await self._save()  # reopened: the handler moved it back to tracking
                     continue
                 await self._check_recurrence()
@@ -108,9 +124,66 @@ class ActionItemWorkflow:
                 await self._notify(f"c{cycle}/escalation/{action.index}", "item_escalation",
                                    action.target or "owner", {**ctx, "level": action.index + 1})
 
-        done = await self.chase.run(lambda: s.item.status != ItemStatus.open, act, self.inp.max_history_events)
+        done = await self.chase.run(lambda: s.item.status != ItemStatus.open or s.ticket_change is not None, act,
+                                    self.inp.max_history_events)
         self.chase = None if done else self.chase
         return done
+
+    async def _apply_ticket_change(self) -> None:
+        """A ticket moved (new key) or deleted on the tracker. A moved ticket is followed under its new key.
+        A deleted ticket of an open item is opened again (found by marker if it still exists somewhere, else
+        created) and the owner is told: the item is still owed; closing it as won't do is how to drop it."""
+        s = self.s
+        event, s.ticket_change = s.ticket_change, None
+        assert event is not None
+        old = s.item.ticket_key
+        if event.moved_to:
+            s.item.ticket_key = event.moved_to
+            if s.item.ticket_url and old:
+                s.item.ticket_url = s.item.ticket_url.replace(old, event.moved_to)
+            await self._save()
+            if event.status != "open":  # the move came with a status change: apply it under the new key
+                self._apply_status(event.model_copy(update={"ticket_key": event.moved_to, "moved_to": None}))
+            return
+        if s.phase != "tracking" or s.item.status != ItemStatus.open:
+            workflow.logger.warning("ticket deleted after the item was done; nothing left to track",
+                                    extra={"ticket": old})
+            return
+        s.tickets_replaced += 1
+        ticket = await workflow.execute_activity(
+            tickets.open_ticket, tickets.OpenTicketInput(item=s.item, incident=self.inp.incident),
+            **EXTERNAL,  # type: ignore[arg-type]
+        )
+        s.item.ticket_key, s.item.ticket_url = ticket.key, ticket.url
+        await self._save()
+        if ticket.key != old:
+            await self._notify(f"c{s.cycle}/ticket_recreated/{s.tickets_replaced}", "ticket_recreated", "owner",
+                               {"old_ticket_key": old})
+
+    async def _ask_reason(self) -> None:
+        """Ask the owner why the item is not being done; without an answer by the deadline, it closes
+        as won't do all the same and the owner's manager is told."""
+        s, policy = self.s, self.inp.policy
+        if s.reason_due is None:
+            s.reason_due = workflow.now() + policy.verdict_timeout
+            await self._save()
+            await self._notify(f"c{s.cycle}/wont_do_reason", "wont_do_reason_request", "owner",
+                               {"resolution": s.item.verdict_note, "reason_due": s.reason_due})
+        answered = await wait_until(lambda: s.wont_do_reason is not None or s.item.status != ItemStatus.wont_do,
+                                    s.reason_due)
+        if s.item.status != ItemStatus.wont_do:
+            await self._save()  # reopened: the handler moved it back to tracking
+            return
+        s.phase, s.reason_needed = "closed", False
+        closed_as = f" (closed as {s.item.verdict_note})" if s.item.verdict_note else ""
+        if answered and s.wont_do_reason is not None:
+            s.item.verdict_note = f"{s.wont_do_reason.reason}{closed_as}"
+            await self._save()
+            return
+        s.item.verdict_note = f"won't do{closed_as}; no reason given by the deadline"
+        await self._save()
+        await self._notify(f"c{s.cycle}/wont_do_unexplained", "wont_do_unexplained", "manager",
+                           {"resolution": closed_as.strip(" ()")})
 
     async def _check_recurrence(self) -> None:
         s, policy = self.s, self.inp.policy
@@ -197,13 +270,25 @@ class ActionItemWorkflow:
         if event.ticket_key != s.item.ticket_key:
             workflow.logger.warning("status for another ticket ignored", extra={"ticket": event.ticket_key})
             return
+        moved = bool(event.moved_to) and event.moved_to != s.item.ticket_key
+        if (moved or event.status == "deleted") and workflow.patched(PATCH_TICKET_CHANGES):
+            s.ticket_change = event  # the main loop follows the move or opens the ticket again
+            return
+        self._apply_status(event)
+
+    def _apply_status(self, event: TicketStatusEvent) -> None:
+        s = self.s
         if event.status == "done" and s.item.status == ItemStatus.open and s.phase == "tracking":
             s.item.status, s.item.completed_at = ItemStatus.done, workflow.now()
         elif event.status == "wont_do" and s.item.status == ItemStatus.open and s.phase == "tracking":
-            s.item.status, s.item.verdict_note = ItemStatus.wont_do, event.reason
+            s.item.status, s.item.verdict_note = ItemStatus.wont_do, event.reason or event.resolution
+            s.reason_needed = not event.reason.strip()
         elif event.status in ("reopened", "open") and s.item.status == ItemStatus.done and s.phase in (
             "waiting_effectiveness", "tracking"
         ):
+            self._revoke()
+        elif event.status in ("reopened", "open") and s.phase == "awaiting_reason":
+            s.reason_needed, s.reason_due, s.item.verdict_note = False, None, ""
             self._revoke()
 
     def _revoke(self) -> None:
@@ -227,6 +312,19 @@ class ActionItemWorkflow:
         if req.by not in (s.item.owner, self.inp.postmortem_owner):
             raise ValueError(f"only {s.item.owner} (item owner) or {self.inp.postmortem_owner} (postmortem owner) "
                              f"can complete this item")
+
+    @workflow.update
+    async def explain_wont_do(self, req: WontDoReason) -> str:
+        self.s.wont_do_reason = req
+        return "reason recorded; the item is closed as won't do"
+
+    @explain_wont_do.validator
+    def _validate_explain(self, req: WontDoReason) -> None:
+        s = self.s
+        if s.phase != "awaiting_reason" or s.wont_do_reason is not None:
+            raise ValueError(f"no reason is asked for this item (status: {s.item.status.value}, phase: {s.phase})")
+        if req.by not in (s.item.owner, self.inp.postmortem_owner):
+            raise ValueError(f"only {s.item.owner} or {self.inp.postmortem_owner} can give the reason")
 
     @workflow.update
     async def verdict(self, req: VerdictInput) -> str:

@@ -257,6 +257,7 @@ def item() -> None:
     Examples:
       closeloop item complete api/INC-1/item-1 --as bob --note "shipped in #4711"
       closeloop item verdict api/INC-1/item-1 --as bob --effective
+      closeloop item reason api/INC-1/item-2 --as bob --reason "the service is being retired"
     """
 
 
@@ -302,6 +303,26 @@ def item_verdict(obj: Context, item_ref: str, who: str, effective: bool | None, 
         raise bad_input("say --effective or --ineffective (see `closeloop item verdict --help`)")
     _update(obj, "action item", wid, ActionItemWorkflow.verdict,
             _model(VerdictInput, {"by": who, "effective": effective, "note": note}, "verdict"))
+
+
+@item.command("reason")
+@click.argument("item_ref", metavar="ITEM_ID")
+@AS_OPTION
+@click.option("--reason", required=True, help="Why the item will not be done (a sentence).")
+@pass_ctx
+def item_reason(obj: Context, item_ref: str, who: str, reason: str) -> None:
+    """Say why an action item whose ticket was closed as won't do is dropped, when closeloop asks.
+
+    \b
+    Example:
+      closeloop item reason api/INC-1/item-2 --as bob --reason "the service is being retired in March"
+    """
+    from closeloop.models import WontDoReason
+    from workflows.action_item import ActionItemWorkflow
+
+    wid = item_id(item_ref)
+    _update(obj, "action item", wid, ActionItemWorkflow.explain_wont_do,
+            _model(WontDoReason, {"by": who, "reason": reason.strip()}, "reason"))
 
 
 COMMANDS = [draft, review, cancel, item]

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, delete, event, func, or_, select, text
+from sqlalchemy import Engine, Integer, cast, create_engine, delete, event, func, or_, select, text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -303,11 +303,13 @@ class Store:
     def create_ticket(self, *, marker: str, title: str, body: str, assignee: str, priority: str,
                       due_at: datetime) -> TicketRow:
         """Create the ticket for `marker`, or return the one that exists (unique marker)."""
-        # Each failed attempt means another ticket was committed meanwhile, so the count moves on;
-        # allow as many attempts as there may be concurrent creators.
+        # Keys follow the highest one ever given (never reused, even after a ticket is deleted). Each failed
+        # attempt means another ticket was committed meanwhile, so the number moves on; allow as many
+        # attempts as there may be concurrent creators.
+        number = cast(func.substr(TicketRow.key, len("LOCAL-") + 1), Integer)
         for _ in range(100):
             with self.session() as s:
-                n = (s.scalar(select(func.count()).select_from(TicketRow)) or 0) + 1
+                n = (s.scalar(select(func.max(number))) or 0) + 1
             row = TicketRow(key=f"LOCAL-{n}", marker=marker, title=title, body=body, assignee=assignee,
                             priority=priority, due_at=due_at)
             if self._insert_once(row):

@@ -23,7 +23,9 @@ def test_histories_cover_every_scenario() -> None:
     names = " ".join(p.name for p in HISTORIES)
     for scenario in ("test_happy_path", "escalate_up_the_chain", "extension", "changes_requested",
                      "continues_as_new", "overdue_item", "recurrence", "without_recurrence", "needs_no_postmortem",
-                     "duplicate_trigger", "reopened", "wont_do", "reassigning", "digest"):
+                     "duplicate_trigger", "reopened", "wont_do", "reassigning", "digest",
+                     "wont_do_without_a_reason", "wont_do_left_unexplained", "reason_is_asked_goes_back",
+                     "deleted_ticket_of_an_open_item", "moved_ticket", "move_that_comes_with_a_close"):
         assert scenario in names, f"no recorded history for {scenario}"
     assert any("--run-" in p.name for p in HISTORIES), "no continued-as-new run recorded"
     assert any("_item-" in p.name for p in HISTORIES), "no action item history recorded"
