@@ -12,6 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -173,12 +174,14 @@ class DevApp:
     workers: WorkerProcs
 
 
-@pytest.fixture
-def dev_app(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[DevApp]:
-    """A closeloop installation on the dev server whose workers are separate processes (none started yet)."""
+@contextmanager
+def dev_app_with(dev_env: WorkflowEnvironment, tmp_path: Path, *, extra_config: str = "",
+                 extra_env: dict[str, str] | None = None) -> Iterator[DevApp]:
+    """A closeloop installation on the dev server whose workers are separate processes (none started yet):
+    the fast test config plus `extra_config` (TOML appended), and `extra_env` for the workers."""
     task_queue = f"closeloop-crash-{uuid.uuid4().hex[:8]}"
     config_path = tmp_path / "closeloop.toml"
-    config_path.write_text(fast_config_text(tmp_path / "data"))
+    config_path.write_text(fast_config_text(tmp_path / "data") + extra_config)
     db_url = f"sqlite:///{tmp_path / 'closeloop.db'}"
     store = Store(db_url)  # migrated before any worker starts, so workers never race on the migration
     env = {
@@ -190,6 +193,7 @@ def dev_app(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[DevApp]:
         "CLOSELOOP_DB_URL": db_url,
         "CLOSELOOP_DATA_DIR": str(tmp_path / "data"),
         "PYTHONUNBUFFERED": "1",
+        **(extra_env or {}),
     }
     workers = WorkerProcs(env=env, log_dir=tmp_path)
     try:
@@ -197,3 +201,10 @@ def dev_app(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[DevApp]:
     finally:
         workers.stop_all()
         store.close()
+
+
+@pytest.fixture
+def dev_app(dev_env: WorkflowEnvironment, tmp_path: Path) -> Iterator[DevApp]:
+    """A closeloop installation on the dev server whose workers are separate processes (none started yet)."""
+    with dev_app_with(dev_env, tmp_path) as app:
+        yield app
