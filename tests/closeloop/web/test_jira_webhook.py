@@ -4,6 +4,7 @@ reopened, deleted or moved; replays are acknowledged and not applied; every erro
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -26,8 +27,12 @@ from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     signals,
     status_item,
 )
+from closeloop.models import ActionItemSpec
 from closeloop.standins.jira import JiraStandin
+from tests.temporal_env import incident
+from tests.workflows.drive import to_following_up
 from workflows.action_item import ActionItemWorkflow
+from workflows.postmortem import PostmortemWorkflow
 
 
 def done(jira: JiraStandin, key: str, resolution: str = "Done") -> dict[str, Any]:
@@ -54,6 +59,23 @@ async def test_done_issue_completes_the_item_within_seconds(hooks: Hooks, jira: 
     assert state.sync_events == 1
     [event] = await signals(handle)
     assert event["ticket_key"] == "CL-1" and event["status"] == "done" and event["source"] == "jira-webhook"
+
+
+async def test_in_a_whole_lifecycle_the_postmortem_sees_the_item_done(hooks: Hooks, jira: JiraStandin) -> None:
+    """The item as a child of its PostmortemWorkflow (the `payments` service tracks its items on Jira)."""
+    spec = ActionItemSpec(title="Add a canary stage", owner="bob", priority="P2", kind="prevent")
+    handle, state = await to_following_up(hooks.app, incident(services=["payments"]), spec)
+    item = state.items[0]
+    assert item.tracker == "jira" and item.ticket_key == "CL-1"
+    for _ in range(100):  # the webhook finds the item in the store, written by the child's save activity
+        if hooks.app.store.action_item_by_ticket("jira", "CL-1"):
+            break
+        await asyncio.sleep(0.05)
+    r = await hooks.jira(done(jira, "CL-1"))
+    assert r.status_code == 202 and r.json()["workflow_id"] == item.id, r.text
+    state = await hooks.app.wait_for(handle, lambda s: s.items[0].status.value == "done", timeout=5)
+    assert state.items[0].completed_at is not None
+    assert (await handle.query(PostmortemWorkflow.state)).items[0].status.value == "done"
 
 
 async def test_reopened_issue_revokes_the_completion(hooks: Hooks, jira: JiraStandin) -> None:

@@ -217,6 +217,9 @@ async def hooks(time_env: WorkflowEnvironment, tmp_path: Path, jira: JiraStandin
     """A closeloop app with both trackers on their stand-ins, its worker, and the web app on its store."""
     task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
     extra = f"""
+[services.payments.policy]
+tracker = "jira"
+
 [people.bob.handles]
 jira = "acc-bob"
 github = "bob-gh"
