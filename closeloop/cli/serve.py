@@ -26,6 +26,8 @@ def serve(obj: Context, host: str | None, port: int | None, json_logs: bool, log
       POST /api/incidents                                  (Authorization: Bearer TOKEN)
       POST /api/incidents/SOURCE/ID/resolve                (Authorization: Bearer TOKEN)
       POST /webhooks/pagerduty                             (X-PagerDuty-Signature)
+      POST /webhooks/jira                                  (X-Hub-Signature, CLOSELOOP_JIRA_WEBHOOK_SECRET)
+      POST /webhooks/github                                (X-Hub-Signature-256, CLOSELOOP_GITHUB_WEBHOOK_SECRET)
 
     Secrets come only from the environment: CLOSELOOP_API_TOKENS and CLOSELOOP_PAGERDUTY_SECRETS
     (comma-separated; several at once during a rotation). Without them those endpoints answer 401.

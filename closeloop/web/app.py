@@ -1,7 +1,8 @@
 """The HTTP app: `GET /healthz`, the generic incident API (`POST /api/incidents`,
 `POST /api/incidents/{source}/{external_id}/resolve`, bearer tokens) and the PagerDuty v3 webhook
 (`POST /webhooks/pagerduty`, signed with X-PagerDuty-Signature); the incident.io, Alertmanager and Opsgenie
-webhooks are in closeloop.web.sources.
+webhooks are in closeloop.web.sources; the Jira and GitHub ticket status webhooks (`/webhooks/jira`,
+`/webhooks/github`) in closeloop.web.trackers.
 
 Every request that starts something calls `start_postmortem`, whose workflow id is
 `postmortem/<source>/<external_id>`: a repeated delivery never starts a second lifecycle, so the handlers
@@ -33,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from closeloop.client import start_postmortem
 from closeloop.config import Config
 from closeloop.models import Incident, postmortem_workflow_id
+from closeloop.store.store import Store
 from closeloop.web.settings import ENV_API_TOKENS, ENV_PAGERDUTY_SECRETS, WebSecrets, load_secrets
 
 log = structlog.get_logger("closeloop.web")
@@ -237,9 +239,11 @@ def pagerduty_incident(envelope: dict[str, Any]) -> Incident:
 # --------------------------------------------------------------------------- the app
 
 
-def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSecrets | None = None) -> FastAPI:
+def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSecrets | None = None,
+               store: Store | None = None) -> FastAPI:
     """The FastAPI app. `client_factory` is awaited once, on the first request that needs Temporal (a
-    failed connect is retried by the next request). `secrets` default to the environment (load_secrets)."""
+    failed connect is retried by the next request). `secrets` default to the environment (load_secrets).
+    `store` (for the ticket status webhooks) defaults to one on the config's database, opened on first use."""
     secrets = load_secrets() if secrets is None else secrets
     limit = config.web.max_body_bytes
     task_queue = config.temporal.task_queue
@@ -369,4 +373,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
     from closeloop.web import sources  # here, not at the top: sources imports this module's helpers
 
     sources.register(app, secrets, limit, start)
+    from closeloop.web import trackers
+
+    trackers.register(app, config, secrets, limit, client, store)
     return app

@@ -443,6 +443,17 @@ def test_record_delivery_once(store: Store) -> None:
     assert store.record_delivery("jira", "d-1") is True  # delivery ids are per source
 
 
+def test_delivery_seen_only_after_it_was_recorded(store: Store) -> None:
+    long_id = "x" * 250  # stored cut at 200 characters: seen under the same cut
+    assert store.delivery_seen("github", "d-2") is False
+    assert store.delivery_seen("github", long_id) is False
+    assert store.record_delivery("github", "d-2") is True
+    assert store.record_delivery("github", long_id) is True
+    assert store.delivery_seen("github", "d-2") is True
+    assert store.delivery_seen("github", long_id) is True
+    assert store.delivery_seen("jira", "d-2") is False
+
+
 def test_take_rate_slot_counts_within_the_window(store: Store) -> None:
     window = timedelta(minutes=1)
     for i in range(3):
