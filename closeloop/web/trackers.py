@@ -4,9 +4,9 @@ owns it (Signal `ticket_status`), instead of waiting for the reconciliation swee
 
 - `POST /webhooks/jira`: Jira Cloud admin webhooks with a secret, signed `X-Hub-Signature: sha256=<hex
   HMAC-SHA256 of the raw body>` (CLOSELOOP_JIRA_WEBHOOK_SECRET). `jira:issue_updated` whose changelog
-  changes the status or resolution: status category done -> "done", or "wont_do" (reason: the resolution)
-  when the resolution is one of `[trackers.jira] wont_do_resolutions`; any other category -> "reopened"
-  (the workflow revokes only a done item, so To Do -> In Progress changes nothing). A `Key` change (the
+  changes the status or resolution: status category done -> "done", or "wont_do" (the resolution named)
+  when the resolution is one of `[trackers.jira] wont_do_resolutions`; out of done with the resolution
+  cleared -> "reopened"; between two open statuses (To Do -> In Progress) -> no change. A `Key` change (the
   issue moved to another project) -> the issue's status with `moved_to` = the new key, for the item found
   by the old key. `jira:issue_deleted` -> "deleted". Other events, and updates that change none of these
   (comments, edits), answer 202 `{"ignored": ...}` without a signal.
@@ -67,7 +67,7 @@ ClientGetter = Callable[[], Awaitable[Client]]
 
 SIGNAL_TIMEOUT = timedelta(seconds=10)  # the senders give up after ~10 s (GitHub) / ~30 s (Jira)
 MAX_REASON = 500
-GITHUB_WONT_DO = {"not_planned": "closed as not planned", "duplicate": "closed as duplicate"}
+GITHUB_WONT_DO = {"not_planned": "not planned", "duplicate": "duplicate"}
 
 
 @dataclass(frozen=True)
@@ -179,9 +179,15 @@ def jira_change(payload: dict[str, Any], wont_do_resolutions: list[str]) -> Stat
         wont_do = {r.casefold() for r in wont_do_resolutions}
         status, reason = ("wont_do", resolution[:MAX_REASON]) if resolution.casefold() in wont_do else ("done", "")
     else:
+        # Out of done: Jira clears the resolution when an issue is reopened. A move between two open
+        # statuses (To Do -> In Progress) is no status change for closeloop.
+        cleared = any(_text(_dict(i).get("field")).lower() == "resolution" and _text(_dict(i).get("fromString"))
+                      for i in items)
         status_name = _text(_dict(_dict(_dict(payload["issue"]).get("fields")).get("status")).get("name"))
-        status = "reopened" if changed & {"status", "resolution"} else "open"
+        status = "reopened" if cleared else "open"
         reason = f"status {status_name}"[:MAX_REASON] if status_name and status == "reopened" else ""
+        if status == "open" and move is None:
+            return "no status change"
     if move is not None:
         old, new = _text(move.get("fromString"))[:200], _text(move.get("toString"))[:200]
         return StatusChange("jira", tuple(dict.fromkeys((old, key, new))), status, at, reason, moved_to=new)
@@ -286,7 +292,7 @@ def register(app: FastAPI, config: Config, secrets: WebSecrets, limit: int, clie
         # ActionItem.id is the workflow id: action_item_workflow_id(postmortem id, "item-N")
         workflow_id = action_item_workflow_id(item.postmortem_id, item.id.rsplit("/", 1)[-1])
         event = TicketStatusEvent(ticket_key=item.ticket_key, status=change.status,  # type: ignore[arg-type]
-                                  at=change.at, source=f"{source}-webhook", reason=change.reason,
+                                  at=change.at, source=f"{source}-webhook", resolution=change.reason,
                                   moved_to=change.moved_to)
         c = await client()
         try:

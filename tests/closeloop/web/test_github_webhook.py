@@ -15,6 +15,8 @@ from temporalio.client import Client
 from closeloop.standins.github import GitHubStandin
 from closeloop.web.app import create_app
 from closeloop.web.settings import WebSecrets
+from closeloop.models import WontDoReason
+from workflows.action_item import ActionItemWorkflow
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     GH_SECRETS,
     REPO,
@@ -78,8 +80,12 @@ async def test_closed_as_not_planned_ends_the_item_as_wont_do(hooks: Hooks, gith
     handle, _ = await hooks.start_item("github")
     r = await hooks.github(closed(github, "not_planned"))
     assert r.status_code == 202 and r.json()["status"] == "wont_do", r.text
+    state = await hooks.app.wait_for(handle, lambda s: s.phase == "awaiting_reason", timeout=5)
+    assert state.item.status.value == "wont_do" and state.item.verdict_note == "not planned"
+    await handle.execute_update(ActionItemWorkflow.explain_wont_do,
+                                WontDoReason(by="bob", reason="superseded by the new deploy pipeline"))
     result = await handle.result()
-    assert result.status.value == "wont_do" and result.verdict_note == "closed as not planned"
+    assert result.verdict_note == "superseded by the new deploy pipeline (closed as not planned)"
     r = await hooks.github(reopened(github))  # the workflow has ended: acknowledged, not a 500
     assert r.status_code == 202 and r.json()["ignored"] == "item closed", r.text
 
@@ -223,8 +229,13 @@ async def test_transferred_issue_is_signalled_as_moved(hooks: Hooks, github: Git
     [event] = await signals(handle)
     assert event["ticket_key"] == KEY and event["moved_to"] == f"acme/platform#{number}"
 
+    # the item follows the issue to its new repository
+    state = await hooks.app.wait_for(handle, lambda s: s.item.ticket_key == f"acme/platform#{number}", timeout=5)
+    assert state.phase == "tracking" and state.item.status.value == "open"
+
     # a transfer whose payload does not say where the issue went: it left the repository, as if deleted
-    bare = {**payload, "changes": {}}
+    other, item = await hooks.start_item("github", title="Alert on config drift")
+    bare = {**github_payload(github, item.ticket_key, "transferred", changes=changes), "changes": {}}
     assert github_schema_errors("transferred", bare) != []  # GitHub always says; closeloop copes anyway
     r = await hooks.github(bare)
     assert r.status_code == 202 and r.json()["status"] == "deleted", r.text

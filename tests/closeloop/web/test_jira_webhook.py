@@ -14,6 +14,8 @@ from temporalio.client import Client
 
 from closeloop.web.app import create_app
 from closeloop.web.settings import WebSecrets
+from closeloop.models import WontDoReason
+from workflows.action_item import ActionItemWorkflow
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     JIRA_SECRETS,
     SECRETS,
@@ -92,8 +94,14 @@ async def test_wont_do_resolution_ends_the_item_as_wont_do_with_the_reason(hooks
     handle, _ = await hooks.start_item("jira")
     r = await hooks.jira(done(jira, "CL-1", resolution="Won't Do"))
     assert r.status_code == 202 and r.json()["status"] == "wont_do", r.text
+    # a resolution is not a reason: the owner is asked for one
+    state = await hooks.app.wait_for(handle, lambda s: s.phase == "awaiting_reason", timeout=5)
+    assert state.item.status.value == "wont_do" and state.item.verdict_note == "Won't Do"
+    await handle.execute_update(ActionItemWorkflow.explain_wont_do,
+                                WontDoReason(by="bob", reason="the config service is being retired"))
     result = await handle.result()
-    assert result.status.value == "wont_do" and result.verdict_note == "Won't Do"
+    assert result.status.value == "wont_do"
+    assert result.verdict_note == "the config service is being retired (closed as Won't Do)"
     # the workflow has ended: a later delivery is acknowledged, not a 500
     r = await hooks.jira(reopened(jira, "CL-1"))
     assert r.status_code == 202, r.text
