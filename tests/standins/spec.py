@@ -16,6 +16,17 @@ The known quirks of the descriptions (/work/shared/specs/README.md) are applied 
 
 A status the spec does not document is an error for 2xx and ignored for error statuses (429, 500, 503
 are served by every real API but rarely written down).
+
+Swagger 2.0 descriptions (Slack's) are read too: the schema is `responses.<code>.schema`, `$ref`s point into
+`definitions`, and bodies are checked with a Draft 4 validator (Swagger 2.0 schemas are Draft 4, with
+`type: "null"` that OAS 3.0 does not know). Slack's own conventions on top of its description:
+
+- Slack answers errors with HTTP 200 and `{"ok": false, "error": ...}`: a 200 body whose `ok` is false is
+  checked against the `default` (error) response;
+- `minItems: 1` on the response's arrays is dropped: a page of history can be empty (`"messages": []`).
+
+Errata of the PagerDuty description: `AcknowledgeLogEntry` names its type `acknowledgement_log_entry`,
+while `LogEntry` (and the real API) say `acknowledge_log_entry`; both are accepted.
 """
 
 from __future__ import annotations
@@ -28,6 +39,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from jsonschema import Draft4Validator
 from openapi_schema_validator import OAS30Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT4
@@ -74,15 +86,34 @@ def _relax(node: Any) -> Any:
     return out
 
 
+def _drop_min_items(node: Any) -> Any:
+    if isinstance(node, list):
+        return [_drop_min_items(v) for v in node]
+    if not isinstance(node, dict):
+        return node
+    return {k: _drop_min_items(v) for k, v in node.items() if not (k == "minItems" and v == 1)}
+
+
+def _errata(spec: dict[str, Any]) -> dict[str, Any]:
+    """Known mistakes of the vendors' descriptions (see the module docstring), fixed where present."""
+    ack = spec.get("components", {}).get("schemas", {}).get("AcknowledgeLogEntry", {})
+    for part in ack.get("allOf", []):
+        enum = part.get("properties", {}).get("type", {}).get("enum") if isinstance(part, dict) else None
+        if enum == ["acknowledgement_log_entry"]:
+            enum.insert(0, "acknowledge_log_entry")
+    return spec
+
+
 class ResponseValidator:
     def __init__(self, spec_path: str | Path, *, path_aliases: dict[str, str] | None = None) -> None:
         self.spec_path = Path(spec_path)
         raw = json.loads(self.spec_path.read_text())
-        self.spec = _relax(raw)
+        self.swagger2 = str(raw.get("swagger", "")).startswith("2.")
+        self.spec = _errata(_relax(_drop_min_items(raw) if self.swagger2 else raw))
         # Jira: the client speaks v2, the description is v3 (same resources).
         self.path_aliases = path_aliases if path_aliases is not None else {"/rest/api/2/": "/rest/api/3/"}
         self.registry = Registry().with_resource(SPEC_URI, Resource.from_contents(self.spec, default_specification=DRAFT4))
-        self._validators: dict[str, OAS30Validator] = {}
+        self._validators: dict[str, Any] = {}
 
     @cached_property
     def _templates(self) -> list[tuple[re.Pattern[str], str]]:
@@ -106,9 +137,10 @@ class ResponseValidator:
                 return template
         raise SpecViolation(f"no path in {self.spec_path.name} matches {path}")
 
-    def _validator(self, pointer: str) -> OAS30Validator:
+    def _validator(self, pointer: str) -> Any:
         if pointer not in self._validators:
-            self._validators[pointer] = OAS30Validator({"$ref": f"{SPEC_URI}#{pointer}"}, registry=self.registry)
+            cls = Draft4Validator if self.swagger2 else OAS30Validator
+            self._validators[pointer] = cls({"$ref": f"{SPEC_URI}#{pointer}"}, registry=self.registry)
         return self._validators[pointer]
 
     def errors(self, method: str, path: str, status: int, body: Any) -> list[str]:
@@ -118,16 +150,30 @@ class ResponseValidator:
         if operation is None:
             return [f"{where}: {method.upper()} {template} is not in the spec"]
         responses = operation.get("responses", {})
+        if (self.swagger2 and status == 200 and isinstance(body, dict) and body.get("ok") is False
+                and "default" in responses):
+            key: str | None = "default"  # Slack: errors are HTTP 200 with ok: false
+            return self._check(where, template, method, key, responses[key].get("schema"), body)
         key = str(status) if str(status) in responses else (f"{str(status)[0]}XX" if f"{str(status)[0]}XX" in responses
                                                           else ("default" if "default" in responses else None))
         if key is None:
             return [] if status >= 400 else [f"{where}: status {status} is not documented for {template}"]
+        if self.swagger2:
+            return self._check(where, template, method, key, responses[key].get("schema"), body)
         content = responses[key].get("content") or {}
         media = next((m for m in content if "json" in m), None)
         if media is None or "schema" not in content[media]:
             return []  # nothing described to check against
         pointer = "/" + "/".join(_escape(t) for t in ("paths", template, method.lower(), "responses", key,
                                                        "content", media, "schema"))
+        return [f"{where}: {'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}"
+                for e in self._validator(pointer).iter_errors(copy.deepcopy(body))]
+
+    def _check(self, where: str, template: str, method: str, key: str, schema: Any, body: Any) -> list[str]:
+        """Swagger 2.0: the schema sits at responses.<key>.schema."""
+        if schema is None:
+            return []
+        pointer = "/" + "/".join(_escape(t) for t in ("paths", template, method.lower(), "responses", key, "schema"))
         return [f"{where}: {'/'.join(map(str, e.absolute_path)) or '<body>'}: {e.message}"
                 for e in self._validator(pointer).iter_errors(copy.deepcopy(body))]
 
