@@ -21,12 +21,18 @@ Swagger 2.0 descriptions (Slack's) are read too: the schema is `responses.<code>
 `definitions`, and bodies are checked with a Draft 4 validator (Swagger 2.0 schemas are Draft 4, with
 `type: "null"` that OAS 3.0 does not know). Slack's own conventions on top of its description:
 
+- every Slack method takes POST as well as the GET its description names (slack-sdk always POSTs): a POST
+  to a path described only for GET is checked against the GET's responses;
 - Slack answers errors with HTTP 200 and `{"ok": false, "error": ...}`: a 200 body whose `ok` is false is
   checked against the `default` (error) response;
-- `minItems: 1` on the response's arrays is dropped: a page of history can be empty (`"messages": []`).
+- `minItems: 1` on the response's arrays is dropped: a page of history can be empty (`"messages": []`);
+- the errors every method can answer (`ratelimited`, `invalid_cursor`, `internal_error`, `fatal_error`,
+  `service_unavailable`, `token_revoked`, `token_expired`) are added to each method's `error` enum.
 
 Errata of the PagerDuty description: `AcknowledgeLogEntry` names its type `acknowledgement_log_entry`,
-while `LogEntry` (and the real API) say `acknowledge_log_entry`; both are accepted.
+while `LogEntry` (and the real API) say `acknowledge_log_entry`; both are accepted. `Channel` is a `oneOf`
+of variants told apart only by their descriptions ("Will be `api`"), so any real channel matches several and
+fails `oneOf`: it is read as the `anyOf` it means.
 """
 
 from __future__ import annotations
@@ -86,12 +92,23 @@ def _relax(node: Any) -> Any:
     return out
 
 
-def _drop_min_items(node: Any) -> Any:
+SLACK_COMMON_ERRORS = ("ratelimited", "invalid_cursor", "internal_error", "fatal_error", "service_unavailable",
+                       "token_revoked", "token_expired")
+
+
+def _swagger2_quirks(node: Any) -> Any:
+    """Slack's conventions (module docstring) applied to its Swagger 2.0 description (on a copy)."""
     if isinstance(node, list):
-        return [_drop_min_items(v) for v in node]
+        return [_swagger2_quirks(v) for v in node]
     if not isinstance(node, dict):
         return node
-    return {k: _drop_min_items(v) for k, v in node.items() if not (k == "minItems" and v == 1)}
+    out = {k: _swagger2_quirks(v) for k, v in node.items() if not (k == "minItems" and v == 1)}
+    props = out.get("properties")
+    if (isinstance(props, dict) and isinstance(props.get("ok"), dict)
+            and props["ok"].get("$ref") == "#/definitions/defs_ok_false"
+            and isinstance(props.get("error"), dict) and isinstance(props["error"].get("enum"), list)):
+        props["error"]["enum"] += [e for e in SLACK_COMMON_ERRORS if e not in props["error"]["enum"]]
+    return out
 
 
 def _errata(spec: dict[str, Any]) -> dict[str, Any]:
@@ -101,6 +118,9 @@ def _errata(spec: dict[str, Any]) -> dict[str, Any]:
         enum = part.get("properties", {}).get("type", {}).get("enum") if isinstance(part, dict) else None
         if enum == ["acknowledgement_log_entry"]:
             enum.insert(0, "acknowledge_log_entry")
+    channel = spec.get("components", {}).get("schemas", {}).get("Channel", {})
+    if isinstance(channel.get("oneOf"), list) and any(v.get("title") == "WebsiteChannel" for v in channel["oneOf"]):
+        channel["anyOf"] = channel.pop("oneOf")
     return spec
 
 
@@ -109,7 +129,7 @@ class ResponseValidator:
         self.spec_path = Path(spec_path)
         raw = json.loads(self.spec_path.read_text())
         self.swagger2 = str(raw.get("swagger", "")).startswith("2.")
-        self.spec = _errata(_relax(_drop_min_items(raw) if self.swagger2 else raw))
+        self.spec = _errata(_relax(_swagger2_quirks(raw) if self.swagger2 else raw))
         # Jira: the client speaks v2, the description is v3 (same resources).
         self.path_aliases = path_aliases if path_aliases is not None else {"/rest/api/2/": "/rest/api/3/"}
         self.registry = Registry().with_resource(SPEC_URI, Resource.from_contents(self.spec, default_specification=DRAFT4))
@@ -146,6 +166,9 @@ class ResponseValidator:
     def errors(self, method: str, path: str, status: int, body: Any) -> list[str]:
         template = self.template_for(path)
         operation = self.spec["paths"][template].get(method.lower())
+        if operation is None and self.swagger2 and method.lower() == "post":
+            operation = self.spec["paths"][template].get("get")  # Slack: POST works wherever GET does
+            method = "get" if operation is not None else method
         where = f"{method.upper()} {path} -> {status}"
         if operation is None:
             return [f"{where}: {method.upper()} {template} is not in the spec"]
