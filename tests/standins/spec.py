@@ -9,7 +9,8 @@ file through `referencing`, and bodies are checked with `openapi-schema-validato
 The known quirks of the descriptions (/work/shared/specs/README.md) are applied to the spec on loading:
 
 - `nullable: true` next to an `enum` without `null`: `null` is added to the enum (real responses carry it);
-- `additionalProperties: false` is dropped everywhere (real servers add fields);
+- `additionalProperties: false` is dropped wherever properties are listed (real servers add fields); on a
+  schema without properties (GitHub's `empty-object`, told apart from a user in a `oneOf`) it stays;
 - Jira v2 vs v3: `/rest/api/2/...` paths are checked against the `/rest/api/3/...` description, and the
   rich-text fields (`description`, `body`, `comment`, `environment`, `text`) accept a plain string where
   v3 expects an Atlassian Document Format object.
@@ -78,7 +79,7 @@ def _relax(node: Any) -> Any:
     if not isinstance(node, dict):
         return node
     out = {k: _relax(v) for k, v in node.items()}
-    if out.get("additionalProperties") is False:
+    if out.get("additionalProperties") is False and out.get("properties"):  # kept on an empty object: {} only
         del out["additionalProperties"]
     if out.get("nullable") is True and isinstance(out.get("enum"), list) and None not in out["enum"]:
         out["enum"] = [*out["enum"], None]
