@@ -94,7 +94,10 @@ class GitHubTimelineSource(TimelineSource):
         repos = self.repositories_for(incident)
         if not repos:
             return []
-        start, end = incident_window(incident, before=self.config.before, now=datetime.now(timezone.utc))
+        try:
+            start, end = incident_window(incident, before=self.config.before, now=datetime.now(timezone.utc))
+        except ValueError as e:
+            raise GitHubError(str(e), retryable=False) from None
         events: list[TimelineEvent] = []
         for full_name in repos:
             try:

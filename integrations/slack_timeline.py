@@ -107,7 +107,10 @@ class SlackTimelineSource(TimelineSource):
         channel = self.channel_for(incident)
         if channel is None:
             return []
-        oldest, latest = incident_window(incident, before=self.config.before, now=datetime.now(timezone.utc))
+        try:
+            oldest, latest = incident_window(incident, before=self.config.before, now=datetime.now(timezone.utc))
+        except ValueError as e:
+            raise SlackError(str(e), retryable=False) from None
         events = [self.event(m, channel) for m in self.history(channel, oldest, latest)]
         return [e for e in events if e is not None]
 
