@@ -33,6 +33,7 @@ the prefix); whatever it raises is recorded in `violations` (tests fail on any).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -176,7 +177,7 @@ class GitHubStandin(StandinServer):
         """A commit on `branch`, committed at `at`; returns its sha."""
         with self._lock:
             commits = self.repos[full_name]["commits"]
-            sha = f"{self._new_id():040x}"
+            sha = hashlib.sha1(f"{full_name}/{self._new_id()}".encode()).hexdigest()
             commits.append({"sha": sha, "message": message, "author": author or self.login, "branch": branch,
                             "at": at.timestamp(), "parent": next((c["sha"] for c in reversed(commits)
                                                                   if c["branch"] == branch), None)})
