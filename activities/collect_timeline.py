@@ -8,6 +8,7 @@ from temporalio import activity
 
 from activities._shared import deps, external_errors, heartbeat, log
 from closeloop.models import Incident, Model, TimelineEvent
+from integrations.base import progress_to
 
 
 class CollectTimelineInput(Model):
@@ -24,7 +25,7 @@ def collect_timeline(inp: CollectTimelineInput) -> list[TimelineEvent]:
         raise ApplicationError(f"timeline source {inp.source!r} is not configured", type="NonRetryable",
                                non_retryable=True)
     heartbeat(inp.source)
-    with external_errors("collecting the timeline"):
+    with external_errors("collecting the timeline"), progress_to(lambda *page: heartbeat(inp.source, *page)):
         events = source.fetch(inp.incident)
     log().info("timeline collected", source=inp.source, events=len(events))
     return events

@@ -30,7 +30,7 @@ from github import Auth, Github, GithubException
 
 from closeloop.models import Incident, Person, TimelineEvent
 from closeloop.timeline import incident_window
-from integrations.base import TimelineSource
+from integrations.base import TimelineSource, report_progress
 from integrations.github_tracker import GitHubError, _wrap
 
 T = TypeVar("T")
@@ -84,7 +84,11 @@ class GitHubTimelineSource(TimelineSource):
         return list(self.config.repositories)
 
     def _bounded(self, items: Iterable[T]) -> Iterator[T]:
-        return islice(items, self.config.max_pages * self.config.page_size)
+        """At most `max_pages` pages of a listing, reporting progress as it goes (PyGithub pages lazily)."""
+        for n, item in enumerate(islice(items, self.config.max_pages * self.config.page_size)):
+            if n % self.config.page_size == 0:
+                report_progress(n)
+            yield item
 
     def _actor(self, user: Any) -> str | None:
         login = getattr(user, "login", None) if user is not None else None

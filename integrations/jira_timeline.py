@@ -22,7 +22,7 @@ from jira import JIRA
 from jira.exceptions import JIRAError
 
 from closeloop.models import Incident, TimelineEvent
-from integrations.base import TimelineSource
+from integrations.base import TimelineSource, report_progress
 from integrations.jira_tracker import JiraError, _wrap
 
 FIELDS = "summary,created,resolutiondate,resolution,status"
@@ -100,6 +100,7 @@ class JiraTimelineSource(TimelineSource):
                 page = self.client.enhanced_search_issues(jql, nextPageToken=token, maxResults=self.config.page_size,
                                                           fields=FIELDS, json_result=True)
                 issues.extend(page.get("issues") or [])
+                report_progress(len(issues))
                 token = page.get("nextPageToken")
                 if page.get("isLast", not token) or not token:
                     break

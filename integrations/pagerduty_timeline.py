@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from closeloop.models import Incident, TimelineEvent
-from integrations.base import HttpIntegrationError, TimelineSource
+from integrations.base import HttpIntegrationError, TimelineSource, report_progress
 
 # log entry type -> (timeline kind, key moment)
 KINDS: dict[str, tuple[str, bool]] = {
@@ -113,6 +113,7 @@ class PagerDutyTimelineSource(TimelineSource):
                 page = self._get(client, path, {"offset": offset, "limit": self.config.page_size,
                                                 "is_overview": "false"})
                 got = page["log_entries"]
+                report_progress(offset)
                 entries.extend(e for e in got if isinstance(e, dict))
                 if not page.get("more") or not got:
                     break

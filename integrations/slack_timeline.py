@@ -30,7 +30,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from closeloop.models import Incident, Person, TimelineEvent
 from closeloop.timeline import incident_window
-from integrations.base import HttpIntegrationError, TimelineSource
+from integrations.base import HttpIntegrationError, TimelineSource, report_progress
 
 RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                               "request_timeout"})
@@ -93,6 +93,7 @@ class SlackTimelineSource(TimelineSource):
                 page = client.conversations_history(channel=channel, oldest=_ts(oldest), latest=_ts(latest),
                                                     inclusive=True, limit=self.config.page_size, cursor=cursor)
                 messages.extend(m for m in page.get("messages") or [] if isinstance(m, dict))
+                report_progress(len(messages))
                 cursor = (page.get("response_metadata") or {}).get("next_cursor") or None
                 if not page.get("has_more") or not cursor:
                     break

@@ -11,7 +11,7 @@ import pytest
 
 from closeloop.models import Incident
 from closeloop.standins.pagerduty import PagerDutyStandin
-from integrations.base import HttpIntegrationError
+from integrations.base import HttpIntegrationError, progress_to
 from integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
 from tests.standins.spec import SPECS_DIR, ResponseValidator
 
@@ -82,9 +82,12 @@ def test_log_entries_become_timeline_events_with_key_moments(standin: PagerDutyS
 def test_pagination_follows_more_across_pages(standin: PagerDutyStandin) -> None:
     standin.add_incident("PBIG", [("notify_log_entry", T0 + timedelta(seconds=i), f"Notified #{i}")
                                   for i in range(23)])
-    events = source(standin, page_size=5).fetch(pd_incident("PBIG"))
+    pages: list[tuple[object, ...]] = []
+    with progress_to(lambda *details: pages.append(details)):  # the activity heartbeats per page
+        events = source(standin, page_size=5).fetch(pd_incident("PBIG"))
     assert [e.text for e in events] == [f"Notified #{i}" for i in range(23)]
     assert standin.requests[PATH] == 5  # 5 + 5 + 5 + 5 + 3
+    assert pages == [(0,), (5,), (10,), (15,), (20,)]
 
 
 def test_an_incident_from_elsewhere_asks_nothing(standin: PagerDutyStandin) -> None:
