@@ -6,12 +6,14 @@ from __future__ import annotations
 import os
 import tomllib
 from importlib import resources
+from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from closeloop.durations import Duration
 from closeloop.models import Incident, Person, Plan
 from closeloop.policy import ROLES, Policy, deep_merge
 
@@ -81,6 +83,81 @@ class TrackersConfig(_Strict):
     jira: JiraSettings | None = None
 
 
+# --------------------------------------------------------------------------- timeline sources
+
+BUILTIN_TIMELINE_SOURCES = ("incident", "notes", "alertmanager")
+DEFAULT_REACTIONS = {"rotating_light": "detection", "eyes": "acknowledge", "adhesive_bandage": "mitigation",
+                     "white_check_mark": "resolution"}
+
+
+class PagerDutyTimelineSettings(_Strict):
+    """`[timeline.pagerduty]`: an incident's log entries (`GET /incidents/{id}/log_entries`). The REST API
+    token comes only from CLOSELOOP_PAGERDUTY_TOKEN."""
+
+    url: str = "https://api.pagerduty.com"
+    page_size: int = Field(default=100, ge=1, le=1000, description="`limit` per request")
+    max_pages: int = Field(default=50, ge=1)
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class GitHubTimelineSettings(_Strict):
+    """`[timeline.github]`: deployments, merged pull requests and default-branch commits of the repositories,
+    inside [incident start - slack_before, resolved]. The token comes only from CLOSELOOP_GITHUB_TOKEN."""
+
+    base_url: str = "https://api.github.com"
+    repositories: list[str] = Field(default_factory=list, description="for every service")
+    service_repositories: dict[str, list[str]] = Field(default_factory=dict, description="service -> repositories")
+    slack_before: Duration = timedelta(hours=2)
+    include: list[Literal["deployments", "pulls", "commits"]] = Field(
+        default_factory=lambda: ["deployments", "pulls", "commits"])
+    page_size: int = Field(default=100, ge=1, le=100)
+    max_pages: int = Field(default=10, ge=1, description="per repository and kind; the listings are newest first")
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class SlackTimelineSettings(_Strict):
+    """`[timeline.slack]`: the incident channel's history (`conversations.history`). The channel is the
+    service's (`service_channels`), else `channel`, else the incident link that is a Slack channel. The bot
+    token comes only from CLOSELOOP_SLACK_TOKEN."""
+
+    base_url: str = "https://slack.com/api/"
+    channel: str | None = None
+    service_channels: dict[str, str] = Field(default_factory=dict, description="service -> channel id")
+    reactions: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REACTIONS),
+                                      description="reaction name -> timeline kind (a key moment)")
+    slack_before: Duration = timedelta(minutes=30)
+    page_size: int = Field(default=200, ge=1, le=999)
+    max_pages: int = Field(default=50, ge=1)
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class AlertmanagerTimelineSettings(_Strict):
+    """`[timeline.alertmanager]`: the alerts that the Alertmanager webhook stored for the incident."""
+
+    key_moments: bool = Field(default=True, description="the first firing alert marks the detection")
+
+
+class JiraTimelineSettings(_Strict):
+    """`[timeline.jira]`: Jira issues that mention the incident's id or carry `label` ("{external_id}" and
+    "{source}" are filled in). `url` defaults to [trackers.jira]; the account is CLOSELOOP_JIRA_EMAIL and
+    CLOSELOOP_JIRA_API_TOKEN."""
+
+    url: str | None = None
+    project: str | None = None
+    label: str | None = "incident-{external_id}"
+    mention: bool = Field(default=True, description="also issues whose text mentions the incident id")
+    page_size: int = Field(default=50, ge=1, le=100)
+    timeout: float = Field(default=30.0, gt=0)
+
+
+class TimelineConfig(_Strict):
+    pagerduty: PagerDutyTimelineSettings | None = None
+    github: GitHubTimelineSettings | None = None
+    slack: SlackTimelineSettings | None = None
+    alertmanager: AlertmanagerTimelineSettings | None = None
+    jira: JiraTimelineSettings | None = None
+
+
 class Config(_Strict):
     source: str = Field(default="<built-in>", exclude=True)
     data_dir: Path = Path(".closeloop")
@@ -89,6 +166,7 @@ class Config(_Strict):
     store: StoreSettings = Field(default_factory=StoreSettings)
     web: WebSettings = Field(default_factory=WebSettings)
     trackers: TrackersConfig = Field(default_factory=TrackersConfig)
+    timeline: TimelineConfig = Field(default_factory=TimelineConfig)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
@@ -195,9 +273,24 @@ class Config(_Strict):
                         problems.append(f"{where}: unknown reviewer {r!r}")
                 if policy.tracker != "local" and getattr(self.trackers, policy.tracker, None) is None:
                     problems.append(f"{where}: tracker {policy.tracker!r} has no [trackers.{policy.tracker}] section")
+                problems += [f"{where}: {p}" for p in self._timeline_problems(policy.timeline_sources)]
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise ConfigError(f"{self.source}: {problems[0]}{more}")
+
+    def _timeline_problems(self, names: list[str]) -> list[str]:
+        problems = []
+        for name in names:
+            if name in ("incident", "notes"):
+                continue
+            if name not in TimelineConfig.model_fields:
+                known = [*BUILTIN_TIMELINE_SOURCES[:2], *TimelineConfig.model_fields]
+                problems.append(f"unknown timeline source {name!r} (known: {', '.join(known)})")
+            elif name != "alertmanager" and getattr(self.timeline, name) is None:
+                problems.append(f"timeline source {name!r} has no [timeline.{name}] section")
+            elif name == "jira" and self.timeline.jira and not (self.timeline.jira.url or self.trackers.jira):
+                problems.append("timeline source 'jira' needs [timeline.jira] url or a [trackers.jira] section")
+        return problems
 
 
 def _first_error(e: ValidationError) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
-from closeloop.models import TimelineEvent
+from closeloop.models import Incident, TimelineEvent
 
 KEY_KINDS = ("detection", "acknowledge", "escalation", "mitigation", "resolution")
 
@@ -40,3 +40,14 @@ def merge(batches: list[list[TimelineEvent]], *, limit: int = 500) -> list[Timel
 
 def failure_note(source: str, error: str, at: datetime) -> TimelineEvent:
     return TimelineEvent(at=at, source="closeloop", kind="note", text=f"timeline source {source!r} failed: {error}")
+
+
+def incident_window(incident: Incident, *, before: timedelta = timedelta(0),
+                    now: datetime | None = None) -> tuple[datetime, datetime]:
+    """Where a source looks for an incident's events: from its start (else its detection, else its
+    resolution) minus `before`, to its resolution (else `now`). Raises ValueError when nothing is known."""
+    end = incident.resolved_at or now
+    start = incident.started_at or incident.detected_at or end
+    if start is None or end is None:
+        raise ValueError(f"incident {incident.key} has no start and no resolution time")
+    return start - before, max(end, start)

@@ -10,8 +10,11 @@ Every write takes an idempotency key: calling it twice with the same key must ha
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -138,7 +141,29 @@ class Calendar(ABC):
 # --------------------------------------------------------------------------- timeline
 
 
+_progress: ContextVar[Callable[..., None] | None] = ContextVar("closeloop_timeline_progress", default=None)
+
+
+def report_progress(*details: Any) -> None:
+    """A source calls this after each page it reads; inside an activity it heartbeats (see `progress_to`)."""
+    callback = _progress.get()
+    if callback is not None:
+        callback(*details)
+
+
+@contextmanager
+def progress_to(callback: Callable[..., None]) -> Iterator[None]:
+    """Send `report_progress` calls of the code run in this context (this thread) to `callback`."""
+    token = _progress.set(callback)
+    try:
+        yield
+    finally:
+        _progress.reset(token)
+
+
 class TimelineSource(ABC):
+    """Fetches what one outside system saw of an incident. Long fetches call `report_progress()` per page."""
+
     name: str
 
     @abstractmethod

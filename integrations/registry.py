@@ -33,7 +33,7 @@ def build(config: Config, store: Store | None = None) -> Integrations:
     from integrations.local.calendar import LocalCalendar
     from integrations.local.notifier import LogNotifier
     from integrations.local.publisher import LocalPublisher
-    from integrations.local.timeline import IncidentFactsSource, NotesSource
+    from integrations.local.timeline import AlertmanagerSource, IncidentFactsSource, NotesSource
     from integrations.local.tracker import LocalTracker
 
     store = store or Store(config.db_url)
@@ -47,6 +47,12 @@ def build(config: Config, store: Store | None = None) -> Integrations:
         settings = config.trackers.jira.model_dump()
         trackers["jira"] = JiraTracker(JiraConfig(**settings, email=os.environ.get("CLOSELOOP_JIRA_EMAIL", ""),
                                                   api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", "")))
+    timeline_sources: dict[str, TimelineSource] = {
+        "incident": IncidentFactsSource(), "notes": NotesSource(store),
+        "alertmanager": AlertmanagerSource(store, key_moments=config.timeline.alertmanager.key_moments
+                                           if config.timeline.alertmanager else True),
+        **_external_timeline_sources(config),
+    }
     return Integrations(
         config=config,
         store=store,
@@ -54,6 +60,49 @@ def build(config: Config, store: Store | None = None) -> Integrations:
         calendar=LocalCalendar(store),
         publisher=LocalPublisher(store, config.data_dir / "documents"),
         trackers=trackers,
-        timeline_sources={"incident": IncidentFactsSource(), "notes": NotesSource(store)},
+        timeline_sources=timeline_sources,
         template_dir=template_dir if template_dir.is_dir() else None,
     )
+
+
+def _external_timeline_sources(config: Config) -> dict[str, TimelineSource]:
+    """The timeline sources with a `[timeline.<name>]` section; tokens only from the environment."""
+    import os
+
+    sources: dict[str, TimelineSource] = {}
+    settings = config.timeline
+    people = {key: p for key in config.people if (p := config.person(key)) is not None}
+    if settings.pagerduty is not None:
+        from integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
+
+        pd = settings.pagerduty
+        sources["pagerduty"] = PagerDutyTimelineSource(PagerDutyTimelineConfig(
+            url=pd.url, token=os.environ.get("CLOSELOOP_PAGERDUTY_TOKEN", ""), page_size=pd.page_size,
+            max_pages=pd.max_pages, timeout=pd.timeout))
+    if settings.github is not None:
+        from integrations.github_timeline import GitHubTimelineConfig, GitHubTimelineSource
+
+        gh = settings.github
+        sources["github"] = GitHubTimelineSource(GitHubTimelineConfig(
+            token=os.environ.get("CLOSELOOP_GITHUB_TOKEN", ""), base_url=gh.base_url, repositories=gh.repositories,
+            service_repositories=gh.service_repositories, before=gh.slack_before, include=list(gh.include),
+            page_size=gh.page_size, max_pages=gh.max_pages, timeout=gh.timeout), people=people)
+    if settings.slack is not None:
+        from integrations.slack_timeline import SlackTimelineConfig, SlackTimelineSource
+
+        sl = settings.slack
+        sources["slack"] = SlackTimelineSource(SlackTimelineConfig(
+            token=os.environ.get("CLOSELOOP_SLACK_TOKEN", ""), base_url=sl.base_url, channel=sl.channel,
+            service_channels=sl.service_channels, reactions=sl.reactions, before=sl.slack_before,
+            page_size=sl.page_size, max_pages=sl.max_pages, timeout=sl.timeout), people=people)
+    if settings.jira is not None:
+        from integrations.jira_timeline import JiraTimelineConfig, JiraTimelineSource
+
+        jt = settings.jira
+        url = jt.url or (config.trackers.jira.url if config.trackers.jira else None)
+        if url:
+            sources["jira"] = JiraTimelineSource(JiraTimelineConfig(
+                url=url, email=os.environ.get("CLOSELOOP_JIRA_EMAIL", ""),
+                api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", ""), project=jt.project, label=jt.label,
+                mention=jt.mention, page_size=jt.page_size, timeout=jt.timeout))
+    return sources

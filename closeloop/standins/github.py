@@ -11,13 +11,18 @@ open/closed, `state_reason` completed/not_planned/reopened, title, body, labels,
 `GET|POST /repos/{owner}/{repo}/issues/{issue_number}/comments`,
 `GET /repos/{owner}/{repo}/milestones/{milestone_number}` and `GET /search/issues` (a `q` subset:
 `repo:`, `label:`, `is:issue`/`is:pr`, `is:open`/`is:closed`, `state:`, `in:title|body`, quoted phrases
-and bare words; `total_count`, `incomplete_results`, `items`). Every response carries
+and bare words; `total_count`, `incomplete_results`, `items`), and for timelines, newest first:
+`GET /repos/{owner}/{repo}/deployments` (`sha`, `ref`, `task`, `environment`),
+`GET /repos/{owner}/{repo}/pulls` (`state` open/closed/all, `base`, `head`, `sort` created/updated,
+`direction`; `merged_at` on merged ones) and `GET /repos/{owner}/{repo}/commits` (`sha`: a branch, default
+the default branch `main`; `since` / `until`). Every response carries
 `x-ratelimit-limit/remaining/reset/used/resource`. Errors come as GitHub's `{"message", "documentation_url"}`
 (422 adds `errors`). Every URL in a response is built from the server's own address and prefix:
 PyGithub follows `url` fields and refuses any outside its base URL.
 
-Test hooks: `repos` ("owner/name" -> dict with `issues` number -> dict), `requests` (Counter of
-"METHOD /route/{template}", without the prefix), `add_repo()`, `set_state()`, and faults, each consumed by
+Test hooks: `repos` ("owner/name" -> dict with `issues` number -> dict, `pulls`, `deployments`, `commits`),
+`requests` (Counter of "METHOD /route/{template}", without the prefix), `add_repo()`, `set_state()`,
+`add_deployment()`, `add_pull()`, `add_commit()`, and faults, each consumed by
 the next matching request (`path` narrows it to a route template, with or without the method):
 `lose_next_create_response()` (the issue is created, then the connection dropped without an answer),
 `fail_next(n, status=500)`, `rate_limit_next(retry_after=1, status=403)` (403: primary limit, remaining 0
@@ -28,6 +33,7 @@ the prefix); whatever it raises is recorded in `violations` (tests fail on any).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import re
@@ -54,6 +60,9 @@ ROUTES = [  # (method, template, handler name)
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", "add_comment"),
     ("GET", "/repos/{owner}/{repo}/milestones/{milestone_number}", "get_milestone"),
     ("GET", "/search/issues", "search_issues"),
+    ("GET", "/repos/{owner}/{repo}/deployments", "list_deployments"),
+    ("GET", "/repos/{owner}/{repo}/pulls", "list_pulls"),
+    ("GET", "/repos/{owner}/{repo}/commits", "list_commits"),
 ]
 _ROUTES = [(m, t, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", t) + "$"), h) for m, t, h in ROUTES]
 STATE_REASONS = ("completed", "not_planned", "reopened", "duplicate")
@@ -129,9 +138,51 @@ class GitHubStandin(StandinServer):
             repo = {"id": self._new_id(), "owner": owner, "name": name, "private": private,
                     "collaborators": {owner, self.login, *collaborators}, "issues": {}, "labels": {},
                     "milestones": {int(k): {"title": v, "id": self._new_id()} for k, v in (milestones or {}).items()},
-                    "created": now}
+                    "created": now, "pulls": {}, "deployments": [], "commits": []}
             self.repos[full_name] = repo
             return repo
+
+    def add_deployment(self, full_name: str, at: datetime, *, sha: str, ref: str = "main",
+                       environment: str = "production", description: str | None = None,
+                       creator: str | None = None) -> int:
+        """A deployment created at `at`; returns its id."""
+        with self._lock:
+            dep = {"id": self._new_id(), "sha": sha, "ref": ref, "environment": environment, "task": "deploy",
+                   "description": description, "creator": creator or self.login, "created": at.timestamp()}
+            self._user(dep["creator"])
+            self.repos[full_name]["deployments"].append(dep)
+            return int(dep["id"])
+
+    def add_pull(self, full_name: str, title: str, *, created: datetime, merged_at: datetime | None = None,
+                 closed_at: datetime | None = None, user: str | None = None, base: str = "main",
+                 head: str = "feature", updated: datetime | None = None) -> int:
+        """A pull request (merged when `merged_at` is given: closed then too); returns its number, which
+        shares the issues' number space as on GitHub."""
+        with self._lock:
+            repo = self.repos[full_name]
+            number = max([*repo["issues"], *repo["pulls"]], default=0) + 1
+            closed = closed_at or merged_at
+            last = updated or max(t for t in (created, closed) if t is not None)
+            repo["pulls"][number] = {
+                "id": self._new_id(), "number": number, "title": title, "user": user or self.login, "base": base,
+                "head": head, "created": created.timestamp(), "updated": last.timestamp(),
+                "closed_at": closed.timestamp() if closed else None,
+                "merged_at": merged_at.timestamp() if merged_at else None,
+                "sha": f"{number:040x}", "merge_sha": f"{number + 1_000_000:040x}" if merged_at else None}
+            self._user(repo["pulls"][number]["user"])
+            return number
+
+    def add_commit(self, full_name: str, at: datetime, message: str, *, author: str | None = None,
+                   branch: str = "main") -> str:
+        """A commit on `branch`, committed at `at`; returns its sha."""
+        with self._lock:
+            commits = self.repos[full_name]["commits"]
+            sha = hashlib.sha1(f"{full_name}/{self._new_id()}".encode()).hexdigest()
+            commits.append({"sha": sha, "message": message, "author": author or self.login, "branch": branch,
+                            "at": at.timestamp(), "parent": next((c["sha"] for c in reversed(commits)
+                                                                  if c["branch"] == branch), None)})
+            self._user(commits[-1]["author"])
+            return sha
 
     def set_state(self, full_name: str, number: int, state: str, state_reason: str | None = None) -> None:
         """Close or reopen an issue as a person on GitHub would."""
@@ -284,6 +335,65 @@ class GitHubStandin(StandinServer):
             out["score"] = 1.0
         return out
 
+    def _deployment(self, full_name: str, d: dict[str, Any]) -> dict[str, Any]:
+        repo_api = self.api(f"/repos/{full_name}")
+        url = f"{repo_api}/deployments/{d['id']}"
+        return {"url": url, "id": d["id"], "node_id": f"DE_{d['id']}", "sha": d["sha"], "ref": d["ref"],
+                "task": d["task"], "payload": {}, "original_environment": d["environment"],
+                "environment": d["environment"], "description": d["description"],
+                "creator": self.simple_user(d["creator"]), "created_at": _iso(d["created"]),
+                "updated_at": _iso(d["created"]), "statuses_url": f"{url}/statuses", "repository_url": repo_api,
+                "transient_environment": False, "production_environment": d["environment"] == "production"}
+
+    def _pull(self, full_name: str, p: dict[str, Any]) -> dict[str, Any]:
+        repo_api = self.api(f"/repos/{full_name}")
+        url = f"{repo_api}/pulls/{p['number']}"
+        html = f"{self.url}/{full_name}/pull/{p['number']}"
+        issue = f"{repo_api}/issues/{p['number']}"
+        owner = self.repos[full_name]["owner"]
+
+        def side(ref: str, sha: str) -> dict[str, Any]:
+            return {"label": f"{owner}:{ref}", "ref": ref, "sha": sha, "user": self.simple_user(owner),
+                    "repo": self._repo(full_name)}
+
+        links = {"self": url, "html": html, "issue": issue, "comments": f"{issue}/comments",
+                 "review_comments": f"{url}/comments", "review_comment": f"{repo_api}/pulls/comments{{/number}}",
+                 "commits": f"{url}/commits", "statuses": f"{repo_api}/statuses/{p['sha']}"}
+        return {
+            "url": url, "id": p["id"], "node_id": f"PR_{p['id']}", "html_url": html, "diff_url": f"{html}.diff",
+            "patch_url": f"{html}.patch", "issue_url": issue, "commits_url": f"{url}/commits",
+            "review_comments_url": f"{url}/comments", "review_comment_url": f"{repo_api}/pulls/comments{{/number}}",
+            "comments_url": f"{issue}/comments", "statuses_url": f"{repo_api}/statuses/{p['sha']}",
+            "number": p["number"], "state": "closed" if p["closed_at"] else "open", "locked": False,
+            "title": p["title"], "user": self.simple_user(p["user"]), "body": None, "labels": [], "milestone": None,
+            "active_lock_reason": None, "created_at": _iso(p["created"]), "updated_at": _iso(p["updated"]),
+            "closed_at": _iso(p["closed_at"]) if p["closed_at"] else None,
+            "merged_at": _iso(p["merged_at"]) if p["merged_at"] else None, "merge_commit_sha": p["merge_sha"],
+            "assignee": None, "assignees": [], "requested_reviewers": [], "requested_teams": [],
+            "head": side(p["head"], p["sha"]), "base": side(p["base"], f"{p['number'] + 2_000_000:040x}"),
+            "_links": {k: {"href": v} for k, v in links.items()}, "author_association": "MEMBER",
+            "auto_merge": None, "draft": False,
+        }
+
+    def _commit(self, full_name: str, c: dict[str, Any]) -> dict[str, Any]:
+        repo_api = self.api(f"/repos/{full_name}")
+        when = _iso(c["at"])
+        git_user = {"name": c["author"], "email": f"{c['author']}@users.noreply.example.com", "date": when}
+        parents = ([{"sha": c["parent"], "url": f"{repo_api}/commits/{c['parent']}",
+                     "html_url": f"{self.url}/{full_name}/commit/{c['parent']}"}] if c["parent"] else [])
+        return {
+            "url": f"{repo_api}/commits/{c['sha']}", "sha": c["sha"], "node_id": f"C_{c['sha'][:20]}",
+            "html_url": f"{self.url}/{full_name}/commit/{c['sha']}",
+            "comments_url": f"{repo_api}/commits/{c['sha']}/comments",
+            "commit": {"url": f"{repo_api}/git/commits/{c['sha']}", "author": git_user, "committer": git_user,
+                       "message": c["message"], "comment_count": 0,
+                       "tree": {"sha": f"{int(c['sha'], 16) + 1:040x}",
+                                "url": f"{repo_api}/git/trees/{int(c['sha'], 16) + 1:040x}"},
+                       "verification": {"verified": False, "reason": "unsigned", "payload": None, "signature": None,
+                                        "verified_at": None}},
+            "author": self.simple_user(c["author"]), "committer": self.simple_user(c["author"]), "parents": parents,
+        }
+
     def _comment(self, full_name: str, number: int, c: dict[str, Any]) -> dict[str, Any]:
         repo_api = self.api(f"/repos/{full_name}")
         return {"id": c["id"], "node_id": f"IC_{c['id']}", "url": f"{repo_api}/issues/comments/{c['id']}",
@@ -396,7 +506,7 @@ class GitHubStandin(StandinServer):
             milestone = self._check_milestone(full_name, data.get("milestone"))
             labels = self._ensure_labels(full_name, list(data.get("labels") or []))
             issues = self.repos[full_name]["issues"]
-            number = max(issues, default=0) + 1
+            number = max([*issues, *self.repos[full_name]["pulls"]], default=0) + 1
             now = time.time()
             issues[number] = {"id": self._new_id(), "number": number, "title": str(title), "body": body,
                               "state": "open", "state_reason": None, "labels": labels, "assignees": assignees,
@@ -485,6 +595,58 @@ class GitHubStandin(StandinServer):
             issue["updated"] = comment["created"]
             out = self._comment(full_name, number, comment)
         return 201, out, {"Location": out["url"]}
+
+    def _time_param(self, req: _Request, name: str, resource: str) -> float | None:
+        value = req.param(name)
+        try:
+            return _parse_iso(value) if value else None
+        except ValueError:
+            raise HttpError(422, "Validation Failed", errors=[{"resource": resource, "field": name,
+                                                                "code": "invalid"}]) from None
+
+    def h_list_deployments(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        wanted = {k: req.param(k) for k in ("sha", "ref", "task", "environment") if req.param(k)}
+        with self._lock:
+            chosen = [d for d in self.repos[full_name]["deployments"] if all(d[k] == v for k, v in wanted.items())]
+            chosen.sort(key=lambda d: (d["created"], d["id"]), reverse=True)
+            page, headers = self._page(req, chosen)
+            return 200, [self._deployment(full_name, d) for d in page], headers
+
+    def h_list_pulls(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        state = req.param("state") or "open"
+        sort = req.param("sort") or "created"
+        if state not in ("open", "closed", "all") or sort not in ("created", "updated", "popularity",
+                                                                   "long-running"):
+            raise HttpError(422, "Validation Failed", errors=[{"resource": "PullRequest", "field": "state"
+                                                                if state not in ("open", "closed", "all") else "sort",
+                                                                "code": "invalid"}])
+        direction = req.param("direction") or ("desc" if sort == "created" else "asc")
+        base, head = req.param("base"), req.param("head")
+        with self._lock:
+            chosen = [p for p in self.repos[full_name]["pulls"].values()
+                      if (state == "all" or (state == "closed") == (p["closed_at"] is not None))
+                      and (base is None or p["base"] == base) and (head is None or head.split(":")[-1] == p["head"])]
+            field = "updated" if sort == "updated" else "created"
+            chosen.sort(key=lambda p: (p[field], p["number"]), reverse=direction != "asc")
+            page, headers = self._page(req, chosen)
+            return 200, [self._pull(full_name, p) for p in page], headers
+
+    def h_list_commits(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        since = self._time_param(req, "since", "Commit")
+        until = self._time_param(req, "until", "Commit")
+        ref = req.param("sha") or "main"
+        with self._lock:
+            commits = self.repos[full_name]["commits"]
+            if ref not in {c["branch"] for c in commits} | {"main"} and ref not in {c["sha"] for c in commits}:
+                raise HttpError(404, "No commit found for SHA: " + ref)
+            chosen = [c for c in commits if (c["branch"] == ref or c["sha"] == ref)
+                      and (since is None or c["at"] >= since) and (until is None or c["at"] <= until)]
+            chosen.sort(key=lambda c: c["at"], reverse=True)
+            page, headers = self._page(req, chosen)
+            return 200, [self._commit(full_name, c) for c in page], headers
 
     def h_search_issues(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
         q = req.param("q") or ""

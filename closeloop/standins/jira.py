@@ -7,11 +7,13 @@ Implemented (state in memory): `GET /rest/api/2/serverInfo` (deploymentType Clou
 `GET /rest/api/2/myself`, `POST /rest/api/2/issue`, `GET /rest/api/2/issue/{key}`,
 `GET|POST /rest/api/2/issue/{key}/comment`, `GET|POST /rest/api/2/issue/{key}/transitions`, and
 `GET|POST /rest/api/2/search/jql` with a JQL subset (`key in (A, B)`, `labels = "x"`, `project = P`,
-joined by AND, `ORDER BY` ignored) and `nextPageToken` / `isLast` paging (`maxResults`, capped at
+`text ~ "phrase"` (whole words in the summary, description and comments), joined by AND and OR with parentheses, `ORDER BY`
+ignored) and `nextPageToken` / `isLast` paging (`maxResults`, capped at
 `max_results`). Errors come as Jira's `ErrorCollection`. URLs are built from the server's own address.
 
 Test hooks: `issues` (key -> dict), `requests` (Counter of "METHOD /route/{template}"), `users`
-(accountId -> display name; an unknown assignee is refused with 400 as on Jira), `set_status()`, and
+(accountId -> display name; an unknown assignee is refused with 400 as on Jira), `set_status()`,
+`add_issue()` (an issue as someone made it at a given time, optionally resolved at another), and
 faults, each consumed by the next matching request (`path` narrows it to a route template):
 `lose_next_create_response()` (the issue is created, then the connection dropped without an answer),
 `fail_next(n, status=500)`, `rate_limit_next(retry_after=1)` (429 with Retry-After), `delay_next(seconds)`.
@@ -123,6 +125,21 @@ class JiraStandin(StandinServer):
             issue["status"] = status
             issue["resolution"] = resolution if STATUSES[status][2] == "done" else None
             issue["updated"] = _now()
+
+    def add_issue(self, summary: str, *, created: datetime, description: str | None = None,
+                  labels: list[str] | None = None, resolved: datetime | None = None,
+                  resolution: str = "Done") -> str:
+        """An issue created at `created` (and done at `resolved`); returns its key."""
+        with self._lock:
+            self._next_id += 1
+            key = f"{self.project}-{len(self.issues) + 1}"
+            stamp = lambda t: t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")  # noqa: E731
+            self.issues[key] = {"id": str(self._next_id), "key": key, "summary": summary, "description": description,
+                                "issuetype": "Task", "priority": "Medium", "labels": list(labels or []),
+                                "assignee": None, "duedate": None, "status": "Done" if resolved else "To Do",
+                                "resolution": resolution if resolved else None, "comments": [],
+                                "created": stamp(created), "updated": stamp(resolved or created)}
+            return key
 
     # ------------------------------------------------------------------ representations
     def _status(self, name: str) -> dict[str, Any]:
@@ -306,26 +323,76 @@ class JiraStandin(StandinServer):
 
     def _query(self, jql: str) -> list[str]:
         text = re.split(r"\s+order\s+by\s+", jql.strip(), flags=re.I)[0].strip()
-        preds: list[Callable[[dict[str, Any]], bool]] = []
-        for clause in (re.split(r"\s+and\s+", text, flags=re.I) if text else []):
-            clause = clause.strip()
-            if m := re.fullmatch(r"(?:key|issuekey)\s+in\s*\(([^)]*)\)", clause, re.I):
-                wanted = {v.strip().strip('"').upper() for v in m.group(1).split(",") if v.strip()}
-                preds.append(lambda i, w=wanted: i["key"].upper() in w)
-            elif m := re.fullmatch(r"(?:key|issuekey)\s*=\s*\"?([^\"\s]+)\"?", clause, re.I):
-                preds.append(lambda i, w=m.group(1).upper(): i["key"].upper() == w)
-            elif m := re.fullmatch(r"labels\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
-                preds.append(lambda i, w=(m.group(1) or m.group(2)): w in i["labels"])
-            elif m := re.fullmatch(r"project\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
-                wanted = m.group(1) or m.group(2)
-                if wanted not in (self.project, self.project_id, self.project_name):
-                    raise HttpError(400, [f"The value '{wanted}' does not exist for the field 'project'."])
-                preds.append(lambda i: True)
-            else:
-                raise HttpError(400, [f"Error in the JQL Query: the stand-in does not understand '{clause}'."])
+        tokens = re.findall(r'"[^"]*"|\(|\)|[^\s()"]+', text)
+        pos = 0
+
+        def clause_text(parts: list[str]) -> str:
+            return " ".join(parts)
+
+        def parse_or() -> Callable[[dict[str, Any]], bool]:
+            nonlocal pos
+            terms = [parse_and()]
+            while pos < len(tokens) and tokens[pos].upper() == "OR":
+                pos += 1
+                terms.append(parse_and())
+            return lambda i, ts=terms: any(t(i) for t in ts)
+
+        def parse_and() -> Callable[[dict[str, Any]], bool]:
+            nonlocal pos
+            factors = [parse_factor()]
+            while pos < len(tokens) and tokens[pos].upper() == "AND":
+                pos += 1
+                factors.append(parse_factor())
+            return lambda i, fs=factors: all(f(i) for f in fs)
+
+        def parse_factor() -> Callable[[dict[str, Any]], bool]:
+            nonlocal pos
+            if pos < len(tokens) and tokens[pos] == "(":
+                pos += 1
+                inner = parse_or()
+                if pos >= len(tokens) or tokens[pos] != ")":
+                    raise HttpError(400, ["Error in the JQL Query: expecting ')'."])
+                pos += 1
+                return inner
+            parts: list[str] = []
+            depth = 0
+            while pos < len(tokens) and not (depth == 0 and (tokens[pos].upper() in ("AND", "OR")
+                                                               or tokens[pos] == ")")):
+                depth += {"(": 1, ")": -1}.get(tokens[pos], 0)
+                parts.append(tokens[pos])
+                pos += 1
+            return self._clause(clause_text(parts).replace("( ", "(").replace(" )", ")").replace(" ,", ","))
+
+        preds = parse_or() if tokens else (lambda i: True)
+        if pos != len(tokens):
+            raise HttpError(400, [f"Error in the JQL Query: the stand-in does not understand '{text}'."])
         with self._lock:
             issues = sorted(self.issues.values(), key=lambda i: int(i["id"]))
-        return [i["key"] for i in issues if all(p(i) for p in preds)]
+        return [i["key"] for i in issues if preds(i)]
+
+    def _clause(self, clause: str) -> Callable[[dict[str, Any]], bool]:
+        clause = clause.strip()
+        if m := re.fullmatch(r"(?:key|issuekey)\s+in\s*\(([^)]*)\)", clause, re.I):
+            wanted = {v.strip().strip('"').upper() for v in m.group(1).split(",") if v.strip()}
+            return lambda i, w=wanted: i["key"].upper() in w
+        if m := re.fullmatch(r"(?:key|issuekey)\s*=\s*\"?([^\"\s]+)\"?", clause, re.I):
+            return lambda i, w=m.group(1).upper(): i["key"].upper() == w
+        if m := re.fullmatch(r"labels\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
+            return lambda i, w=(m.group(1) or m.group(2)): w in i["labels"]
+        if m := re.fullmatch(r"text\s*~\s*\"([^\"]*)\"", clause, re.I):
+            words = re.findall(r"\w+", m.group(1).lower())  # a phrase of whole words, as Jira's index sees it
+
+            def mentions(i: dict[str, Any], w: list[str] = words) -> bool:
+                body = re.findall(r"\w+", " ".join([i["summary"] or "", i["description"] or "",
+                                                    *(c["body"] for c in i["comments"])]).lower())
+                return any(body[k:k + len(w)] == w for k in range(len(body) - len(w) + 1))
+            return mentions
+        if m := re.fullmatch(r"project\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
+            wanted = m.group(1) or m.group(2)
+            if wanted not in (self.project, self.project_id, self.project_name):
+                raise HttpError(400, [f"The value '{wanted}' does not exist for the field 'project'."])
+            return lambda i: True
+        raise HttpError(400, [f"Error in the JQL Query: the stand-in does not understand '{clause}'."])
 
 
 class _Request:

@@ -1,5 +1,6 @@
 """The HTTP app: `GET /healthz`, the generic incident API (`POST /api/incidents`,
-`POST /api/incidents/{source}/{external_id}/resolve`, bearer tokens) and the PagerDuty v3 webhook
+`POST /api/incidents/{source}/{external_id}/resolve`, `POST /api/incidents/{source}/{external_id}/notes`
+(a timeline note), bearer tokens) and the PagerDuty v3 webhook
 (`POST /webhooks/pagerduty`, signed with X-PagerDuty-Signature); the incident.io, Alertmanager and Opsgenie
 webhooks are in closeloop.web.sources; the Jira and GitHub ticket status webhooks (`/webhooks/jira`,
 `/webhooks/github`) in closeloop.web.trackers.
@@ -33,7 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from closeloop.client import start_postmortem
 from closeloop.config import Config
-from closeloop.models import Incident, postmortem_workflow_id
+from closeloop.models import Incident, TimelineEvent, postmortem_workflow_id
 from closeloop.store.store import Store
 from closeloop.web.settings import ENV_API_TOKENS, ENV_PAGERDUTY_SECRETS, WebSecrets, load_secrets
 
@@ -239,17 +240,69 @@ def pagerduty_incident(envelope: dict[str, Any]) -> Incident:
 # --------------------------------------------------------------------------- the app
 
 
+def note_event(data: dict[str, Any]) -> TimelineEvent:
+    """A timeline note from the notes API's JSON ({"text", "at"?, "author"?, "key_moment"?}), or Reject(422)."""
+    unknown = sorted(set(data) - {"text", "at", "author", "key_moment"})
+    if unknown:
+        raise Reject(422, f"unknown field {unknown[0]} (expected text, at, author, key_moment)")
+    text = data.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise Reject(422, "field text must be a non-empty string")
+    if len(text) > 5000:
+        raise Reject(422, "field text must be at most 5000 characters")
+    author = data.get("author")
+    if author is not None and (not isinstance(author, str) or not author.strip() or len(author) > 200):
+        raise Reject(422, "field author must be a non-empty string of at most 200 characters")
+    key_moment = data.get("key_moment", False)
+    if not isinstance(key_moment, bool):
+        raise Reject(422, "field key_moment must be true or false")
+    at = data.get("at")
+    if at is None:
+        at = datetime.now(timezone.utc)
+    elif not isinstance(at, str):
+        raise Reject(422, "field at must be an ISO 8601 time")
+    try:
+        return TimelineEvent(at=at, source="notes", kind="note", text=text.strip(),
+                             actor=author.strip() if author else None, key_moment=key_moment)
+    except ValidationError:
+        raise Reject(422, "field at must be an ISO 8601 time") from None
+
+
 def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSecrets | None = None,
                store: Store | None = None) -> FastAPI:
     """The FastAPI app. `client_factory` is awaited once, on the first request that needs Temporal (a
     failed connect is retried by the next request). `secrets` default to the environment (load_secrets).
-    `store` (for the ticket status webhooks) defaults to one on the config's database, opened on first use."""
+    `store` (a closeloop Store) defaults to one on `config.db_url`, opened on the first request that needs it."""
     secrets = load_secrets() if secrets is None else secrets
     limit = config.web.max_body_bytes
     task_queue = config.temporal.task_queue
     app = FastAPI(title="closeloop", docs_url=None, redoc_url=None, openapi_url=None)
     client_lock = asyncio.Lock()
     cached: list[Client] = []
+    stores: list[Store] = [store] if store is not None else []
+    owned: list[Store] = []  # a store the app opened itself, closed when it shuts down
+
+    async def the_store() -> Store:
+        if not stores:
+            async with client_lock:
+                if not stores:
+                    opened = await asyncio.to_thread(Store, config.db_url)
+                    owned.append(opened)
+                    stores.append(opened)
+        return stores[0]
+
+    @app.on_event("shutdown")
+    async def _close_store() -> None:
+        for s in owned:
+            await asyncio.to_thread(s.close)
+
+    async def add_timeline(incident: Incident, events: list[TimelineEvent], *, notes: bool = False,
+                           known_only: bool = False) -> int | None:
+        """Store timeline events for the incident; None when `known_only` and the incident is not recorded."""
+        s = await the_store()
+        if known_only and await asyncio.to_thread(s.incident_id, incident.source, incident.external_id) is None:
+            return None
+        return int(await asyncio.to_thread(s.add_timeline_events, incident, events, notes=notes))
 
     async def client() -> Client:
         if cached:
@@ -349,6 +402,19 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
             raise Reject(422, _validation_message(e)) from None
         return await start(incident, "api")
 
+    @app.post("/api/incidents/{source}/{external_id}/notes")
+    async def api_note(source: str, external_id: str, request: Request) -> JSONResponse:
+        check_bearer(request, secrets.api_tokens)
+        event = note_event(json_object(await read_body(request, limit)))
+        s = await the_store()
+        incident = await asyncio.to_thread(s.get_incident, source, external_id)
+        if incident is None:
+            raise Reject(404, f"no incident {source}/{external_id} is recorded")
+        added = await add_timeline(incident, [event], notes=True)
+        log.info("timeline_note_added" if added else "timeline_note_exists", incident=incident.key)
+        return JSONResponse({"incident": f"{source}/{external_id}", "added": bool(added),
+                             "at": event.at.isoformat()}, status_code=201 if added else 200)
+
     @app.post("/webhooks/pagerduty")
     async def pagerduty(request: Request) -> JSONResponse:
         body = await read_body(request, limit)
@@ -372,8 +438,8 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
 
     from closeloop.web import sources  # here, not at the top: sources imports this module's helpers
 
-    sources.register(app, secrets, limit, start)
+    sources.register(app, secrets, limit, start, timeline=add_timeline)
     from closeloop.web import trackers
 
-    trackers.register(app, config, secrets, limit, client, store)
+    trackers.register(app, config, secrets, limit, client, the_store)
     return app

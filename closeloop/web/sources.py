@@ -14,7 +14,9 @@ incident answer 202 `{"ignored": ...}`.
   group is ONE incident per groupKey: external_id = sha256(groupKey)[:16].
   Flapping: a group that fires and resolves again keeps its groupKey, so it maps to the same workflow id,
   and the start (REJECT_DUPLICATE) starts nothing: a flapping group never opens a second postmortem; the
-  answer is 202 `{"new": false}`.
+  answer is 202 `{"new": false}`. The group's alerts (each firing, and resolving) are stored as the incident's
+  timeline events (read back by the "alertmanager" timeline source): on a resolved delivery, and on a firing
+  one for an incident already recorded (a flapping group).
 - `POST /webhooks/opsgenie`: an alert's `Close` action, authenticated by the shared secret header
   `X-Closeloop-Token` (CLOSELOOP_OPSGENIE_TOKENS)."""
 
@@ -56,6 +58,7 @@ from closeloop.web.settings import (
 log = structlog.get_logger("closeloop.web")
 
 Start = Callable[[Incident, str], Awaitable[JSONResponse]]
+Timeline = Callable[..., Awaitable[Any]]
 
 TIMESTAMP_TOLERANCE = 5 * 60  # seconds, either way (Standard Webhooks' recommendation)
 
@@ -242,15 +245,38 @@ def alertmanager_incident(group: dict[str, Any]) -> Incident:
     return incident_or_reject(fields, AM_FIELDS)
 
 
-async def alertmanager(request: Request, secrets: WebSecrets, limit: int, start: Start) -> JSONResponse:
+async def record_alerts(group: dict[str, Any], incident: Incident, timeline: Timeline | None, *,
+                        known_only: bool) -> None:
+    """Store the group's alerts on the incident's timeline; a failure is logged, never fails the delivery."""
+    if timeline is None:
+        return
+    from integrations.local.timeline import alertmanager_events
+
+    try:
+        await timeline(incident, alertmanager_events(group), known_only=known_only)
+    except Exception as e:  # noqa: BLE001 - the lifecycle matters more than its timeline
+        log.warning("alertmanager_timeline_not_stored", incident=incident.key, error=f"{type(e).__name__}: {e}")
+
+
+async def alertmanager(request: Request, secrets: WebSecrets, limit: int, start: Start,
+                       timeline: Timeline | None = None) -> JSONResponse:
     body = await read_body(request, limit)
     check_alertmanager_auth(request, secrets)
     group = json_object(body)
     status = _str_field(group, "status")[:50]
     if status != "resolved":
         log.info("alertmanager_group_ignored", status=status)
+        if timeline is not None and isinstance(group.get("groupKey"), str) and isinstance(group.get("alerts"), list):
+            try:
+                firing = alertmanager_incident(group)
+            except Reject:
+                firing = None
+            if firing is not None:
+                await record_alerts(group, firing, timeline, known_only=True)
         return JSONResponse({"ignored": status}, status_code=202)
-    return await start(alertmanager_incident(group), "alertmanager")
+    incident = alertmanager_incident(group)
+    await record_alerts(group, incident, timeline, known_only=False)
+    return await start(incident, "alertmanager")
 
 
 # --------------------------------------------------------------------------- Opsgenie
@@ -312,14 +338,14 @@ async def opsgenie(request: Request, secrets: WebSecrets, limit: int, start: Sta
 # --------------------------------------------------------------------------- wiring
 
 
-def register(app: FastAPI, secrets: WebSecrets, limit: int, start: Start) -> None:
+def register(app: FastAPI, secrets: WebSecrets, limit: int, start: Start, timeline: Timeline | None = None) -> None:
     @app.post("/webhooks/incidentio")
     async def _incidentio(request: Request) -> JSONResponse:
         return await incidentio(request, secrets, limit, start)
 
     @app.post("/webhooks/alertmanager")
     async def _alertmanager(request: Request) -> JSONResponse:
-        return await alertmanager(request, secrets, limit, start)
+        return await alertmanager(request, secrets, limit, start, timeline)
 
     @app.post("/webhooks/opsgenie")
     async def _opsgenie(request: Request) -> JSONResponse:

@@ -252,11 +252,8 @@ def _delivery_id(request: Request, header: str, body: bytes) -> str:
 
 
 def register(app: FastAPI, config: Config, secrets: WebSecrets, limit: int, client: ClientGetter,
-             store: Store | None) -> None:
-    """Add the Jira and GitHub ticket status routes. Without `store`, one is opened on the config's database
-    on first use."""
-    store_lock = asyncio.Lock()
-    stores: list[Store] = [store] if store is not None else []
+             the_store: Callable[[], Awaitable[Store]]) -> None:
+    """Add the Jira and GitHub ticket status routes; `the_store` gives the app's store (opened on first use)."""
     jira_settings = config.trackers.jira
     wont_do = (jira_settings.wont_do_resolutions if jira_settings is not None
                else JiraSettings.model_fields["wont_do_resolutions"].get_default(call_default_factory=True))
@@ -264,11 +261,7 @@ def register(app: FastAPI, config: Config, secrets: WebSecrets, limit: int, clie
     async def db(fn: Callable[..., T], *args: Any) -> T:
         """A blocking store call, in a thread; a database failure is 503 (the sender retries)."""
         try:
-            if not stores:
-                async with store_lock:
-                    if not stores:
-                        stores.append(await asyncio.to_thread(Store, config.db_url))
-            return await asyncio.to_thread(fn, stores[0], *args)
+            return await asyncio.to_thread(fn, await the_store(), *args)
         except SQLAlchemyError as e:
             log.warning("ticket_webhook_db_failed", error=type(e).__name__)
             raise Reject(503, "the database is unavailable; try again later") from None

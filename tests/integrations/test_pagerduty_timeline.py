@@ -1,0 +1,119 @@
+"""PagerDutyTimelineSource through httpx, over HTTP, against the PagerDuty REST stand-in. Every JSON
+response the stand-in serves is checked against PagerDuty's OpenAPI description; a test fails on any
+violation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from closeloop.models import Incident
+from closeloop.standins.pagerduty import PagerDutyStandin
+from integrations.base import HttpIntegrationError, progress_to
+from integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
+from tests.standins.spec import SPECS_DIR, ResponseValidator
+
+SPEC = SPECS_DIR / "pagerduty-rest.json"
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+PATH = "GET /incidents/{id}/log_entries"
+
+
+@pytest.fixture(scope="module")
+def validator() -> ResponseValidator:
+    if not SPEC.exists():
+        pytest.skip(f"{SPEC} is missing")
+    return ResponseValidator(SPEC, path_aliases={})
+
+
+@pytest.fixture
+def standin(validator: ResponseValidator) -> Iterator[PagerDutyStandin]:
+    checked: list[str] = []
+
+    def check(method: str, path: str, status: int, body: object) -> None:
+        checked.append(f"{method} {path} {status}")
+        validator.check(method, path, status, body)
+
+    with PagerDutyStandin(token="pd-token", validator=check) as server:
+        yield server
+    assert server.violations == [], "\n".join(server.violations)
+    assert checked or not server.requests, "the stand-in served responses without validating them"
+
+
+def source(standin: PagerDutyStandin, *, token: str = "pd-token", page_size: int = 100) -> PagerDutyTimelineSource:
+    return PagerDutyTimelineSource(PagerDutyTimelineConfig(url=standin.url, token=token, page_size=page_size,
+                                                           timeout=2.0))
+
+
+def pd_incident(external_id: str = "PABC123", source_name: str = "pagerduty") -> Incident:
+    return Incident(source=source_name, external_id=external_id, title="Checkout returns 500s",
+                    started_at=T0, resolved_at=T0 + timedelta(hours=1))
+
+
+def lifecycle(standin: PagerDutyStandin, incident_id: str = "PABC123") -> None:
+    standin.add_incident(incident_id, [
+        ("trigger_log_entry", T0 + timedelta(minutes=3), "Triggered through the API"),
+        ("notify_log_entry", T0 + timedelta(minutes=3, seconds=5), "Notified Alice by push", {"agent": "Alice"}),
+        ("acknowledge_log_entry", T0 + timedelta(minutes=8), "Acknowledged by Alice", {"agent": "Alice"}),
+        ("escalate_log_entry", T0 + timedelta(minutes=12), "Escalated to Bob", {"assignees": ["Bob"]}),
+        ("assign_log_entry", T0 + timedelta(minutes=13), "Assigned to Bob", {"agent": "Alice", "assignees": ["Bob"]}),
+        ("annotate_log_entry", T0 + timedelta(minutes=20), "Note added",
+         {"agent": "Bob", "note": "Rolled back deploy 4711"}),
+        ("resolve_log_entry", T0 + timedelta(minutes=55), "Resolved by Bob", {"agent": "Bob"}),
+    ])
+
+
+def test_log_entries_become_timeline_events_with_key_moments(standin: PagerDutyStandin) -> None:
+    lifecycle(standin)
+    events = source(standin).fetch(pd_incident())
+    assert [(e.kind, e.key_moment) for e in events] == [
+        ("detection", True), ("notification", False), ("acknowledge", True), ("escalation", True),
+        ("escalation", False), ("note", False), ("resolution", True),
+    ]
+    assert all(e.source == "pagerduty" for e in events)
+    ack = events[2]
+    assert ack.at == T0 + timedelta(minutes=8) and ack.actor == "Alice" and ack.text == "Acknowledged by Alice"
+    assert ack.url and ack.url.startswith(standin.url + "/incidents/PABC123/log_entries/")
+    assert events[5].text == "Note added: Rolled back deploy 4711" and events[5].actor == "Bob"
+    assert events[0].actor is None  # triggered by the service, not a person
+
+
+def test_pagination_follows_more_across_pages(standin: PagerDutyStandin) -> None:
+    standin.add_incident("PBIG", [("notify_log_entry", T0 + timedelta(seconds=i), f"Notified #{i}")
+                                  for i in range(23)])
+    pages: list[tuple[object, ...]] = []
+    with progress_to(lambda *details: pages.append(details)):  # the activity heartbeats per page
+        events = source(standin, page_size=5).fetch(pd_incident("PBIG"))
+    assert [e.text for e in events] == [f"Notified #{i}" for i in range(23)]
+    assert standin.requests[PATH] == 5  # 5 + 5 + 5 + 5 + 3
+    assert pages == [(0,), (5,), (10,), (15,), (20,)]
+
+
+def test_an_incident_from_elsewhere_asks_nothing(standin: PagerDutyStandin) -> None:
+    lifecycle(standin)
+    assert source(standin).fetch(pd_incident(source_name="api")) == []
+    assert standin.requests[PATH] == 0
+
+
+def test_server_errors_are_retryable_and_auth_errors_are_not(standin: PagerDutyStandin) -> None:
+    lifecycle(standin)
+    standin.fail_next(1, status=500)
+    with pytest.raises(HttpIntegrationError) as failed:
+        source(standin).fetch(pd_incident())
+    assert failed.value.retryable and failed.value.status == 500
+
+    with pytest.raises(HttpIntegrationError) as denied:
+        source(standin, token="wrong").fetch(pd_incident())
+    assert not denied.value.retryable and denied.value.status == 401
+
+    standin.rate_limit_next(retry_after=7)
+    with pytest.raises(HttpIntegrationError) as limited:
+        source(standin).fetch(pd_incident())
+    assert limited.value.retryable and limited.value.status == 429 and limited.value.retry_after == 7
+
+    with pytest.raises(HttpIntegrationError) as missing:
+        source(standin).fetch(pd_incident("PNOPE"))
+    assert not missing.value.retryable and missing.value.status == 404
+    assert len(source(standin).fetch(pd_incident())) == 7  # and after the faults, everything
+
