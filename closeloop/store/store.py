@@ -391,6 +391,12 @@ class Store:
         """Remember a webhook delivery; False when it was seen before (a replay: acknowledge, don't apply)."""
         return self._insert_once(WebhookDeliveryRow(source=source, delivery_id=delivery_id[:200]))
 
+    def delivery_recorded(self, source: str, delivery_id: str) -> bool:
+        """Whether `record_delivery` saw this delivery (checks only; the ticket sweep records after acting)."""
+        with self.session() as s:
+            return s.scalar(select(WebhookDeliveryRow.id).where(
+                WebhookDeliveryRow.source == source, WebhookDeliveryRow.delivery_id == delivery_id[:200])) is not None
+
     def take_rate_slot(self, bucket: str, *, limit: int, window: timedelta, now: datetime | None = None) -> float:
         """Count one call against `limit` calls per `window` in `bucket`, shared by every process on this
         database. Returns 0 when the call may go ahead (and is counted), else the seconds until a slot frees
