@@ -7,7 +7,8 @@ GitHub issue listing per repository), then, per item whose ticket differs:
 
     ticket done while the item is open          -> "done"
     ticket won't do while the item is open      -> "wont_do" (the resolution as the reason)
-    ticket open while the item is done          -> "reopened"
+    ticket open while the item is done          -> "reopened" (only when a sweep saw it closed since the
+                                                   item's completion: see below)
     ticket deleted (or missing from the answer) -> "deleted"
     answered under another key (a Jira move)    -> `moved_to` = the new key, with the status as above
 
@@ -24,7 +25,14 @@ stops showing the difference once the item's workflow has saved it. deleted and 
 the store sees (the reaction is the workflow's), so those, and a reopen the workflow may ignore (an item
 awaiting its verdict), are remembered in the store's delivery log (source "sweep", keyed by the item's
 state and the event) after the signal went out: the next sweep does not send them again. A workflow that
-no longer runs (not found, or completed) is skipped and counted, not an error. A tracker that fails
+no longer runs (not found, or completed) is skipped and counted, not an error.
+
+Reopened needs evidence. An item can be completed in closeloop (`closeloop item complete`) while its
+ticket stays open; that is no reopening, and signalling one would revoke the completion every few minutes.
+So a sweep that finds a done item with a closed ticket records that (`closed-seen`, keyed by the item's
+completion time), and "reopened" is signalled only for a done item whose ticket a sweep saw closed during
+this completion. The gap: a ticket closed and reopened again between the sweep that signalled "done" and
+the next one is left to the tracker's webhook. A tracker that fails
 (IntegrationError) is reported in the summary and logged; the other trackers go on.
 """
 
@@ -76,6 +84,8 @@ class SyncSummary(Model):
     signals: int = 0
     already_signalled: int = Field(default=0, description="differences an earlier sweep signalled already")
     workflows_gone: int = Field(default=0, description="items whose workflow no longer runs (skipped)")
+    completed_in_closeloop: int = Field(default=0, description="done items whose ticket is open and was never "
+                                                               "seen closed (left alone: no reopening)")
     trackers: list[TrackerReport] = Field(default_factory=list)
     calls: int | None = Field(default=None, description="HTTP requests of the trackers that count them")
     failures: list[str] = Field(default_factory=list, description="`tracker: error` of each failed tracker")
@@ -86,15 +96,18 @@ def workflow_id_of(item: ActionItem) -> str:
     return action_item_workflow_id(item.postmortem_id, item.id.removeprefix(item.postmortem_id + "/"))
 
 
-def difference(item: ActionItem, ticket: Ticket | None, at: datetime) -> tuple[TicketStatusEvent, list[str]] | None:
-    """The event that tells the item what its tracker says, and its kinds; None when they agree."""
+def difference(item: ActionItem, ticket: Ticket | None, at: datetime, *,
+               seen_closed: bool = True) -> tuple[TicketStatusEvent, list[str]] | None:
+    """The event that tells the item what its tracker says, and its kinds; None when they agree.
+    `seen_closed`: the ticket was seen closed since the item's completion (else an open ticket of a done
+    item is no reopening: the item was completed in closeloop)."""
     key = item.ticket_key or ""
     if ticket is None or ticket.status == "deleted":
         return TicketStatusEvent(ticket_key=key, status="deleted", at=at, source=SOURCE), ["deleted"]
     status: str | None = None
     if item.status == ItemStatus.open and ticket.status in ("done", "wont_do"):
         status = ticket.status
-    elif item.status == ItemStatus.done and ticket.status == "open":
+    elif item.status == ItemStatus.done and ticket.status == "open" and seen_closed:
         status = "reopened"
     moved_to = ticket.key if ticket.key != key else None
     kinds = [k for k in (status, "moved" if moved_to else None) if k]
@@ -106,12 +119,20 @@ def difference(item: ActionItem, ticket: Ticket | None, at: datetime) -> tuple[T
     ), kinds
 
 
+def _memory(*parts: str) -> str:
+    return "ticket-sync:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
 def memory_key(item: ActionItem, event: TicketStatusEvent) -> str:
     """What a remembered signal is keyed by: the item as the store shows it, and what was said."""
-    basis = "|".join([item.id, item.ticket_key or "", item.status.value,
-                      item.completed_at.isoformat() if item.completed_at else "", event.status,
-                      event.moved_to or ""])
-    return "ticket-sync:" + hashlib.sha256(basis.encode()).hexdigest()
+    return _memory(item.id, item.ticket_key or "", item.status.value,
+                   item.completed_at.isoformat() if item.completed_at else "", event.status, event.moved_to or "")
+
+
+def closed_seen_key(item: ActionItem) -> str:
+    """Evidence that the ticket was closed during the item's current completion."""
+    return _memory("closed-seen", item.id, item.ticket_key or "",
+                   item.completed_at.isoformat() if item.completed_at else "")
 
 
 def _logger() -> Any:
@@ -143,7 +164,15 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
             logger.warning("ticket sweep: tracker failed", tracker=name, items=len(items), error=report.error)
             continue
         for item in items:
-            found = difference(item, tickets.get(item.ticket_key or ""), at)
+            ticket = tickets.get(item.ticket_key or "")
+            seen_closed = True
+            if item.status == ItemStatus.done and ticket is not None:
+                if ticket.status in ("done", "wont_do"):
+                    store.record_delivery(SOURCE, closed_seen_key(item))
+                elif ticket.status == "open":
+                    seen_closed = store.delivery_recorded(SOURCE, closed_seen_key(item))
+                    summary.completed_in_closeloop += not seen_closed
+            found = difference(item, ticket, at, seen_closed=seen_closed)
             if found is None:
                 summary.unchanged += 1
                 continue
