@@ -247,3 +247,25 @@ async def test_a_failing_tracker_fails_only_its_part(sync_app: App, jira: JiraSt
     run = await cli("tickets", "sync")
     assert run.code == 0 and "signalled 1 done" in run.out, run
     await app.wait_for(j.handle, lambda s: s.item.status == ItemStatus.done and s.sync_events == 1)
+
+
+def test_the_sync_schedule_runs_every_configured_interval_and_skips_overlaps(tmp_path: Path) -> None:
+    from datetime import timedelta
+
+    from temporalio.client import ScheduleOverlapPolicy
+
+    from closeloop.config import ConfigError
+    from closeloop.schedules import _schedule, sweeps
+
+    assert make_config(tmp_path).sync.every == timedelta(minutes=5)  # the default
+    config = make_config(tmp_path, extra='\n[sync]\nevery = "2m"\n')
+    by_id = {s.schedule_id: s for s in sweeps(config.sync.every)}
+    assert set(by_id) == {"closeloop-stalled-digest", "closeloop-ticket-sync"}
+    schedule = _schedule("q", by_id["closeloop-ticket-sync"])
+    assert [i.every for i in schedule.spec.intervals] == [timedelta(minutes=2)] and not schedule.spec.cron_expressions
+    assert schedule.policy.overlap == ScheduleOverlapPolicy.SKIP
+    assert schedule.action.workflow == "TicketSyncWorkflow" and schedule.action.task_queue == "q"  # type: ignore[attr-defined]
+    digest = _schedule("q", by_id["closeloop-stalled-digest"])
+    assert digest.spec.cron_expressions == ["0 8 * * 1-5"] and digest.action.workflow == "StalledDigestWorkflow"  # type: ignore[attr-defined]
+    with pytest.raises(ConfigError, match="sync.every"):
+        make_config(tmp_path, extra='\n[sync]\nevery = "10s"\n')
