@@ -443,6 +443,14 @@ def test_record_delivery_once(store: Store) -> None:
     assert store.record_delivery("jira", "d-1") is True  # delivery ids are per source
 
 
+def test_delivery_recorded_only_looks(store: Store) -> None:
+    assert store.delivery_recorded("sweep", "k-1") is False
+    assert store.delivery_recorded("sweep", "k-1") is False  # looking records nothing
+    assert store.record_delivery("sweep", "k-1") is True
+    assert store.delivery_recorded("sweep", "k-1") is True
+    assert store.delivery_recorded("github", "k-1") is False  # per source
+
+
 def test_take_rate_slot_counts_within_the_window(store: Store) -> None:
     window = timedelta(minutes=1)
     for i in range(3):
