@@ -34,7 +34,7 @@ log = structlog.get_logger("closeloop.worker")
 def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
                  executor: ThreadPoolExecutor | None = None) -> Worker:
     """A Worker with every workflow and activity registered. Blocking activities run in the thread pool."""
-    use(integrations)
+    use(integrations, client)  # built on the worker's event loop: the ticket sweep signals through it
     executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity")
     return Worker(
         client,
@@ -57,7 +57,7 @@ async def run(config: Config, *, stop: asyncio.Event | None = None) -> None:
     with ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity") as executor:
         worker = build_worker(client, integrations, config.temporal.task_queue, executor=executor)
         try:
-            schedules = await apply_schedules(client, config.temporal.task_queue)
+            schedules = await apply_schedules(client, config.temporal.task_queue, sync_every=config.sync.every)
             log.info("schedules applied", schedules=schedules)
         except RPCError as e:  # a server without schedules must not stop the worker
             log.warning("schedules not applied", error=str(e))

@@ -8,6 +8,7 @@ from activities import (
     digest,
     documents,
     notify,
+    reconcile,
     record_incident,
     records,
     schedule_meeting,
@@ -28,4 +29,5 @@ ALL = [
     tickets.open_ticket,
     tickets.find_recurrences,
     digest.send_stalled_digest,
+    reconcile.reconcile_tickets,
 ]

@@ -3,32 +3,63 @@ heartbeating, and logging bound to the workflow and activity ids."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import asyncio
+from collections.abc import Coroutine, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 from temporalio import activity
+from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
 from integrations.base import IntegrationError
 from integrations.registry import Integrations
 
+T = TypeVar("T")
+
 _integrations: Integrations | None = None
+_temporal: Temporal | None = None
 
 
-def use(integrations: Integrations) -> None:
-    """Called once by the worker (and by tests) before activities run."""
-    global _integrations
+@dataclass(frozen=True)
+class Temporal:
+    """The worker's own Temporal client, for the few activities that talk to other workflows (the ticket
+    sweep signals action items). Activities run in the worker's thread pool and the client lives on the
+    worker's event loop: `call` runs a coroutine there and waits for it."""
+
+    client: Client
+    loop: asyncio.AbstractEventLoop
+
+    def call(self, coro: Coroutine[Any, Any, T], timeout: float = 30.0) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+
+
+def use(integrations: Integrations, client: Client | None = None) -> None:
+    """Called once by the worker (and by tests) before activities run, on the worker's event loop when a
+    client is given."""
+    global _integrations, _temporal
     _integrations = integrations
+    try:
+        _temporal = Temporal(client, asyncio.get_running_loop()) if client is not None else None
+    except RuntimeError:  # built outside an event loop: temporal() says so when an activity needs it
+        _temporal = None
 
 
 def deps() -> Integrations:
     if _integrations is None:
         raise RuntimeError("activities used before activities._shared.use(integrations) was called")
     return _integrations
+
+
+def temporal() -> Temporal:
+    if _temporal is None:
+        raise RuntimeError("activities used the Temporal client before activities._shared.use(..., client) "
+                           "was called")
+    return _temporal
 
 
 def log() -> Any:
@@ -64,6 +95,17 @@ BEST_EFFORT = dict(
     heartbeat_timeout=timedelta(seconds=30),
     retry_policy=RetryPolicy(initial_interval=timedelta(seconds=2), backoff_coefficient=2.0,
                              maximum_interval=timedelta(seconds=30), maximum_attempts=3,
+                             non_retryable_error_types=NON_RETRYABLE),
+)
+
+
+# Periodic sweeps: one pass over many items. The next scheduled run is the real retry, so a few tries only
+# (with the Schedule's SKIP overlap policy a sweep retrying forever would hold back every later run).
+SWEEP = dict(
+    start_to_close_timeout=timedelta(minutes=10),
+    heartbeat_timeout=timedelta(minutes=1),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=5), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=1), maximum_attempts=3,
                              non_retryable_error_types=NON_RETRYABLE),
 )
 

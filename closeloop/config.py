@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import os
 import tomllib
-from importlib import resources
 from datetime import timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from closeloop.durations import Duration
 from closeloop.models import Incident, Person, Plan
@@ -77,6 +77,20 @@ class JiraSettings(_Strict):
     done_transition: str = "Done"
     wont_do_resolutions: list[str] = Field(default_factory=lambda: ["Won't Do", "Duplicate", "Cannot Reproduce"])
     timeout: float = 30.0
+
+
+class SyncSettings(_Strict):
+    """`[sync]`: the ticket reconciliation sweep (the `closeloop-ticket-sync` Schedule, applied at worker
+    start): how often every tracked item's ticket is compared with the item."""
+
+    every: Duration = Field(default=timedelta(minutes=5), description="the sweep's interval (at least 1m)")
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: timedelta) -> timedelta:
+        if v < timedelta(minutes=1):
+            raise ValueError("must be at least 1m (each sweep asks every tracker about every open ticket)")
+        return v
 
 
 class TrackersConfig(_Strict):
@@ -167,6 +181,7 @@ class Config(_Strict):
     web: WebSettings = Field(default_factory=WebSettings)
     trackers: TrackersConfig = Field(default_factory=TrackersConfig)
     timeline: TimelineConfig = Field(default_factory=TimelineConfig)
+    sync: SyncSettings = Field(default_factory=SyncSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import timedelta
+from typing import Any
 
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
     ScheduleSpec,
@@ -17,7 +20,9 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from workflows.sweeps import StalledDigestWorkflow, SweepInput
+from workflows.sweeps import StalledDigestWorkflow, SweepInput, TicketSyncWorkflow
+
+DEFAULT_SYNC_EVERY = timedelta(minutes=5)
 
 
 @dataclass(frozen=True)
@@ -25,25 +30,40 @@ class SweepSchedule:
     schedule_id: str
     cron: str
     description: str
+    workflow: Callable[..., Any] = field(default=StalledDigestWorkflow.run)
+    every: timedelta | None = None  # an interval instead of the cron
+    catchup_window: timedelta = timedelta(hours=12)
 
 
 STALLED_DIGEST = SweepSchedule("closeloop-stalled-digest", "0 8 * * 1-5",
                                "weekday 08:00 UTC digest of stalled postmortems and overdue items to managers")
-ALL = [STALLED_DIGEST]
+# A missed run is worth nothing once the next one is due: no catch-up burst after an outage.
+TICKET_SYNC = SweepSchedule("closeloop-ticket-sync", "", "reconcile action items with their tickets ([sync] every)",
+                            workflow=TicketSyncWorkflow.run, every=DEFAULT_SYNC_EVERY,
+                            catchup_window=timedelta(minutes=1))
+ALL = [STALLED_DIGEST, TICKET_SYNC]
 
 
 def _schedule(task_queue: str, sweep: SweepSchedule) -> Schedule:
+    spec = (ScheduleSpec(intervals=[ScheduleIntervalSpec(every=sweep.every)]) if sweep.every
+            else ScheduleSpec(cron_expressions=[sweep.cron]))
     return Schedule(
-        action=ScheduleActionStartWorkflow(StalledDigestWorkflow.run, SweepInput(), id=sweep.schedule_id,
+        action=ScheduleActionStartWorkflow(sweep.workflow, SweepInput(), id=sweep.schedule_id,
                                            task_queue=task_queue),
-        spec=ScheduleSpec(cron_expressions=[sweep.cron]),
-        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=timedelta(hours=12)),
+        spec=spec,
+        policy=SchedulePolicy(overlap=ScheduleOverlapPolicy.SKIP, catchup_window=sweep.catchup_window),
     )
 
 
-async def apply(client: Client, task_queue: str) -> list[str]:
+def sweeps(sync_every: timedelta = DEFAULT_SYNC_EVERY) -> list[SweepSchedule]:
+    """The schedules, with the ticket sweep's interval from the config (`[sync] every`)."""
+    return [replace(s, every=sync_every) if s is TICKET_SYNC else s for s in ALL]
+
+
+async def apply(client: Client, task_queue: str, *, sync_every: timedelta = DEFAULT_SYNC_EVERY) -> list[str]:
     """Create the schedules, or bring existing ones up to date. Returns their ids."""
-    for sweep in ALL:
+    wanted = sweeps(sync_every)
+    for sweep in wanted:
         schedule = _schedule(task_queue, sweep)
         try:
             await client.create_schedule(sweep.schedule_id, schedule)
@@ -52,4 +72,4 @@ async def apply(client: Client, task_queue: str) -> list[str]:
                 return ScheduleUpdate(schedule=s)
 
             await client.get_schedule_handle(sweep.schedule_id).update(updater)
-    return [s.schedule_id for s in ALL]
+    return [s.schedule_id for s in wanted]

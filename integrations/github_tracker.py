@@ -18,7 +18,10 @@ and `comment` first reads the issue's comments and adds nothing when one carries
 `statuses` never asks per issue: for each repository among the keys it lists the issues labelled
 `closeloop` (`state=all`, `per_page=100`, following `Link` pages), so it costs ceil(closeloop issues in
 the repository / 100) requests. open -> `open`; closed as `not_planned` (or `duplicate`) -> `wont_do`;
-any other closed -> `done`; a key the listing does not return -> `deleted`.
+any other closed -> `done`; a key the listing does not return -> `deleted`. That includes an issue
+transferred to another repository: GitHub lists it under its new repository and number only (and answers
+`GET` of the old one with 301 to the new place), so a transferred ticket reads as `deleted`, not moved.
+`request_count` counts the requests `statuses` makes (repository look-ups and listing pages).
 
 Errors: `GithubException` and `requests` failures become `GitHubError` (an `IntegrationError`):
 retryable for 5xx, 408, 429, 403 that is a rate limit (`x-ratelimit-remaining: 0`, `Retry-After`, or a
@@ -147,6 +150,7 @@ class GitHubTracker(Tracker):
         self._client: Github | None = None
         self._repos: dict[str, Repository] = {}
         self._lock = threading.Lock()
+        self.request_count = 0
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -249,11 +253,15 @@ class GitHubTracker(Tracker):
             wanted.setdefault(name, set()).add(number)
         found: dict[str, Ticket] = {}
         for name, numbers in wanted.items():
+            self.request_count += name not in self._repos
             repo = self.repo(name)
+            listed = 0
             with self._errors("list issues"):
                 for issue in repo.get_issues(state="all", labels=[MARKER_LABEL]):
+                    listed += 1
                     if issue.number in numbers and not _is_pull(issue):
                         found[ticket_key(name, issue.number)] = self._ticket(name, issue)
+            self.request_count += max(1, -(-listed // self.config.page_size))
         base = self.config.base_url.rstrip("/")
         for key in keys:
             if key not in found:

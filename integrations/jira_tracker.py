@@ -12,8 +12,14 @@ Comments are idempotent the same way: the body ends with `closeloop-comment: <id
 
 `statuses` asks for many issues at once: `key in (A, B, …)` through `GET /rest/api/2/search/jql`, following
 `nextPageToken` until `isLast`, so N keys cost ceil(N / page size) requests. An issue whose status
-category is `done` is `done`, or `wont_do` when its resolution is one of `wont_do_resolutions`; a key the
-search no longer returns is `deleted`.
+category is `done` is `done`, or `wont_do` when its resolution is one of `wont_do_resolutions`.
+Moved issues: Jira answers `key in (OLD-1)` with the issue under its new key (`NEW-5`, after a project move),
+so the asked key is missing from the answer and an unasked one is in it. When a batch answer carries such
+unasked keys, each asked key missing from it costs one `GET /issue/{key}` (few: moves are rare), which Jira
+answers under the new key, or with 404 when the issue is really gone; `statuses` then returns
+`Ticket(key="NEW-5")` for the asked key `OLD-1`. When the answer carries no unasked key, a missing key is
+`deleted` without asking again. `request_count` counts the HTTP requests made (the constructor's
+serverInfo included), for the reconciliation sweep's report.
 
 Errors: `jira.exceptions.JIRAError` and `requests` failures become `JiraError` (an `IntegrationError`):
 retryable for 429, 5xx, 408, 403 with Retry-After, connection failures and timeouts; not retryable for
@@ -65,7 +71,7 @@ class JiraConfig:
     done_status_category: str = "done"
     wont_do_resolutions: list[str] = field(default_factory=lambda: ["Won't Do", "Duplicate", "Cannot Reproduce"])
     page_size: int = 100  # maxResults per search request (Jira Cloud caps it at 100 with fields)
-    keys_per_query: int = 500  # keys in one `key in (…)` JQL (keeps the query string short)
+    keys_per_query: int = 100  # keys in one `key in (…)` JQL: one page each, and a GET URL well under 8 KB
     timeout: float = 30.0
     max_retries: int = 0
 
@@ -98,6 +104,7 @@ class JiraTracker(Tracker):
         self.people = people or {}
         self._client: JIRA | None = None
         self._lock = threading.Lock()
+        self.request_count = 0
 
     # ------------------------------------------------------------------ plumbing
     @property
@@ -112,7 +119,12 @@ class JiraTracker(Tracker):
                         max_retries=self.config.max_retries, timeout=self.config.timeout,
                         options={"check_update": False}, logging=False,
                     )
+                self.request_count += 1  # the constructor's GET serverInfo
+                self._client._session.hooks["response"].append(self._count)
             return self._client
+
+    def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
+        self.request_count += 1
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
@@ -203,10 +215,29 @@ class JiraTracker(Tracker):
         size = max(1, self.config.keys_per_query)
         for i in range(0, len(keys), size):
             chunk = keys[i:i + size]
+            answered: dict[str, Ticket] = {}
             for raw in self._search(f"key in ({', '.join(chunk)})", "status,resolution"):
                 ticket = self._ticket(raw)
-                found[ticket.key] = ticket
+                answered[ticket.key] = ticket
+            found.update(answered)
+            if set(answered) - set(chunk):  # answers under keys nobody asked for: moved issues
+                for key in (k for k in chunk if k not in answered):
+                    moved = self._follow(key)
+                    if moved is not None:
+                        found[key] = moved
         return {k: found.get(k) or Ticket(key=k, url=self._url(k), status="deleted") for k in keys}
+
+    def _follow(self, key: str) -> Ticket | None:
+        """The issue an old key leads to (Jira answers a moved issue's old key under its new key), or None
+        when it is gone (404)."""
+        try:
+            with self._errors("get issue"):
+                raw = self.client._get_json(f"issue/{key}", params={"fields": "status,resolution"})
+        except JiraError as e:
+            if e.status == 404:
+                return None
+            raise
+        return self._ticket(raw)
 
     def close(self, ticket_key: str, resolution: str | None = None) -> Ticket:
         """Move the issue to done through the configured transition (nothing when it is done already)."""

@@ -2,6 +2,6 @@
 
 from workflows.action_item import ActionItemWorkflow
 from workflows.postmortem import PostmortemWorkflow
-from workflows.sweeps import StalledDigestWorkflow
+from workflows.sweeps import StalledDigestWorkflow, TicketSyncWorkflow
 
-ALL = [PostmortemWorkflow, ActionItemWorkflow, StalledDigestWorkflow]
+ALL = [PostmortemWorkflow, ActionItemWorkflow, StalledDigestWorkflow, TicketSyncWorkflow]

@@ -7,8 +7,8 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities import digest
-    from activities._shared import EXTERNAL
+    from activities import digest, reconcile
+    from activities._shared import EXTERNAL, SWEEP
     from closeloop.models import Model
 
 
@@ -27,3 +27,14 @@ class StalledDigestWorkflow:
         now: datetime = workflow.now()
         return await workflow.execute_activity(digest.send_stalled_digest, digest.DigestInput(at=now),
                                                **EXTERNAL)  # type: ignore[arg-type]
+
+
+@workflow.defn
+class TicketSyncWorkflow:
+    """Reconcile every tracked action item with its ticket (activities/reconcile.py): what a lost webhook
+    missed reaches the item's workflow as a `ticket_status` signal from the sweep."""
+
+    @workflow.run
+    async def run(self, inp: SweepInput) -> reconcile.SyncSummary:
+        return await workflow.execute_activity(reconcile.reconcile_tickets, reconcile.SyncInput(at=workflow.now()),
+                                               **SWEEP)  # type: ignore[arg-type]

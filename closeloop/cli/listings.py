@@ -47,18 +47,22 @@ def _ticket_json(t: Any) -> dict[str, Any]:
     }
 
 
-@click.command("tickets")
+@click.group("tickets", invoke_without_command=True)
 @click.option("--status", type=click.Choice(["open", "done", "wont_do"]), help="Only tickets in this status.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-@pass_ctx
-def tickets(obj: Context, status: str | None, as_json: bool) -> None:
-    """List the tickets of the built-in local tracker.
+@click.pass_context
+def tickets(ctx: click.Context, status: str | None, as_json: bool) -> None:
+    """List the tickets of the built-in local tracker (`closeloop tickets sync`: reconcile every tracker now).
 
     \b
     Examples:
       closeloop tickets
       closeloop tickets --status open --json
+      closeloop tickets sync
     """
+    if ctx.invoked_subcommand is not None:
+        return
+    obj = ctx.ensure_object(Context)
     store = _store(obj)
     try:
         rows = [_ticket_json(t) for t in store.tickets() if status is None or t.status == status]
@@ -72,6 +76,52 @@ def tickets(obj: Context, status: str | None, as_json: bool) -> None:
         table([[r["key"], r["status"], r["priority"], r["assignee"], fmt_time(r["due_at"]), r["title"],
                 r["item_id"] or "-"] for r in rows],
               ["KEY", "STATUS", "PRIO", "ASSIGNEE", "DUE", "TITLE", "ITEM"])
+
+
+@tickets.command("sync")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output (the sweep's summary).")
+@pass_ctx
+def tickets_sync(obj: Context, as_json: bool) -> None:
+    """Reconcile every tracked action item with its ticket now, and print what was signalled.
+
+    Runs the sweep the `closeloop-ticket-sync` Schedule runs every `[sync] every` (a TicketSyncWorkflow on
+    the worker): each tracker is asked once about all its tickets, and an item whose ticket was closed,
+    closed as won't do, reopened, deleted or moved hears about it. Exit 1 when a tracker failed (the others
+    are still reconciled).
+
+    \b
+    Examples:
+      closeloop tickets sync
+      closeloop tickets sync --json | jq .signalled
+    """
+    from temporalio.common import WorkflowIDConflictPolicy
+
+    from workflows.sweeps import SweepInput, TicketSyncWorkflow
+
+    config = obj.config()
+
+    async def go() -> Any:
+        client = await connect(config)
+        # one manual sweep at a time: a second `sync` while one runs waits for that one's summary
+        handle = await client.start_workflow(TicketSyncWorkflow.run, SweepInput(note="cli"),
+                                             id="closeloop-ticket-sync/cli", task_queue=config.temporal.task_queue,
+                                             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
+        return await handle.result()
+
+    summary = run(go())
+    if as_json:
+        echo_json(summary.model_dump(mode="json"))
+    else:
+        kinds = ", ".join(f"{n} {kind.replace('_', ' ')}" for kind, n in summary.signalled.items() if n) or "nothing"
+        calls = f", {summary.calls} tracker calls" if summary.calls is not None else ""
+        click.echo(f"checked {summary.items_checked} items{calls}: signalled {kinds}; {summary.unchanged} unchanged"
+                   + (f", {summary.already_signalled} signalled before" if summary.already_signalled else "")
+                   + (f", {summary.workflows_gone} no longer running" if summary.workflows_gone else ""))
+        for t in summary.trackers:
+            click.echo(f"  {t.tracker}: {t.items} items" + (f", {t.calls} calls" if t.calls is not None else "")
+                       + (f", FAILED: {t.error}" if t.error else ""))
+    if summary.failures:
+        raise CliError(f"{len(summary.failures)} tracker(s) failed: {'; '.join(summary.failures)}")
 
 
 @click.group("ticket")

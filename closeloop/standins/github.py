@@ -22,7 +22,9 @@ PyGithub follows `url` fields and refuses any outside its base URL.
 
 Test hooks: `repos` ("owner/name" -> dict with `issues` number -> dict, `pulls`, `deployments`, `commits`),
 `requests` (Counter of "METHOD /route/{template}", without the prefix), `add_repo()`, `set_state()`,
-`add_deployment()`, `add_pull()`, `add_commit()`, and faults, each consumed by
+`add_deployment()`, `add_pull()`, `add_commit()`, `delete_issue()` (gone from listings; `GET` of it answers
+410 as on GitHub), `add_issue()` (an issue straight into the state, no request: for benchmarks), and faults,
+each consumed by
 the next matching request (`path` narrows it to a route template, with or without the method):
 `lose_next_create_response()` (the issue is created, then the connection dropped without an answer),
 `fail_next(n, status=500)`, `rate_limit_next(retry_after=1, status=403)` (403: primary limit, remaining 0
@@ -189,6 +191,30 @@ class GitHubStandin(StandinServer):
         with self._lock:
             issue = self.repos[full_name]["issues"][number]
             self._apply_state(issue, state, state_reason)
+
+    def delete_issue(self, full_name: str, number: int) -> None:
+        """Delete an issue as a repository admin would: listings and searches no longer show it, and
+        `GET` of it answers 410 Gone."""
+        with self._lock:
+            repo = self.repos[full_name]
+            del repo["issues"][number]
+            repo.setdefault("deleted", set()).add(number)
+
+    def add_issue(self, full_name: str, title: str, *, body: str = "", labels: list[str] | tuple[str, ...] = (),
+                  state: str = "open", state_reason: str | None = None) -> int:
+        """Put an issue straight into the state (no request). Returns its number."""
+        with self._lock:
+            repo = self.repos[full_name]
+            names = self._ensure_labels(full_name, list(labels))
+            number = max([*repo["issues"], *repo.get("pulls", ()), *repo.get("deleted", ())], default=0) + 1
+            now = time.time()
+            repo["issues"][number] = {"id": self._new_id(), "number": number, "title": title, "body": body,
+                                      "state": "open", "state_reason": None, "labels": names, "assignees": [],
+                                      "milestone": None, "user": self.login, "comments": [], "created": now,
+                                      "updated": now, "closed_at": None, "closed_by": None}
+            if state != "open":
+                self._apply_state(repo["issues"][number], state, state_reason)
+            return number
 
     def _apply_state(self, issue: dict[str, Any], state: str, reason: str | None) -> None:
         now = time.time()
@@ -416,6 +442,8 @@ class GitHubStandin(StandinServer):
         except ValueError:
             raise HttpError(404, "Not Found") from None
         if number not in self.repos[full_name]["issues"]:
+            if number in self.repos[full_name].get("deleted", ()):
+                raise HttpError(410, "This issue was deleted")
             raise HttpError(404, "Not Found")
         return full_name, number
 
@@ -506,7 +534,8 @@ class GitHubStandin(StandinServer):
             milestone = self._check_milestone(full_name, data.get("milestone"))
             labels = self._ensure_labels(full_name, list(data.get("labels") or []))
             issues = self.repos[full_name]["issues"]
-            number = max([*issues, *self.repos[full_name]["pulls"]], default=0) + 1
+            number = max([*issues, *self.repos[full_name]["pulls"], *self.repos[full_name].get("deleted", ())],
+                         default=0) + 1
             now = time.time()
             issues[number] = {"id": self._new_id(), "number": number, "title": str(title), "body": body,
                               "state": "open", "state_reason": None, "labels": labels, "assignees": assignees,

@@ -13,7 +13,11 @@ ignored) and `nextPageToken` / `isLast` paging (`maxResults`, capped at
 
 Test hooks: `issues` (key -> dict), `requests` (Counter of "METHOD /route/{template}"), `users`
 (accountId -> display name; an unknown assignee is refused with 400 as on Jira), `set_status()`,
-`add_issue()` (an issue as someone made it at a given time, optionally resolved at another), and
+`add_issue()` (an issue straight into the state, no request: as someone made it at a given time,
+optionally resolved at another, or many for benchmarks), `move(key, project)` (a project move as on Jira:
+the issue gets the next key of the other project and the old key stays resolvable, so `GET /issue/OLD-1`
+and `key in (OLD-1)` answer with the issue under its new key), `delete(key)` (gone: 404, and searches no
+longer return it), and
 faults, each consumed by the next matching request (`path` narrows it to a route template):
 `lose_next_create_response()` (the issue is created, then the connection dropped without an answer),
 `fail_next(n, status=500)`, `rate_limit_next(retry_after=1)` (429 with Retry-After), `delay_next(seconds)`.
@@ -90,6 +94,9 @@ class JiraStandin(StandinServer):
         self.users = dict(users or {})
         self.validator = validator
         self.issues: dict[str, dict[str, Any]] = {}
+        self.aliases: dict[str, str] = {}  # old key -> current key, after a move
+        self.projects: dict[str, str] = {project: self.project_id}  # key -> id
+        self._numbers: dict[str, int] = {}  # project key -> last issue number given
         self.requests: Counter[str] = Counter()
         self.violations: list[str] = []
         self._faults: list[Fault] = []
@@ -126,20 +133,58 @@ class JiraStandin(StandinServer):
             issue["resolution"] = resolution if STATUSES[status][2] == "done" else None
             issue["updated"] = _now()
 
-    def add_issue(self, summary: str, *, created: datetime, description: str | None = None,
-                  labels: list[str] | None = None, resolved: datetime | None = None,
-                  resolution: str = "Done") -> str:
-        """An issue created at `created` (and done at `resolved`); returns its key."""
+    def move(self, key: str, project: str) -> str:
+        """Move the issue to another project, as Jira does: it gets that project's next key, and the old key
+        keeps resolving (GET and JQL answer with the issue under its new key). Returns the new key."""
+        with self._lock:
+            current = self._find(key)
+            issue = self.issues.pop(current)
+            self.projects.setdefault(project, str(10000 + len(self.projects)))
+            new = self._new_key(project)
+            issue["key"], issue["project"], issue["updated"] = new, project, _now()
+            self.issues[new] = issue
+            self.aliases[current] = new
+            for old, target in list(self.aliases.items()):
+                if target == current:
+                    self.aliases[old] = new
+            return new
+
+    def delete(self, key: str) -> None:
+        """Delete the issue: its key (and any old key of it) answers 404, searches no longer return it."""
+        with self._lock:
+            current = self._find(key)
+            del self.issues[current]
+            for old, target in list(self.aliases.items()):
+                if target == current:
+                    del self.aliases[old]
+
+    def add_issue(self, summary: str, *, labels: list[str] | None = None, status: str | None = None,
+                  resolution: str | None = None, description: str | None = None, created: datetime | None = None,
+                  resolved: datetime | None = None) -> str:
+        """Put an issue straight into the state (no request): as someone made it at `created` (and resolved
+        at `resolved`, with `resolution`, default Done), or in `status` now. Returns its key."""
+        stamp = lambda t: t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")  # noqa: E731
+        status = status or ("Done" if resolved else "To Do")
+        if resolved and resolution is None:
+            resolution = "Done"
         with self._lock:
             self._next_id += 1
-            key = f"{self.project}-{len(self.issues) + 1}"
-            stamp = lambda t: t.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.000+0000")  # noqa: E731
-            self.issues[key] = {"id": str(self._next_id), "key": key, "summary": summary, "description": description,
-                                "issuetype": "Task", "priority": "Medium", "labels": list(labels or []),
-                                "assignee": None, "duedate": None, "status": "Done" if resolved else "To Do",
-                                "resolution": resolution if resolved else None, "comments": [],
-                                "created": stamp(created), "updated": stamp(resolved or created)}
+            key = self._new_key(self.project)
+            made = stamp(created) if created else _now()
+            self.issues[key] = {"id": str(self._next_id), "key": key, "project": self.project, "summary": summary,
+                                "description": description, "issuetype": "Task", "priority": "Medium",
+                                "labels": list(labels or []), "assignee": None, "duedate": None, "status": status,
+                                "resolution": resolution if STATUSES[status][2] == "done" else None,
+                                "comments": [], "created": made, "updated": stamp(resolved) if resolved else made}
             return key
+
+    def _new_key(self, project: str) -> str:
+        with self._lock:
+            number = self._numbers.get(project, 0) + 1
+            while f"{project}-{number}" in self.issues or f"{project}-{number}" in self.aliases:
+                number += 1
+            self._numbers[project] = number
+            return f"{project}-{number}"
 
     # ------------------------------------------------------------------ representations
     def _status(self, name: str) -> dict[str, Any]:
@@ -169,12 +214,14 @@ class JiraStandin(StandinServer):
     def _issue(self, key: str, fields: list[str] | None = None) -> dict[str, Any]:
         i = self.issues[key]
         res = i["resolution"]
+        project = i.get("project", self.project)
         all_fields: dict[str, Any] = {
             "summary": i["summary"], "description": i["description"],
             "issuetype": {"self": f"{self.url}/rest/api/2/issuetype/{ISSUE_TYPES[i['issuetype']]}",
                           "id": ISSUE_TYPES[i["issuetype"]], "name": i["issuetype"], "subtask": False},
-            "project": {"self": f"{self.url}/rest/api/2/project/{self.project_id}", "id": self.project_id,
-                        "key": self.project, "name": self.project_name},
+            "project": {"self": f"{self.url}/rest/api/2/project/{self.projects[project]}",
+                        "id": self.projects[project], "key": project,
+                        "name": self.project_name if project == self.project else project},
             "priority": ({"self": f"{self.url}/rest/api/2/priority/{PRIORITIES[i['priority']]}",
                           "id": PRIORITIES[i["priority"]], "name": i["priority"]} if i["priority"] else None),
             "labels": list(i["labels"]),
@@ -194,6 +241,8 @@ class JiraStandin(StandinServer):
     def _find(self, key_or_id: str) -> str:
         if key_or_id in self.issues:
             return key_or_id
+        if self.aliases.get(key_or_id) in self.issues:  # a moved issue's old key
+            return self.aliases[key_or_id]
         for key, issue in self.issues.items():
             if issue["id"] == key_or_id:
                 return key
@@ -246,9 +295,9 @@ class JiraStandin(StandinServer):
         with self._lock:
             self._next_id += 1
             issue_id = str(self._next_id)
-            key = f"{self.project}-{len(self.issues) + 1}"
+            key = self._new_key(self.project)
             now = _now()
-            self.issues[key] = {"id": issue_id, "key": key, "summary": fields["summary"], "description": description,
+            self.issues[key] = {"id": issue_id, "key": key, "project": self.project, "summary": fields["summary"], "description": description,
                                 "issuetype": type_name, "priority": priority or "Medium", "labels": list(labels),
                                 "assignee": assignee, "duedate": due, "status": "To Do", "resolution": None,
                                 "comments": [], "created": now, "updated": now}
@@ -373,10 +422,10 @@ class JiraStandin(StandinServer):
     def _clause(self, clause: str) -> Callable[[dict[str, Any]], bool]:
         clause = clause.strip()
         if m := re.fullmatch(r"(?:key|issuekey)\s+in\s*\(([^)]*)\)", clause, re.I):
-            wanted = {v.strip().strip('"').upper() for v in m.group(1).split(",") if v.strip()}
+            wanted = {self._current(v.strip().strip('"')) for v in m.group(1).split(",") if v.strip()}
             return lambda i, w=wanted: i["key"].upper() in w
         if m := re.fullmatch(r"(?:key|issuekey)\s*=\s*\"?([^\"\s]+)\"?", clause, re.I):
-            return lambda i, w=m.group(1).upper(): i["key"].upper() == w
+            return lambda i, w=self._current(m.group(1)): i["key"].upper() == w
         if m := re.fullmatch(r"labels\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
             return lambda i, w=(m.group(1) or m.group(2)): w in i["labels"]
         if m := re.fullmatch(r"text\s*~\s*\"([^\"]*)\"", clause, re.I):
@@ -389,10 +438,18 @@ class JiraStandin(StandinServer):
             return mentions
         if m := re.fullmatch(r"project\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
             wanted = m.group(1) or m.group(2)
-            if wanted not in (self.project, self.project_id, self.project_name):
+            project = {self.project_name: self.project,
+                       **{pid: key for key, pid in self.projects.items()}}.get(wanted, wanted)
+            if project not in self.projects:
                 raise HttpError(400, [f"The value '{wanted}' does not exist for the field 'project'."])
-            return lambda i: True
+            return lambda i, p=project: i.get("project", self.project) == p
         raise HttpError(400, [f"Error in the JQL Query: the stand-in does not understand '{clause}'."])
+
+    def _current(self, key: str) -> str:
+        """A key as JQL matches it: a moved issue's old key finds the issue under its new key."""
+        key = key.upper()
+        with self._lock:
+            return self.aliases.get(key, key).upper()
 
 
 class _Request:

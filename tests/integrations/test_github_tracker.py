@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 
 import pytest
-from github import Auth, Github
+from github import Auth, Github, GithubException
 
 from closeloop.models import Person
 from closeloop.standins.github import GitHubStandin
@@ -235,3 +235,21 @@ def test_validator_allows_null_in_nullable_enums_and_catches_wrong_bodies(valida
     assert not [e for e in validator.errors("GET", path, 200, {"state_reason": None}) if "state_reason" in e]
     assert [e for e in validator.errors("GET", path, 200, {"state_reason": "bogus"}) if "state_reason" in e]
     assert validator.errors("GET", "/search/issues", 200, {"total_count": 1, "items": "nope"})
+
+
+def test_statuses_of_a_deleted_issue_and_the_request_count(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    keys = [tracker.create(request(marker=f"m-{i}", title=f"item {i}")).key for i in range(3)]
+    standin.delete_issue(REPO, 2)
+    standin.set_state(REPO, 3, "closed", "not_planned")
+    before, listed = tracker.request_count, standin.requests["GET /repos/{owner}/{repo}/issues"]
+
+    result = tracker.statuses(keys)
+
+    assert [result[k].status for k in keys] == ["open", "deleted", "wont_do"]
+    assert standin.requests["GET /repos/{owner}/{repo}/issues"] - listed == 1
+    assert tracker.request_count - before == 1  # the repository was looked up when creating
+    # GitHub answers a deleted issue with 410 Gone (the stand-in too), and a new issue never reuses its number
+    with pytest.raises(GithubException) as gone:
+        tracker.repo().get_issue(2)
+    assert gone.value.status == 410
+    assert tracker.create(request(marker="m-new")).key == f"{REPO}#4"

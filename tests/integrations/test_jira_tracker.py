@@ -188,3 +188,50 @@ def test_validator_allows_null_in_nullable_enums() -> None:
     path = "/repos/o/r/issues/1"
     assert not [e for e in v.errors("GET", path, 200, {"state_reason": None}) if "state_reason" in e]
     assert [e for e in v.errors("GET", path, 200, {"state_reason": "bogus"}) if "state_reason" in e]
+
+
+def test_statuses_follow_a_moved_issue_to_its_new_key(tracker: JiraTracker, standin: JiraStandin) -> None:
+    keys = [tracker.create(request(marker=f"m-{i}", title=f"item {i}")).key for i in range(3)]
+    moved = standin.move(keys[0], "OPS")
+    standin.set_status(moved, "Done", "Done")
+    standin.delete(keys[1])
+    # Jira itself answers the old key with the issue under its new key, for JQL and GET alike
+    assert [i["key"] for i in tracker.client.enhanced_search_issues(f"key in ({keys[0]})", json_result=True,
+                                                                    fields="status")["issues"]] == [moved]
+    before, served = tracker.request_count, sum(standin.requests.values())
+    searches, gets = standin.requests["GET /rest/api/2/search/jql"], standin.requests["GET /rest/api/2/issue/{key}"]
+
+    result = tracker.statuses(keys)
+
+    assert moved == "OPS-1" and result[keys[0]].key == moved and result[keys[0]].status == "done"
+    assert result[keys[0]].url.endswith("/browse/OPS-1")
+    assert result[keys[1]].key == keys[1] and result[keys[1]].status == "deleted"  # GET answered 404
+    assert result[keys[2]].key == keys[2] and result[keys[2]].status == "open"
+    # one search; the answer carried a key nobody asked for, so one GET per missing key (two: moved, deleted)
+    assert standin.requests["GET /rest/api/2/search/jql"] - searches == 1
+    assert standin.requests["GET /rest/api/2/issue/{key}"] - gets == 2
+    assert tracker.request_count - before == sum(standin.requests.values()) - served == 3
+
+
+def test_statuses_of_deleted_issues_need_no_extra_requests(tracker: JiraTracker, standin: JiraStandin) -> None:
+    keys = [tracker.create(request(marker=f"m-{i}", title=f"item {i}")).key for i in range(3)]
+    standin.delete(keys[0])
+    gets, searches = standin.requests["GET /rest/api/2/issue/{key}"], standin.requests["GET /rest/api/2/search/jql"]
+    before, served = tracker.request_count, sum(standin.requests.values())
+
+    result = tracker.statuses([*keys, "CL-404"])
+
+    assert [result[k].status for k in [*keys, "CL-404"]] == ["deleted", "open", "open", "deleted"]
+    assert standin.requests["GET /rest/api/2/issue/{key}"] == gets  # no unasked key came back: no move
+    assert standin.requests["GET /rest/api/2/search/jql"] - searches == 1
+    # the tracker counts every request it makes (here also the client's one-time GET /field)
+    assert tracker.request_count - before == sum(standin.requests.values()) - served
+
+
+def test_moved_then_moved_again_still_resolves_the_first_key(tracker: JiraTracker, standin: JiraStandin) -> None:
+    key = tracker.create(request()).key
+    second = standin.move(key, "OPS")
+    third = standin.move(second, "SEC")
+    result = tracker.statuses([key])
+    assert (second, third) == ("OPS-1", "SEC-1") and result[key].key == third and result[key].status == "open"
+    assert tracker.client.issue(key).key == third  # GET of the first key lands on the issue too

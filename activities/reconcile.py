@@ -1,0 +1,222 @@
+"""The ticket reconciliation sweep: webhooks get lost, so every few minutes (closeloop/schedules.py) the
+tickets of every tracked action item are compared with the items, and each difference is signalled to the
+item's workflow as a `TicketStatusEvent(source="sweep")`, as a webhook would have.
+
+One `statuses()` call per tracker with all its keys (the tracker batches: Jira `key in (...)` pages, one
+GitHub issue listing per repository), then, per item whose ticket differs:
+
+    ticket done while the item is open          -> "done"
+    ticket won't do while the item is open      -> "wont_do" (with the resolution; the owner is asked why)
+    ticket open while the item is done          -> "reopened" (only when a sweep saw it closed since the
+                                                   item's completion: see below)
+    ticket deleted (or missing from the answer) -> "deleted"
+    answered under another key (a Jira move)    -> `moved_to` = the new key, with the status as above
+
+Where the signals come from. The activity signals the workflows itself, through the worker's client
+(activities/_shared.temporal()), rather than returning the events for the sweep workflow to signal with
+external workflow handles. Both are durable enough (a failed sweep is retried, and the next one sees the
+same differences), but a workflow-side signal costs two history events per item: a sweep after a tracker
+outage, or the first sweep after enabling a tracker, can signal hundreds of items, and the sweep's
+history would grow with them. Here the sweep's history stays a handful of events whatever the count, and
+each signal is still recorded where it matters: in the item's own history (`source: "sweep"`).
+
+Signalled once. done, won't do and reopened change the item, so the store (where `tracked_items` reads)
+stops showing the difference once the item's workflow has saved it; so do a move (the item follows the new
+key) and a deletion of an open item's ticket (the item opens a new one). A deletion the workflow ignores
+(the item is done), and a reopen it may ignore (an item awaiting its verdict), are remembered in the store's delivery log (source "sweep", keyed by the item's
+state and the event) after the signal went out: the next sweep does not send them again. A workflow that
+no longer runs (not found, or completed) is skipped and counted, not an error.
+
+Reopened needs evidence. An item can be completed in closeloop (`closeloop item complete`) while its
+ticket stays open; that is no reopening, and signalling one would revoke the completion every few minutes.
+So a sweep that finds a done item with a closed ticket records that (`closed-seen`, keyed by the item's
+completion time), and "reopened" is signalled only for a done item whose ticket a sweep saw closed during
+this completion. The gap: a ticket closed and reopened again between the sweep that signalled "done" and
+the next one is left to the tracker's webhook. A tracker that fails
+(IntegrationError) is reported in the summary and logged; the other trackers go on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import defaultdict
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+import structlog
+from pydantic import Field
+from temporalio import activity
+from temporalio.client import Client
+from temporalio.service import RPCError, RPCStatusCode
+
+from activities._shared import deps, heartbeat, log, temporal
+from closeloop.models import ActionItem, ItemStatus, Model, TicketStatusEvent, action_item_workflow_id
+from closeloop.store.store import Store
+from integrations.base import IntegrationError, Ticket, Tracker
+
+SOURCE = "sweep"
+KINDS = ("done", "wont_do", "reopened", "deleted", "moved")
+REMEMBERED = frozenset({"reopened", "deleted", "moved"})  # kinds the store may not reflect after the signal
+HEARTBEAT_EVERY = 50  # signals
+
+# (workflow id, event) -> True when delivered, False when the workflow no longer runs
+Signal = Callable[[str, TicketStatusEvent], bool]
+
+
+class SyncInput(Model):
+    at: datetime  # the sweep's (workflow) time: the events carry it
+
+
+class TrackerReport(Model):
+    tracker: str
+    items: int
+    calls: int | None = Field(default=None, description="HTTP requests made, when the tracker counts them")
+    error: str = ""
+
+
+class SyncSummary(Model):
+    at: datetime
+    items_checked: int = 0
+    unchanged: int = 0
+    signalled: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(KINDS, 0),
+                                      description="signals per kind; a moved and completed ticket counts in both")
+    signals: int = 0
+    already_signalled: int = Field(default=0, description="differences an earlier sweep signalled already")
+    workflows_gone: int = Field(default=0, description="items whose workflow no longer runs (skipped)")
+    completed_in_closeloop: int = Field(default=0, description="done items whose ticket is open and was never "
+                                                               "seen closed (left alone: no reopening)")
+    trackers: list[TrackerReport] = Field(default_factory=list)
+    calls: int | None = Field(default=None, description="HTTP requests of the trackers that count them")
+    failures: list[str] = Field(default_factory=list, description="`tracker: error` of each failed tracker")
+
+
+def workflow_id_of(item: ActionItem) -> str:
+    """The item's ActionItemWorkflow id (item ids are `<postmortem id>/item-N`)."""
+    return action_item_workflow_id(item.postmortem_id, item.id.removeprefix(item.postmortem_id + "/"))
+
+
+def difference(item: ActionItem, ticket: Ticket | None, at: datetime, *,
+               seen_closed: bool = True) -> tuple[TicketStatusEvent, list[str]] | None:
+    """The event that tells the item what its tracker says, and its kinds; None when they agree.
+    `seen_closed`: the ticket was seen closed since the item's completion (else an open ticket of a done
+    item is no reopening: the item was completed in closeloop)."""
+    key = item.ticket_key or ""
+    if ticket is None or ticket.status == "deleted":
+        return TicketStatusEvent(ticket_key=key, status="deleted", at=at, source=SOURCE), ["deleted"]
+    status: str | None = None
+    if item.status == ItemStatus.open and ticket.status in ("done", "wont_do"):
+        status = ticket.status
+    elif item.status == ItemStatus.done and ticket.status == "open" and seen_closed:
+        status = "reopened"
+    moved_to = ticket.key if ticket.key != key else None
+    kinds = [k for k in (status, "moved" if moved_to else None) if k]
+    if not kinds:
+        return None
+    return TicketStatusEvent(
+        ticket_key=key, status=status or ticket.status, at=at, source=SOURCE,  # type: ignore[arg-type]
+        resolution=ticket.resolution if status in ("done", "wont_do") else "", moved_to=moved_to,
+    ), kinds
+
+
+def _memory(*parts: str) -> str:
+    return "ticket-sync:" + hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def memory_key(item: ActionItem, event: TicketStatusEvent) -> str:
+    """What a remembered signal is keyed by: the item as the store shows it, and what was said."""
+    return _memory(item.id, item.ticket_key or "", item.status.value,
+                   item.completed_at.isoformat() if item.completed_at else "", event.status, event.moved_to or "")
+
+
+def closed_seen_key(item: ActionItem) -> str:
+    """Evidence that the ticket was closed during the item's current completion."""
+    return _memory("closed-seen", item.id, item.ticket_key or "",
+                   item.completed_at.isoformat() if item.completed_at else "")
+
+
+def _logger() -> Any:
+    return log() if activity.in_activity() else structlog.get_logger("closeloop.reconcile")
+
+
+def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, at: datetime) -> SyncSummary:
+    """One sweep over the store's tracked items (see the module docstring). `tracker(name)` gives the
+    tracker of that name (LookupError when none is configured); `signal` delivers one event."""
+    logger = _logger()
+    summary = SyncSummary(at=at)
+    by_tracker: dict[str, list[ActionItem]] = defaultdict(list)
+    for item in store.tracked_items():
+        by_tracker[item.tracker].append(item)
+    sent = 0
+    for name, items in sorted(by_tracker.items()):
+        heartbeat(f"tracker {name}: {len(items)} items")
+        report = TrackerReport(tracker=name, items=len(items))
+        summary.trackers.append(report)
+        summary.items_checked += len(items)
+        try:
+            impl = tracker(name)
+            before = getattr(impl, "request_count", None)
+            tickets = impl.statuses([i.ticket_key for i in items if i.ticket_key])
+            after = getattr(impl, "request_count", None)
+            report.calls = after - before if isinstance(before, int) and isinstance(after, int) else None
+        except (IntegrationError, LookupError) as e:
+            report.error = str(e)[:500]
+            logger.warning("ticket sweep: tracker failed", tracker=name, items=len(items), error=report.error)
+            continue
+        for item in items:
+            ticket = tickets.get(item.ticket_key or "")
+            seen_closed = True
+            if item.status == ItemStatus.done and ticket is not None:
+                if ticket.status in ("done", "wont_do"):
+                    store.record_delivery(SOURCE, closed_seen_key(item))
+                elif ticket.status == "open":
+                    seen_closed = store.delivery_seen(SOURCE, closed_seen_key(item))
+                    summary.completed_in_closeloop += not seen_closed
+            found = difference(item, ticket, at, seen_closed=seen_closed)
+            if found is None:
+                summary.unchanged += 1
+                continue
+            event, kinds = found
+            remembered = set(kinds) <= REMEMBERED
+            key = memory_key(item, event)
+            if remembered and store.delivery_seen(SOURCE, key):
+                summary.already_signalled += 1
+                continue
+            if not signal(workflow_id_of(item), event):
+                summary.workflows_gone += 1
+                logger.info("ticket sweep: workflow no longer runs", item=item.id, ticket=item.ticket_key)
+                continue
+            if remembered:
+                store.record_delivery(SOURCE, key)
+            summary.signals += 1
+            for kind in kinds:
+                summary.signalled[kind] += 1
+            logger.info("ticket sweep: signalled", item=item.id, ticket=item.ticket_key, kinds=kinds,
+                        moved_to=event.moved_to)
+            sent += 1
+            if sent % HEARTBEAT_EVERY == 0:
+                heartbeat(f"tracker {name}: {sent} signals")
+    counted = [t.calls for t in summary.trackers if t.calls is not None]
+    summary.calls = sum(counted) if counted else None
+    summary.failures = [f"{t.tracker}: {t.error}" for t in summary.trackers if t.error]
+    logger.info("ticket sweep", items=summary.items_checked, signals=summary.signals, calls=summary.calls,
+                **{k: v for k, v in summary.signalled.items() if v}, failures=summary.failures)
+    return summary
+
+
+async def signal_item(client: Client, workflow_id: str, event: TicketStatusEvent) -> bool:
+    """Signal one ActionItemWorkflow; False when it no longer runs (never started, or already closed)."""
+    try:
+        await client.get_workflow_handle(workflow_id).signal("ticket_status", event)
+    except RPCError as e:
+        if e.status == RPCStatusCode.NOT_FOUND:
+            return False
+        raise
+    return True
+
+
+@activity.defn
+def reconcile_tickets(inp: SyncInput) -> SyncSummary:
+    """The sweep as an activity: the worker's store, trackers and Temporal client."""
+    d, t = deps(), temporal()
+    return reconcile(d.store, d.tracker, lambda wid, event: t.call(signal_item(t.client, wid, event)), inp.at)
