@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from closeloop.config import Config
+from closeloop.models import Person
 from closeloop.store.store import Store
 from integrations.base import Calendar, Notifier, Publisher, TimelineSource, Tracker
 
@@ -46,7 +47,17 @@ def build(config: Config, store: Store | None = None) -> Integrations:
 
         settings = config.trackers.jira.model_dump()
         trackers["jira"] = JiraTracker(JiraConfig(**settings, email=os.environ.get("CLOSELOOP_JIRA_EMAIL", ""),
-                                                  api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", "")))
+                                                  api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", "")),
+                                       people=_people(config))
+    if config.trackers.github is not None:
+        import os
+
+        from integrations.github_tracker import GitHubConfig, GitHubTracker
+
+        trackers["github"] = GitHubTracker(
+            GitHubConfig(**config.trackers.github.model_dump(), token=os.environ.get("CLOSELOOP_GITHUB_TOKEN", "")),
+            people=_people(config), store=store,  # the store paces issue and comment creation for all workers
+        )
     return Integrations(
         config=config,
         store=store,
@@ -57,3 +68,7 @@ def build(config: Config, store: Store | None = None) -> Integrations:
         timeline_sources={"incident": IncidentFactsSource(), "notes": NotesSource(store)},
         template_dir=template_dir if template_dir.is_dir() else None,
     )
+
+
+def _people(config: Config) -> dict[str, Person]:
+    return {key: person for key in config.people if (person := config.person(key)) is not None}
