@@ -172,6 +172,7 @@ class GitHubTracker(Tracker):
         self._client: Github | None = None
         self._repos: dict[str, Repository] = {}
         self._milestones: dict[tuple[str, str], int] = {}
+        self._milestone_lock = threading.Lock()
         self._lock = threading.Lock()
 
     # ------------------------------------------------------------------ plumbing
@@ -221,11 +222,12 @@ class GitHubTracker(Tracker):
         """The milestone number: given, or looked up by title once per repository (then cached)."""
         if value is None or isinstance(value, int) or str(value).isdigit():
             return int(value) if value is not None else None
-        if (name, value) not in self._milestones:
-            with self._errors("list milestones"):
-                for m in repo.get_milestones(state="all"):
-                    self._milestones.setdefault((name, m.title), m.number)
-        number = self._milestones.get((name, value))
+        with self._milestone_lock:  # concurrent activities: one listing
+            if (name, value) not in self._milestones:
+                with self._errors("list milestones"):
+                    for m in repo.get_milestones(state="all"):
+                        self._milestones.setdefault((name, m.title), m.number)
+            number = self._milestones.get((name, value))
         if number is None:
             log.warning("github_milestone_not_found", repo=name, milestone=value)
         return number
