@@ -12,6 +12,17 @@ So `ensure_ticket` after a lost create response finds the issue that was created
 
 Ticket keys are `owner/repo#N`; the URL is the issue's `html_url`.
 
+Per service: `GitHubConfig.services` maps a service to its repository, labels and milestone
+(`[trackers.github.services.NAME]`); `ensure_ticket` looks for the marker in the request's service's
+repository and creates there; `find_by_marker` alone looks in every configured repository. A milestone is
+given by number, or by title: listed once per repository and cached.
+
+Pacing: GitHub's secondary rate limit allows about 80 content-creating requests a minute. Every issue and
+comment created first takes a slot from `Store.take_rate_slot` (bucket per base URL, `content_per_minute`
+per minute, shared by all worker processes on the database); over the limit, the call raises a retryable
+`GitHubError` with `retry_after` = the seconds until a slot frees, which the activity turns into Temporal's
+next retry delay. Nothing sleeps.
+
 Comments are idempotent the same way: the body ends with `<!-- closeloop-comment: <idempotency key> -->`,
 and `comment` first reads the issue's comments and adds nothing when one carries the key.
 

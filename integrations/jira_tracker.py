@@ -15,6 +15,12 @@ Comments are idempotent the same way: the body ends with `closeloop-comment: <id
 category is `done` is `done`, or `wont_do` when its resolution is one of `wont_do_resolutions`; a key the
 search no longer returns is `deleted`.
 
+Per service: `JiraConfig.services` maps a service to overrides of the project, issue type, priorities,
+labels, components, due-date field, custom fields, transitions and won't-do resolutions
+(`[trackers.jira.services.NAME]`); `create` uses the request's service, `close`/`reopen`/`statuses` the
+settings of the project an issue key belongs to. `custom_fields` values are sent as configured, with
+`{name}` in strings filled from `TicketRequest.context` (closeloop.config.TICKET_TEMPLATE_FIELDS).
+
 Errors: `jira.exceptions.JIRAError` and `requests` failures become `JiraError` (an `IntegrationError`):
 retryable for 429, 5xx, 408, 403 with Retry-After, connection failures and timeouts; not retryable for
 other 4xx (400, 401, 403, 404). The client itself never retries (`max_retries=0` by default): its session
