@@ -102,7 +102,7 @@ class GitHubError(HttpIntegrationError):
 @dataclass
 class GitHubConfig:
     repo: str  # "owner/name": the default repository
-    token: str = ""
+    token: str = field(default="", repr=False)  # never in a repr or a log line
     base_url: str = "https://api.github.com"
     labels: list[str] = field(default_factory=list)  # added to every issue besides `closeloop`
     milestone: int | str | None = None  # a number, or a title looked up once per repository

@@ -60,7 +60,7 @@ class JiraError(HttpIntegrationError):
 class JiraConfig:
     url: str
     email: str = ""
-    api_token: str = ""
+    api_token: str = field(default="", repr=False)  # never in a repr or a log line
     project: str = "CL"
     issue_type: str = "Task"
     priorities: dict[str, str] = field(default_factory=lambda: {"P1": "Highest", "P2": "High", "P3": "Medium",

@@ -81,6 +81,7 @@ def test_registry_builds_both_trackers_with_secrets_from_the_environment(tmp_pat
         github, jira = integrations.tracker("github"), integrations.tracker("jira")
         assert isinstance(github, GitHubTracker) and isinstance(jira, JiraTracker)
         assert github.config.token == "ghp-secret" and github.store is integrations.store
+        assert "ghp-secret" not in repr(github.config) and "jira-secret" not in repr(jira.config)
         assert github.config.content_per_minute == 40
         assert github.config.for_service("checkout").repo == "acme/checkout"
         assert github.config.for_service("checkout").milestone == 3
