@@ -27,6 +27,7 @@ ALL = [
     documents.publish_document,
     notify.notify,
     tickets.open_ticket,
+    tickets.close_ticket,
     tickets.find_recurrences,
     digest.send_stalled_digest,
     reconcile.reconcile_tickets,

@@ -8,7 +8,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities._shared import deps, external_errors, log
-from closeloop.models import ActionItem, Incident, Model
+from closeloop.models import ActionItem, Incident, ItemStatus, Model
 from integrations.base import Ticket, TicketRequest
 
 
@@ -23,6 +23,23 @@ def marker_for(item: ActionItem) -> str:
     return f"closeloop:{item.id}"
 
 
+def postmortem_link(postmortem_id: str, given: str | None = None) -> str:
+    """Where a ticket's reader finds the postmortem: the reference given, else the published document
+    (the publisher's URL or path, kept in the store), else the postmortem id."""
+    if given:
+        return given
+    row = deps().store.get_postmortem(postmortem_id)
+    return (row.document_ref if row is not None and row.document_ref else None) or postmortem_id
+
+
+def ticket_context(item: ActionItem, incident: Incident) -> dict[str, str]:
+    """The values templated tracker settings may use (closeloop.config.TICKET_TEMPLATE_FIELDS)."""
+    return {"item_id": item.id, "postmortem_id": item.postmortem_id, "incident": incident.key,
+            "incident_title": incident.title, "severity": incident.severity,
+            "service": incident.services[0] if incident.services else "", "priority": item.priority,
+            "kind": item.kind, "owner": item.owner, "due": item.due_at.date().isoformat()}
+
+
 @activity.defn
 def open_ticket(inp: OpenTicketInput) -> Ticket:
     d = deps()
@@ -34,18 +51,33 @@ def open_ticket(inp: OpenTicketInput) -> Ticket:
         inp.item.description or inp.item.title,
         "",
         f"Action item of the postmortem {inp.item.postmortem_id} ({inp.item.kind}, {inp.item.priority}).",
+        f"Postmortem: {postmortem_link(inp.item.postmortem_id, inp.postmortem_ref)}",
         f"Incident: {inp.incident.title} [{inp.incident.key}]",
-        *(f"Postmortem: {inp.postmortem_ref}" for _ in [0] if inp.postmortem_ref),
         *(f"{link.title}: {link.url}" for link in inp.incident.links),
         "",
         f"closeloop marker: {marker_for(inp.item)}",
     ])
+    service = inp.incident.services[0] if inp.incident.services else None
     with external_errors(f"opening the ticket of {inp.item.id}"):
         ticket = d.tracker(inp.item.tracker).ensure_ticket(TicketRequest(
             marker=marker_for(inp.item), title=inp.item.title, body=body, assignee=owner,
             priority=inp.item.priority, due_at=inp.item.due_at, labels=["closeloop", f"postmortem-{inp.item.kind}"],
+            service=service, context=ticket_context(inp.item, inp.incident),
         ))
-    log().info("ticket ready", item=inp.item.id, ticket=ticket.key)
+    log().info("ticket ready", item=inp.item.id, ticket=ticket.key, service=service)
+    return ticket
+
+
+@activity.defn
+def close_ticket(item: ActionItem) -> Ticket | None:
+    """Close the item's ticket once the item is closed in closeloop: `done` closes it as completed, `wont_do`
+    with the tracker's won't-do resolution. Idempotent: a ticket already closed is left as it is; an item
+    without a ticket, or still open, closes nothing (None)."""
+    if not item.ticket_key or item.status == ItemStatus.open:
+        return None
+    with external_errors(f"closing the ticket {item.ticket_key} of {item.id}"):
+        ticket = deps().tracker(item.tracker).close(item.ticket_key, wont_do=item.status == ItemStatus.wont_do)
+    log().info("ticket closed", item=item.id, ticket=ticket.key, status=ticket.status, resolution=ticket.resolution)
     return ticket
 
 

@@ -4,6 +4,8 @@ where things run. Validated at start; every problem is reported as one clear lin
 from __future__ import annotations
 
 import os
+import re
+import string
 import tomllib
 from datetime import timedelta
 from importlib import resources
@@ -63,6 +65,22 @@ class ServiceConfig(_Strict):
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
+class JiraServiceSettings(_Strict):
+    """`[trackers.jira.services.NAME]`: what differs for one service's action items; unset keys inherit
+    `[trackers.jira]`."""
+
+    project: str | None = None
+    issue_type: str | None = None
+    priorities: dict[str, str] | None = None
+    labels: list[str] | None = None
+    components: list[str] | None = None
+    due_date_field: str | None = None
+    custom_fields: dict[str, Any] | None = None
+    done_transition: str | None = None
+    reopen_transition: str | None = None
+    wont_do_resolutions: list[str] | None = None
+
+
 class JiraSettings(_Strict):
     """`[trackers.jira]`: Jira Cloud through the `jira` library. The account's e-mail and API token come only
     from the environment: CLOSELOOP_JIRA_EMAIL and CLOSELOOP_JIRA_API_TOKEN."""
@@ -77,6 +95,53 @@ class JiraSettings(_Strict):
     done_transition: str = "Done"
     wont_do_resolutions: list[str] = Field(default_factory=lambda: ["Won't Do", "Duplicate", "Cannot Reproduce"])
     timeout: float = 30.0
+    components: list[str] = Field(default_factory=list, description="component names set on every issue")
+    custom_fields: dict[str, Any] = Field(default_factory=dict, description="field id -> value; strings may use "
+                                          "{item_id}, {service}, {severity}, ... (TICKET_TEMPLATE_FIELDS)")
+    reopen_transition: str = "To Do"
+    services: dict[str, JiraServiceSettings] = Field(default_factory=dict,
+                                                     description="per-service overrides of the keys above")
+
+
+class GitHubServiceSettings(_Strict):
+    """`[trackers.github.services.NAME]`: one service's repository (and labels, milestone); unset keys inherit."""
+
+    repo: str | None = None
+    labels: list[str] | None = None
+    milestone: str | int | None = None
+
+
+class GitHubSettings(_Strict):
+    """`[trackers.github]`: GitHub issues through PyGithub. The token comes only from the environment:
+    CLOSELOOP_GITHUB_TOKEN."""
+
+    base_url: str = "https://api.github.com"
+    repo: str = Field(description="default repository, owner/name")
+    labels: list[str] = Field(default_factory=list, description="added to every issue besides `closeloop`")
+    milestone: str | int | None = Field(default=None, description="milestone title (looked up once) or number")
+    content_per_minute: int = Field(default=80, ge=1, description="issues + comments per minute, all workers")
+    timeout: float = 30.0
+    services: dict[str, GitHubServiceSettings] = Field(default_factory=dict)
+
+
+# The names a tracker's templated values (Jira custom_fields) may use, e.g. "{service}-{priority}".
+TICKET_TEMPLATE_FIELDS = ("item_id", "postmortem_id", "incident", "incident_title", "severity", "service",
+                          "priority", "kind", "owner", "due")
+_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
+
+
+def _template_names(value: Any) -> list[str]:
+    """The {names} a templated value uses (strings anywhere inside lists and tables); '?' when malformed."""
+    if isinstance(value, str):
+        try:
+            return [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
+        except ValueError:
+            return ["?"]
+    if isinstance(value, dict):
+        return [n for v in value.values() for n in _template_names(v)]
+    if isinstance(value, list):
+        return [n for v in value for n in _template_names(v)]
+    return []
 
 
 class SyncSettings(_Strict):
@@ -95,6 +160,27 @@ class SyncSettings(_Strict):
 
 class TrackersConfig(_Strict):
     jira: JiraSettings | None = None
+    github: GitHubSettings | None = None
+
+    def problems(self) -> list[str]:
+        """Cross-field checks of the tracker sections (one line each)."""
+        problems: list[str] = []
+        if self.jira is not None:
+            for where, fields in [("trackers.jira", self.jira.custom_fields),
+                                  *((f"trackers.jira.services.{name}", s.custom_fields or {})
+                                    for name, s in self.jira.services.items())]:
+                for fid, value in fields.items():
+                    bad = [n for n in _template_names(value) if n not in TICKET_TEMPLATE_FIELDS]
+                    if bad:
+                        problems.append(f"{where}.custom_fields.{fid}: unknown template field {{{bad[0]}}} (known: "
+                                        f"{', '.join(TICKET_TEMPLATE_FIELDS)})")
+        if self.github is not None:
+            repos = [("trackers.github.repo", self.github.repo),
+                     *((f"trackers.github.services.{name}.repo", s.repo) for name, s in self.github.services.items())]
+            for where, repo in repos:
+                if repo is not None and not _REPO.match(repo):
+                    problems.append(f"{where}: {repo!r} is not a repository name like owner/name")
+        return problems
 
 
 # --------------------------------------------------------------------------- timeline sources
@@ -289,6 +375,7 @@ class Config(_Strict):
                 if policy.tracker != "local" and getattr(self.trackers, policy.tracker, None) is None:
                     problems.append(f"{where}: tracker {policy.tracker!r} has no [trackers.{policy.tracker}] section")
                 problems += [f"{where}: {p}" for p in self._timeline_problems(policy.timeline_sources)]
+        problems += self.trackers.problems()
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise ConfigError(f"{self.source}: {problems[0]}{more}")

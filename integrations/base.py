@@ -60,6 +60,9 @@ class TicketRequest(BaseModel):
     priority: str
     due_at: datetime
     labels: list[str] = Field(default_factory=list)
+    service: str | None = Field(default=None, description="the incident's first service: picks project / repository")
+    context: dict[str, str] = Field(default_factory=dict,
+                                    description="values for templated tracker settings (config TICKET_TEMPLATE_FIELDS)")
 
 
 class Ticket(BaseModel):
@@ -86,6 +89,15 @@ class Tracker(ABC):
     @abstractmethod
     def statuses(self, ticket_keys: list[str]) -> dict[str, Ticket]:
         """Current state of many tickets in as few calls as the tracker allows."""
+
+    @abstractmethod
+    def close(self, ticket_key: str, resolution: str | None = None, *, wont_do: bool = False) -> Ticket:
+        """Close the ticket as done, or as won't do (`wont_do`), with the tracker's own resolution name when
+        given; nothing when it is closed already. Returns its state after."""
+
+    @abstractmethod
+    def reopen(self, ticket_key: str) -> Ticket:
+        """Open a closed ticket again; nothing when it is open. Returns its state after."""
 
     def ensure_ticket(self, request: TicketRequest) -> Ticket:
         """Create the ticket unless one with the marker exists: safe to retry after a lost response."""

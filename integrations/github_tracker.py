@@ -12,6 +12,17 @@ So `ensure_ticket` after a lost create response finds the issue that was created
 
 Ticket keys are `owner/repo#N`; the URL is the issue's `html_url`.
 
+Per service: `GitHubConfig.services` maps a service to its repository, labels and milestone
+(`[trackers.github.services.NAME]`); `ensure_ticket` looks for the marker in the request's service's
+repository and creates there; `find_by_marker` alone looks in every configured repository. A milestone is
+given by number, or by title: listed once per repository and cached.
+
+Pacing: GitHub's secondary rate limit allows about 80 content-creating requests a minute. Every issue and
+comment created first takes a slot from `Store.take_rate_slot` (bucket per base URL, `content_per_minute`
+per minute, shared by all worker processes on the database); over the limit, the call raises a retryable
+`GitHubError` with `retry_after` = the seconds until a slot frees, which the activity turns into Temporal's
+next retry delay. Nothing sleeps.
+
 Comments are idempotent the same way: the body ends with `<!-- closeloop-comment: <idempotency key> -->`,
 and `comment` first reads the issue's comments and adds nothing when one carries the key.
 
@@ -36,18 +47,26 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
 
 import requests
+import structlog
 from github import Auth, Github, GithubException
 from github.Issue import Issue
 from github.Repository import Repository
 
 from closeloop.models import Person
 from integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
+
+if TYPE_CHECKING:
+    from closeloop.store.store import Store
+
+log = structlog.get_logger("closeloop.github")
+CONTENT_WINDOW = timedelta(minutes=1)
 
 MARKER_LABEL = "closeloop"
 MARKER_PREFIX = "closeloop-marker: "
@@ -85,16 +104,28 @@ class GitHubError(HttpIntegrationError):
 
 @dataclass
 class GitHubConfig:
-    repo: str  # "owner/name"; later: one per service / team
-    token: str = ""
+    repo: str  # "owner/name": the default repository
+    token: str = field(default="", repr=False)  # never in a repr or a log line
     base_url: str = "https://api.github.com"
     labels: list[str] = field(default_factory=list)  # added to every issue besides `closeloop`
-    milestone: int | None = None
+    milestone: int | str | None = None  # a number, or a title looked up once per repository
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)  # service -> repo / labels / milestone
+    content_per_minute: int = 80  # issue creations + comments per minute, shared by all workers (the store)
     page_size: int = 100  # per_page for listings (GitHub caps it at 100)
     recent_scan: int = 100  # newest closeloop issues scanned when search confirms no marker
     timeout: float = 30.0
     seconds_between_requests: float | None = None  # PyGithub's own throttling (off: the activity paces)
     seconds_between_writes: float | None = None
+
+    def for_service(self, service: str | None) -> GitHubConfig:
+        """The settings for one service's action items: `services[service]` over the defaults."""
+        overrides = {k: v for k, v in (self.services.get(service or "") or {}).items() if v is not None}
+        return replace(self, **overrides, services={}) if overrides else self
+
+    def all_repos(self) -> list[str]:
+        """The default repository, then every service's, once each."""
+        repos = [self.repo, *((o or {}).get("repo") for o in self.services.values())]
+        return list(dict.fromkeys(r for r in repos if r))
 
 
 def _is_pull(issue: Issue) -> bool:
@@ -144,11 +175,18 @@ def _wrap(exc: Exception, what: str) -> GitHubError:
 class GitHubTracker(Tracker):
     name = "github"
 
-    def __init__(self, config: GitHubConfig, people: dict[str, Person] | None = None) -> None:
+    def __init__(self, config: GitHubConfig, people: dict[str, Person] | None = None, *, store: Store | None = None,
+                 clock: Callable[[], datetime] | None = None) -> None:
+        """`store` paces content creation across every worker (`take_rate_slot`); without one nothing is paced.
+        `clock` is what the pacing calls "now" (default: the wall clock)."""
         self.config = config
         self.people = people or {}
+        self.store = store
+        self.clock = clock
         self._client: Github | None = None
         self._repos: dict[str, Repository] = {}
+        self._milestones: dict[tuple[str, str], int] = {}
+        self._milestone_lock = threading.Lock()
         self._lock = threading.Lock()
         self.request_count = 0
 
@@ -181,6 +219,34 @@ class GitHubTracker(Tracker):
         except (GithubException, requests.RequestException) as exc:
             raise _wrap(exc, what) from exc
 
+    def _pace(self, what: str) -> None:
+        """Count one content-creating request (an issue or a comment) against GitHub's secondary limit, shared
+        by every worker through the store. Over the limit: a retryable error that says how long to wait (the
+        activity's retry waits it, nothing sleeps here)."""
+        if self.store is None:
+            return
+        limit = self.config.content_per_minute
+        wait = self.store.take_rate_slot(f"github:content:{self.config.base_url.rstrip('/')}", limit=limit,
+                                         window=CONTENT_WINDOW, now=self.clock() if self.clock else None)
+        if wait > 0:
+            log.info("github_content_paced", what=what, limit_per_minute=limit, retry_after=round(wait, 3))
+            raise GitHubError(f"GitHub {what}: {limit} issues/comments a minute reached; retry in {wait:.1f}s",
+                              retryable=True, retry_after=wait)
+
+    def _milestone(self, repo: Repository, name: str, value: int | str | None) -> int | None:
+        """The milestone number: given, or looked up by title once per repository (then cached)."""
+        if value is None or isinstance(value, int) or str(value).isdigit():
+            return int(value) if value is not None else None
+        with self._milestone_lock:  # concurrent activities: one listing
+            if (name, value) not in self._milestones:
+                with self._errors("list milestones"):
+                    for m in repo.get_milestones(state="all"):
+                        self._milestones.setdefault((name, m.title), m.number)
+            number = self._milestones.get((name, value))
+        if number is None:
+            log.warning("github_milestone_not_found", repo=name, milestone=value)
+        return number
+
     def _login(self, person: Person) -> str | None:
         known = self.people.get(person.key, person)
         return known.handles.get("github") or person.handles.get("github")
@@ -198,8 +264,19 @@ class GitHubTracker(Tracker):
 
     # ------------------------------------------------------------------ Tracker
     def find_by_marker(self, marker: str) -> Ticket | None:
-        repo = self.repo()
-        name = self.config.repo
+        """Look in the default repository, then in every service's."""
+        for name in self.config.all_repos():
+            found = self._find(marker, name)
+            if found:
+                return found
+        return None
+
+    def ensure_ticket(self, request: TicketRequest) -> Ticket:
+        """Look in the repository the request's service opens issues in, then create there."""
+        return self._find(request.marker, self.config.for_service(request.service).repo) or self.create(request)
+
+    def _find(self, marker: str, name: str) -> Ticket | None:
+        repo = self.repo(name)
         query = f'repo:{name} is:issue in:body "{MARKER_PREFIX}{_safe(marker)}"'
         hits: list[Issue] = []
         searched = True
@@ -223,18 +300,21 @@ class GitHubTracker(Tracker):
         return self._ticket(name, min(hits, key=lambda i: i.number))
 
     def create(self, request: TicketRequest) -> Ticket:
-        repo = self.repo()
-        labels = list(dict.fromkeys([MARKER_LABEL, *self.config.labels, *request.labels]))
+        cfg = self.config.for_service(request.service)
+        repo = self.repo(cfg.repo)
+        labels = list(dict.fromkeys([MARKER_LABEL, *cfg.labels, *request.labels]))
         body = f"{request.body.rstrip()}\n\n{marker_tag(request.marker)}"
         kwargs: dict[str, Any] = {"title": request.title[:256], "body": body, "labels": labels}
         login = self._login(request.assignee)
         if login:
             kwargs["assignees"] = [login]
+        number = self._milestone(repo, cfg.repo, cfg.milestone)
+        self._pace("create issue")
         with self._errors("create issue"):
-            if self.config.milestone is not None:
-                kwargs["milestone"] = repo.get_milestone(self.config.milestone)  # lazy: no request
+            if number is not None:
+                kwargs["milestone"] = repo.get_milestone(number)  # lazy: no request
             issue = repo.create_issue(**kwargs)
-        return self._ticket(self.config.repo, issue)
+        return self._ticket(cfg.repo, issue)
 
     def comment(self, ticket_key: str, body: str, idempotency_key: str) -> None:
         name, number = parse_key(ticket_key)
@@ -243,6 +323,7 @@ class GitHubTracker(Tracker):
             issue = self.repo(name).get_issue(number)
             if any(tag in (c.body or "") for c in issue.get_comments()):
                 return
+            self._pace("comment")
             issue.create_comment(f"{body.rstrip()}\n\n{tag}")
 
     def statuses(self, ticket_keys: list[str]) -> dict[str, Ticket]:
@@ -269,12 +350,22 @@ class GitHubTracker(Tracker):
                 found[key] = Ticket(key=key, url=f"{base}/repos/{name}/issues/{number}", status="deleted")
         return {k: found[k] for k in keys}
 
-    def close(self, ticket_key: str, resolution: str = "completed") -> Ticket:
-        """Close the issue as `completed` or `not_planned` (nothing when it is closed already)."""
+    def close(self, ticket_key: str, resolution: str | None = None, *, wont_do: bool = False) -> Ticket:
+        """Close the issue as `completed` or, for won't do, `not_planned` (or the state_reason given);
+        nothing when it is closed already."""
         name, number = parse_key(ticket_key)
+        reason = resolution or ("not_planned" if wont_do else "completed")
         with self._errors("close issue"):
             issue = self.repo(name).get_issue(number)
             if issue.state != "closed":
-                issue.edit(state="closed", state_reason=resolution)
+                issue.edit(state="closed", state_reason=reason)
         return self._ticket(name, issue)
 
+    def reopen(self, ticket_key: str) -> Ticket:
+        """Open a closed issue again (state_reason `reopened`); nothing when it is open."""
+        name, number = parse_key(ticket_key)
+        with self._errors("reopen issue"):
+            issue = self.repo(name).get_issue(number)
+            if issue.state == "closed":
+                issue.edit(state="open")
+        return self._ticket(name, issue)

@@ -21,6 +21,12 @@ answers under the new key, or with 404 when the issue is really gone; `statuses`
 `deleted` without asking again. `request_count` counts the HTTP requests made (the constructor's
 serverInfo included), for the reconciliation sweep's report.
 
+Per service: `JiraConfig.services` maps a service to overrides of the project, issue type, priorities,
+labels, components, due-date field, custom fields, transitions and won't-do resolutions
+(`[trackers.jira.services.NAME]`); `create` uses the request's service, `close`/`reopen`/`statuses` the
+settings of the project an issue key belongs to. `custom_fields` values are sent as configured, with
+`{name}` in strings filled from `TicketRequest.context` (closeloop.config.TICKET_TEMPLATE_FIELDS).
+
 Errors: `jira.exceptions.JIRAError` and `requests` failures become `JiraError` (an `IntegrationError`):
 retryable for 429, 5xx, 408, 403 with Retry-After, connection failures and timeouts; not retryable for
 other 4xx (400, 401, 403, 404). The client itself never retries (`max_retries=0` by default): its session
@@ -34,7 +40,7 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
@@ -60,7 +66,7 @@ class JiraError(HttpIntegrationError):
 class JiraConfig:
     url: str
     email: str = ""
-    api_token: str = ""
+    api_token: str = field(default="", repr=False)  # never in a repr or a log line
     project: str = "CL"
     issue_type: str = "Task"
     priorities: dict[str, str] = field(default_factory=lambda: {"P1": "Highest", "P2": "High", "P3": "Medium",
@@ -74,6 +80,40 @@ class JiraConfig:
     keys_per_query: int = 100  # keys in one `key in (…)` JQL: one page each, and a GET URL well under 8 KB
     timeout: float = 30.0
     max_retries: int = 0
+    components: list[str] = field(default_factory=list)
+    custom_fields: dict[str, Any] = field(default_factory=dict)  # field id -> value, strings templated
+    reopen_transition: str = "To Do"
+    services: dict[str, dict[str, Any]] = field(default_factory=dict)  # service -> overrides of the fields above
+
+    def for_service(self, service: str | None) -> JiraConfig:
+        """The settings for one service's action items: `services[service]` over the defaults."""
+        overrides = {k: v for k, v in (self.services.get(service or "") or {}).items() if v is not None}
+        return replace(self, **overrides, services={}) if overrides else self
+
+    def for_key(self, key: str) -> JiraConfig:
+        """The settings of the project an issue key belongs to (a service's project, else the defaults)."""
+        project = key.rsplit("-", 1)[0]
+        if project != self.project:
+            for service, overrides in self.services.items():
+                if (overrides or {}).get("project") == project:
+                    return self.for_service(service)
+        return self
+
+
+def render(value: Any, context: dict[str, str]) -> Any:
+    """A configured field value with `{name}` filled from the ticket's context (strings inside lists and
+    tables too); other values as they are."""
+    if isinstance(value, str):
+        try:
+            return value.format_map(context)
+        except (KeyError, ValueError, IndexError) as exc:
+            raise JiraError(f"Jira custom field template {value!r}: {exc!r} is not a ticket field",
+                            retryable=False) from None
+    if isinstance(value, dict):
+        return {k: render(v, context) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, context) for v in value]
+    return value
 
 
 def _retry_after(headers: Any) -> float | None:
@@ -144,8 +184,9 @@ class JiraTracker(Tracker):
         category = (status.get("statusCategory") or {}).get("key", "")
         resolution = (fields.get("resolution") or {}).get("name", "") or ""
         state = "open"
-        if category == self.config.done_status_category:
-            state = "wont_do" if resolution in self.config.wont_do_resolutions else "done"
+        settings = self.config.for_key(raw["key"])
+        if category == settings.done_status_category:
+            state = "wont_do" if resolution in settings.wont_do_resolutions else "done"
         return Ticket(key=raw["key"], url=self._url(raw["key"]), status=state, resolution=resolution)
 
     def _search(self, jql: str, fields: str) -> list[dict[str, Any]]:
@@ -175,18 +216,23 @@ class JiraTracker(Tracker):
         return self._ticket(min(chosen, key=lambda h: int(h.get("id") or 0)))
 
     def create(self, request: TicketRequest) -> Ticket:
-        priority = self.config.priorities.get(request.priority, request.priority)
-        labels = list(dict.fromkeys(l.replace(" ", "-") for l in [*self.config.labels, *request.labels,
+        cfg = self.config.for_service(request.service)
+        priority = cfg.priorities.get(request.priority, request.priority)
+        labels = list(dict.fromkeys(l.replace(" ", "-") for l in [*cfg.labels, *request.labels,
                                                                      marker_label(request.marker)]))
         fields: dict[str, Any] = {
-            "project": {"key": self.config.project},
-            "issuetype": {"name": self.config.issue_type},
+            "project": {"key": cfg.project},
+            "issuetype": {"name": cfg.issue_type},
             "summary": request.title[:255],
             "description": f"{request.body.rstrip()}\n\n----\n{MARKER_PREFIX}{request.marker}",
             "priority": {"name": priority},
             "labels": labels,
-            self.config.due_date_field: request.due_at.date().isoformat(),
+            cfg.due_date_field: request.due_at.date().isoformat(),
         }
+        if cfg.components:
+            fields["components"] = [{"name": name} for name in cfg.components]
+        for field_id, value in cfg.custom_fields.items():
+            fields[field_id] = render(value, request.context)
         account_id = self._account_id(request.assignee)
         if account_id:
             fields["assignee"] = {"accountId": account_id}
@@ -239,12 +285,26 @@ class JiraTracker(Tracker):
             raise
         return self._ticket(raw)
 
-    def close(self, ticket_key: str, resolution: str | None = None) -> Ticket:
-        """Move the issue to done through the configured transition (nothing when it is done already)."""
+    def close(self, ticket_key: str, resolution: str | None = None, *, wont_do: bool = False) -> Ticket:
+        """Move the issue to done through its project's done transition, with `resolution` (default: the
+        first of `wont_do_resolutions` for won't do, else Jira's default); nothing when it is done already."""
+        cfg = self.config.for_key(ticket_key)
+        if resolution is None and wont_do and cfg.wont_do_resolutions:
+            resolution = cfg.wont_do_resolutions[0]
         with self._errors("transition"):
             current = self.statuses([ticket_key])[ticket_key]
             if current.status != "open":
                 return current
             fields = {"resolution": {"name": resolution}} if resolution else None
-            self.client.transition_issue(ticket_key, self.config.done_transition, fields=fields)
+            self.client.transition_issue(ticket_key, cfg.done_transition, fields=fields)
+        return self.statuses([ticket_key])[ticket_key]
+
+    def reopen(self, ticket_key: str) -> Ticket:
+        """Move a done issue back through the reopen transition; nothing when it is open."""
+        cfg = self.config.for_key(ticket_key)
+        with self._errors("transition"):
+            current = self.statuses([ticket_key])[ticket_key]
+            if current.status == "open":
+                return current
+            self.client.transition_issue(ticket_key, cfg.reopen_transition)
         return self.statuses([ticket_key])[ticket_key]

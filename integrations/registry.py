@@ -3,10 +3,12 @@ CalDAV and PagerDuty here; the embedded default needs none of them."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from closeloop.config import Config
+from closeloop.models import Person
 from closeloop.store.store import Store
 from integrations.base import Calendar, Notifier, Publisher, TimelineSource, Tracker
 
@@ -40,13 +42,19 @@ def build(config: Config, store: Store | None = None) -> Integrations:
     template_dir = config.data_dir / "templates"
     trackers: dict[str, Tracker] = {"local": LocalTracker(store)}
     if config.trackers.jira is not None:
-        import os
-
         from integrations.jira_tracker import JiraConfig, JiraTracker
 
         settings = config.trackers.jira.model_dump()
         trackers["jira"] = JiraTracker(JiraConfig(**settings, email=os.environ.get("CLOSELOOP_JIRA_EMAIL", ""),
-                                                  api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", "")))
+                                                  api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", "")),
+                                       people=_people(config))
+    if config.trackers.github is not None:
+        from integrations.github_tracker import GitHubConfig, GitHubTracker
+
+        trackers["github"] = GitHubTracker(
+            GitHubConfig(**config.trackers.github.model_dump(), token=os.environ.get("CLOSELOOP_GITHUB_TOKEN", "")),
+            people=_people(config), store=store,  # the store paces issue and comment creation for all workers
+        )
     timeline_sources: dict[str, TimelineSource] = {
         "incident": IncidentFactsSource(), "notes": NotesSource(store),
         "alertmanager": AlertmanagerSource(store, key_moments=config.timeline.alertmanager.key_moments
@@ -67,11 +75,9 @@ def build(config: Config, store: Store | None = None) -> Integrations:
 
 def _external_timeline_sources(config: Config) -> dict[str, TimelineSource]:
     """The timeline sources with a `[timeline.<name>]` section; tokens only from the environment."""
-    import os
-
     sources: dict[str, TimelineSource] = {}
     settings = config.timeline
-    people = {key: p for key in config.people if (p := config.person(key)) is not None}
+    people = _people(config)
     if settings.pagerduty is not None:
         from integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
 
@@ -106,3 +112,7 @@ def _external_timeline_sources(config: Config) -> dict[str, TimelineSource]:
                 api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", ""), project=jt.project, label=jt.label,
                 mention=jt.mention, page_size=jt.page_size, timeout=jt.timeout))
     return sources
+
+
+def _people(config: Config) -> dict[str, Person]:
+    return {key: person for key in config.people if (person := config.person(key)) is not None}

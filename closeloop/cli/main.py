@@ -126,9 +126,9 @@ def cli(ctx: click.Context, config_path: str | None, address: str | None, namesp
 
 
 def _register() -> None:
-    from closeloop.cli import actions, dev, incidents, listings, serve
+    from closeloop.cli import actions, dev, incidents, listings, serve, standin
 
-    for module in (dev, incidents, actions, listings, serve):
+    for module in (dev, incidents, actions, listings, serve, standin):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -75,10 +75,11 @@ class StandinServer:
 
     thread_name = "standin"
 
-    def _serve(self, handler: type[BaseHTTPRequestHandler]) -> None:
-        """Bind a server for `handler` (which reaches this object as `self.standin`) on 127.0.0.1:<free>."""
+    def _serve(self, handler: type[BaseHTTPRequestHandler], *, port: int = 0, host: str = "127.0.0.1") -> None:
+        """Bind a server for `handler` (which reaches this object as `self.standin`) on host:port
+        (127.0.0.1 and a free port unless told)."""
         bound = type("Handler", (handler,), {"standin": self})
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), bound)
+        self._httpd = ThreadingHTTPServer((host, port), bound)
         self._httpd.daemon_threads = True
         self._thread: threading.Thread | None = None
 

@@ -9,7 +9,7 @@ Implemented (state in memory), all under `prefix`: `GET /repos/{owner}/{repo}`,
 `page`, with `Link` headers), `GET|PATCH /repos/{owner}/{repo}/issues/{issue_number}` (`state`
 open/closed, `state_reason` completed/not_planned/reopened, title, body, labels, assignees, milestone),
 `GET|POST /repos/{owner}/{repo}/issues/{issue_number}/comments`,
-`GET /repos/{owner}/{repo}/milestones/{milestone_number}` and `GET /search/issues` (a `q` subset:
+`GET /repos/{owner}/{repo}/milestones` (`state`, paged) and `/milestones/{milestone_number}`, and `GET /search/issues` (a `q` subset:
 `repo:`, `label:`, `is:issue`/`is:pr`, `is:open`/`is:closed`, `state:`, `in:title|body`, quoted phrases
 and bare words; `total_count`, `incomplete_results`, `items`), and for timelines, newest first:
 `GET /repos/{owner}/{repo}/deployments` (`sha`, `ref`, `task`, `environment`),
@@ -29,6 +29,8 @@ the next matching request (`path` narrows it to a route template, with or withou
 `lose_next_create_response()` (the issue is created, then the connection dropped without an answer),
 `fail_next(n, status=500)`, `rate_limit_next(retry_after=1, status=403)` (403: primary limit, remaining 0
 and `x-ratelimit-reset`; 403 with `secondary=True` or 429: `Retry-After`), `delay_next(seconds)`.
+`clock` (default `time.time`) stamps issues and comments (`created`), so a test with a fake clock can
+check pacing. `port` binds a fixed port (`closeloop standin github --port N`).
 `validator(method, path, status, body)` is called on every JSON response before it is sent (path without
 the prefix); whatever it raises is recorded in `violations` (tests fail on any).
 """
@@ -60,6 +62,7 @@ ROUTES = [  # (method, template, handler name)
     ("PATCH", "/repos/{owner}/{repo}/issues/{issue_number}", "edit_issue"),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/comments", "list_comments"),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments", "add_comment"),
+    ("GET", "/repos/{owner}/{repo}/milestones", "list_milestones"),
     ("GET", "/repos/{owner}/{repo}/milestones/{milestone_number}", "get_milestone"),
     ("GET", "/search/issues", "search_issues"),
     ("GET", "/repos/{owner}/{repo}/deployments", "list_deployments"),
@@ -93,7 +96,8 @@ class GitHubStandin(StandinServer):
     thread_name = "github-standin"
 
     def __init__(self, *, prefix: str = "/api/v3", login: str = "closeloop-bot", max_per_page: int = 100,
-                 rate_limit: int = 5000, validator: Validator | None = None) -> None:
+                 rate_limit: int = 5000, validator: Validator | None = None, port: int = 0,
+                 clock: Callable[[], float] = time.time) -> None:
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.login = login
         self.max_per_page = max_per_page
@@ -101,6 +105,7 @@ class GitHubStandin(StandinServer):
         self.rate_used = 0
         self.rate_reset = int(time.time()) + 3600
         self.validator = validator
+        self.clock = clock  # when issues and comments are created / changed (tests pass a fake clock)
         self.repos: dict[str, dict[str, Any]] = {}
         self.users: dict[str, int] = {}
         self.requests: Counter[str] = Counter()
@@ -109,7 +114,7 @@ class GitHubStandin(StandinServer):
         self._lock = threading.RLock()
         self._next_id = 1000
         self._user(login)
-        self._serve(_Handler)
+        self._serve(_Handler, port=port)
 
     # ------------------------------------------------------------------ lifecycle
     @property
@@ -136,7 +141,7 @@ class GitHubStandin(StandinServer):
             self._user(owner)
             for login in collaborators:
                 self._user(login)
-            now = time.time()
+            now = self.clock()
             repo = {"id": self._new_id(), "owner": owner, "name": name, "private": private,
                     "collaborators": {owner, self.login, *collaborators}, "issues": {}, "labels": {},
                     "milestones": {int(k): {"title": v, "id": self._new_id()} for k, v in (milestones or {}).items()},
@@ -217,7 +222,7 @@ class GitHubStandin(StandinServer):
             return number
 
     def _apply_state(self, issue: dict[str, Any], state: str, reason: str | None) -> None:
-        now = time.time()
+        now = self.clock()
         if state == "closed":
             issue["closed_at"] = issue["closed_at"] if issue["state"] == "closed" else now
             issue["state_reason"] = reason or "completed"
@@ -506,6 +511,17 @@ class GitHubStandin(StandinServer):
     def h_get_repo(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
         return 200, self._repo(self._find_repo(req)), {}
 
+    def h_list_milestones(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        state = req.param("state") or "open"
+        if state not in ("open", "closed", "all"):
+            raise HttpError(422, "Validation Failed", errors=[{"resource": "Milestone", "field": "state",
+                                                                "code": "invalid"}])
+        with self._lock:
+            numbers = sorted(self.repos[full_name]["milestones"]) if state != "closed" else []  # all are open
+            page, headers = self._page(req, numbers)
+            return 200, [self._milestone(full_name, n) for n in page], headers
+
     def h_get_milestone(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
         full_name = self._find_repo(req)
         try:
@@ -536,7 +552,7 @@ class GitHubStandin(StandinServer):
             issues = self.repos[full_name]["issues"]
             number = max([*issues, *self.repos[full_name]["pulls"], *self.repos[full_name].get("deleted", ())],
                          default=0) + 1
-            now = time.time()
+            now = self.clock()
             issues[number] = {"id": self._new_id(), "number": number, "title": str(title), "body": body,
                               "state": "open", "state_reason": None, "labels": labels, "assignees": assignees,
                               "milestone": milestone, "user": self.login, "comments": [], "created": now,
@@ -573,7 +589,7 @@ class GitHubStandin(StandinServer):
                 issue["milestone"] = self._check_milestone(full_name, data["milestone"])
             if state != issue["state"] or reason is not None:
                 self._apply_state(issue, state, reason)
-            issue["updated"] = time.time()
+            issue["updated"] = self.clock()
             out = self._issue(full_name, number)
         return 200, out, {}
 
@@ -618,7 +634,7 @@ class GitHubStandin(StandinServer):
             raise HttpError(422, "Validation Failed",
                             errors=[{"resource": "IssueComment", "field": "body", "code": "missing_field"}])
         with self._lock:
-            comment = {"id": self._new_id(), "body": body, "user": self.login, "created": time.time()}
+            comment = {"id": self._new_id(), "body": body, "user": self.login, "created": self.clock()}
             issue = self.repos[full_name]["issues"][number]
             issue["comments"].append(comment)
             issue["updated"] = comment["created"]

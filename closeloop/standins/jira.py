@@ -11,6 +11,11 @@ Implemented (state in memory): `GET /rest/api/2/serverInfo` (deploymentType Clou
 ignored) and `nextPageToken` / `isLast` paging (`maxResults`, capped at
 `max_results`). Errors come as Jira's `ErrorCollection`. URLs are built from the server's own address.
 
+More projects (`projects`, key -> name; issue keys count per project), components per project
+(`components`, project key -> names; `fields.components` by name or id, an unknown one is refused with 400)
+and custom fields (`custom_fields`, id -> name; listed by `/field`, any JSON value stored and returned as
+set). Any other field on create is refused with 400, as on a screen without it. `port` binds a fixed port.
+
 Test hooks: `issues` (key -> dict), `requests` (Counter of "METHOD /route/{template}"), `users`
 (accountId -> display name; an unknown assignee is refused with 400 as on Jira), `set_status()`,
 `add_issue()` (an issue straight into the state, no request: as someone made it at a given time,
@@ -88,14 +93,23 @@ class JiraStandin(StandinServer):
     thread_name = "jira-standin"
 
     def __init__(self, *, project: str = "CL", project_name: str = "Closeloop", max_results: int = 100,
-                 users: dict[str, str] | None = None, validator: Validator | None = None) -> None:
+                 users: dict[str, str] | None = None, validator: Validator | None = None,
+                 projects: dict[str, str] | None = None, components: dict[str, list[str]] | None = None,
+                 custom_fields: dict[str, str] | None = None, port: int = 0) -> None:
         self.project, self.project_name, self.project_id = project, project_name, "10000"
+        # key -> {"id", "name", "components": name -> id}: the default project and any others
+        self.projects: dict[str, dict[str, Any]] = {}
+        for n, (key, name) in enumerate({project: project_name, **(projects or {})}.items()):
+            self.projects[key] = {"id": str(10000 + n), "name": name, "components": {}}
+        for key, names in (components or {}).items():
+            self.projects[key]["components"] = {c: str(10100 + 10 * list(self.projects).index(key) + i)
+                                                for i, c in enumerate(names)}
+        self.custom_fields = dict(custom_fields or {})  # "customfield_10010" -> field name
         self.max_results = max_results
         self.users = dict(users or {})
         self.validator = validator
         self.issues: dict[str, dict[str, Any]] = {}
         self.aliases: dict[str, str] = {}  # old key -> current key, after a move
-        self.projects: dict[str, str] = {project: self.project_id}  # key -> id
         self._numbers: dict[str, int] = {}  # project key -> last issue number given
         self.requests: Counter[str] = Counter()
         self.violations: list[str] = []
@@ -103,7 +117,7 @@ class JiraStandin(StandinServer):
         self._lock = threading.RLock()
         self._next_id = 10000
         self._next_comment_id = 20000
-        self._serve(_Handler)
+        self._serve(_Handler, port=port)
 
     # ------------------------------------------------------------------ faults and hooks
     def lose_next_create_response(self) -> None:
@@ -139,7 +153,8 @@ class JiraStandin(StandinServer):
         with self._lock:
             current = self._find(key)
             issue = self.issues.pop(current)
-            self.projects.setdefault(project, str(10000 + len(self.projects)))
+            self.projects.setdefault(project, {"id": str(10000 + len(self.projects)), "name": project,
+                                               "components": {}})
             new = self._new_key(project)
             issue["key"], issue["project"], issue["updated"] = new, project, _now()
             self.issues[new] = issue
@@ -175,7 +190,8 @@ class JiraStandin(StandinServer):
                                 "description": description, "issuetype": "Task", "priority": "Medium",
                                 "labels": list(labels or []), "assignee": None, "duedate": None, "status": status,
                                 "resolution": resolution if STATUSES[status][2] == "done" else None,
-                                "comments": [], "created": made, "updated": stamp(resolved) if resolved else made}
+                                "comments": [], "created": made, "updated": stamp(resolved) if resolved else made,
+                                "components": [], "custom": {}}
             return key
 
     def _new_key(self, project: str) -> str:
@@ -213,15 +229,16 @@ class JiraStandin(StandinServer):
 
     def _issue(self, key: str, fields: list[str] | None = None) -> dict[str, Any]:
         i = self.issues[key]
+        project = self.projects[i["project"]]
         res = i["resolution"]
-        project = i.get("project", self.project)
         all_fields: dict[str, Any] = {
             "summary": i["summary"], "description": i["description"],
             "issuetype": {"self": f"{self.url}/rest/api/2/issuetype/{ISSUE_TYPES[i['issuetype']]}",
                           "id": ISSUE_TYPES[i["issuetype"]], "name": i["issuetype"], "subtask": False},
-            "project": {"self": f"{self.url}/rest/api/2/project/{self.projects[project]}",
-                        "id": self.projects[project], "key": project,
-                        "name": self.project_name if project == self.project else project},
+            "project": {"self": f"{self.url}/rest/api/2/project/{project['id']}", "id": project["id"],
+                        "key": i["project"], "name": project["name"]},
+            "components": [{"self": f"{self.url}/rest/api/2/component/{project['components'][c]}",
+                            "id": project["components"][c], "name": c} for c in i["components"]],
             "priority": ({"self": f"{self.url}/rest/api/2/priority/{PRIORITIES[i['priority']]}",
                           "id": PRIORITIES[i["priority"]], "name": i["priority"]} if i["priority"] else None),
             "labels": list(i["labels"]),
@@ -231,6 +248,7 @@ class JiraStandin(StandinServer):
                             "name": res, "description": ""} if res else None),
             "resolutiondate": i["updated"] if res else None,
             "comment": self._comments_page(key), "created": i["created"], "updated": i["updated"],
+            **i["custom"],
         }
         wanted = fields or ["*all"]
         if not any(f in ("*all", "*navigable") for f in wanted):
@@ -256,9 +274,15 @@ class JiraStandin(StandinServer):
                      "serverTitle": "Jira stand-in", "defaultLocale": {"locale": "en_US"}, "serverTimeZone": "Etc/UTC"}
 
     def h_field(self, req: _Request) -> tuple[int, Any]:
-        return 200, [{"id": fid, "key": fid, "name": name, "custom": False, "orderable": True, "navigable": True,
-                      "searchable": True, "clauseNames": clauses, "schema": {"type": typ, "system": fid}}
-                     for fid, name, clauses, typ in FIELDS]
+        system = [{"id": fid, "key": fid, "name": name, "custom": False, "orderable": True, "navigable": True,
+                   "searchable": True, "clauseNames": clauses, "schema": {"type": typ, "system": fid}}
+                  for fid, name, clauses, typ in FIELDS]
+        custom = [{"id": fid, "key": fid, "name": name, "custom": True, "orderable": True, "navigable": True,
+                   "searchable": True, "clauseNames": [f"cf[{fid.rsplit('_', 1)[-1]}]", name],
+                   "schema": {"type": "any", "custom": "com.atlassian.jira.plugin.system.customfieldtypes:textfield",
+                              "customId": int(fid.rsplit("_", 1)[-1])}}
+                  for fid, name in self.custom_fields.items()]
+        return 200, system + custom
 
     def h_myself(self, req: _Request) -> tuple[int, Any]:
         return 200, self._user("standin-bot")
@@ -267,8 +291,23 @@ class JiraStandin(StandinServer):
         fields = (req.json or {}).get("fields") or {}
         errors: dict[str, str] = {}
         project = fields.get("project") or {}
-        if project.get("key") != self.project and project.get("id") != self.project_id:
+        project_key = next((k for k, p in self.projects.items() if project.get("key") == k
+                            or (project.get("id") is not None and project.get("id") == p["id"])), None)
+        if project_key is None:
             errors["project"] = "valid project is required"
+        known = {"summary", "description", "issuetype", "project", "priority", "labels", "assignee", "duedate",
+                 "components", *self.custom_fields}
+        for fid in fields:
+            if fid not in known:
+                errors[fid] = f"Field '{fid}' cannot be set. It is not on the appropriate screen, or unknown."
+        components: list[str] = []
+        for c in fields.get("components") or []:
+            offered = self.projects[project_key]["components"] if project_key else {}
+            name = (c or {}).get("name") or {v: k for k, v in offered.items()}.get(str((c or {}).get("id")))
+            if name not in offered:
+                errors["components"] = f"Component name '{(c or {}).get('name') or (c or {}).get('id')}' is not valid"
+            else:
+                components.append(name)
         itype = fields.get("issuetype") or {}
         type_name = itype.get("name") or {v: k for k, v in ISSUE_TYPES.items()}.get(itype.get("id", ""))
         if type_name not in ISSUE_TYPES:
@@ -295,12 +334,14 @@ class JiraStandin(StandinServer):
         with self._lock:
             self._next_id += 1
             issue_id = str(self._next_id)
-            key = self._new_key(self.project)
+            key = self._new_key(project_key)
             now = _now()
-            self.issues[key] = {"id": issue_id, "key": key, "project": self.project, "summary": fields["summary"], "description": description,
+            self.issues[key] = {"id": issue_id, "key": key, "summary": fields["summary"], "description": description,
                                 "issuetype": type_name, "priority": priority or "Medium", "labels": list(labels),
                                 "assignee": assignee, "duedate": due, "status": "To Do", "resolution": None,
-                                "comments": [], "created": now, "updated": now}
+                                "comments": [], "created": now, "updated": now, "project": project_key,
+                                "components": components,
+                                "custom": {f: v for f, v in fields.items() if f in self.custom_fields}}
         return 201, {"id": issue_id, "key": key, "self": f"{self.url}/rest/api/2/issue/{issue_id}"}
 
     def h_get_issue(self, req: _Request) -> tuple[int, Any]:
@@ -438,11 +479,10 @@ class JiraStandin(StandinServer):
             return mentions
         if m := re.fullmatch(r"project\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
             wanted = m.group(1) or m.group(2)
-            project = {self.project_name: self.project,
-                       **{pid: key for key, pid in self.projects.items()}}.get(wanted, wanted)
-            if project not in self.projects:
+            project = next((k for k, p in self.projects.items() if wanted in (k, p["id"], p["name"])), None)
+            if project is None:
                 raise HttpError(400, [f"The value '{wanted}' does not exist for the field 'project'."])
-            return lambda i, p=project: i.get("project", self.project) == p
+            return lambda i, p=project: i["project"] == p
         raise HttpError(400, [f"Error in the JQL Query: the stand-in does not understand '{clause}'."])
 
     def _current(self, key: str) -> str:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from closeloop.store.store import Store
 from closeloop.store.tables import TicketRow
-from integrations.base import Ticket, TicketRequest, Tracker
+from integrations.base import IntegrationError, Ticket, TicketRequest, Tracker
 
 
 def _ticket(row: TicketRow) -> Ticket:
@@ -34,3 +34,20 @@ class LocalTracker(Tracker):
 
     def statuses(self, ticket_keys: list[str]) -> dict[str, Ticket]:
         return {row.key: _ticket(row) for row in self.store.tickets(ticket_keys)}
+
+    def close(self, ticket_key: str, resolution: str | None = None, *, wont_do: bool = False) -> Ticket:
+        current = self.statuses([ticket_key]).get(ticket_key)
+        if current is None:
+            raise IntegrationError(f"no local ticket {ticket_key!r}", retryable=False)
+        if current.status != "open":
+            return current
+        status = "wont_do" if wont_do else "done"
+        return _ticket(self.store.set_ticket_status(ticket_key, status, resolution or ""))
+
+    def reopen(self, ticket_key: str) -> Ticket:
+        current = self.statuses([ticket_key]).get(ticket_key)
+        if current is None:
+            raise IntegrationError(f"no local ticket {ticket_key!r}", retryable=False)
+        if current.status == "open":
+            return current
+        return _ticket(self.store.set_ticket_status(ticket_key, "open"))

@@ -9,12 +9,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 from github import Auth, Github, GithubException
 
 from closeloop.models import Person
+from closeloop.store.store import Store
 from closeloop.standins.github import GitHubStandin
 from integrations.base import IntegrationError, TicketRequest
 from integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
@@ -253,3 +255,88 @@ def test_statuses_of_a_deleted_issue_and_the_request_count(tracker: GitHubTracke
         tracker.repo().get_issue(2)
     assert gone.value.status == 410
     assert tracker.create(request(marker="m-new")).key == f"{REPO}#4"
+
+
+# --------------------------------------------------------------------------- per service, milestones, pacing
+
+API_REPO = "acme/api"
+
+
+def routed(standin: GitHubStandin, **kw: object) -> GitHubTracker:
+    standin.add_repo(API_REPO, collaborators=["bob-gh"], milestones={1: "Q3", 7: "Postmortem follow-ups"})
+    config = GitHubConfig(repo=REPO, token="t", base_url=standin.base_url, labels=["postmortem"],
+                          milestone="Postmortem follow-ups", timeout=1.0,
+                          services={"api": {"repo": API_REPO, "labels": ["api", "postmortem"]},
+                                    "search": {"repo": None}})
+    return GitHubTracker(config, people={"bob": BOB}, **kw)  # type: ignore[arg-type]
+
+
+def test_each_service_opens_issues_in_its_repository_with_the_milestone_by_title(standin: GitHubStandin) -> None:
+    tracker = routed(standin)
+    api = tracker.ensure_ticket(request().model_copy(update={"service": "api"}))
+    api2 = tracker.ensure_ticket(request(marker="m-2").model_copy(update={"service": "api"}))
+    default = tracker.ensure_ticket(request(marker="m-3").model_copy(update={"service": "search"}))
+    # "search" leaves its repository unset: the default one
+    assert (api.key, api2.key, default.key) == (f"{API_REPO}#1", f"{API_REPO}#2", f"{REPO}#1")
+    issue = standin.repos[API_REPO]["issues"][1]
+    assert issue["labels"] == ["closeloop", "api", "postmortem", "service:checkout"]
+    assert issue["milestone"] == 7 and issue["assignees"] == ["bob-gh"]
+    assert standin.repos[REPO]["issues"][1]["milestone"] == 3  # "Postmortem follow-ups" there is number 3
+    # titles are looked up once per repository, then cached
+    assert standin.requests["GET /repos/{owner}/{repo}/milestones"] == 2
+    # the same request again finds the issue in the service's repository; without a service, every repository
+    assert tracker.ensure_ticket(request().model_copy(update={"service": "api"})).key == api.key
+    assert tracker.find_by_marker(MARKER).key == api.key  # type: ignore[union-attr]
+    assert len(standin.repos[API_REPO]["issues"]) == 2 and len(issues(standin)) == 1
+    # an unknown milestone title opens the issue without one
+    unknown = GitHubTracker(GitHubConfig(repo=REPO, token="t", base_url=standin.base_url, milestone="nope",
+                                         timeout=1.0))
+    assert standin.repos[REPO]["issues"][int(unknown.create(request(marker="m-4")).key.split("#")[1])][
+        "milestone"] is None
+    # close and reopen
+    assert tracker.close(api.key, wont_do=True).status == "wont_do"
+    assert tracker.reopen(api.key).status == "open" and tracker.reopen(api.key).status == "open"
+    assert standin.repos[API_REPO]["issues"][1]["state_reason"] == "reopened"
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+def test_issue_and_comment_creation_is_paced_through_the_store(tmp_path: Path, standin: GitHubStandin) -> None:
+    """Creating issues and comments takes a slot of `content_per_minute` in the store (shared by all workers);
+    past the limit the call is refused with a retryable error saying how long to wait, and nothing is sent."""
+    clock = FakeClock()
+    store = Store(f"sqlite:///{tmp_path / 'pace.db'}")
+    try:
+        config = GitHubConfig(repo=REPO, token="t", base_url=standin.base_url, timeout=1.0, content_per_minute=3)
+        # two workers, one store
+        first, second = (GitHubTracker(config, people={"bob": BOB}, store=store, clock=clock) for _ in range(2))
+        one = first.ensure_ticket(request(marker="m-1")).key
+        clock.advance(10)
+        second.ensure_ticket(request(marker="m-2"))
+        clock.advance(10)
+        first.comment(one, "Reminder", "k-1")
+        with pytest.raises(IntegrationError) as paced:
+            second.ensure_ticket(request(marker="m-3"))
+        assert paced.value.retryable and paced.value.retry_after == pytest.approx(40)  # type: ignore[attr-defined]
+        with pytest.raises(IntegrationError) as comment:
+            first.comment(one, "Reminder", "k-2")
+        assert comment.value.retry_after == pytest.approx(40)  # type: ignore[attr-defined]
+        first.comment(one, "Reminder", "k-1")  # already there: nothing to create, nothing counted
+        assert standin.requests["POST /repos/{owner}/{repo}/issues"] == 2
+        assert standin.requests["POST /repos/{owner}/{repo}/issues/{issue_number}/comments"] == 1
+        clock.advance(40)  # the first slot frees
+        assert second.ensure_ticket(request(marker="m-3")).key == f"{REPO}#3"
+        with pytest.raises(IntegrationError) as again:
+            first.comment(one, "Reminder", "k-2")
+        assert again.value.retry_after == pytest.approx(10)  # type: ignore[attr-defined]
+    finally:
+        store.close()

@@ -235,3 +235,76 @@ def test_moved_then_moved_again_still_resolves_the_first_key(tracker: JiraTracke
     result = tracker.statuses([key])
     assert (second, third) == ("OPS-1", "SEC-1") and result[key].key == third and result[key].status == "open"
     assert tracker.client.issue(key).key == third  # GET of the first key lands on the issue too
+
+
+# --------------------------------------------------------------------------- per-service settings
+
+PAY_OWNER = Person(key="pat", name="Pat", email="pat@example.com", handles={"jira": "acc-pat"})
+
+
+@pytest.fixture
+def two_projects(validator: ResponseValidator) -> Iterator[JiraStandin]:
+    with JiraStandin(project="CL", projects={"PAY": "Payments"}, components={"PAY": ["checkout-api", "web"]},
+                     custom_fields={"customfield_10010": "Incident", "customfield_10020": "Team"},
+                     users={BOB.handles["jira"]: "Bob", "acc-pat": "Pat"}, validator=validator.check) as server:
+        yield server
+    assert server.violations == [], "\n".join(server.violations)
+
+
+def per_service_tracker(server: JiraStandin) -> JiraTracker:
+    return JiraTracker(JiraConfig(
+        url=server.url, project="CL", timeout=1.0, custom_fields={"customfield_10020": "sre"},
+        services={"checkout": {"project": "PAY", "issue_type": "Bug", "components": ["checkout-api"],
+                               "custom_fields": {"customfield_10010": "{incident} ({severity}, {service})",
+                                                 "customfield_10020": {"value": "payments-{priority}"}},
+                               "wont_do_resolutions": ["Duplicate"], "labels": ["payments"]},
+                  "search": {"issue_type": None}},  # an unset override inherits
+    ), people={"bob": BOB, "pat": PAY_OWNER})
+
+
+def test_service_overrides_reach_the_created_issue(two_projects: JiraStandin) -> None:
+    tracker = per_service_tracker(two_projects)
+    context = {"incident": "api/INC-42", "severity": "SEV2", "service": "checkout", "priority": "P1"}
+    pay = tracker.ensure_ticket(request().model_copy(update={"service": "checkout", "context": context,
+                                                             "assignee": PAY_OWNER}))
+    other = tracker.ensure_ticket(request(marker="m-2").model_copy(update={"service": "search"}))
+    plain = tracker.ensure_ticket(request(marker="m-3"))
+    assert (pay.key, other.key, plain.key) == ("PAY-1", "CL-1", "CL-2")
+    issue = two_projects.issues["PAY-1"]
+    assert issue["project"] == "PAY" and issue["issuetype"] == "Bug"
+    assert issue["components"] == ["checkout-api"]
+    assert issue["custom"] == {"customfield_10010": "api/INC-42 (SEV2, checkout)",
+                               "customfield_10020": {"value": "payments-P1"}}
+    assert issue["assignee"] == "acc-pat"
+    assert issue["labels"][0] == "payments" and "closeloop" not in issue["labels"]
+    default = two_projects.issues["CL-1"]
+    assert default["issuetype"] == "Task" and default["components"] == []
+    assert default["custom"] == {"customfield_10020": "sre"} and default["assignee"] == BOB.handles["jira"]
+    # found again across projects by the marker label: no second issue
+    again = tracker.ensure_ticket(request().model_copy(update={"service": "checkout", "context": context}))
+    assert again.key == "PAY-1" and len(two_projects.issues) == 3
+    # the project's own won't-do resolutions and transitions apply to its issues
+    assert tracker.close("PAY-1", wont_do=True).status == "wont_do"
+    assert two_projects.issues["PAY-1"]["resolution"] == "Duplicate"
+    assert tracker.close("CL-1", wont_do=True).status == "wont_do"
+    assert two_projects.issues["CL-1"]["resolution"] == "Won't Do"
+    assert tracker.reopen("CL-1").status == "open" and tracker.reopen("CL-1").status == "open"
+    assert tracker.close("CL-1").status == "done" and two_projects.issues["CL-1"]["resolution"] == "Done"
+
+
+def test_unknown_component_or_field_is_a_clear_non_retryable_error(two_projects: JiraStandin) -> None:
+    tracker = JiraTracker(JiraConfig(url=two_projects.url, project="PAY", components=["nope"], timeout=1.0))
+    with pytest.raises(IntegrationError) as bad:
+        tracker.create(request())
+    assert not bad.value.retryable and "Component name 'nope' is not valid" in str(bad.value)
+    tracker = JiraTracker(JiraConfig(url=two_projects.url, project="CL", custom_fields={"customfield_1": "x"},
+                                     timeout=1.0))
+    with pytest.raises(IntegrationError) as unknown:
+        tracker.create(request())
+    assert not unknown.value.retryable and "customfield_1" in str(unknown.value)
+    tracker = JiraTracker(JiraConfig(url=two_projects.url, project="CL", custom_fields={"customfield_10010": "{nope}"},
+                                     timeout=1.0))
+    with pytest.raises(IntegrationError) as template:
+        tracker.create(request())
+    assert not template.value.retryable and "nope" in str(template.value)
+    assert two_projects.issues == {}

@@ -19,8 +19,8 @@ from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.jira import JiraStandin
 from integrations.registry import build
 from tests.standins.spec import ResponseValidator
-from tests.temporal_env import DAY, App, incident, make_config
-from tests.workflows.drive import approve_all, draft
+from tests.temporal_env import DAY, App, incident, make_config, terminate_leftovers
+from tests.workflows.drive import approve_all, draft, to_following_up
 from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
@@ -87,3 +87,73 @@ async def test_action_items_become_jira_issues_once_with_reminders_as_comments(j
     assert sum("Action item assigned" in b for b in bodies) == 1
     assert sum(b.startswith("Escalation") or "escalat" in b.split("\n")[0].lower() for b in bodies) == 1
     assert len(jira.issues) == 1
+
+
+# --------------------------------------------------------------------------- per-service settings, lost response
+
+PER_SERVICE = """
+[services.checkout.policy]
+tracker = "jira"
+
+[people.bob.handles]
+jira = "acc-bob"
+
+[trackers.jira]
+url = "{url}"
+project = "CL"
+timeout = 2.0
+custom_fields = {{ customfield_10020 = "sre" }}
+
+[trackers.jira.services.checkout]
+project = "PAY"
+issue_type = "Bug"
+components = ["checkout-api"]
+priorities = {{ P1 = "High", P2 = "Medium", P3 = "Low", P4 = "Lowest" }}
+custom_fields = {{ customfield_10010 = "{{incident}} {{severity}}", customfield_10020 = {{ value = "payments" }} }}
+"""
+
+
+@pytest.fixture
+def pay_jira() -> Iterator[JiraStandin]:
+    validator = ResponseValidator(SPEC)
+    with JiraStandin(project="CL", projects={"PAY": "Payments"}, components={"PAY": ["checkout-api"]},
+                     custom_fields={"customfield_10010": "Incident", "customfield_10020": "Team"},
+                     users={"acc-bob": "Bob Reviewer"}, validator=validator.check) as server:
+        yield server
+    assert server.violations == [], "\n".join(server.violations)
+
+
+@pytest_asyncio.fixture
+async def pay_app(time_env: WorkflowEnvironment, tmp_path: Path, pay_jira: JiraStandin) -> AsyncIterator[App]:
+    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
+    config = make_config(tmp_path, task_queue=task_queue, extra=PER_SERVICE.format(url=pay_jira.url))
+    integrations = build(config)
+    with ThreadPoolExecutor(max_workers=16) as executor:
+        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
+            app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
+            yield app
+            await terminate_leftovers(app)
+    integrations.store.close()
+
+
+async def test_service_settings_reach_the_issue_and_a_lost_response_opens_no_second(pay_app: App,
+                                                                                     pay_jira: JiraStandin) -> None:
+    """The checkout service's project, issue type, components, priorities and custom fields (templated) and
+    bob's accountId reach the issue through config -> registry -> open_ticket; the create's answer is lost
+    and the activity's retry finds the issue by its marker: one issue."""
+    pay_jira.lose_next_create_response()
+    inc = incident()
+    _, state = await to_following_up(pay_app, inc, ActionItemSpec(title="Validate config before push", owner="bob",
+                                                                  priority="P1"))
+    item = state.items[0]
+    assert item.ticket_key == "PAY-1" and item.ticket_url == f"{pay_jira.url}/browse/PAY-1"
+    assert list(pay_jira.issues) == ["PAY-1"]  # exactly one issue, though the first answer never came
+    assert pay_jira.requests["POST /rest/api/2/issue"] == 1
+    issue = pay_jira.issues["PAY-1"]
+    assert issue["project"] == "PAY" and issue["issuetype"] == "Bug" and issue["priority"] == "High"
+    assert issue["components"] == ["checkout-api"]
+    assert issue["custom"] == {"customfield_10010": f"{inc.key} SEV2", "customfield_10020": {"value": "payments"}}
+    assert issue["assignee"] == "acc-bob"
+    document = pay_app.store.get_postmortem(item.postmortem_id).document_ref  # type: ignore[union-attr]
+    assert document and f"Postmortem: {document}" in issue["description"]
+    assert f"Incident: {inc.title} [{inc.key}]" in issue["description"]
