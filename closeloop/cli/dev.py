@@ -115,6 +115,7 @@ def bind_web(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(address)
+        sock.listen(2048)  # connections wait in the backlog until the app serves, rather than being refused
     except OSError as e:
         sock.close()
         raise CliError(f"the web port {host}:{port} is not available ({e.strerror}): stop what uses it, or use "
