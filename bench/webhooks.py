@@ -208,6 +208,9 @@ class Load:
     finished: float = 0.0
 
 
+IDLE_MAX = 4.0  # seconds; below uvicorn's keep-alive timeout (5 s)
+
+
 class Http1:
     """A minimal HTTP/1.1 keep-alive client: pre-built request bytes out, status and Content-Length body in.
     The load generator shares the machine with the server it measures; httpx costs several ms of CPU per
@@ -216,24 +219,35 @@ class Http1:
 
     def __init__(self, host: str, port: int, connections: int, timeout: float) -> None:
         self.host, self.port, self.timeout = host, port, timeout
-        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+        self.idle: list[tuple[asyncio.StreamReader, asyncio.StreamWriter, float]] = []
         self.slots = asyncio.Semaphore(connections)
 
     async def post(self, request: bytes, went: list[float]) -> tuple[int, bytes]:
         """Send when a connection is free (its time appended to `went`); the answer's status and body."""
         async with self.slots:
             went.append(asyncio.get_running_loop().time())
-            conn = self.idle.pop() if self.idle else await asyncio.open_connection(self.host, self.port)
+            conn = await self._connection()
             try:
                 status, body, keep = await asyncio.wait_for(self._exchange(*conn, request), self.timeout)
             except BaseException:
                 conn[1].close()
                 raise
             if keep:
-                self.idle.append(conn)
+                self.idle.append((*conn, asyncio.get_running_loop().time()))
             else:
                 conn[1].close()
             return status, body
+
+    async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
+        """An idle connection the server has not closed (uvicorn closes one idle for 5 s, so none idle for
+        more than IDLE_MAX is reused), else a new one."""
+        now = asyncio.get_running_loop().time()
+        while self.idle:
+            reader, writer, since = self.idle.pop()
+            if not reader.at_eof() and now - since < IDLE_MAX:
+                return reader, writer
+            writer.close()
+        return await asyncio.open_connection(self.host, self.port)
 
     @staticmethod
     async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
@@ -256,7 +270,7 @@ class Http1:
         return status, await reader.readexactly(length), keep
 
     def close(self) -> None:
-        for _, writer in self.idle:
+        for _, writer, _ in self.idle:
             writer.close()
 
 
@@ -357,6 +371,8 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     web_port = free_port()
     base = f"http://127.0.0.1:{web_port}"
 
+    query = (f'WorkflowType = "PostmortemWorkflow" AND TaskQueue = "{task_queue}" '
+             f'AND WorkflowId STARTS_WITH "postmortem/pagerduty/PB{run_tag}"')
     async with dev_server() as env:
         client = env.client
         server = child_pids()
@@ -395,6 +411,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             cpu0["dev_server"] = sum(cpu_seconds(p) for p in server)
             cpu0["load_generator"] = time.process_time()
             load = await send_all("127.0.0.1", web_port, plan, args.rate, args.concurrency, args.timeout)
+            past_start = (await client.count_workflows(f'{query} AND CloseloopStage != "starting"')).count
             cpu = {name: cpu_seconds(pid) - cpu0[name] for name, pid in pids.items()}
             cpu["dev_server"] = sum(cpu_seconds(p) for p in server) - cpu0["dev_server"]
             cpu["load_generator"] = time.process_time() - cpu0["load_generator"]
@@ -406,8 +423,6 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if worker:
                 worker.stop()
 
-        query = (f'WorkflowType = "PostmortemWorkflow" AND TaskQueue = "{task_queue}" '
-                 f'AND WorkflowId STARTS_WITH "postmortem/pagerduty/PB{run_tag}"')
         accepted = {plan[k].incident for k, r in enumerate(load.results) if r.status == 202}
         started, settle = await count_started(client, query, len(accepted), args.settle)
 
@@ -435,6 +450,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "wrong_workflow_ids": wrong_ids,
         "incidents_accepted": len(accepted),
         "workflows_started": started, "visibility_settled_after_s": settle,
+        "lifecycles_past_starting_when_sending_ended": past_start,
         "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
         "wall_seconds": round(load.finished, 2),
         "worker": not args.no_worker,
@@ -459,6 +475,8 @@ def table(f: dict[str, Any]) -> str:
         ("incidents accepted", f"{f['incidents_accepted']} of {f['incidents']}"),
         ("workflows started", f"{f['workflows_started']} (visibility, settled after "
                               f"{f['visibility_settled_after_s']} s)"),
+        ("worker progress", f"{f['lifecycles_past_starting_when_sending_ended']} lifecycles past their first "
+                            f"stage when sending ended (visibility)"),
         ("CPU s web/worker/dev server/load", f"{cpu['web']} / {cpu.get('worker', 'none')} / "
                                              f"{cpu['dev_server']} / {cpu['load_generator']} "
                                              f"(in {f['wall_seconds']} s)"),
