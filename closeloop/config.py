@@ -437,7 +437,7 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
 def load_config(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None) -> Config:
     """Load and validate the config. Environment variables override where things run:
     CLOSELOOP_TEMPORAL_ADDRESS, CLOSELOOP_NAMESPACE, CLOSELOOP_TASK_QUEUE, CLOSELOOP_DB_URL, CLOSELOOP_DATA_DIR,
-    CLOSELOOP_UI_PORT."""
+    CLOSELOOP_UI_PORT, CLOSELOOP_WEB_HOST, CLOSELOOP_WEB_PORT."""
     env = os.environ if env is None else env
     found = find_config_path(path)
     if found is None:
@@ -449,6 +449,8 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: dict[str, st
         ("temporal", "namespace"): env.get("CLOSELOOP_NAMESPACE"),
         ("temporal", "task_queue"): env.get("CLOSELOOP_TASK_QUEUE"),
         ("store", "url"): env.get("CLOSELOOP_DB_URL"),
+        ("web", "host"): env.get("CLOSELOOP_WEB_HOST"),
+        ("web", "port"): env.get("CLOSELOOP_WEB_PORT"),
     }
     for (section, key), value in overrides.items():
         if value:

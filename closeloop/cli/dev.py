@@ -1,14 +1,18 @@
-"""`closeloop dev` (Temporal dev server + migrations + worker in one process tree) and `closeloop worker`."""
+"""`closeloop dev` (Temporal dev server + migrations + worker + the web app in one process tree) and
+`closeloop worker`."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -99,17 +103,82 @@ def _configure_logging(json_logs: bool, level: str) -> None:
     closeloop_logging.configure(level, json=json_logs)
 
 
-def _run_worker(config: Any) -> None:
+def bind_web(host: str, port: int) -> socket.socket:
+    """The web app's listening socket, bound before anything else starts, so a port in use is a one-line
+    error at once (not a uvicorn exit halfway through the start)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
+                                                             flags=socket.AI_PASSIVE)[0]
+    except socket.gaierror as e:
+        raise CliError(f"cannot listen on web host {host!r}: {e.strerror}") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)  # connections wait in the backlog until the app serves, rather than being refused
+    except OSError as e:
+        sock.close()
+        raise CliError(f"the web port {host}:{port} is not available ({e.strerror}): stop what uses it, or use "
+                       "--web-port (or --no-web)") from None
+    return sock
+
+
+@dataclass
+class WebServing:
+    """The web app to serve beside the worker, on a socket bound already."""
+
+    app: Any
+    sock: socket.socket
+    log_level: str
+
+
+def _web_server(web: WebServing) -> Any:
+    """A uvicorn server that leaves the signals alone: worker.run's handlers stop the worker and, through
+    the same stop event, this server."""
+    import uvicorn
+
+    from closeloop.cli.serve import uvicorn_config
+
+    class Server(uvicorn.Server):
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:  # uvicorn >= 0.29
+            yield
+
+        def install_signal_handlers(self) -> None:  # older uvicorn
+            pass
+
+    host, port = web.sock.getsockname()[:2]
+    return Server(uvicorn_config(web.app, host, port, web.log_level))
+
+
+def _run_worker(config: Any, web: WebServing | None = None) -> None:
     import worker
 
     async def go() -> None:
         stop = asyncio.Event()
+        server = _web_server(web) if web else None
+        tasks: list[asyncio.Task[Any]] = []
+
+        async def stop_web() -> None:
+            await stop.wait()
+            server.should_exit = True
+
+        if server is not None and web is not None:
+            serving = asyncio.create_task(server.serve(sockets=[web.sock]))
+            serving.add_done_callback(lambda _: stop.set())  # the web app ending stops the worker too
+            tasks = [serving, asyncio.create_task(stop_web())]
         try:
             await worker.run(config, stop=stop)
         except RuntimeError as e:
             if "connect" in str(e).lower():
                 raise CliError(f"cannot reach Temporal at {config.temporal.address}: start it with `closeloop dev`")
             raise
+        finally:
+            stop.set()
+            if tasks:
+                await asyncio.wait(tasks)
+        if tasks and not tasks[0].cancelled() and tasks[0].exception() is not None:
+            raise CliError(f"the web app stopped: {tasks[0].exception()}")
 
     asyncio.run(go())
 
@@ -129,21 +198,28 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 @click.option("--port", type=click.IntRange(1, 65535), help="Temporal frontend port [default: the configured "
                                                            "address's port, 7233].")
 @click.option("--ui-port", type=click.IntRange(1, 65535), help="Temporal Web UI port [default: 8233].")
+@click.option("--web-port", type=click.IntRange(1, 65535), help="The web app's port (incident API and webhooks) "
+                                                                "[default: [web] port, 8080].")
+@click.option("--no-web", is_flag=True, help="Do not serve the web app (the incident API and webhooks).")
 @click.option("--json-logs", is_flag=True, help="Log JSON lines instead of the readable console format.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
 @pass_ctx
-def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | None, json_logs: bool,
-        log_level: str) -> None:
-    """Run everything locally: a persistent Temporal dev server, the migrations and a worker.
+def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | None, web_port: int | None,
+        no_web: bool, json_logs: bool, log_level: str) -> None:
+    """Run everything locally: a persistent Temporal dev server, the migrations, a worker and the web app
+    (the incident API and webhooks of `closeloop serve`, on [web] host and port).
 
     The dev server keeps its state in DATA_DIR/temporal.db, so stopping and starting again resumes every
-    lifecycle where it was. Ctrl-C (or SIGTERM) stops the worker gracefully, then the server.
+    lifecycle where it was. Ctrl-C (or SIGTERM) stops the web app and the worker gracefully, then the
+    server. The web app's secrets come from the environment, as for `closeloop serve`; without them its
+    endpoints answer 401 with a JSON reason.
 
     \b
     Examples:
       closeloop dev
-      closeloop dev --data-dir /tmp/cldev --port 7300 --ui-port 8300
+      closeloop dev --data-dir /tmp/cldev --port 7300 --ui-port 8300 --web-port 8380
+      CLOSELOOP_PAGERDUTY_SECRETS=... closeloop dev      # PagerDuty webhooks on :8080/webhooks/pagerduty
       # then, in another terminal:
       closeloop --address 127.0.0.1:7300 incident resolve --id INC-1 --title "Checkout 500s"
     """
@@ -165,6 +241,8 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
                        "use --port")
     if port_open("127.0.0.1", ui_port):
         raise CliError(f"the UI port {ui_port} is already in use: stop what uses it, or use --ui-port")
+    web_host, web_port = config.web.host, web_port or config.web.port
+    web_sock = None if no_web else bind_web(web_host, web_port)
 
     data.mkdir(parents=True, exist_ok=True)
     click.echo(f"migrating the store ({safe_url(config.db_url)})...")
@@ -177,6 +255,7 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
     click.echo(f"starting Temporal dev server on {address} (UI http://127.0.0.1:{ui_port}), state in {data}...")
     previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
     log_file = open(log_path, "ab")  # noqa: SIM115 - closed in finally
+    web = None
     # Own session: the terminal's Ctrl-C reaches only us, and we stop the server after the worker.
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
                             start_new_session=True, preexec_fn=_pdeathsig if sys.platform == "linux" else None)
@@ -194,10 +273,17 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
         asyncio.run(_wait_namespace(config, deadline))
         click.echo("ready")
         _configure_logging(json_logs, log_level)
+        if web_sock is not None:
+            from closeloop.cli.serve import web_app
+
+            web = WebServing(web_app(config), web_sock, log_level)
+            shown = f"[{web_host}]" if ":" in web_host else web_host
+            click.echo(f"web app on http://{shown}:{web_port} (incident API and webhooks; GET /healthz)")
         click.echo(f"worker running on task queue {config.temporal.task_queue}; Ctrl-C to stop")
-        # worker.run installs its own SIGINT/SIGTERM handlers (graceful stop) for as long as it runs.
-        _run_worker(config)
-        click.echo("worker stopped; stopping the Temporal dev server...")
+        # worker.run installs its own SIGINT/SIGTERM handlers (graceful stop) for as long as it runs; they
+        # stop the web app too.
+        _run_worker(config, web)
+        click.echo(("web app and worker" if web else "worker") + " stopped; stopping the Temporal dev server...")
     except (KeyboardInterrupt, _Terminated):
         click.echo("interrupted; stopping the Temporal dev server...")
     finally:
@@ -208,6 +294,8 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
             proc.kill()
             proc.wait()
         log_file.close()
+        if web_sock is not None:
+            web_sock.close()
         signal.signal(signal.SIGTERM, previous_term)
     if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
         click.echo(f"the Temporal dev server exited with code {proc.returncode} (log: {log_path})", err=True)

@@ -1,6 +1,7 @@
 """The README's walkthrough, run verbatim: `./scripts/dev` with the demo config in one process, the
 walkthrough's shell block in another. Only the ports differ (environment variables, so that a developer's
-own `closeloop dev` on 7233 does not collide); every command is the README's text, unchanged."""
+own `closeloop dev` on 7233 and 8080 does not collide); every command is the README's text, unchanged.
+The start line serves the web app too: it answers /healthz (tests/devserver/test_dev_web.py does more)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import httpx
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -47,7 +49,9 @@ def test_readme_walkthrough_runs_verbatim(tmp_path: Path) -> None:
     for name in ("scripts", "closeloop", "pyproject.toml", ".venv"):
         (tmp_path / name).symlink_to(REPO / name)
     env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSELOOP_")}
-    env.update(CLOSELOOP_TEMPORAL_ADDRESS=f"127.0.0.1:{_free_port()}", CLOSELOOP_UI_PORT=str(_free_port()))
+    web_port = _free_port()
+    env.update(CLOSELOOP_TEMPORAL_ADDRESS=f"127.0.0.1:{_free_port()}", CLOSELOOP_UI_PORT=str(_free_port()),
+               CLOSELOOP_WEB_PORT=str(web_port))
     log = (tmp_path / "dev.log").open("w+")
     dev = subprocess.Popen(["bash", "-c", start], cwd=tmp_path, env=env, stdout=log,
                            stderr=subprocess.STDOUT, start_new_session=True)
@@ -57,6 +61,11 @@ def test_readme_walkthrough_runs_verbatim(tmp_path: Path) -> None:
             assert dev.poll() is None, (tmp_path / "dev.log").read_text()
             assert time.monotonic() < deadline, "closeloop dev did not start"
             time.sleep(0.5)
+        # the start line serves the web app too (no secrets set: it still serves, 401s name the variable)
+        assert f"web app on http://127.0.0.1:{web_port}" in (tmp_path / "dev.log").read_text()
+        assert httpx.get(f"http://127.0.0.1:{web_port}/healthz", timeout=10).json() == {"ok": True}
+        denied = httpx.post(f"http://127.0.0.1:{web_port}/webhooks/pagerduty", content=b"{}", timeout=10)
+        assert denied.status_code == 401 and "CLOSELOOP_PAGERDUTY_SECRETS" in denied.json()["error"]
         done = subprocess.run(["bash", "-euo", "pipefail", "-c", walkthrough], cwd=tmp_path, env=env,
                               capture_output=True, text=True, timeout=600)
         out = done.stdout + done.stderr

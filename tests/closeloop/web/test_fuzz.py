@@ -1,6 +1,7 @@
-"""Fuzz the webhooks with hypothesis: validly signed (or authenticated) random bytes, random JSON and random
-near-valid payloads of PagerDuty, incident.io, Alertmanager and Opsgenie, with random extra headers.
-Whatever arrives, the answer is never a 5xx (and always JSON)."""
+"""Fuzz every endpoint with hypothesis: validly signed (or authenticated) random bytes, random JSON and random
+near-valid payloads of PagerDuty, incident.io, Alertmanager, Opsgenie and the generic incident API (both
+routes, with random path segments too), with random extra headers. Whatever arrives, the answer is never a
+5xx (and always JSON)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from tests.closeloop.web.conftest import (  # noqa: E402
     IIO_SECRETS,
     OG_TOKENS,
     PD_SECRETS,
+    TOKENS,
     Web,
     basic,
     sign,
@@ -236,5 +238,60 @@ async def test_unauthenticated_random_deliveries_401(web: Web, body: bytes, cred
         ("/webhooks/opsgenie", {"X-Closeloop-Token": credential}),
     ]:
         r = await web.raw(url, body, headers)
+        assert r.status_code == 401, (url, r.status_code, r.text)
+        assert "error" in r.json()
+
+
+# --------------------------------------------------------------------------- the generic API
+
+api_incidents = st.fixed_dictionaries({}, optional={
+    "source": maybe(st.sampled_from(["api", "cli", "Bad Source", "x" * 40]) | st.text(max_size=12)),
+    "external_id": maybe(st.sampled_from(["INC-FZ1", "INC-FZ2", "a/b", "has space"]) | st.text(max_size=12)),
+    "title": maybe(st.text(max_size=600)),
+    "severity": json_values,
+    "services": maybe(st.lists(st.text(max_size=20) | json_values, max_size=3)),
+    "started_at": maybe(st.sampled_from(["2024-05-01T10:00:00Z", "2024-05-01", "yesterday", "2024-13-40T99:00Z"])),
+    "resolved_at": maybe(st.sampled_from(["2024-05-01T11:00:00+02:00", "now"]) | st.integers()),
+    "commander": json_values,
+    "participants": json_values,
+    "links": maybe(st.lists(st.fixed_dictionaries({"title": json_values, "url": json_values}) | json_values,
+                            max_size=2)),
+    "dedup_key": json_values,
+    "unknown": json_values,
+})
+api_valid = st.fixed_dictionaries({"external_id": st.sampled_from(["INC-FZV1", "INC-FZV2"]),
+                                   "title": st.text(min_size=1, max_size=500).filter(str.strip)},
+                                  optional={"severity": st.sampled_from(["SEV1", "SEV2"]),
+                                            "services": st.lists(st.text(min_size=1, max_size=20), max_size=2)})
+path_segment = st.sampled_from(["api", "cli", "INC-FZ1", "Bad%20Source", "%2F", "..", "x" * 300]) | st.text(
+    alphabet=string.ascii_letters + string.digits + "-_.~%", min_size=1, max_size=20)
+
+
+@fuzz_settings
+@given(body=_bodies(api_incidents, api_valid), headers=extra_headers, token=st.sampled_from(TOKENS))
+async def test_api_authenticated_random_incidents_never_5xx(web: Web, body: bytes, headers: dict[str, str],
+                                                            token: str) -> None:
+    _check(await web.raw("/api/incidents", body, {**headers, "Authorization": f"Bearer {token}"}))
+
+
+@fuzz_settings
+@given(source=path_segment, external_id=path_segment, body=st.one_of(st.just(b""), _bodies(api_incidents,
+                                                                                           api_valid)))
+async def test_api_resolve_random_paths_and_bodies_never_5xx(web: Web, source: str, external_id: str,
+                                                             body: bytes) -> None:
+    r = await web.raw(f"/api/incidents/{source}/{external_id}/resolve", body,
+                      {"Authorization": f"Bearer {TOKENS[0]}"})
+    assert r.status_code < 500, (r.status_code, r.text)
+    assert isinstance(r.json(), dict)
+    assert r.status_code in (202, 400, 404, 413, 422), (r.status_code, r.text)
+    if r.status_code != 202:
+        assert isinstance(r.json().get("error"), str)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(body=st.binary(max_size=200), credential=header_text)
+async def test_api_unauthenticated_random_requests_401(web: Web, body: bytes, credential: str) -> None:
+    for url in ["/api/incidents", "/api/incidents/api/INC-FZ1/resolve"]:
+        r = await web.raw(url, body, {"Authorization": f"Bearer {credential}"})
         assert r.status_code == 401, (url, r.status_code, r.text)
         assert "error" in r.json()
