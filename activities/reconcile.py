@@ -31,8 +31,10 @@ Reopened needs evidence. An item can be completed in closeloop (`closeloop item 
 ticket stays open; that is no reopening, and signalling one would revoke the completion every few minutes.
 So a sweep that finds a done item with a closed ticket records that (`closed-seen`, keyed by the item's
 completion time), and "reopened" is signalled only for a done item whose ticket a sweep saw closed during
-this completion. The gap: a ticket closed and reopened again between the sweep that signalled "done" and
-the next one is left to the tracker's webhook. A tracker that fails
+this completion, or for one a sweep itself completed because its ticket was closed (`done-signalled`,
+used up by the reopening). An item completed in closeloop has its ticket closed by its workflow
+(activities/tickets.close_ticket), so the open-ticket case is only the moment before that close, or a
+tracker that refused it. A tracker that fails
 (IntegrationError) is reported in the summary and logged; the other trackers go on.
 """
 
@@ -135,6 +137,12 @@ def closed_seen_key(item: ActionItem) -> str:
                    item.completed_at.isoformat() if item.completed_at else "")
 
 
+def done_signalled_key(item: ActionItem) -> str:
+    """Evidence that a sweep completed the item because its ticket was closed (so a later open ticket is a
+    reopening, even when no sweep saw the item done with its ticket closed). Used up by the reopening."""
+    return _memory("done-signalled", item.id, item.ticket_key or "")
+
+
 def _logger() -> Any:
     return log() if activity.in_activity() else structlog.get_logger("closeloop.reconcile")
 
@@ -170,7 +178,8 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
                 if ticket.status in ("done", "wont_do"):
                     store.record_delivery(SOURCE, closed_seen_key(item))
                 elif ticket.status == "open":
-                    seen_closed = store.delivery_seen(SOURCE, closed_seen_key(item))
+                    seen_closed = (store.delivery_seen(SOURCE, closed_seen_key(item))
+                                   or store.delivery_seen(SOURCE, done_signalled_key(item)))
                     summary.completed_in_closeloop += not seen_closed
             found = difference(item, ticket, at, seen_closed=seen_closed)
             if found is None:
@@ -188,6 +197,10 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
                 continue
             if remembered:
                 store.record_delivery(SOURCE, key)
+            if event.status == "done" and item.status == ItemStatus.open:
+                store.record_delivery(SOURCE, done_signalled_key(item))  # the ticket was closed: evidence
+            elif "reopened" in kinds:
+                store.forget_delivery(SOURCE, done_signalled_key(item))  # used up by this reopening
             summary.signals += 1
             for kind in kinds:
                 summary.signalled[kind] += 1

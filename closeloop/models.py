@@ -383,6 +383,7 @@ class ActionItemState(Model):
     reason_needed: bool = False
     reason_due: datetime | None = None
     wont_do_reason: WontDoReason | None = None
+    completed_here: bool = Field(default=False, description="completed in closeloop (not on the ticket): close it")
 
 
 def clamp_non_negative(td: timedelta) -> timedelta:

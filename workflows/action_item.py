@@ -7,6 +7,7 @@ did the same kind of incident recur, and what does the owner say?"""
 from __future__ import annotations
 
 from temporalio import workflow
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
     from activities import records, tickets
@@ -33,6 +34,7 @@ ESCALATE_INEFFECTIVE_TO = ("owner", "manager", "skip_level")
 # path, so histories recorded before it replay unchanged.
 PATCH_TICKET_CHANGES = "ticket-deleted-or-moved"
 PATCH_WONT_DO_REASON = "wont-do-asks-for-a-reason"
+PATCH_CLOSE_TICKET = "close-the-ticket-of-an-item-completed-in-closeloop"
 
 
 @workflow.defn
@@ -76,6 +78,8 @@ class ActionItemWorkflow:
                 if s.chase:
                     s.chase.stalled = False
                 await self._save()
+                if s.item.status == ItemStatus.done and s.completed_here and workflow.patched(PATCH_CLOSE_TICKET):
+                    await self._close_ticket()
             elif s.phase == "awaiting_reason":
                 await self._ask_reason()
             elif s.phase == "waiting_effectiveness":
@@ -159,6 +163,17 @@ class ActionItemWorkflow:
         if ticket.key != old:
             await self._notify(f"c{s.cycle}/ticket_recreated/{s.tickets_replaced}", "ticket_recreated", "owner",
                                {"old_ticket_key": old})
+
+    async def _close_ticket(self) -> None:
+        """The item was completed in closeloop: close its ticket too, so the tracker tells the same story (and a
+        later reopen on the tracker is a real one). A ticket that cannot be closed is reported, not fatal."""
+        s = self.s
+        s.completed_here = False
+        try:
+            await workflow.execute_activity(tickets.close_ticket, s.item, **EXTERNAL)  # type: ignore[arg-type]
+        except ActivityError as e:
+            workflow.logger.warning("the ticket could not be closed; the item stays done",
+                                    extra={"ticket": s.item.ticket_key, "error": str(e.cause or e)})
 
     async def _ask_reason(self) -> None:
         """Ask the owner why the item is not being done; without an answer by the deadline, it closes
@@ -293,7 +308,7 @@ class ActionItemWorkflow:
 
     def _revoke(self) -> None:
         s = self.s
-        s.item.status, s.item.completed_at, s.check_at = ItemStatus.open, None, None
+        s.item.status, s.item.completed_at, s.check_at, s.completed_here = ItemStatus.open, None, None, False
         s.cycle += 1
         self._start_tracking()
         self._upsert_search_attributes()
@@ -301,7 +316,7 @@ class ActionItemWorkflow:
     @workflow.update
     async def complete(self, req: CompleteItem) -> str:
         s = self.s
-        s.item.status, s.item.completed_at = ItemStatus.done, workflow.now()
+        s.item.status, s.item.completed_at, s.completed_here = ItemStatus.done, workflow.now(), True
         return f"{s.item.id} done; effectiveness review in {format_duration(self.inp.policy.effectiveness_delay)}"
 
     @complete.validator

@@ -399,6 +399,12 @@ class Store:
             return s.scalar(select(WebhookDeliveryRow.id).where(
                 WebhookDeliveryRow.source == source, WebhookDeliveryRow.delivery_id == delivery_id[:200])) is not None
 
+    def forget_delivery(self, source: str, delivery_id: str) -> None:
+        """Drop a recorded delivery (the sweep's evidence that has been used up)."""
+        with self.session() as s:
+            s.execute(delete(WebhookDeliveryRow).where(WebhookDeliveryRow.source == source,
+                                                       WebhookDeliveryRow.delivery_id == delivery_id[:200]))
+
     def take_rate_slot(self, bucket: str, *, limit: int, window: timedelta, now: datetime | None = None) -> float:
         """Count one call against `limit` calls per `window` in `bucket`, shared by every process on this
         database. Returns 0 when the call may go ahead (and is counted), else the seconds until a slot frees

@@ -146,3 +146,17 @@ async def test_a_move_that_comes_with_a_close_completes_the_item(app: App) -> No
         ticket_key=item.ticket_key, status="done", at=await app.now(), source="sweep", moved_to="PLAT-13"))
     st = await app.wait_for(h, lambda s: s.phase == "waiting_effectiveness")
     assert st.item.ticket_key == "PLAT-13" and st.item.status.value == "done"
+
+
+async def test_completing_in_closeloop_closes_the_ticket(app: App) -> None:
+    from closeloop.models import CompleteItem
+
+    inc, handle, item, h = await _item(app)
+    await h.execute_update(ActionItemWorkflow.complete, CompleteItem(by="erin", note="shipped"))
+    await app.wait_for(h, lambda s: s.phase == "waiting_effectiveness" and not s.completed_here)
+    await eventually(lambda: [t.status for t in app.store.tickets([item.ticket_key])] == ["done"])
+    # the ticket reopened afterwards is a real reopening: the completion is revoked
+    await h.signal(ActionItemWorkflow.ticket_status, TicketStatusEvent(
+        ticket_key=item.ticket_key, status="reopened", at=await app.now(), source="cli"))
+    st = await app.wait_for(h, lambda s: s.phase == "tracking" and s.cycle == 1)
+    assert st.item.status.value == "open" and not st.completed_here

@@ -171,8 +171,12 @@ async def test_sweep_signals_each_change_once_and_leaves_the_rest_alone(sync_app
     github.set_state(REPO, gh["g_done"], "closed", "completed")
     github.set_state(REPO, gh["g_wont"], "closed", "not_planned")
     github.delete_issue(REPO, gh["g_deleted"])
+    # completed in closeloop, and Jira refuses to close its ticket (the item stays done, the ticket open)
+    jira.fail_next(1, status=400, path="/rest/api/2/issue/{key}/transitions")
     await items["j_completed_here"].handle.execute_update(ActionItemWorkflow.complete, CompleteItem(by="bob"))
     await eventually(lambda: app.store.action_items(status="done") != [])
+    await app.wait_for(items["j_completed_here"].handle, lambda s: s.phase == "waiting_effectiveness")
+    await close_attempt_failed(items["j_completed_here"].handle)
 
     first = await sweep(app, "sync-1")
     assert first.failures == [] and first.items_checked == len(items)
@@ -218,6 +222,22 @@ async def test_sweep_signals_each_change_once_and_leaves_the_rest_alone(sync_app
     reopened = await app.wait_for(items["j_reopen"].handle, lambda s: s.item.status == ItemStatus.open)
     assert reopened.phase == "tracking" and reopened.sync_events == 2 and reopened.cycle == 1
     assert (await items["j_completed_here"].state()).item.status == ItemStatus.done
+
+
+async def close_attempt_failed(handle: WorkflowHandle[Any, Any]) -> None:
+    """Until the workflow's `close_ticket` activity has failed (non-retryable) and the workflow went on."""
+    for _ in range(300):
+        scheduled, failed = set(), False
+        async for event in handle.fetch_history_events():
+            if event.HasField("activity_task_scheduled_event_attributes"):
+                if event.activity_task_scheduled_event_attributes.activity_type.name == "close_ticket":
+                    scheduled.add(event.event_id)
+            if event.HasField("activity_task_failed_event_attributes"):
+                failed |= event.activity_task_failed_event_attributes.scheduled_event_id in scheduled
+            if failed and event.HasField("workflow_task_completed_event_attributes"):
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("close_ticket did not fail")
 
 
 async def signal_inputs(handle: WorkflowHandle[Any, Any]) -> list[dict[str, Any]]:
