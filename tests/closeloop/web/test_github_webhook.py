@@ -104,6 +104,7 @@ async def test_replayed_delivery_is_acknowledged_and_not_applied_again(hooks: Ho
     state = await hooks.app.wait_for(handle, lambda s: True)
     assert state.phase == "tracking" and state.item.status.value == "open" and state.sync_events == 2
     assert [e["status"] for e in await signals(handle)] == ["done", "reopened"]
+    assert len(github.repos[REPO]["issues"]) == 1  # and still exactly one ticket for the item
 
 
 async def test_signature_from_either_rotating_secret(hooks: Hooks, github: GitHubStandin) -> None:

@@ -125,6 +125,7 @@ async def test_replayed_delivery_is_acknowledged_and_not_applied_again(hooks: Ho
     assert state.phase == "tracking" and state.item.status.value == "open"
     assert state.sync_events == 2
     assert [e["status"] for e in await signals(handle)] == ["done", "reopened"]
+    assert len(jira.issues) == 1  # and still exactly one ticket for the item
 
 
 async def test_without_identifier_the_body_hash_is_the_delivery_id(hooks: Hooks, jira: JiraStandin) -> None:
