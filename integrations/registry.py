@@ -1,5 +1,6 @@
-"""Builds the integrations a worker uses from the config. Later issues add Jira, GitHub, SMTP, Slack,
-CalDAV and PagerDuty here; the embedded default needs none of them."""
+"""Builds the integrations a worker uses from the config: the built-in local tracker, notifier, calendar,
+publisher and timeline sources always, and Jira, GitHub and the external timeline sources (PagerDuty,
+GitHub, Slack, Jira) where the config has their section. The embedded default needs none of them."""
 
 from __future__ import annotations
 
