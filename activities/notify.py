@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from activities._shared import deps, external_errors, log
 from closeloop.models import Model
@@ -45,6 +46,13 @@ def notify(inp: NotifyInput) -> str | None:
         person,
     )
     if inp.tracker and inp.ticket_key:
-        with external_errors(f"commenting on {inp.ticket_key}"):
-            d.tracker(inp.tracker).comment(inp.ticket_key, f"{subject}\n\n{body}", inp.key)
+        try:
+            with external_errors(f"commenting on {inp.ticket_key}"):
+                d.tracker(inp.tracker).comment(inp.ticket_key, f"{subject}\n\n{body}", inp.key)
+        except ApplicationError as e:
+            if not e.non_retryable:
+                raise  # the tracker is down or throttling: retry (the notification itself is sent once, by key)
+            # The ticket is gone or refuses comments (deleted, moved away, no permission): the person was told
+            # all the same, and the ticket sync deals with the ticket.
+            log().warning("ticket comment skipped", ticket=inp.ticket_key, kind=inp.kind, error=str(e)[:300])
     return recipient

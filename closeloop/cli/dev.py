@@ -151,11 +151,18 @@ def _web_server(web: WebServing) -> Any:
     return Server(uvicorn_config(web.app, host, port, web.log_level))
 
 
-def _run_worker(config: Any, web: WebServing | None = None) -> None:
+def _run_worker(config: Any, web: WebServing | None = None, ready: str = "") -> None:
+    """Run the worker (and the web app) until SIGINT/SIGTERM; `ready` is printed once those signals already
+    mean a graceful stop, so a Ctrl-C right after it is never an abrupt interrupt."""
     import worker
 
     async def go() -> None:
         stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        if ready:
+            click.echo(ready)
         server = _web_server(web) if web else None
         tasks: list[asyncio.Task[Any]] = []
 
@@ -279,10 +286,8 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
             web = WebServing(web_app(config), web_sock, log_level)
             shown = f"[{web_host}]" if ":" in web_host else web_host
             click.echo(f"web app on http://{shown}:{web_port} (incident API and webhooks; GET /healthz)")
-        click.echo(f"worker running on task queue {config.temporal.task_queue}; Ctrl-C to stop")
-        # worker.run installs its own SIGINT/SIGTERM handlers (graceful stop) for as long as it runs; they
-        # stop the web app too.
-        _run_worker(config, web)
+        # SIGINT/SIGTERM stop the worker and the web app gracefully from the moment this line is printed.
+        _run_worker(config, web, ready=f"worker running on task queue {config.temporal.task_queue}; Ctrl-C to stop")
         click.echo(("web app and worker" if web else "worker") + " stopped; stopping the Temporal dev server...")
     except (KeyboardInterrupt, _Terminated):
         click.echo("interrupted; stopping the Temporal dev server...")

@@ -73,6 +73,7 @@ def test_the_app_warns_once_per_unset_secret_and_never_shows_one(tmp_path: Path,
     with capture_logs() as logs:
         app = web_app(make_config(tmp_path))
     events = sorted(entry["event"] for entry in logs)
-    assert events == ["no_api_tokens", "no_incidentio_secrets", "no_opsgenie_tokens"]
+    assert events == ["no_api_tokens", "no_github_webhook_secret", "no_incidentio_secrets", "no_jira_webhook_secret",
+                      "no_opsgenie_tokens"]
     assert not any("pd-very-secret-value" in repr(e) or "also-secret" in repr(e) for e in logs)
     assert {route.path for route in app.routes} >= {"/healthz", "/webhooks/pagerduty", "/api/incidents"}
