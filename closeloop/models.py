@@ -384,6 +384,7 @@ class ActionItemState(Model):
     reason_due: datetime | None = None
     wont_do_reason: WontDoReason | None = None
     completed_here: bool = Field(default=False, description="completed in closeloop (not on the ticket): close it")
+    ticket_failures: int = Field(default=0, description="times the tracker refused to open the ticket")
 
 
 def clamp_non_negative(td: timedelta) -> timedelta:

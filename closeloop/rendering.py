@@ -56,6 +56,7 @@ NOTIFICATION_KINDS = (
     "verdict_request",
     "ineffective",
     "ticket_recreated",
+    "ticket_refused",
     "wont_do_reason_request",
     "wont_do_unexplained",
     "cancelled",

@@ -27,6 +27,7 @@ with workflow.unsafe.imports_passed_through():
         VerdictInput,
         WontDoReason,
     )
+    from integrations.base import Ticket
     from workflows._common import Chase, send, wait_until
 
 ESCALATE_INEFFECTIVE_TO = ("owner", "manager", "skip_level")
@@ -35,6 +36,7 @@ ESCALATE_INEFFECTIVE_TO = ("owner", "manager", "skip_level")
 PATCH_TICKET_CHANGES = "ticket-deleted-or-moved"
 PATCH_WONT_DO_REASON = "wont-do-asks-for-a-reason"
 PATCH_CLOSE_TICKET = "close-the-ticket-of-an-item-completed-in-closeloop"
+PATCH_TICKET_REFUSED = "a-refused-ticket-is-tried-again"
 
 
 @workflow.defn
@@ -53,10 +55,7 @@ class ActionItemWorkflow:
             self._upsert_search_attributes()
         while s.phase != "closed":
             if s.phase == "opening":
-                ticket = await workflow.execute_activity(
-                    tickets.open_ticket, tickets.OpenTicketInput(item=s.item, incident=inp.incident),
-                    **EXTERNAL,  # type: ignore[arg-type]
-                )
+                ticket = await self._open_ticket()
                 s.item.ticket_key, s.item.ticket_url = ticket.key, ticket.url
                 self._start_tracking()
                 await self._save()
@@ -133,6 +132,31 @@ class ActionItemWorkflow:
         self.chase = None if done else self.chase
         return done
 
+    async def _open_ticket(self) -> Ticket:
+        """Open the item's ticket (found by marker if it exists). Outages are the activity's retries; a
+        failure no retry fixes (the tracker refuses the ticket: a wrong project, an unknown assignee) must
+        not lose the item either: the postmortem owner is told once, and it is tried again every reminder
+        interval until someone fixes the cause."""
+        s = self.s
+        while True:
+            try:
+                return await workflow.execute_activity(
+                    tickets.open_ticket, tickets.OpenTicketInput(item=s.item, incident=self.inp.incident),
+                    **EXTERNAL,  # type: ignore[arg-type]
+                )
+            except ActivityError as e:
+                if not workflow.patched(PATCH_TICKET_REFUSED):
+                    raise
+                s.ticket_failures += 1
+                error = str(e.cause or e)[:500]
+                workflow.logger.warning("the tracker refused the ticket; trying again later",
+                                        extra={"item": s.item.id, "error": error, "failures": s.ticket_failures})
+                if s.ticket_failures == 1:
+                    await self._notify(f"c{s.cycle}/ticket_refused/{s.tickets_replaced}", "ticket_refused",
+                                       self.inp.postmortem_owner, {"error": error, "tracker": s.item.tracker,
+                                                                   "retry_every": self.inp.policy.reminder_every})
+                await workflow.sleep(self.inp.policy.reminder_every)
+
     async def _apply_ticket_change(self) -> None:
         """A ticket moved (new key) or deleted on the tracker. A moved ticket is followed under its new key.
         A deleted ticket of an open item is opened again (found by marker if it still exists somewhere, else
@@ -154,10 +178,7 @@ class ActionItemWorkflow:
                                     extra={"ticket": old})
             return
         s.tickets_replaced += 1
-        ticket = await workflow.execute_activity(
-            tickets.open_ticket, tickets.OpenTicketInput(item=s.item, incident=self.inp.incident),
-            **EXTERNAL,  # type: ignore[arg-type]
-        )
+        ticket = await self._open_ticket()
         s.item.ticket_key, s.item.ticket_url = ticket.key, ticket.url
         await self._save()
         if ticket.key != old:
