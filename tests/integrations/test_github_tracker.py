@@ -20,9 +20,9 @@ from closeloop.store.store import Store
 from closeloop.standins.github import GitHubStandin
 from integrations.base import IntegrationError, TicketRequest
 from integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import GITHUB_SPEC, spec_validator, validated
+from tests.standins.spec import ResponseValidator
 
-SPEC = SPECS_DIR / "github-rest-api.json"
 REPO = "acme/checkout"
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"github": "bob-gh"})
 MARKER = "closeloop:postmortem/api/INC-42/item-1"
@@ -31,24 +31,14 @@ BACKLINK = "https://closeloop.example.com/postmortems/api/INC-42"
 
 @pytest.fixture(scope="module")
 def validator() -> ResponseValidator:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} is missing")
-    return ResponseValidator(SPEC, path_aliases={})
+    return spec_validator(GITHUB_SPEC)
 
 
 @pytest.fixture
-def standin(validator: ResponseValidator) -> Iterator[GitHubStandin]:
-    checked: list[str] = []
-
-    def check(method: str, path: str, status: int, body: object) -> None:
-        checked.append(f"{method} {path} {status}")
-        validator.check(method, path, status, body)
-
-    with GitHubStandin(validator=check) as server:
+def standin() -> Iterator[GitHubStandin]:
+    with validated(GitHubStandin, GITHUB_SPEC) as server:
         server.add_repo(REPO, collaborators=["bob-gh"], milestones={3: "Postmortem follow-ups"})
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked or not server.requests, "the stand-in served responses without validating them"
 
 
 @pytest.fixture

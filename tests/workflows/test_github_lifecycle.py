@@ -26,13 +26,12 @@ from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.github import GitHubStandin
 from integrations.github_tracker import GitHubTracker, marker_tag
 from integrations.registry import Integrations, build
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import GITHUB_SPEC, validated
 from tests.temporal_env import DAY, App, eventually, incident, make_config, terminate_leftovers
 from tests.workflows.drive import approve_all, draft, to_following_up
 from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
-SPEC = SPECS_DIR / "github-rest-api.json"
 CHECKOUT_REPO, DEFAULT_REPO = "acme/checkout", "acme/ops"
 MILESTONE = "Postmortem follow-ups"
 _COMMENT_KEY = re.compile(r"<!-- closeloop-comment: (.+?) -->")
@@ -51,25 +50,17 @@ class FakeClock:
         self.now += timedelta(seconds=seconds)
 
 
-@pytest.fixture(scope="module")
-def validator() -> ResponseValidator:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} is missing")
-    return ResponseValidator(SPEC)
-
-
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
 
 
 @pytest.fixture
-def github(validator: ResponseValidator, clock: FakeClock) -> Iterator[GitHubStandin]:
-    with GitHubStandin(validator=validator.check, clock=lambda: clock().timestamp()) as server:
+def github(clock: FakeClock) -> Iterator[GitHubStandin]:
+    with validated(GitHubStandin, GITHUB_SPEC, clock=lambda: clock().timestamp()) as server:
         server.add_repo(CHECKOUT_REPO, collaborators=["bob-gh"], milestones={2: "Q4", 5: MILESTONE})
         server.add_repo(DEFAULT_REPO, collaborators=["bob-gh"])
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 def github_config(gh: GitHubStandin, extra: str = "") -> str:

@@ -18,21 +18,16 @@ from temporalio.testing import WorkflowEnvironment
 from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.jira import JiraStandin
 from integrations.registry import build
-from tests.standins.spec import ResponseValidator
+from tests.standins.fixtures import JIRA_SPEC, validated
 from tests.temporal_env import DAY, App, incident, make_config, terminate_leftovers
 from tests.workflows.drive import approve_all, draft, to_following_up
 from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "jira-platform-v3.json"
-
-
 @pytest.fixture
 def jira() -> Iterator[JiraStandin]:
-    validator = ResponseValidator(SPEC)
-    with JiraStandin(project="CL", users={"acc-bob": "Bob Reviewer"}, validator=validator.check) as server:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", users={"acc-bob": "Bob Reviewer"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest_asyncio.fixture
@@ -115,12 +110,11 @@ custom_fields = {{ customfield_10010 = "{{incident}} {{severity}}", customfield_
 
 @pytest.fixture
 def pay_jira() -> Iterator[JiraStandin]:
-    validator = ResponseValidator(SPEC)
-    with JiraStandin(project="CL", projects={"PAY": "Payments"}, components={"PAY": ["checkout-api"]},
-                     custom_fields={"customfield_10010": "Incident", "customfield_10020": "Team"},
-                     users={"acc-bob": "Bob Reviewer"}, validator=validator.check) as server:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", projects={"PAY": "Payments"},
+                   components={"PAY": ["checkout-api"]},
+                   custom_fields={"customfield_10010": "Incident", "customfield_10020": "Team"},
+                   users={"acc-bob": "Bob Reviewer"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest_asyncio.fixture

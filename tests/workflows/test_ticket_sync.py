@@ -29,7 +29,7 @@ from closeloop.standins.jira import JiraStandin
 from integrations.github_tracker import GitHubConfig, GitHubTracker
 from integrations.registry import build
 from tests.closeloop.cli.test_cli_lifecycle import Cli
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
 from tests.temporal_env import DAY, App, eventually, incident, make_config, terminate_leftovers
 from worker import build_worker
 from workflows.action_item import ActionItemWorkflow
@@ -38,37 +38,17 @@ from workflows.sweeps import SweepInput, TicketSyncWorkflow
 REPO = "acme/checkout"
 
 
-def validated(spec: str) -> tuple[list[str], Any]:
-    path = SPECS_DIR / spec
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
-    validator = ResponseValidator(path)
-    checked: list[str] = []
-
-    def check(method: str, route: str, status: int, body: object) -> None:
-        checked.append(f"{method} {route} {status}")
-        validator.check(method, route, status, body)
-
-    return checked, check
-
-
 @pytest.fixture
 def jira() -> Iterator[JiraStandin]:
-    checked, check = validated("jira-platform-v3.json")
-    with JiraStandin(project="CL", users={"acc-bob": "Bob Reviewer"}, validator=check) as server:
+    with validated(JiraStandin, JIRA_SPEC, must_serve=True, project="CL", users={"acc-bob": "Bob Reviewer"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked, "the Jira stand-in served nothing validated"
 
 
 @pytest.fixture
 def github() -> Iterator[GitHubStandin]:
-    checked, check = validated("github-rest-api.json")
-    with GitHubStandin(validator=check) as server:
+    with validated(GitHubStandin, GITHUB_SPEC, must_serve=True) as server:
         server.add_repo(REPO, collaborators=["bob-gh"])
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked, "the GitHub stand-in served nothing validated"
 
 
 @pytest_asyncio.fixture

@@ -22,7 +22,7 @@ from closeloop.standins.github import GitHubStandin
 from closeloop.standins.pagerduty import PagerDutyStandin
 from closeloop.standins.slack import SlackStandin
 from integrations.registry import build
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import GITHUB_SPEC, PAGERDUTY_SPEC, SLACK_SPEC, validated
 from tests.temporal_env import App, make_config
 from tests.workflows.drive import draft
 from worker import build_worker
@@ -42,28 +42,13 @@ class Standins:
     slack: SlackStandin
 
 
-def _validated(spec: str, checked: list[str]):  # type: ignore[no-untyped-def]
-    path = SPECS_DIR / spec
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
-    validator = ResponseValidator(path, path_aliases={})
-
-    def check(method: str, url_path: str, status: int, body: object) -> None:
-        checked.append(f"{spec} {method} {url_path} {status}")
-        validator.check(method, url_path, status, body)
-    return check
-
-
 @pytest.fixture
 def standins() -> Iterator[Standins]:
-    checked: list[str] = []
-    with PagerDutyStandin(token="pd-token", max_limit=3, validator=_validated("pagerduty-rest.json", checked)) as pd, \
-            GitHubStandin(validator=_validated("github-rest-api.json", checked)) as gh, \
-            SlackStandin(token="xoxb-test", validator=_validated("slack-web-api.json", checked)) as slack:
+    """All three stand-ins; each must have validated at least one response by the end of the test."""
+    with validated(PagerDutyStandin, PAGERDUTY_SPEC, must_serve=True, token="pd-token", max_limit=3) as pd, \
+            validated(GitHubStandin, GITHUB_SPEC, must_serve=True) as gh, \
+            validated(SlackStandin, SLACK_SPEC, must_serve=True, token="xoxb-test") as slack:
         yield Standins(pd, gh, slack)
-    for server in (pd, gh, slack):
-        assert server.violations == [], "\n".join(server.violations)
-    assert {c.split()[0] for c in checked} == {"pagerduty-rest.json", "github-rest-api.json", "slack-web-api.json"}
 
 
 def _config_extra(s: Standins) -> str:

@@ -42,7 +42,8 @@ from closeloop.web.app import create_app
 from integrations.github_tracker import GitHubConfig, GitHubTracker
 from integrations.registry import build
 from tests.closeloop.web.conftest import ALL_SECRETS
-from tests.standins.spec import SPEC_URI, SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, spec_validator, validated
+from tests.standins.spec import SPEC_URI, SPECS_DIR
 from tests.temporal_env import DAY, App, incident, make_config, terminate_leftovers
 from worker import build_worker
 from workflows.action_item import ActionItemWorkflow
@@ -73,14 +74,9 @@ def github_schema_errors(action: str, payload: dict[str, Any]) -> list[str]:
             for e in validator.iter_errors(payload)]
 
 
-@cache
-def _jira_spec() -> ResponseValidator:
-    return ResponseValidator(SPECS_DIR / "jira-platform-v3.json")
-
-
 def jira_issue_errors(issue: dict[str, Any]) -> list[str]:
     validator = OAS30Validator({"$ref": f"{SPEC_URI}#/components/schemas/IssueBean"},
-                               registry=_jira_spec().registry)
+                               registry=spec_validator(JIRA_SPEC).registry)
     return [f"issue/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(issue)]
 
 
@@ -190,25 +186,18 @@ def _web(app: App) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://closeloop.test")
 
 
-@cache
-def _github_rest_spec() -> ResponseValidator:
-    return ResponseValidator(SPECS_DIR / "github-rest-api.json", path_aliases={})
-
-
 @pytest.fixture
 def jira() -> Iterator[JiraStandin]:
-    with JiraStandin(project="CL", users={"acc-bob": "Bob Reviewer"}, validator=_jira_spec().check) as server:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", users={"acc-bob": "Bob Reviewer"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest.fixture
 def github() -> Iterator[GitHubStandin]:
-    with GitHubStandin(validator=_github_rest_spec().check) as server:
+    with validated(GitHubStandin, GITHUB_SPEC) as server:
         server.add_repo(REPO, collaborators=["bob-gh"])
         server.add_repo("acme/platform", collaborators=["bob-gh"])
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest_asyncio.fixture
