@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
@@ -25,11 +23,10 @@ from temporalio.testing import WorkflowEnvironment
 from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.github import GitHubStandin
 from integrations.github_tracker import GitHubTracker, marker_tag
-from integrations.registry import Integrations, build
+from integrations.registry import Integrations
 from tests.standins.fixtures import GITHUB_SPEC, validated
-from tests.temporal_env import DAY, App, eventually, incident, make_config, terminate_leftovers
+from tests.temporal_env import DAY, App, eventually, incident, running_app
 from tests.workflows.drive import approve_all, draft, to_following_up
-from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
 CHECKOUT_REPO, DEFAULT_REPO = "acme/checkout", "acme/ops"
@@ -84,21 +81,9 @@ milestone = "{MILESTONE}"
 """
 
 
-async def start_app(env: WorkflowEnvironment, tmp_path: Path, extra: str) -> AsyncIterator[tuple[App, Integrations]]:
-    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
-    config = make_config(tmp_path, task_queue=task_queue, extra=extra)
-    integrations = build(config)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(env.client, integrations, task_queue, executor=executor):
-            app = App(env=env, config=config, store=integrations.store, task_queue=task_queue)
-            yield app, integrations
-            await terminate_leftovers(app)
-    integrations.store.close()
-
-
 @pytest_asyncio.fixture
 async def github_app(time_env: WorkflowEnvironment, tmp_path: Path, github: GitHubStandin) -> AsyncIterator[App]:
-    async for app, _ in start_app(time_env, tmp_path, github_config(github)):
+    async with running_app(time_env, tmp_path, extra=github_config(github)) as app:
         yield app
 
 
@@ -174,11 +159,13 @@ LIMIT = 2
 @pytest_asyncio.fixture
 async def paced_app(time_env: WorkflowEnvironment, tmp_path: Path, github: GitHubStandin,
                     clock: FakeClock) -> AsyncIterator[App]:
-    async for app, integrations in start_app(time_env, tmp_path,
-                                             github_config(github, f"content_per_minute = {LIMIT}")):
+    def paced(integrations: Integrations) -> None:
         tracker = integrations.tracker("github")
         assert isinstance(tracker, GitHubTracker) and tracker.store is integrations.store
         tracker.clock = clock  # the pacing's "now" moves with the test, not with the wall
+
+    async with running_app(time_env, tmp_path, extra=github_config(github, f"content_per_minute = {LIMIT}"),
+                           adjust=paced) as app:
         yield app
 
 

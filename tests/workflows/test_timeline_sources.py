@@ -6,9 +6,7 @@ derived durations; a source that fails becomes a note and the lifecycle goes on.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,11 +19,10 @@ from closeloop.models import Incident, Stage, TimelineEvent
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.pagerduty import PagerDutyStandin
 from closeloop.standins.slack import SlackStandin
-from integrations.registry import build
+from integrations.registry import Integrations
 from tests.standins.fixtures import GITHUB_SPEC, PAGERDUTY_SPEC, SLACK_SPEC, validated
-from tests.temporal_env import App, make_config
+from tests.temporal_env import App, running_app
 from tests.workflows.drive import draft
-from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
@@ -88,18 +85,12 @@ async def timeline_app(time_env: WorkflowEnvironment, tmp_path: Path, standins: 
     monkeypatch.setenv("CLOSELOOP_PAGERDUTY_TOKEN", tokens.get("pagerduty", "pd-token"))
     monkeypatch.setenv("CLOSELOOP_GITHUB_TOKEN", "gh-token")
     monkeypatch.setenv("CLOSELOOP_SLACK_TOKEN", tokens.get("slack", "xoxb-test"))
-    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
-    config = make_config(tmp_path, task_queue=task_queue, extra=_config_extra(standins))
-    integrations = build(config)
-    assert {"pagerduty", "github", "slack"} <= set(integrations.timeline_sources)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
-            the_app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
-            yield the_app
-            from tests.temporal_env import terminate_leftovers
 
-            await terminate_leftovers(the_app)
-    integrations.store.close()
+    def all_sources(integrations: Integrations) -> None:
+        assert {"pagerduty", "github", "slack"} <= set(integrations.timeline_sources)
+
+    async with running_app(time_env, tmp_path, extra=_config_extra(standins), adjust=all_sources) as the_app:
+        yield the_app
 
 
 def the_incident() -> Incident:
