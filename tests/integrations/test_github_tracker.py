@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -20,7 +20,7 @@ from closeloop.store.store import Store
 from closeloop.standins.github import GitHubStandin
 from integrations.base import IntegrationError, TicketRequest
 from integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
-from tests.standins.fixtures import GITHUB_SPEC, spec_validator, validated
+from tests.standins.fixtures import GITHUB_SPEC, FakeClock, spec_validator, validated
 from tests.standins.spec import ResponseValidator
 
 REPO = "acme/checkout"
@@ -287,17 +287,6 @@ def test_each_service_opens_issues_in_its_repository_with_the_milestone_by_title
     assert tracker.close(api.key, wont_do=True).status == "wont_do"
     assert tracker.reopen(api.key).status == "open" and tracker.reopen(api.key).status == "open"
     assert standin.repos[API_REPO]["issues"][1]["state_reason"] == "reopened"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def test_issue_and_comment_creation_is_paced_through_the_store(tmp_path: Path, standin: GitHubStandin) -> None:

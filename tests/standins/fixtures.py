@@ -10,13 +10,15 @@ requests without a single response passing through the validator (`must_serve=Tr
 validated at all). A missing spec file skips the test.
 
 `spec_validator(spec)` is the `ResponseValidator` for a spec file, loaded once per test run: Jira's with the
-v2 -> v3 path alias, the others with none.
+v2 -> v3 path alias, the others with none. `FakeClock` is a "now" the test moves (for a tracker's pacing and
+a stand-in's `clock`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
 from functools import cache
 from typing import Any, TypeVar
 
@@ -62,3 +64,16 @@ def validated(standin_class: type[S], spec: str, *, must_serve: bool = False, **
     assert checked or not s.requests, f"the {standin_class.__name__} served responses without validating them"
     if must_serve:
         assert checked, f"the {standin_class.__name__} served nothing validated"
+
+
+class FakeClock:
+    """What the tracker's pacing and the stand-in call "now": moved by the test, in step with the server."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)

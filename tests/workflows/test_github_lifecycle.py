@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,7 @@ from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.github import GitHubStandin
 from integrations.github_tracker import GitHubTracker, marker_tag
 from integrations.registry import Integrations
-from tests.standins.fixtures import GITHUB_SPEC, validated
+from tests.standins.fixtures import GITHUB_SPEC, FakeClock, validated
 from tests.temporal_env import DAY, App, eventually, incident, running_app
 from tests.workflows.drive import approve_all, draft, to_following_up
 from workflows.postmortem import PostmortemWorkflow
@@ -32,19 +32,6 @@ from workflows.postmortem import PostmortemWorkflow
 CHECKOUT_REPO, DEFAULT_REPO = "acme/checkout", "acme/ops"
 MILESTONE = "Postmortem follow-ups"
 _COMMENT_KEY = re.compile(r"<!-- closeloop-comment: (.+?) -->")
-
-
-class FakeClock:
-    """What the tracker's pacing and the stand-in call "now": moved by the test, in step with the server."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 @pytest.fixture
