@@ -4,10 +4,10 @@
         ...                                     # jira.url, jira.issues, jira.fail_next(...), ...
 
 `validated(StandinClass, spec, **kwargs)` starts `StandinClass(validator=..., **kwargs)` with a validator
-that checks each JSON response against `SPECS_DIR / spec` (tests/standins/spec.py) and counts it, yields
-the running server and, when the block ends, fails on any recorded violation and on a server that answered
-requests without a single response passing through the validator (`must_serve=True`: without any request
-validated at all). A missing spec file skips the test.
+that checks each JSON response against `SPECS_DIR / spec` (tests/standins/spec.py) and counts it, and yields
+the running server. When the block ends it fails if a violation was recorded, or if the server answered
+requests but validated none of its responses; with `must_serve=True` also if it validated nothing at all.
+A missing spec file skips the test.
 
 `spec_validator(spec)` is the `ResponseValidator` for a spec file, loaded once per test run: Jira's with the
 v2 -> v3 path alias, the others with none. `FakeClock` is a "now" the test moves (for a tracker's pacing and
