@@ -146,6 +146,8 @@ async def test_tickets_follow_the_items_both_ways(tracker_app: App, tracker: Tra
     st = await app.wait_for(handles[fix.id], lambda s: s.phase == "waiting_effectiveness")
     assert st.item.status == ItemStatus.done
     st = await app.wait_for(handles[rewrite.id], lambda s: s.phase == "awaiting_reason" and s.reason_due)
+    # reason_due is set before the notify activity runs: the request reaches the store a moment later
+    await eventually(lambda: any(n[0] == "wont_do_reason_request" for n in app.outbox(inc.workflow_id)))
     asked = [who for kind, who, key, _at in app.outbox(inc.workflow_id) if kind == "wont_do_reason_request"]
     assert asked == ["erin"]
     await handles[rewrite.id].execute_update(ActionItemWorkflow.explain_wont_do,
