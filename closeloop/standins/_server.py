@@ -1,12 +1,20 @@
 """What every stand-in server shares: a threaded HTTP server on a free loopback port, started and
-stopped around a `with` block, and the queue of injected faults."""
+stopped around a `with` block, the state every test reads (`requests`, `violations`), the queue of injected
+faults (`fail_next`, `rate_limit_next`, each consumed by the next matching request), and the routing of a
+request to a handler by route template (`compile_routes`, `match_route`)."""
 
 from __future__ import annotations
 
 import json
+import re
 import threading
+from collections import Counter
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+
+Validator = Callable[[str, str, int, Any], None]
+Route = tuple[str, str, re.Pattern[str], str]  # (method, template, regex, handler name)
 
 
 class Fault:
@@ -18,6 +26,20 @@ class Fault:
 
     def matches(self, method: str, template: str) -> bool:
         return self.path is None or self.path in (template, f"{method} {template}")
+
+
+def compile_routes(routes: list[tuple[str, str, str]]) -> list[Route]:
+    """(method, template, handler name) -> routes whose regex captures each `{name}` segment of the template."""
+    return [(m, t, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", t) + "$"), h) for m, t, h in routes]
+
+
+def match_route(routes: list[Route], method: str, path: str) -> tuple[str, str, dict[str, str]] | None:
+    """(template, handler name, captured segments) of the first route for `method` and `path`, else None."""
+    for m, template, regex, name in routes:
+        match = regex.match(path)
+        if m == method and match:
+            return template, name, match.groupdict()
+    return None
 
 
 class JsonHandler(BaseHTTPRequestHandler):
@@ -50,6 +72,11 @@ class JsonHandler(BaseHTTPRequestHandler):
     def _dispatch(self, method: str) -> None:
         raise NotImplementedError
 
+    def _read_body(self) -> bytes:
+        """The request body (Content-Length bytes; empty without one)."""
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
     def _send_json(self, status: int, body: Any, path: str, headers: dict[str, str] | None = None) -> None:
         s = self.standin
         data = b""
@@ -71,9 +98,36 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 
 class StandinServer:
-    """Base of the stand-ins: `url`, `start()`, `stop()`, and use as a context manager."""
+    """Base of the stand-ins: `url`, `start()`, `stop()`, and use as a context manager; `requests` (Counter of
+    "METHOD /route/{template}"), `violations` (what `validator` raised), and the fault queue."""
 
     thread_name = "standin"
+
+    def __init__(self, validator: Validator | None = None) -> None:
+        self.validator = validator
+        self.requests: Counter[str] = Counter()
+        self.violations: list[str] = []
+        self._faults: list[Fault] = []
+        self._lock = threading.RLock()
+
+    # ------------------------------------------------------------------ faults
+    def fail_next(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
+        self._faults.extend(Fault("fail", path, status=status) for _ in range(n))
+
+    def rate_limit_next(self, retry_after: int = 1, path: str | None = None) -> None:
+        self._faults.append(Fault("rate", path, retry_after=retry_after))
+
+    def _fault_matches(self, fault: Fault, method: str, template: str) -> bool:
+        return fault.matches(method, template)
+
+    def _take_fault(self, method: str, template: str, kinds: tuple[str, ...] | None = None) -> Fault | None:
+        """The first queued fault of one of `kinds` (any kind when None) for this request, removed."""
+        with self._lock:
+            for fault in self._faults:
+                if (kinds is None or fault.kind in kinds) and self._fault_matches(fault, method, template):
+                    self._faults.remove(fault)
+                    return fault
+        return None
 
     def _serve(self, handler: type[BaseHTTPRequestHandler], *, port: int = 0, host: str = "127.0.0.1") -> None:
         """Bind a server for `handler` (which reaches this object as `self.standin`) on host:port

@@ -41,17 +41,13 @@ import hashlib
 import json
 import math
 import re
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
-from closeloop.standins._server import Fault, JsonHandler, StandinServer
-
-Validator = Callable[[str, str, int, Any], None]
+from closeloop.standins._server import Fault, JsonHandler, StandinServer, Validator, compile_routes, match_route
 
 DOCS = "https://docs.github.com/rest"
 ROUTES = [  # (method, template, handler name)
@@ -69,7 +65,7 @@ ROUTES = [  # (method, template, handler name)
     ("GET", "/repos/{owner}/{repo}/pulls", "list_pulls"),
     ("GET", "/repos/{owner}/{repo}/commits", "list_commits"),
 ]
-_ROUTES = [(m, t, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", t) + "$"), h) for m, t, h in ROUTES]
+_ROUTES = compile_routes(ROUTES)
 STATE_REASONS = ("completed", "not_planned", "reopened", "duplicate")
 LABEL_COLOURS = ("ededed", "d73a4a", "0075ca", "a2eeef", "7057ff", "008672", "e4e669", "d876e3")
 
@@ -98,20 +94,16 @@ class GitHubStandin(StandinServer):
     def __init__(self, *, prefix: str = "/api/v3", login: str = "closeloop-bot", max_per_page: int = 100,
                  rate_limit: int = 5000, validator: Validator | None = None, port: int = 0,
                  clock: Callable[[], float] = time.time) -> None:
+        super().__init__(validator)
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.login = login
         self.max_per_page = max_per_page
         self.rate_limit = rate_limit
         self.rate_used = 0
         self.rate_reset = int(time.time()) + 3600
-        self.validator = validator
         self.clock = clock  # when issues and comments are created / changed (tests pass a fake clock)
         self.repos: dict[str, dict[str, Any]] = {}
         self.users: dict[str, int] = {}
-        self.requests: Counter[str] = Counter()
-        self.violations: list[str] = []
-        self._faults: list[Fault] = []
-        self._lock = threading.RLock()
         self._next_id = 1000
         self._user(login)
         self._serve(_Handler, port=port)
@@ -241,23 +233,12 @@ class GitHubStandin(StandinServer):
     def lose_next_create_response(self) -> None:
         self._faults.append(Fault("lose", "POST /repos/{owner}/{repo}/issues"))
 
-    def fail_next(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
-        self._faults.extend(Fault("fail", path, status=status) for _ in range(n))
-
     def rate_limit_next(self, retry_after: int = 1, status: int = 403, *, secondary: bool = False,
                         path: str | None = None) -> None:
         self._faults.append(Fault("rate", path, retry_after=retry_after, status=status, secondary=secondary))
 
     def delay_next(self, seconds: float, path: str | None = None) -> None:
         self._faults.append(Fault("delay", path, seconds=seconds))
-
-    def _take_fault(self, method: str, template: str, kinds: tuple[str, ...]) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.kind in kinds and fault.matches(method, template):
-                    self._faults.remove(fault)
-                    return fault
-        return None
 
     def rate_headers(self) -> dict[str, str]:
         with self._lock:
@@ -767,20 +748,16 @@ class _Handler(JsonHandler):
     def _dispatch(self, method: str) -> None:
         s = self.standin
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._read_body()
         path = parts.path
         if s.prefix and path.startswith(s.prefix + "/"):
             path = path[len(s.prefix):]
         elif s.prefix:
             path = "/<outside " + s.prefix + ">" + path
         try:
-            for m, template, regex, name in _ROUTES:
-                match = regex.match(path)
-                if m == method and match:
-                    break
-            else:
+            if (route := match_route(_ROUTES, method, path)) is None:
                 raise HttpError(404, "Not Found")
+            template, name, args = route
             with s._lock:
                 s.requests[f"{method} {template}"] += 1
                 s.rate_used += 1
@@ -800,7 +777,7 @@ class _Handler(JsonHandler):
                 json_body = json.loads(raw) if raw else None
             except ValueError:
                 raise HttpError(400, "Problems parsing JSON") from None
-            req = _Request(method, path, parse_qs(parts.query), match.groupdict(), json_body)
+            req = _Request(method, path, parse_qs(parts.query), args, json_body)
             status, body, headers = getattr(s, f"h_{name}")(req)
             if s._take_fault(method, template, ("lose",)):
                 self.close_connection = True  # done, but the answer never arrives

@@ -35,17 +35,13 @@ from __future__ import annotations
 import base64
 import json
 import re
-import threading
 import time
-from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from closeloop.standins._server import Fault, JsonHandler, StandinServer
-
-Validator = Callable[[str, str, int, Any], None]
+from closeloop.standins._server import Fault, JsonHandler, StandinServer, Validator, compile_routes, match_route
 
 STATUSES = {  # name -> (id, category id, category key, category name, colour)
     "To Do": ("10000", 2, "new", "To Do", "blue-gray"),
@@ -65,7 +61,7 @@ FIELDS = [  # id, name, clause names, schema type
     ("comment", "Comment", ["comment"], "comments-page"), ("created", "Created", ["created", "createdDate"], "datetime"),
     ("updated", "Updated", ["updated", "updatedDate"], "datetime"),
 ]
-ROUTES = [  # (method, template, regex, handler name)
+ROUTES = [  # (method, template, handler name)
     ("GET", "/rest/api/2/serverInfo", "serverInfo"), ("GET", "/rest/api/2/field", "field"),
     ("GET", "/rest/api/2/myself", "myself"), ("POST", "/rest/api/2/issue", "create"),
     ("GET", "/rest/api/2/search/jql", "search"), ("POST", "/rest/api/2/search/jql", "search"),
@@ -74,7 +70,7 @@ ROUTES = [  # (method, template, regex, handler name)
     ("GET", "/rest/api/2/issue/{key}/transitions", "transitions"),
     ("POST", "/rest/api/2/issue/{key}/transitions", "do_transition"),
 ]
-_ROUTES = [(m, t, re.compile("^" + t.replace("{key}", "(?P<key>[^/]+)") + "$"), h) for m, t, h in ROUTES]
+_ROUTES = compile_routes(ROUTES)
 
 
 def _now() -> str:
@@ -96,6 +92,7 @@ class JiraStandin(StandinServer):
                  users: dict[str, str] | None = None, validator: Validator | None = None,
                  projects: dict[str, str] | None = None, components: dict[str, list[str]] | None = None,
                  custom_fields: dict[str, str] | None = None, port: int = 0) -> None:
+        super().__init__(validator)
         self.project, self.project_name, self.project_id = project, project_name, "10000"
         # key -> {"id", "name", "components": name -> id}: the default project and any others
         self.projects: dict[str, dict[str, Any]] = {}
@@ -107,14 +104,9 @@ class JiraStandin(StandinServer):
         self.custom_fields = dict(custom_fields or {})  # "customfield_10010" -> field name
         self.max_results = max_results
         self.users = dict(users or {})
-        self.validator = validator
         self.issues: dict[str, dict[str, Any]] = {}
         self.aliases: dict[str, str] = {}  # old key -> current key, after a move
         self._numbers: dict[str, int] = {}  # project key -> last issue number given
-        self.requests: Counter[str] = Counter()
-        self.violations: list[str] = []
-        self._faults: list[Fault] = []
-        self._lock = threading.RLock()
         self._next_id = 10000
         self._next_comment_id = 20000
         self._serve(_Handler, port=port)
@@ -123,22 +115,11 @@ class JiraStandin(StandinServer):
     def lose_next_create_response(self) -> None:
         self._faults.append(Fault("lose", "/rest/api/2/issue"))
 
-    def fail_next(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
-        self._faults.extend(Fault("fail", path, status=status) for _ in range(n))
-
-    def rate_limit_next(self, retry_after: int = 1, path: str | None = None) -> None:
-        self._faults.append(Fault("rate", path, retry_after=retry_after))
-
     def delay_next(self, seconds: float, path: str | None = None) -> None:
         self._faults.append(Fault("delay", path, seconds=seconds))
 
-    def _take_fault(self, template: str, kinds: tuple[str, ...]) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.kind in kinds and (fault.path is None or fault.path == template):
-                    self._faults.remove(fault)
-                    return fault
-        return None
+    def _fault_matches(self, fault: Fault, method: str, template: str) -> bool:
+        return fault.path is None or fault.path == template  # Jira's faults name the template alone
 
     def set_status(self, key: str, status: str, resolution: str | None = None) -> None:
         with self._lock:
@@ -515,20 +496,16 @@ class _Handler(JsonHandler):
     def _dispatch(self, method: str) -> None:
         s = self.standin
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._read_body()
         try:
-            for m, template, regex, name in _ROUTES:
-                match = regex.match(parts.path)
-                if m == method and match:
-                    break
-            else:
+            if (route := match_route(_ROUTES, method, parts.path)) is None:
                 raise HttpError(404, [f"No resource {method} {parts.path} in the stand-in."])
+            template, name, args = route
             with s._lock:
                 s.requests[f"{method} {template}"] += 1
-            if fault := s._take_fault(template, ("delay",)):
+            if fault := s._take_fault(method, template, ("delay",)):
                 time.sleep(fault.kw["seconds"])
-            if fault := s._take_fault(template, ("fail", "rate")):
+            if fault := s._take_fault(method, template, ("fail", "rate")):
                 if fault.kind == "rate":
                     raise HttpError(429, ["Rate limit exceeded."], headers={"Retry-After": str(fault.kw["retry_after"])})
                 raise HttpError(fault.kw["status"], ["Internal server error (injected)."])
@@ -536,9 +513,9 @@ class _Handler(JsonHandler):
                 json_body = json.loads(raw) if raw else None
             except ValueError:
                 raise HttpError(400, ["Unexpected character in the request body."]) from None
-            req = _Request(method, parts.path, parse_qs(parts.query), match.groupdict().get("key"), json_body)
+            req = _Request(method, parts.path, parse_qs(parts.query), args.get("key"), json_body)
             status, body = getattr(s, f"h_{name}")(req)
-            if name == "create" and s._take_fault(template, ("lose",)):
+            if name == "create" and s._take_fault(method, template, ("lose",)):
                 self.close_connection = True  # created, but the answer never arrives
                 return
             self._send(status, body)

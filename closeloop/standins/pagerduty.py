@@ -17,20 +17,15 @@ every JSON response before it is sent; whatever it raises is recorded in `violat
 
 from __future__ import annotations
 
-import re
-import threading
-from collections import Counter
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from closeloop.standins._server import Fault, JsonHandler, StandinServer
-
-Validator = Callable[[str, str, int, Any], None]
+from closeloop.standins._server import JsonHandler, StandinServer, Validator, compile_routes, match_route
 
 ROUTES = [("GET", "/incidents/{id}/log_entries", "log_entries")]
-_ROUTES = [(m, t, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", t) + "$"), h) for m, t, h in ROUTES]
+_ROUTES = compile_routes(ROUTES)
 CHANNELS = {"trigger_log_entry": "api", "annotate_log_entry": "note", "resolve_log_entry": "website",
             "acknowledge_log_entry": "website", "notify_log_entry": "auto", "escalate_log_entry": "auto",
             "assign_log_entry": "website"}
@@ -52,14 +47,10 @@ class PagerDutyStandin(StandinServer):
     thread_name = "pagerduty-standin"
 
     def __init__(self, *, token: str = "pd-token", max_limit: int = 100, validator: Validator | None = None) -> None:
+        super().__init__(validator)
         self.token = token
         self.max_limit = max_limit
-        self.validator = validator
         self.incidents: dict[str, list[dict[str, Any]]] = {}
-        self.requests: Counter[str] = Counter()
-        self.violations: list[str] = []
-        self._faults: list[Fault] = []
-        self._lock = threading.RLock()
         self._next_id = 1000
         self._serve(_Handler)
 
@@ -79,21 +70,6 @@ class PagerDutyStandin(StandinServer):
                             "summary": summary, "agent": extra.get("agent"), "note": extra.get("note"),
                             "assignees": list(extra.get("assignees") or []), "title": title, "service": service})
             log.sort(key=lambda e: (e["at"], e["id"]))
-
-    # ------------------------------------------------------------------ faults
-    def fail_next(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
-        self._faults.extend(Fault("fail", path, status=status) for _ in range(n))
-
-    def rate_limit_next(self, retry_after: int = 1, path: str | None = None) -> None:
-        self._faults.append(Fault("rate", path, retry_after=retry_after))
-
-    def _take_fault(self, method: str, template: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(method, template):
-                    self._faults.remove(fault)
-                    return fault
-        return None
 
     # ------------------------------------------------------------------ representations
     def _ref(self, kind: str, ident: str, summary: str, path: str) -> dict[str, Any]:
@@ -171,17 +147,12 @@ class _Handler(JsonHandler):
     def _dispatch(self, method: str) -> None:
         s = self.standin
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        if length:
-            self.rfile.read(length)
+        self._read_body()
         path = parts.path
         try:
-            for m, template, regex, name in _ROUTES:
-                match = regex.match(path)
-                if m == method and match:
-                    break
-            else:
+            if (route := match_route(_ROUTES, method, path)) is None:
                 raise HttpError(404, "Not Found")
+            template, name, args = route
             with s._lock:
                 s.requests[f"{method} {template}"] += 1
             if fault := s._take_fault(method, template):
@@ -190,7 +161,7 @@ class _Handler(JsonHandler):
                 raise HttpError(fault.kw["status"], "Internal Server Error (injected)")
             if self.headers.get("Authorization", "") != f"Token token={s.token}":
                 raise HttpError(401, "Unauthorized")
-            status, body = getattr(s, f"h_{name}")(_Request(method, path, parse_qs(parts.query), match.groupdict()))
+            status, body = getattr(s, f"h_{name}")(_Request(method, path, parse_qs(parts.query), args))
             self._send_json(status, body, path)
         except HttpError as err:
             try:

@@ -25,17 +25,12 @@ from __future__ import annotations
 
 import base64
 import json
-import threading
-from collections import Counter
-from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from closeloop.standins._server import Fault, JsonHandler, StandinServer
-
-Validator = Callable[[str, str, int, Any], None]
+from closeloop.standins._server import Fault, JsonHandler, StandinServer, Validator
 
 METHODS = {"conversations.history": "history"}
 TEAM = "T0STANDIN1"
@@ -51,14 +46,10 @@ class SlackStandin(StandinServer):
     thread_name = "slack-standin"
 
     def __init__(self, *, token: str = "xoxb-test", max_limit: int = 999, validator: Validator | None = None) -> None:
+        super().__init__(validator)
         self.token = token
         self.max_limit = max_limit
-        self.validator = validator
         self.channels: dict[str, list[dict[str, Any]]] = {}
-        self.requests: Counter[str] = Counter()
-        self.violations: list[str] = []
-        self._faults: list[Fault] = []
-        self._lock = threading.RLock()
         self._serve(_Handler)
 
     @property
@@ -92,23 +83,9 @@ class SlackStandin(StandinServer):
             messages.sort(key=lambda m: m["_micros"], reverse=True)  # newest first, as Slack lists them
             return ts
 
-    # ------------------------------------------------------------------ faults
-    def fail_next(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
-        self._faults.extend(Fault("fail", path, status=status) for _ in range(n))
-
-    def rate_limit_next(self, retry_after: int = 1, path: str | None = None) -> None:
-        self._faults.append(Fault("rate", path, retry_after=retry_after))
-
+    # ------------------------------------------------------------------ faults (besides the base's)
     def error_next(self, error: str, path: str | None = None) -> None:
         self._faults.append(Fault("error", path, error=error))
-
-    def _take_fault(self, method: str, template: str) -> Fault | None:
-        with self._lock:
-            for fault in self._faults:
-                if fault.matches(method, template):
-                    self._faults.remove(fault)
-                    return fault
-        return None
 
     # ------------------------------------------------------------------ handlers
     def h_history(self, params: dict[str, str]) -> dict[str, Any]:
@@ -159,8 +136,7 @@ class _Handler(JsonHandler):
     def _dispatch(self, method: str) -> None:
         s = self.standin
         parts = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        raw = self.rfile.read(length) if length else b""
+        raw = self._read_body()
         api_method = parts.path.removeprefix("/api/")
         path = "/" + api_method
         try:

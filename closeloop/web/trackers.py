@@ -309,20 +309,24 @@ def register(app: FastAPI, config: Config, secrets: WebSecrets, limit: int, clie
         return JSONResponse({"workflow_id": workflow_id, "ticket_key": item.ticket_key, "status": change.status},
                             status_code=202)
 
+    async def signed(request: Request, delivery_header: str, signature_header: str, vendor_secrets: tuple[str, ...],
+                     what: str, env: str) -> tuple[bytes, str]:
+        """The body (size limit first) and delivery id of a request whose signature checks out."""
+        body = await read_body(request, limit)
+        delivery = _delivery_id(request, delivery_header, body)
+        _check_signature(request, body, signature_header, vendor_secrets, what, env, delivery)
+        return body, delivery
+
     @app.post("/webhooks/jira")
     async def jira(request: Request) -> JSONResponse:
-        body = await read_body(request, limit)
-        delivery = _delivery_id(request, "x-atlassian-webhook-identifier", body)
-        _check_signature(request, body, "X-Hub-Signature", secrets.jira_webhook_secrets, "Jira",
-                         ENV_JIRA_WEBHOOK_SECRETS, delivery)
+        body, delivery = await signed(request, "x-atlassian-webhook-identifier", "X-Hub-Signature",
+                                      secrets.jira_webhook_secrets, "Jira", ENV_JIRA_WEBHOOK_SECRETS)
         return await apply(jira_change(json_object(body), wont_do), "jira", delivery)
 
     @app.post("/webhooks/github")
     async def github(request: Request) -> JSONResponse:
-        body = await read_body(request, limit)
-        delivery = _delivery_id(request, "x-github-delivery", body)
-        _check_signature(request, body, "X-Hub-Signature-256", secrets.github_webhook_secrets, "GitHub",
-                         ENV_GITHUB_WEBHOOK_SECRETS, delivery)
+        body, delivery = await signed(request, "x-github-delivery", "X-Hub-Signature-256",
+                                      secrets.github_webhook_secrets, "GitHub", ENV_GITHUB_WEBHOOK_SECRETS)
         event = (request.headers.get("x-github-event") or "").strip()
         if not event:
             raise Reject(400, "missing X-GitHub-Event")

@@ -21,29 +21,21 @@ from closeloop.models import ActionItem, ItemStatus
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
 from integrations.registry import Integrations, build
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
 from tests.temporal_env import incident, make_config
-
-GITHUB_SPEC, JIRA_SPEC = SPECS_DIR / "github-rest-api.json", SPECS_DIR / "jira-platform-v3.json"
 
 
 @pytest.fixture
 def jira() -> Iterator[JiraStandin]:
-    if not JIRA_SPEC.exists():
-        pytest.skip(f"{JIRA_SPEC} is missing")
-    with JiraStandin(project="CL", users={"acc-bob": "Bob"}, validator=ResponseValidator(JIRA_SPEC).check) as server:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", users={"acc-bob": "Bob"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest.fixture
 def github() -> Iterator[GitHubStandin]:
-    if not GITHUB_SPEC.exists():
-        pytest.skip(f"{GITHUB_SPEC} is missing")
-    with GitHubStandin(validator=ResponseValidator(GITHUB_SPEC).check) as server:
+    with validated(GitHubStandin, GITHUB_SPEC) as server:
         server.add_repo("acme/ops", collaborators=["bob-gh"])
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest.fixture

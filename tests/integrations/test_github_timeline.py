@@ -12,35 +12,19 @@ from closeloop.models import Incident, Person
 from closeloop.standins.github import GitHubStandin
 from integrations.base import HttpIntegrationError
 from integrations.github_timeline import GitHubTimelineConfig, GitHubTimelineSource
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import GITHUB_SPEC, validated
 
-SPEC = SPECS_DIR / "github-rest-api.json"
 REPO, OTHER = "acme/checkout", "acme/payments"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"github": "bob-gh"})
 
 
-@pytest.fixture(scope="module")
-def validator() -> ResponseValidator:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} is missing")
-    return ResponseValidator(SPEC, path_aliases={})
-
-
 @pytest.fixture
-def standin(validator: ResponseValidator) -> Iterator[GitHubStandin]:
-    checked: list[str] = []
-
-    def check(method: str, path: str, status: int, body: object) -> None:
-        checked.append(f"{method} {path} {status}")
-        validator.check(method, path, status, body)
-
-    with GitHubStandin(validator=check) as server:
+def standin() -> Iterator[GitHubStandin]:
+    with validated(GitHubStandin, GITHUB_SPEC) as server:
         server.add_repo(REPO)
         server.add_repo(OTHER)
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked or not server.requests, "the stand-in served responses without validating them"
 
 
 def source(standin: GitHubStandin, **kw: object) -> GitHubTimelineSource:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -20,9 +20,9 @@ from closeloop.store.store import Store
 from closeloop.standins.github import GitHubStandin
 from integrations.base import IntegrationError, TicketRequest
 from integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import GITHUB_SPEC, FakeClock, spec_validator, validated
+from tests.standins.spec import ResponseValidator
 
-SPEC = SPECS_DIR / "github-rest-api.json"
 REPO = "acme/checkout"
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"github": "bob-gh"})
 MARKER = "closeloop:postmortem/api/INC-42/item-1"
@@ -31,24 +31,14 @@ BACKLINK = "https://closeloop.example.com/postmortems/api/INC-42"
 
 @pytest.fixture(scope="module")
 def validator() -> ResponseValidator:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} is missing")
-    return ResponseValidator(SPEC, path_aliases={})
+    return spec_validator(GITHUB_SPEC)
 
 
 @pytest.fixture
-def standin(validator: ResponseValidator) -> Iterator[GitHubStandin]:
-    checked: list[str] = []
-
-    def check(method: str, path: str, status: int, body: object) -> None:
-        checked.append(f"{method} {path} {status}")
-        validator.check(method, path, status, body)
-
-    with GitHubStandin(validator=check) as server:
+def standin() -> Iterator[GitHubStandin]:
+    with validated(GitHubStandin, GITHUB_SPEC) as server:
         server.add_repo(REPO, collaborators=["bob-gh"], milestones={3: "Postmortem follow-ups"})
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked or not server.requests, "the stand-in served responses without validating them"
 
 
 @pytest.fixture
@@ -297,17 +287,6 @@ def test_each_service_opens_issues_in_its_repository_with_the_milestone_by_title
     assert tracker.close(api.key, wont_do=True).status == "wont_do"
     assert tracker.reopen(api.key).status == "open" and tracker.reopen(api.key).status == "open"
     assert standin.repos[API_REPO]["issues"][1]["state_reason"] == "reopened"
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
 
 
 def test_issue_and_comment_creation_is_paced_through_the_store(tmp_path: Path, standin: GitHubStandin) -> None:

@@ -12,25 +12,16 @@ from closeloop.models import Incident
 from closeloop.standins.jira import JiraStandin
 from integrations.base import HttpIntegrationError
 from integrations.jira_timeline import JiraTimelineConfig, JiraTimelineSource
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import JIRA_SPEC, validated
 
-SPEC = SPECS_DIR / "jira-platform-v3.json"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 SEARCH = "GET /rest/api/2/search/jql"
 
 
-@pytest.fixture(scope="module")
-def validator() -> ResponseValidator:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} is missing")
-    return ResponseValidator(SPEC)
-
-
 @pytest.fixture
-def jira(validator: ResponseValidator) -> Iterator[JiraStandin]:
-    with JiraStandin(project="CL", max_results=2, validator=validator.check) as server:
+def jira() -> Iterator[JiraStandin]:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", max_results=2) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 def source(jira: JiraStandin, **kw: object) -> JiraTimelineSource:

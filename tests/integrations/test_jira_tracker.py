@@ -16,32 +16,22 @@ from closeloop.models import Person
 from closeloop.standins.jira import JiraStandin
 from integrations.base import IntegrationError, TicketRequest
 from integrations.jira_tracker import JiraConfig, JiraTracker, marker_label
+from tests.standins.fixtures import JIRA_SPEC, spec_validator, validated
 from tests.standins.spec import SPECS_DIR, ResponseValidator
 
-SPEC = SPECS_DIR / "jira-platform-v3.json"
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"jira": "5b10ac8d82e05b22cc7d4ef5"})
 MARKER = "closeloop:postmortem/api/INC-42/item-1"
 
 
 @pytest.fixture(scope="module")
 def validator() -> ResponseValidator:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} is missing")
-    return ResponseValidator(SPEC)
+    return spec_validator(JIRA_SPEC)
 
 
 @pytest.fixture
-def standin(validator: ResponseValidator) -> Iterator[JiraStandin]:
-    checked: list[str] = []
-
-    def check(method: str, path: str, status: int, body: object) -> None:
-        checked.append(f"{method} {path} {status}")
-        validator.check(method, path, status, body)
-
-    with JiraStandin(project="CL", users={BOB.handles["jira"]: "Bob"}, max_results=50, validator=check) as server:
+def standin() -> Iterator[JiraStandin]:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", users={BOB.handles["jira"]: "Bob"}, max_results=50) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked or not server.requests, "the stand-in served responses without validating them"
 
 
 @pytest.fixture
@@ -181,7 +171,7 @@ def test_validator_catches_a_wrong_response_and_applies_the_quirks(validator: Re
 
 
 def test_validator_allows_null_in_nullable_enums() -> None:
-    github = SPEC.parent / "github-rest-api.json"
+    github = SPECS_DIR / "github-rest-api.json"
     if not github.exists():
         pytest.skip(f"{github} is missing")
     v = ResponseValidator(github, path_aliases={})
@@ -243,12 +233,12 @@ PAY_OWNER = Person(key="pat", name="Pat", email="pat@example.com", handles={"jir
 
 
 @pytest.fixture
-def two_projects(validator: ResponseValidator) -> Iterator[JiraStandin]:
-    with JiraStandin(project="CL", projects={"PAY": "Payments"}, components={"PAY": ["checkout-api", "web"]},
-                     custom_fields={"customfield_10010": "Incident", "customfield_10020": "Team"},
-                     users={BOB.handles["jira"]: "Bob", "acc-pat": "Pat"}, validator=validator.check) as server:
+def two_projects() -> Iterator[JiraStandin]:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", projects={"PAY": "Payments"},
+                   components={"PAY": ["checkout-api", "web"]},
+                   custom_fields={"customfield_10010": "Incident", "customfield_10020": "Team"},
+                   users={BOB.handles["jira"]: "Bob", "acc-pat": "Pat"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 def per_service_tracker(server: JiraStandin) -> JiraTracker:

@@ -13,32 +13,16 @@ from closeloop.models import Incident
 from closeloop.standins.pagerduty import PagerDutyStandin
 from integrations.base import HttpIntegrationError, progress_to
 from integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import PAGERDUTY_SPEC, validated
 
-SPEC = SPECS_DIR / "pagerduty-rest.json"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 PATH = "GET /incidents/{id}/log_entries"
 
 
-@pytest.fixture(scope="module")
-def validator() -> ResponseValidator:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} is missing")
-    return ResponseValidator(SPEC, path_aliases={})
-
-
 @pytest.fixture
-def standin(validator: ResponseValidator) -> Iterator[PagerDutyStandin]:
-    checked: list[str] = []
-
-    def check(method: str, path: str, status: int, body: object) -> None:
-        checked.append(f"{method} {path} {status}")
-        validator.check(method, path, status, body)
-
-    with PagerDutyStandin(token="pd-token", validator=check) as server:
+def standin() -> Iterator[PagerDutyStandin]:
+    with validated(PagerDutyStandin, PAGERDUTY_SPEC, token="pd-token") as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked or not server.requests, "the stand-in served responses without validating them"
 
 
 def source(standin: PagerDutyStandin, *, token: str = "pd-token", page_size: int = 100) -> PagerDutyTimelineSource:

@@ -13,33 +13,17 @@ from closeloop.models import Incident, Link, Person
 from closeloop.standins.slack import SlackStandin
 from integrations.base import HttpIntegrationError
 from integrations.slack_timeline import SlackTimelineConfig, SlackTimelineSource, channel_from_url
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from tests.standins.fixtures import SLACK_SPEC, validated
 
-SPEC = SPECS_DIR / "slack-web-api.json"
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 ALICE = Person(key="alice", name="Alice", email="alice@example.com", handles={"slack": "U0ALICE"})
 
 
-@pytest.fixture(scope="module")
-def validator() -> ResponseValidator:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} is missing")
-    return ResponseValidator(SPEC, path_aliases={})
-
-
 @pytest.fixture
-def standin(validator: ResponseValidator) -> Iterator[SlackStandin]:
-    checked: list[str] = []
-
-    def check(method: str, path: str, status: int, body: object) -> None:
-        checked.append(f"{method} {path} {status}")
-        validator.check(method, path, status, body)
-
-    with SlackStandin(token="xoxb-test", validator=check) as server:
+def standin() -> Iterator[SlackStandin]:
+    with validated(SlackStandin, SLACK_SPEC, token="xoxb-test") as server:
         server.add_channel("C0INCIDENT")
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked or not server.requests, "the stand-in served responses without validating them"
 
 
 def source(standin: SlackStandin, *, token: str = "xoxb-test", page_size: int = 200,

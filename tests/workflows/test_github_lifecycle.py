@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -25,37 +23,15 @@ from temporalio.testing import WorkflowEnvironment
 from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.github import GitHubStandin
 from integrations.github_tracker import GitHubTracker, marker_tag
-from integrations.registry import Integrations, build
-from tests.standins.spec import SPECS_DIR, ResponseValidator
-from tests.temporal_env import DAY, App, eventually, incident, make_config, terminate_leftovers
+from integrations.registry import Integrations
+from tests.standins.fixtures import GITHUB_SPEC, FakeClock, validated
+from tests.temporal_env import DAY, App, eventually, incident, running_app
 from tests.workflows.drive import approve_all, draft, to_following_up
-from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
-SPEC = SPECS_DIR / "github-rest-api.json"
 CHECKOUT_REPO, DEFAULT_REPO = "acme/checkout", "acme/ops"
 MILESTONE = "Postmortem follow-ups"
 _COMMENT_KEY = re.compile(r"<!-- closeloop-comment: (.+?) -->")
-
-
-class FakeClock:
-    """What the tracker's pacing and the stand-in call "now": moved by the test, in step with the server."""
-
-    def __init__(self) -> None:
-        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
-
-    def __call__(self) -> datetime:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += timedelta(seconds=seconds)
-
-
-@pytest.fixture(scope="module")
-def validator() -> ResponseValidator:
-    if not SPEC.exists():
-        pytest.skip(f"{SPEC} is missing")
-    return ResponseValidator(SPEC)
 
 
 @pytest.fixture
@@ -64,12 +40,11 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def github(validator: ResponseValidator, clock: FakeClock) -> Iterator[GitHubStandin]:
-    with GitHubStandin(validator=validator.check, clock=lambda: clock().timestamp()) as server:
+def github(clock: FakeClock) -> Iterator[GitHubStandin]:
+    with validated(GitHubStandin, GITHUB_SPEC, clock=lambda: clock().timestamp()) as server:
         server.add_repo(CHECKOUT_REPO, collaborators=["bob-gh"], milestones={2: "Q4", 5: MILESTONE})
         server.add_repo(DEFAULT_REPO, collaborators=["bob-gh"])
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 def github_config(gh: GitHubStandin, extra: str = "") -> str:
@@ -93,21 +68,9 @@ milestone = "{MILESTONE}"
 """
 
 
-async def start_app(env: WorkflowEnvironment, tmp_path: Path, extra: str) -> AsyncIterator[tuple[App, Integrations]]:
-    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
-    config = make_config(tmp_path, task_queue=task_queue, extra=extra)
-    integrations = build(config)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(env.client, integrations, task_queue, executor=executor):
-            app = App(env=env, config=config, store=integrations.store, task_queue=task_queue)
-            yield app, integrations
-            await terminate_leftovers(app)
-    integrations.store.close()
-
-
 @pytest_asyncio.fixture
 async def github_app(time_env: WorkflowEnvironment, tmp_path: Path, github: GitHubStandin) -> AsyncIterator[App]:
-    async for app, _ in start_app(time_env, tmp_path, github_config(github)):
+    async with running_app(time_env, tmp_path, extra=github_config(github)) as app:
         yield app
 
 
@@ -183,11 +146,13 @@ LIMIT = 2
 @pytest_asyncio.fixture
 async def paced_app(time_env: WorkflowEnvironment, tmp_path: Path, github: GitHubStandin,
                     clock: FakeClock) -> AsyncIterator[App]:
-    async for app, integrations in start_app(time_env, tmp_path,
-                                             github_config(github, f"content_per_minute = {LIMIT}")):
+    def paced(integrations: Integrations) -> None:
         tracker = integrations.tracker("github")
         assert isinstance(tracker, GitHubTracker) and tracker.store is integrations.store
         tracker.clock = clock  # the pacing's "now" moves with the test, not with the wall
+
+    async with running_app(time_env, tmp_path, extra=github_config(github, f"content_per_minute = {LIMIT}"),
+                           adjust=paced) as app:
         yield app
 
 

@@ -5,9 +5,7 @@ and a Jira outage that delays the ticket and fails nothing."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -17,27 +15,19 @@ from temporalio.testing import WorkflowEnvironment
 
 from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.jira import JiraStandin
-from integrations.registry import build
-from tests.standins.spec import ResponseValidator
-from tests.temporal_env import DAY, App, incident, make_config, terminate_leftovers
+from tests.standins.fixtures import JIRA_SPEC, validated
+from tests.temporal_env import DAY, App, incident, running_app
 from tests.workflows.drive import approve_all, draft, to_following_up
-from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
-
-SPEC = Path(__file__).resolve().parents[2].parent / "shared" / "specs" / "jira-platform-v3.json"
-
 
 @pytest.fixture
 def jira() -> Iterator[JiraStandin]:
-    validator = ResponseValidator(SPEC)
-    with JiraStandin(project="CL", users={"acc-bob": "Bob Reviewer"}, validator=validator.check) as server:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", users={"acc-bob": "Bob Reviewer"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest_asyncio.fixture
 async def jira_app(time_env: WorkflowEnvironment, tmp_path: Path, jira: JiraStandin) -> AsyncIterator[App]:
-    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
     extra = f"""
 [services.checkout.policy]
 tracker = "jira"
@@ -50,12 +40,8 @@ url = "{jira.url}"
 project = "CL"
 timeout = 2.0
 """
-    config = make_config(tmp_path, task_queue=task_queue, extra=extra)
-    integrations = build(config)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
-            yield App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
-    integrations.store.close()
+    async with running_app(time_env, tmp_path, extra=extra) as app:
+        yield app
 
 
 async def test_action_items_become_jira_issues_once_with_reminders_as_comments(jira_app: App,
@@ -115,25 +101,17 @@ custom_fields = {{ customfield_10010 = "{{incident}} {{severity}}", customfield_
 
 @pytest.fixture
 def pay_jira() -> Iterator[JiraStandin]:
-    validator = ResponseValidator(SPEC)
-    with JiraStandin(project="CL", projects={"PAY": "Payments"}, components={"PAY": ["checkout-api"]},
-                     custom_fields={"customfield_10010": "Incident", "customfield_10020": "Team"},
-                     users={"acc-bob": "Bob Reviewer"}, validator=validator.check) as server:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", projects={"PAY": "Payments"},
+                   components={"PAY": ["checkout-api"]},
+                   custom_fields={"customfield_10010": "Incident", "customfield_10020": "Team"},
+                   users={"acc-bob": "Bob Reviewer"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest_asyncio.fixture
 async def pay_app(time_env: WorkflowEnvironment, tmp_path: Path, pay_jira: JiraStandin) -> AsyncIterator[App]:
-    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
-    config = make_config(tmp_path, task_queue=task_queue, extra=PER_SERVICE.format(url=pay_jira.url))
-    integrations = build(config)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
-            app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
-            yield app
-            await terminate_leftovers(app)
-    integrations.store.close()
+    async with running_app(time_env, tmp_path, extra=PER_SERVICE.format(url=pay_jira.url)) as app:
+        yield app
 
 
 async def test_service_settings_reach_the_issue_and_a_lost_response_opens_no_second(pay_app: App,

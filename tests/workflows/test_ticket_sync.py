@@ -10,9 +10,7 @@ tracker is added to the worker's integrations by hand."""
 from __future__ import annotations
 
 import asyncio
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,54 +25,32 @@ from closeloop.models import ActionItem, ActionItemInput, CompleteItem, Incident
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
 from integrations.github_tracker import GitHubConfig, GitHubTracker
-from integrations.registry import build
+from integrations.registry import Integrations
 from tests.closeloop.cli.test_cli_lifecycle import Cli
-from tests.standins.spec import SPECS_DIR, ResponseValidator
-from tests.temporal_env import DAY, App, eventually, incident, make_config, terminate_leftovers
-from worker import build_worker
+from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
+from tests.temporal_env import DAY, App, eventually, incident, make_config, running_app
 from workflows.action_item import ActionItemWorkflow
 from workflows.sweeps import SweepInput, TicketSyncWorkflow
 
 REPO = "acme/checkout"
 
 
-def validated(spec: str) -> tuple[list[str], Any]:
-    path = SPECS_DIR / spec
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
-    validator = ResponseValidator(path)
-    checked: list[str] = []
-
-    def check(method: str, route: str, status: int, body: object) -> None:
-        checked.append(f"{method} {route} {status}")
-        validator.check(method, route, status, body)
-
-    return checked, check
-
-
 @pytest.fixture
 def jira() -> Iterator[JiraStandin]:
-    checked, check = validated("jira-platform-v3.json")
-    with JiraStandin(project="CL", users={"acc-bob": "Bob Reviewer"}, validator=check) as server:
+    with validated(JiraStandin, JIRA_SPEC, must_serve=True, project="CL", users={"acc-bob": "Bob Reviewer"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked, "the Jira stand-in served nothing validated"
 
 
 @pytest.fixture
 def github() -> Iterator[GitHubStandin]:
-    checked, check = validated("github-rest-api.json")
-    with GitHubStandin(validator=check) as server:
+    with validated(GitHubStandin, GITHUB_SPEC, must_serve=True) as server:
         server.add_repo(REPO, collaborators=["bob-gh"])
         yield server
-    assert server.violations == [], "\n".join(server.violations)
-    assert checked, "the GitHub stand-in served nothing validated"
 
 
 @pytest_asyncio.fixture
 async def sync_app(time_env: WorkflowEnvironment, tmp_path: Path, jira: JiraStandin,
                    github: GitHubStandin) -> AsyncIterator[App]:
-    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
     extra = f"""
 [people.bob.handles]
 jira = "acc-bob"
@@ -85,16 +61,13 @@ url = "{jira.url}"
 project = "CL"
 timeout = 2.0
 """
-    config = make_config(tmp_path, task_queue=task_queue, extra=extra)
-    integrations = build(config)
-    integrations.trackers["github"] = GitHubTracker(GitHubConfig(repo=REPO, token="t", base_url=github.base_url,
-                                                                 timeout=2.0))
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
-            app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
-            yield app
-            await terminate_leftovers(app)
-    integrations.store.close()
+
+    def add_github(integrations: Integrations) -> None:
+        integrations.trackers["github"] = GitHubTracker(GitHubConfig(repo=REPO, token="t", base_url=github.base_url,
+                                                                     timeout=2.0))
+
+    async with running_app(time_env, tmp_path, extra=extra, adjust=add_github) as app:
+        yield app
 
 
 @dataclass

@@ -6,9 +6,7 @@ derived durations; a source that fails becomes a note and the lifecycle goes on.
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -21,11 +19,10 @@ from closeloop.models import Incident, Stage, TimelineEvent
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.pagerduty import PagerDutyStandin
 from closeloop.standins.slack import SlackStandin
-from integrations.registry import build
-from tests.standins.spec import SPECS_DIR, ResponseValidator
-from tests.temporal_env import App, make_config
+from integrations.registry import Integrations
+from tests.standins.fixtures import GITHUB_SPEC, PAGERDUTY_SPEC, SLACK_SPEC, validated
+from tests.temporal_env import App, running_app
 from tests.workflows.drive import draft
-from worker import build_worker
 from workflows.postmortem import PostmortemWorkflow
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
@@ -42,28 +39,13 @@ class Standins:
     slack: SlackStandin
 
 
-def _validated(spec: str, checked: list[str]):  # type: ignore[no-untyped-def]
-    path = SPECS_DIR / spec
-    if not path.exists():
-        pytest.skip(f"{path} is missing")
-    validator = ResponseValidator(path, path_aliases={})
-
-    def check(method: str, url_path: str, status: int, body: object) -> None:
-        checked.append(f"{spec} {method} {url_path} {status}")
-        validator.check(method, url_path, status, body)
-    return check
-
-
 @pytest.fixture
 def standins() -> Iterator[Standins]:
-    checked: list[str] = []
-    with PagerDutyStandin(token="pd-token", max_limit=3, validator=_validated("pagerduty-rest.json", checked)) as pd, \
-            GitHubStandin(validator=_validated("github-rest-api.json", checked)) as gh, \
-            SlackStandin(token="xoxb-test", validator=_validated("slack-web-api.json", checked)) as slack:
+    """All three stand-ins; each must have validated at least one response by the end of the test."""
+    with validated(PagerDutyStandin, PAGERDUTY_SPEC, must_serve=True, token="pd-token", max_limit=3) as pd, \
+            validated(GitHubStandin, GITHUB_SPEC, must_serve=True) as gh, \
+            validated(SlackStandin, SLACK_SPEC, must_serve=True, token="xoxb-test") as slack:
         yield Standins(pd, gh, slack)
-    for server in (pd, gh, slack):
-        assert server.violations == [], "\n".join(server.violations)
-    assert {c.split()[0] for c in checked} == {"pagerduty-rest.json", "github-rest-api.json", "slack-web-api.json"}
 
 
 def _config_extra(s: Standins) -> str:
@@ -103,18 +85,12 @@ async def timeline_app(time_env: WorkflowEnvironment, tmp_path: Path, standins: 
     monkeypatch.setenv("CLOSELOOP_PAGERDUTY_TOKEN", tokens.get("pagerduty", "pd-token"))
     monkeypatch.setenv("CLOSELOOP_GITHUB_TOKEN", "gh-token")
     monkeypatch.setenv("CLOSELOOP_SLACK_TOKEN", tokens.get("slack", "xoxb-test"))
-    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
-    config = make_config(tmp_path, task_queue=task_queue, extra=_config_extra(standins))
-    integrations = build(config)
-    assert {"pagerduty", "github", "slack"} <= set(integrations.timeline_sources)
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
-            the_app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
-            yield the_app
-            from tests.temporal_env import terminate_leftovers
 
-            await terminate_leftovers(the_app)
-    integrations.store.close()
+    def all_sources(integrations: Integrations) -> None:
+        assert {"pagerduty", "github", "slack"} <= set(integrations.timeline_sources)
+
+    async with running_app(time_env, tmp_path, extra=_config_extra(standins), adjust=all_sources) as the_app:
+        yield the_app
 
 
 def the_incident() -> Incident:

@@ -9,9 +9,7 @@ own tests in tests/closeloop/web/)."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,12 +21,11 @@ from temporalio.testing import WorkflowEnvironment
 from closeloop.models import ActionItemSpec, CompleteItem, ItemStatus, Stage, WontDoReason
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
-from integrations.registry import build
-from tests.standins.spec import SPECS_DIR, ResponseValidator
-from tests.temporal_env import App, eventually, incident, make_config, terminate_leftovers
+from integrations.registry import Integrations
+from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
+from tests.temporal_env import App, eventually, incident, running_app
 from tests.workflows.drive import approve_all, draft
 from tests.workflows.test_ticket_sync import signalled, sweep
-from worker import build_worker
 from workflows.action_item import ActionItemWorkflow
 from workflows.postmortem import PostmortemWorkflow
 
@@ -91,35 +88,26 @@ def _github(server: GitHubStandin) -> Tracker:
 @pytest.fixture(params=["jira", "github"])
 def tracker(request: pytest.FixtureRequest) -> Iterator[Tracker]:
     if request.param == "jira":
-        validator = ResponseValidator(SPECS_DIR / "jira-platform-v3.json")
         users = {jira: person.title() for person, (jira, _gh) in HANDLES.items()}
-        with JiraStandin(project="CL", users=users, validator=validator.check) as jira_server:
+        with validated(JiraStandin, JIRA_SPEC, project="CL", users=users) as jira_server:
             yield _jira(jira_server)
-        server: Any = jira_server
     else:
-        validator = ResponseValidator(SPECS_DIR / "github-rest-api.json")
-        with GitHubStandin(validator=validator.check) as gh_server:
+        with validated(GitHubStandin, GITHUB_SPEC) as gh_server:
             gh_server.add_repo(REPO, collaborators=[gh for _jira, gh in HANDLES.values()])
             yield _github(gh_server)
-        server = gh_server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest_asyncio.fixture
 async def tracker_app(time_env: WorkflowEnvironment, tmp_path: Path, tracker: Tracker) -> AsyncIterator[App]:
-    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
     extra = f'[services.checkout.policy]\ntracker = "{tracker.name}"\n\n' + tracker.config
     for person, (jira, gh) in HANDLES.items():
         extra += f'\n[people.{person}.handles]\njira = "{jira}"\ngithub = "{gh}"\n'
-    config = make_config(tmp_path, task_queue=task_queue, extra=extra)
-    integrations = build(config)
-    assert tracker.name in integrations.trackers  # built from the config, not by hand
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
-            app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
-            yield app
-            await terminate_leftovers(app)
-    integrations.store.close()
+
+    def built_from_config(integrations: Integrations) -> None:
+        assert tracker.name in integrations.trackers  # built from the config, not by hand
+
+    async with running_app(time_env, tmp_path, extra=extra, adjust=built_from_config) as app:
+        yield app
 
 
 async def test_tickets_follow_the_items_both_ways(tracker_app: App, tracker: Tracker) -> None:

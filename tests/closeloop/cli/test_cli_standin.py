@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 import requests
@@ -33,6 +34,19 @@ def serve(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
     return proc, lines
 
 
+def answers(validator: ResponseValidator, base_url: str, calls: list[tuple[str, str, Any, int]],
+            **kw: Any) -> list[Any]:
+    """The bodies of (method, path, JSON payload, status) requests to the stand-in, each answered with that
+    status and a body valid against the spec."""
+    bodies = []
+    for method, path, payload, status in calls:
+        response = requests.request(method, base_url + path, json=payload, timeout=5, **kw)
+        assert response.status_code == status, response.text
+        validator.check(method, path, status, response.json())
+        bodies.append(response.json())
+    return bodies
+
+
 def stop(proc: subprocess.Popen[str]) -> None:
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(10) == 0
@@ -49,13 +63,7 @@ def test_github_standin_serves_what_it_prints() -> None:
         assert f'base_url = "{base_url}"\n' in lines and 'repo = "acme/ops"\n' in lines
         calls = [("GET", "/repos/acme/api", None, 200), ("GET", "/repos/acme/api/milestones", None, 200),
                  ("POST", "/repos/acme/api/issues", {"title": "t", "assignees": ["bob-gh"], "milestone": 1}, 201)]
-        bodies = []
-        for method, path, payload, status in calls:
-            response = requests.request(method, base_url + path, json=payload, timeout=5,
-                                        headers={"Authorization": "token anything"})
-            assert response.status_code == status, response.text
-            validator.check(method, path, status, response.json())
-            bodies.append(response.json())
+        bodies = answers(validator, base_url, calls, headers={"Authorization": "token anything"})
         assert [m["title"] for m in bodies[1]] == ["Postmortem follow-ups"]
         assert bodies[2]["number"] == 1 and bodies[2]["assignees"][0]["login"] == "bob-gh"
     finally:
@@ -75,12 +83,7 @@ def test_jira_standin_serves_what_it_prints() -> None:
                   "assignee": {"accountId": "acc-bob"}, "components": [{"name": "checkout-api"}]}
         calls = [("GET", "/rest/api/2/serverInfo", None, 200), ("POST", "/rest/api/2/issue", {"fields": fields}, 201),
                  ("GET", "/rest/api/2/issue/PAY-1", None, 200)]
-        bodies = []
-        for method, path, payload, status in calls:
-            response = requests.request(method, url + path, json=payload, timeout=5, auth=("me@example.com", "x"))
-            assert response.status_code == status, response.text
-            validator.check(method, path, status, response.json())
-            bodies.append(response.json())
+        bodies = answers(validator, url, calls, auth=("me@example.com", "x"))
         assert bodies[1]["key"] == "PAY-1"
         assert bodies[2]["fields"]["components"][0]["name"] == "checkout-api"
         assert bodies[2]["fields"]["project"]["key"] == "PAY"

@@ -19,7 +19,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -40,11 +39,11 @@ from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
 from closeloop.web.app import create_app
 from integrations.github_tracker import GitHubConfig, GitHubTracker
-from integrations.registry import build
+from integrations.registry import Integrations
 from tests.closeloop.web.conftest import ALL_SECRETS
-from tests.standins.spec import SPEC_URI, SPECS_DIR, ResponseValidator
-from tests.temporal_env import DAY, App, incident, make_config, terminate_leftovers
-from worker import build_worker
+from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, spec_validator, validated
+from tests.standins.spec import SPEC_URI, SPECS_DIR
+from tests.temporal_env import DAY, App, incident, running_app
 from workflows.action_item import ActionItemWorkflow
 
 JIRA_SECRETS = ("jira-hook-secret-old-0123", "jira-hook-secret-new-4567")
@@ -73,14 +72,9 @@ def github_schema_errors(action: str, payload: dict[str, Any]) -> list[str]:
             for e in validator.iter_errors(payload)]
 
 
-@cache
-def _jira_spec() -> ResponseValidator:
-    return ResponseValidator(SPECS_DIR / "jira-platform-v3.json")
-
-
 def jira_issue_errors(issue: dict[str, Any]) -> list[str]:
     validator = OAS30Validator({"$ref": f"{SPEC_URI}#/components/schemas/IssueBean"},
-                               registry=_jira_spec().registry)
+                               registry=spec_validator(JIRA_SPEC).registry)
     return [f"issue/{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(issue)]
 
 
@@ -190,32 +184,24 @@ def _web(app: App) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://closeloop.test")
 
 
-@cache
-def _github_rest_spec() -> ResponseValidator:
-    return ResponseValidator(SPECS_DIR / "github-rest-api.json", path_aliases={})
-
-
 @pytest.fixture
 def jira() -> Iterator[JiraStandin]:
-    with JiraStandin(project="CL", users={"acc-bob": "Bob Reviewer"}, validator=_jira_spec().check) as server:
+    with validated(JiraStandin, JIRA_SPEC, project="CL", users={"acc-bob": "Bob Reviewer"}) as server:
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest.fixture
 def github() -> Iterator[GitHubStandin]:
-    with GitHubStandin(validator=_github_rest_spec().check) as server:
+    with validated(GitHubStandin, GITHUB_SPEC) as server:
         server.add_repo(REPO, collaborators=["bob-gh"])
         server.add_repo("acme/platform", collaborators=["bob-gh"])
         yield server
-    assert server.violations == [], "\n".join(server.violations)
 
 
 @pytest_asyncio.fixture
 async def hooks(time_env: WorkflowEnvironment, tmp_path: Path, jira: JiraStandin,
                 github: GitHubStandin) -> AsyncIterator[Hooks]:
     """A closeloop app with both trackers on their stand-ins, its worker, and the web app on its store."""
-    task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
     extra = f"""
 [services.payments.policy]
 tracker = "jira"
@@ -229,19 +215,17 @@ url = "{jira.url}"
 project = "CL"
 timeout = 2.0
 """
-    config = make_config(tmp_path, task_queue=task_queue, extra=extra)
-    integrations = build(config)
-    # the registry builds no GitHub tracker from the config yet: wire the real one to the stand-in
-    integrations.trackers["github"] = GitHubTracker(
-        GitHubConfig(repo=REPO, token="t", base_url=github.base_url, timeout=2.0),
-        people={p: config.person(p) for p in config.people if config.person(p)})  # type: ignore[misc]
-    with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
-            app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
-            async with _web(app) as http:
-                yield Hooks(http=http, app=app)
-            await terminate_leftovers(app)
-    integrations.store.close()
+
+    def add_github(integrations: Integrations) -> None:
+        # the registry builds no GitHub tracker from the config yet: wire the real one to the stand-in
+        config = integrations.config
+        integrations.trackers["github"] = GitHubTracker(
+            GitHubConfig(repo=REPO, token="t", base_url=github.base_url, timeout=2.0),
+            people={p: config.person(p) for p in config.people if config.person(p)})  # type: ignore[misc]
+
+    async with running_app(time_env, tmp_path, extra=extra, adjust=add_github) as app:
+        async with _web(app) as http:
+            yield Hooks(http=http, app=app)
 
 
 async def signals(handle: WorkflowHandle[Any, Any]) -> list[dict[str, Any]]:

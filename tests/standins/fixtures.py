@@ -1,0 +1,79 @@
+"""A stand-in server whose every response is validated against the vendor's description, for a test.
+
+    with validated(JiraStandin, "jira-platform-v3.json", project="CL", users={"acc-bob": "Bob"}) as jira:
+        ...                                     # jira.url, jira.issues, jira.fail_next(...), ...
+
+`validated(StandinClass, spec, **kwargs)` starts `StandinClass(validator=..., **kwargs)` with a validator
+that checks each JSON response against `SPECS_DIR / spec` (tests/standins/spec.py) and counts it, and yields
+the running server. When the block ends it fails if a violation was recorded, or if the server answered
+requests but validated none of its responses; with `must_serve=True` also if it validated nothing at all.
+A missing spec file skips the test.
+
+`spec_validator(spec)` is the `ResponseValidator` for a spec file, loaded once per test run: Jira's with the
+v2 -> v3 path alias, the others with none. `FakeClock` is a "now" the test moves (for a tracker's pacing and
+a stand-in's `clock`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta, timezone
+from functools import cache
+from typing import Any, TypeVar
+
+import pytest
+
+from tests.standins.spec import SPECS_DIR, ResponseValidator
+
+S = TypeVar("S")
+
+JIRA_SPEC, GITHUB_SPEC = "jira-platform-v3.json", "github-rest-api.json"
+PAGERDUTY_SPEC, SLACK_SPEC = "pagerduty-rest.json", "slack-web-api.json"
+
+
+@cache
+def _load(spec: str) -> ResponseValidator:
+    # Jira: the client speaks v2, the description is v3 (ResponseValidator's default alias); no other
+    # vendor's paths start with /rest/api/2/.
+    return ResponseValidator(SPECS_DIR / spec, path_aliases=None if spec == JIRA_SPEC else {})
+
+
+def spec_validator(spec: str) -> ResponseValidator:
+    """The validator for `SPECS_DIR / spec`; skips the test when the file is missing."""
+    path = SPECS_DIR / spec
+    if not path.exists():
+        pytest.skip(f"{path} is missing")
+    return _load(spec)
+
+
+@contextmanager
+def validated(standin_class: type[S], spec: str, *, must_serve: bool = False, **kwargs: Any) -> Iterator[S]:
+    """`standin_class(validator=..., **kwargs)`, running, with every response checked against `spec`."""
+    validator = spec_validator(spec)
+    checked: list[str] = []
+
+    def check(method: str, path: str, status: int, body: object) -> None:
+        checked.append(f"{method} {path} {status}")
+        validator.check(method, path, status, body)
+
+    with standin_class(validator=check, **kwargs) as server:  # type: ignore[call-arg]
+        yield server
+    s: Any = server
+    assert s.violations == [], "\n".join(s.violations)
+    assert checked or not s.requests, f"the {standin_class.__name__} served responses without validating them"
+    if must_serve:
+        assert checked, f"the {standin_class.__name__} served nothing validated"
+
+
+class FakeClock:
+    """What the tracker's pacing and the stand-in call "now": moved by the test, in step with the server."""
+
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 2, 9, 0, tzinfo=timezone.utc)
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
