@@ -102,11 +102,12 @@ async def test_worker_killed_while_the_tracker_creates_tickets_leaves_one_per_it
     await _until("a create in flight", lambda: server.requests[creates] >= 1, 120, lc)
     app.workers.kill("create in flight")
     lc.mark(f"worker killed with {server.requests[creates]} create(s) in flight, {len(tracker.issues())} issue(s)")
+    in_flight = server.requests[creates]
     # The stand-in finishes what it was asked: the issues exist, their keys never reached a worker.
-    await _until("the in-flight creates to land", lambda: len(tracker.issues()) >= server.requests[creates], 30, lc)
+    await asyncio.sleep(CREATE_DELAY + 2)
     orphans = len(tracker.issues())
-    assert orphans >= 1
-    lc.mark(f"{orphans} issue(s) created with nobody to record them")
+    assert orphans >= 1, lc.diagnostics()
+    lc.mark(f"{orphans} of {in_flight} in-flight create(s) landed with nobody to record them")
 
     app.workers.start()
     app.workers.wait_ready()
@@ -120,4 +121,6 @@ async def test_worker_killed_while_the_tracker_creates_tickets_leaves_one_per_it
     assert sorted(markers) == sorted(f"closeloop:{item_id}" for item_id in items)
     assert sorted(i.ticket_key for i in items.values()) == sorted(issues)
     assert all(tracker.title(issues[i.ticket_key]) == i.title for i in items.values())
-    assert server.requests[creates] == len(ITEMS)  # the retries looked the orphans up instead of creating again
+    # the retries looked the orphans up instead of creating again: one create per item, plus one for each
+    # in-flight create that did not land (if any)
+    assert server.requests[creates] == len(ITEMS) + (in_flight - orphans)
