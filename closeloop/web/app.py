@@ -17,7 +17,8 @@ import hashlib
 import hmac
 import json
 import re
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from datetime import datetime, timezone
 from typing import Any
 
@@ -276,11 +277,18 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
     secrets = load_secrets() if secrets is None else secrets
     limit = config.web.max_body_bytes
     task_queue = config.temporal.task_queue
-    app = FastAPI(title="closeloop", docs_url=None, redoc_url=None, openapi_url=None)
+    owned: list[Store] = []  # a store the app opened itself, closed when it shuts down
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        for opened in owned:
+            await asyncio.to_thread(opened.close)
+
+    app = FastAPI(title="closeloop", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     client_lock = asyncio.Lock()
     cached: list[Client] = []
     stores: list[Store] = [store] if store is not None else []
-    owned: list[Store] = []  # a store the app opened itself, closed when it shuts down
 
     async def the_store() -> Store:
         if not stores:
@@ -290,11 +298,6 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
                     owned.append(opened)
                     stores.append(opened)
         return stores[0]
-
-    @app.on_event("shutdown")
-    async def _close_store() -> None:
-        for s in owned:
-            await asyncio.to_thread(s.close)
 
     async def add_timeline(incident: Incident, events: list[TimelineEvent], *, notes: bool = False,
                            known_only: bool = False) -> int | None:
