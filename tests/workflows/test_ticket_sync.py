@@ -4,8 +4,8 @@ validated against the vendors' specs), tickets changed behind closeloop's back t
 and sweeps that tell each item once, leave the rest alone, and survive one tracker failing.
 
 The items are ActionItemWorkflows started directly (the lifecycle that starts them is covered by
-test_jira_lifecycle.py and test_action_items.py): the config has no GitHub section yet, so the GitHub
-tracker is added to the worker's integrations by hand."""
+test_jira_lifecycle.py and test_tracker_lifecycles.py); both trackers are built from the config's
+`[trackers.jira]` and `[trackers.github]` sections, as a user configures them."""
 
 from __future__ import annotations
 
@@ -24,8 +24,6 @@ from activities.reconcile import SyncSummary
 from closeloop.models import ActionItem, ActionItemInput, CompleteItem, Incident, ItemStatus
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
-from integrations.github_tracker import GitHubConfig, GitHubTracker
-from integrations.registry import Integrations
 from tests.closeloop.cli.test_cli_lifecycle import Cli
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
 from tests.temporal_env import DAY, App, eventually, incident, make_config, running_app
@@ -60,13 +58,13 @@ github = "bob-gh"
 url = "{jira.url}"
 project = "CL"
 timeout = 2.0
+
+[trackers.github]
+base_url = "{github.base_url}"
+repo = "{REPO}"
+timeout = 2.0
 """
-
-    def add_github(integrations: Integrations) -> None:
-        integrations.trackers["github"] = GitHubTracker(GitHubConfig(repo=REPO, token="t", base_url=github.base_url,
-                                                                     timeout=2.0))
-
-    async with running_app(time_env, tmp_path, extra=extra, adjust=add_github) as app:
+    async with running_app(time_env, tmp_path, extra=extra) as app:
         yield app
 
 

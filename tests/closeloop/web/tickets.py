@@ -38,8 +38,6 @@ from closeloop.models import ActionItem, ActionItemInput, action_item_workflow_i
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
 from closeloop.web.app import create_app
-from integrations.github_tracker import GitHubConfig, GitHubTracker
-from integrations.registry import Integrations
 from tests.closeloop.web.conftest import ALL_SECRETS
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, spec_validator, validated
 from tests.standins.spec import SPEC_URI, SPECS_DIR
@@ -214,16 +212,13 @@ github = "bob-gh"
 url = "{jira.url}"
 project = "CL"
 timeout = 2.0
+
+[trackers.github]
+base_url = "{github.base_url}"
+repo = "{REPO}"
+timeout = 2.0
 """
-
-    def add_github(integrations: Integrations) -> None:
-        # the registry builds no GitHub tracker from the config yet: wire the real one to the stand-in
-        config = integrations.config
-        integrations.trackers["github"] = GitHubTracker(
-            GitHubConfig(repo=REPO, token="t", base_url=github.base_url, timeout=2.0),
-            people={p: config.person(p) for p in config.people if config.person(p)})  # type: ignore[misc]
-
-    async with running_app(time_env, tmp_path, extra=extra, adjust=add_github) as app:
+    async with running_app(time_env, tmp_path, extra=extra) as app:
         async with _web(app) as http:
             yield Hooks(http=http, app=app)
 
