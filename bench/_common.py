@@ -7,10 +7,11 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -134,3 +135,19 @@ def one_line(e: BaseException) -> str:
         parts.append(f"{type(cur).__name__}: {text}" if text else type(cur).__name__)
         cur = getattr(cur, "cause", None) or cur.__cause__
     return " <- ".join(parts)
+
+
+def run_reporting_errors(run: Callable[[], dict[str, Any]]) -> dict[str, Any] | int:
+    """Run a benchmark: its result, or, when it fails, the exit code after one line on stderr (1 for an
+    error, 130 for Ctrl-C). No traceback reaches the user."""
+    try:
+        return run()
+    except BenchError as e:
+        print(f"bench: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception as e:  # noqa: BLE001 - one line, whatever it was
+        print(f"bench: {one_line(e)}", file=sys.stderr)
+        return 1

@@ -34,7 +34,7 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from _common import BenchError, Cpu, dev_server, one_line  # noqa: E402
+from _common import BenchError, Cpu, dev_server, run_reporting_errors  # noqa: E402
 from _common import child_pids as server_pids  # noqa: E402
 from _common import redact as _redact  # noqa: E402
 from bare import BareInput, BareWorkflow, noop  # noqa: E402
@@ -480,28 +480,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     closeloop_logging.configure(args.log_level, json=False, stream=sys.stderr)
     drop: Callable[[], None] | None = None
-    try:
+
+    def run() -> dict[str, Any]:
+        nonlocal drop
         with tempfile.TemporaryDirectory(prefix="closeloop-bench-") as tmp:
             if args.db_url:
                 db_url, drop = create_pg_database(args.db_url)
             else:
                 db_url = f"sqlite:///{Path(tmp) / 'closeloop.db'}"
-            result = asyncio.run(bench(args, db_url, Path(tmp)))
-    except BenchError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - one line, whatever it was
-        print(f"bench: {one_line(e)}", file=sys.stderr)
-        return 1
+            return asyncio.run(bench(args, db_url, Path(tmp)))
+
+    try:
+        result = run_reporting_errors(run)
     finally:
         if drop:
             try:
                 drop()
             except Exception as e:  # noqa: BLE001
                 print(f"bench: could not drop the benchmark database: {e}", file=sys.stderr)
+    if isinstance(result, int):
+        return result
     print(json.dumps(result, indent=2) if args.json else table(result))
     return 0
 

@@ -38,7 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import ROOT, BenchError, child_pids, cpu_seconds, dev_server, one_line, venv_binary  # noqa: E402
+from _common import ROOT, BenchError, child_pids, cpu_seconds, dev_server, run_reporting_errors, venv_binary  # noqa: E402
 
 import httpx  # noqa: E402
 from temporalio.api.enums.v1 import TaskQueueType  # noqa: E402
@@ -517,18 +517,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    try:
+    def run() -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="closeloop-webbench-") as tmp:
-            result = asyncio.run(bench(args, Path(tmp)))
-    except BenchError as e:
-        print(f"bench: {e}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        print("bench: interrupted", file=sys.stderr)
-        return 130
-    except Exception as e:  # noqa: BLE001 - one line, whatever it was
-        print(f"bench: {one_line(e)}", file=sys.stderr)
-        return 1
+            return asyncio.run(bench(args, Path(tmp)))
+
+    result = run_reporting_errors(run)
+    if isinstance(result, int):
+        return result
     print(json.dumps(result, indent=2) if args.json else table(result))
     return 0 if result["ok"] else 2
 
