@@ -212,7 +212,7 @@ async def test_content_creation_stays_under_the_limit_and_extra_attempts_wait(pa
         await app.env.sleep(20)
         await eventually(lambda: len(created()) == LIMIT * (minute + 1), timeout=30)
 
-    final = await app.wait_for(handle, lambda s: all(i.ticket_key for i in s.items))
+    final = await app.wait_for(handle, lambda s: len(s.items) == 3 and all(i.ticket_key for i in s.items))
     assert len(all_issues(github)) == 3 and github.requests["POST /repos/{owner}/{repo}/issues"] == 3
     assert sorted(i.ticket_key for i in final.items) == [f"{CHECKOUT_REPO}#{n}" for n in (1, 2, 3)]
     for _, issue in all_issues(github):

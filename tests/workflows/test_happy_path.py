@@ -52,7 +52,8 @@ async def test_happy_path(app: App) -> None:
     await app.wait_stage(handle, Stage.in_review)
     await handle.execute_update(PostmortemWorkflow.review, ReviewVote(reviewer="bob", decision=ReviewDecision.approve))
     await handle.execute_update(PostmortemWorkflow.review, ReviewVote(reviewer="erin", decision=ReviewDecision.approve))
-    state = await app.wait_for(handle, lambda s: s.stage == Stage.following_up and all(i.ticket_key for i in s.items))
+    state = await app.wait_for(handle, lambda s: s.stage == Stage.following_up and len(s.items) == 2
+                               and all(i.ticket_key for i in s.items))
     assert state.document_ref and state.document_ref.endswith(".html")
     assert sorted(i.ticket_key for i in state.items) == ["LOCAL-1", "LOCAL-2"]
     assert len(app.store.tickets()) == 2
