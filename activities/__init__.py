@@ -3,7 +3,7 @@ sends or creates twice) and its module states its timeout and retry policy (see 
 
 Only modules are bound here (not the functions) so `activities.notify` stays the module."""
 
-from activities import (
+from closeloop.activities import (
     collect_timeline,
     digest,
     documents,

@@ -16,8 +16,8 @@ from temporalio.client import Client
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError
 
-from integrations.base import IntegrationError
-from integrations.registry import Integrations
+from closeloop.integrations.base import IntegrationError
+from closeloop.integrations.registry import Integrations
 
 T = TypeVar("T")
 

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities._shared import deps, external_errors, heartbeat, log
+from closeloop.activities._shared import deps, external_errors, heartbeat, log
 from closeloop.models import Incident, Model, TimelineEvent
-from integrations.base import progress_to
+from closeloop.integrations.base import progress_to
 
 
 class CollectTimelineInput(Model):

@@ -8,10 +8,10 @@ from datetime import datetime
 
 from temporalio import activity
 
-from activities._shared import deps, log
+from closeloop.activities._shared import deps, log
 from closeloop.models import Model
 from closeloop.rendering import render_notification
-from integrations.base import Notification
+from closeloop.integrations.base import Notification
 
 
 class DigestInput(Model):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities._shared import deps, log
+from closeloop.activities._shared import deps, log
 from closeloop.models import PostmortemState
 from closeloop.rendering import render_document, render_draft
 

@@ -8,10 +8,10 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._shared import deps, external_errors, log
+from closeloop.activities._shared import deps, external_errors, log
 from closeloop.models import Model
 from closeloop.rendering import render_notification
-from integrations.base import Notification
+from closeloop.integrations.base import Notification
 
 
 class NotifyInput(Model):

@@ -52,10 +52,10 @@ from temporalio import activity
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from activities._shared import deps, heartbeat, log, temporal
+from closeloop.activities._shared import deps, heartbeat, log, temporal
 from closeloop.models import ActionItem, ItemStatus, Model, TicketStatusEvent, action_item_workflow_id
 from closeloop.store.store import Store
-from integrations.base import IntegrationError, Ticket, Tracker
+from closeloop.integrations.base import IntegrationError, Ticket, Tracker
 
 SOURCE = "sweep"
 KINDS = ("done", "wont_do", "reopened", "deleted", "moved")

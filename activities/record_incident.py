@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from activities._shared import deps, log
+from closeloop.activities._shared import deps, log
 from closeloop.config import ConfigError
 from closeloop.models import Incident, Model, Plan
 

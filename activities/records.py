@@ -7,7 +7,7 @@ from datetime import datetime
 
 from temporalio import activity
 
-from activities._shared import deps
+from closeloop.activities._shared import deps
 from closeloop.models import ActionItem, Incident, Model, ReviewRecord, TimelineEvent
 
 

@@ -6,10 +6,10 @@ from datetime import datetime
 
 from temporalio import activity
 
-from activities._shared import deps, log
+from closeloop.activities._shared import deps, log
 from closeloop.models import Meeting, Model, Plan
 from closeloop.scheduling import business_day_window, pick_slot
-from integrations.base import SlotTaken
+from closeloop.integrations.base import SlotTaken
 
 
 class ScheduleMeetingInput(Model):

@@ -7,9 +7,9 @@ from datetime import datetime
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities._shared import deps, external_errors, log
+from closeloop.activities._shared import deps, external_errors, log
 from closeloop.models import ActionItem, Incident, ItemStatus, Model
-from integrations.base import Ticket, TicketRequest
+from closeloop.integrations.base import Ticket, TicketRequest
 
 
 class OpenTicketInput(Model):

@@ -53,11 +53,11 @@ from closeloop.models import (  # noqa: E402
     VerdictInput,
     action_item_workflow_id,
 )
-from integrations.registry import build  # noqa: E402
+from closeloop.integrations.registry import build  # noqa: E402
 from tests.temporal_env import TEST_CONFIG  # noqa: E402
-from worker import build_worker  # noqa: E402
-from workflows.action_item import ActionItemWorkflow  # noqa: E402
-from workflows.postmortem import PostmortemWorkflow  # noqa: E402
+from closeloop.worker import build_worker  # noqa: E402
+from closeloop.workflows.action_item import ActionItemWorkflow  # noqa: E402
+from closeloop.workflows.postmortem import PostmortemWorkflow  # noqa: E402
 
 T = TypeVar("T")
 

@@ -26,15 +26,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from activities.reconcile import reconcile  # noqa: E402
+from closeloop.activities.reconcile import reconcile  # noqa: E402
 from closeloop import logging as closeloop_logging  # noqa: E402
 from closeloop.models import ActionItem, Incident, TicketStatusEvent  # noqa: E402
 from closeloop.standins.github import GitHubStandin  # noqa: E402
 from closeloop.standins.jira import JiraStandin  # noqa: E402
 from closeloop.store.store import Store  # noqa: E402
-from integrations.base import Tracker  # noqa: E402
-from integrations.github_tracker import GitHubConfig, GitHubTracker, ticket_key  # noqa: E402
-from integrations.jira_tracker import JiraConfig, JiraTracker  # noqa: E402
+from closeloop.integrations.base import Tracker  # noqa: E402
+from closeloop.integrations.github_tracker import GitHubConfig, GitHubTracker, ticket_key  # noqa: E402
+from closeloop.integrations.jira_tracker import JiraConfig, JiraTracker  # noqa: E402
 
 GOAL = 25
 PROJECT = "OPS"

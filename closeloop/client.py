@@ -19,7 +19,7 @@ from temporalio.exceptions import WorkflowAlreadyStartedError
 from closeloop import search_attributes as sa
 from closeloop.config import Config
 from closeloop.models import Incident, PostmortemInput
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 
 async def connect(config: Config) -> Client:

@@ -38,7 +38,7 @@ from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from closeloop.durations import format_duration
 from closeloop.models import Incident, PostmortemState, ReviewDecision, TimelineEvent, clamp_non_negative
-from integrations.base import Document
+from closeloop.integrations.base import Document
 
 NOTIFICATION_KINDS = (
     "draft_requested",

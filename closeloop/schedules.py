@@ -20,7 +20,7 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from workflows.sweeps import StalledDigestWorkflow, SweepInput, TicketSyncWorkflow
+from closeloop.workflows.sweeps import StalledDigestWorkflow, SweepInput, TicketSyncWorkflow
 
 DEFAULT_SYNC_EVERY = timedelta(minutes=5)
 

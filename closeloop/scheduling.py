@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 
 from closeloop.models import Person
 from closeloop.policy import MeetingPolicy, WorkingHours
-from integrations.base import Interval
+from closeloop.integrations.base import Interval
 
 __all__ = ["business_day_window", "pick_slot"]
 

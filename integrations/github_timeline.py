@@ -30,8 +30,8 @@ from github import Auth, Github, GithubException
 
 from closeloop.models import Incident, Person, TimelineEvent
 from closeloop.timeline import incident_window
-from integrations.base import TimelineSource, report_progress
-from integrations.github_tracker import GitHubError, _wrap
+from closeloop.integrations.base import TimelineSource, report_progress
+from closeloop.integrations.github_tracker import GitHubError, _wrap
 
 T = TypeVar("T")
 

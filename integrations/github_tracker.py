@@ -60,7 +60,7 @@ from github.Issue import Issue
 from github.Repository import Repository
 
 from closeloop.models import Person
-from integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
+from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 
 if TYPE_CHECKING:
     from closeloop.store.store import Store

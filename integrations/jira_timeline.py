@@ -22,8 +22,8 @@ from jira import JIRA
 from jira.exceptions import JIRAError
 
 from closeloop.models import Incident, TimelineEvent
-from integrations.base import TimelineSource, report_progress
-from integrations.jira_tracker import JiraError, _wrap
+from closeloop.integrations.base import TimelineSource, report_progress
+from closeloop.integrations.jira_tracker import JiraError, _wrap
 
 FIELDS = "summary,created,resolutiondate,resolution,status"
 

@@ -48,7 +48,7 @@ from jira import JIRA
 from jira.exceptions import JIRAError
 
 from closeloop.models import Person
-from integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
+from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 
 MARKER_PREFIX = "closeloop-marker: "
 COMMENT_PREFIX = "closeloop-comment: "

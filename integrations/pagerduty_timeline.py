@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from closeloop.models import Incident, TimelineEvent
-from integrations.base import HttpIntegrationError, TimelineSource, report_progress
+from closeloop.integrations.base import HttpIntegrationError, TimelineSource, report_progress
 
 # log entry type -> (timeline kind, key moment)
 KINDS: dict[str, tuple[str, bool]] = {

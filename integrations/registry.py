@@ -11,7 +11,7 @@ from pathlib import Path
 from closeloop.config import Config
 from closeloop.models import Person
 from closeloop.store.store import Store
-from integrations.base import Calendar, Notifier, Publisher, TimelineSource, Tracker
+from closeloop.integrations.base import Calendar, Notifier, Publisher, TimelineSource, Tracker
 
 
 @dataclass
@@ -33,24 +33,24 @@ class Integrations:
 
 
 def build(config: Config, store: Store | None = None) -> Integrations:
-    from integrations.local.calendar import LocalCalendar
-    from integrations.local.notifier import LogNotifier
-    from integrations.local.publisher import LocalPublisher
-    from integrations.local.timeline import AlertmanagerSource, IncidentFactsSource, NotesSource
-    from integrations.local.tracker import LocalTracker
+    from closeloop.integrations.local.calendar import LocalCalendar
+    from closeloop.integrations.local.notifier import LogNotifier
+    from closeloop.integrations.local.publisher import LocalPublisher
+    from closeloop.integrations.local.timeline import AlertmanagerSource, IncidentFactsSource, NotesSource
+    from closeloop.integrations.local.tracker import LocalTracker
 
     store = store or Store(config.db_url)
     template_dir = config.data_dir / "templates"
     trackers: dict[str, Tracker] = {"local": LocalTracker(store)}
     if config.trackers.jira is not None:
-        from integrations.jira_tracker import JiraConfig, JiraTracker
+        from closeloop.integrations.jira_tracker import JiraConfig, JiraTracker
 
         settings = config.trackers.jira.model_dump()
         trackers["jira"] = JiraTracker(JiraConfig(**settings, email=os.environ.get("CLOSELOOP_JIRA_EMAIL", ""),
                                                   api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", "")),
                                        people=_people(config))
     if config.trackers.github is not None:
-        from integrations.github_tracker import GitHubConfig, GitHubTracker
+        from closeloop.integrations.github_tracker import GitHubConfig, GitHubTracker
 
         trackers["github"] = GitHubTracker(
             GitHubConfig(**config.trackers.github.model_dump(), token=os.environ.get("CLOSELOOP_GITHUB_TOKEN", "")),
@@ -80,14 +80,14 @@ def _external_timeline_sources(config: Config) -> dict[str, TimelineSource]:
     settings = config.timeline
     people = _people(config)
     if settings.pagerduty is not None:
-        from integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
+        from closeloop.integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
 
         pd = settings.pagerduty
         sources["pagerduty"] = PagerDutyTimelineSource(PagerDutyTimelineConfig(
             url=pd.url, token=os.environ.get("CLOSELOOP_PAGERDUTY_TOKEN", ""), page_size=pd.page_size,
             max_pages=pd.max_pages, timeout=pd.timeout))
     if settings.github is not None:
-        from integrations.github_timeline import GitHubTimelineConfig, GitHubTimelineSource
+        from closeloop.integrations.github_timeline import GitHubTimelineConfig, GitHubTimelineSource
 
         gh = settings.github
         sources["github"] = GitHubTimelineSource(GitHubTimelineConfig(
@@ -95,7 +95,7 @@ def _external_timeline_sources(config: Config) -> dict[str, TimelineSource]:
             service_repositories=gh.service_repositories, before=gh.slack_before, include=list(gh.include),
             page_size=gh.page_size, max_pages=gh.max_pages, timeout=gh.timeout), people=people)
     if settings.slack is not None:
-        from integrations.slack_timeline import SlackTimelineConfig, SlackTimelineSource
+        from closeloop.integrations.slack_timeline import SlackTimelineConfig, SlackTimelineSource
 
         sl = settings.slack
         sources["slack"] = SlackTimelineSource(SlackTimelineConfig(
@@ -103,7 +103,7 @@ def _external_timeline_sources(config: Config) -> dict[str, TimelineSource]:
             service_channels=sl.service_channels, reactions=sl.reactions, before=sl.slack_before,
             page_size=sl.page_size, max_pages=sl.max_pages, timeout=sl.timeout), people=people)
     if settings.jira is not None:
-        from integrations.jira_timeline import JiraTimelineConfig, JiraTimelineSource
+        from closeloop.integrations.jira_timeline import JiraTimelineConfig, JiraTimelineSource
 
         jt = settings.jira
         url = jt.url or (config.trackers.jira.url if config.trackers.jira else None)

@@ -30,7 +30,7 @@ from slack_sdk.errors import SlackApiError, SlackClientError
 
 from closeloop.models import Incident, Person, TimelineEvent
 from closeloop.timeline import incident_window
-from integrations.base import HttpIntegrationError, TimelineSource, report_progress
+from closeloop.integrations.base import HttpIntegrationError, TimelineSource, report_progress
 
 RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                               "request_timeout"})

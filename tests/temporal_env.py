@@ -29,10 +29,10 @@ from closeloop.client import start_postmortem
 from closeloop.config import Config, load_config
 from closeloop.models import Incident, Stage
 from closeloop.store.store import Store
-from integrations.registry import Integrations, build
-from worker import build_worker
-from workflows.action_item import ActionItemWorkflow
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.integrations.registry import Integrations, build
+from closeloop.worker import build_worker
+from closeloop.workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 HISTORIES = Path(__file__).parent / "histories"
 

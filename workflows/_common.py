@@ -10,8 +10,8 @@ from typing import Any
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities import notify as notify_mod
-    from activities._shared import EXTERNAL
+    from closeloop.activities import notify as notify_mod
+    from closeloop.activities._shared import EXTERNAL
     from closeloop import chase as planner
     from closeloop.models import ChaseState
     from closeloop.policy import EscalationStep

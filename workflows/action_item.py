@@ -10,8 +10,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import records, tickets
-    from activities._shared import EXTERNAL, STORE
+    from closeloop.activities import records, tickets
+    from closeloop.activities._shared import EXTERNAL, STORE
     from closeloop import search_attributes as sa
     from closeloop.chase import ChaseAction, skip_past_reminders
     from closeloop.durations import format_duration
@@ -27,8 +27,8 @@ with workflow.unsafe.imports_passed_through():
         VerdictInput,
         WontDoReason,
     )
-    from integrations.base import Ticket
-    from workflows._common import Chase, send, wait_until
+    from closeloop.integrations.base import Ticket
+    from closeloop.workflows._common import Chase, send, wait_until
 
 ESCALATE_INEFFECTIVE_TO = ("owner", "manager", "skip_level")
 # Patches (workflow.patched) for behaviour added while lifecycles were running; each guards only the new

@@ -13,10 +13,10 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from activities import collect_timeline as collect_mod
-    from activities import documents, records, schedule_meeting
-    from activities import record_incident as record_mod
-    from activities._shared import BEST_EFFORT, EXTERNAL, STORE
+    from closeloop.activities import collect_timeline as collect_mod
+    from closeloop.activities import documents, records, schedule_meeting
+    from closeloop.activities import record_incident as record_mod
+    from closeloop.activities._shared import BEST_EFFORT, EXTERNAL, STORE
     from closeloop import search_attributes as sa
     from closeloop.chase import ChaseAction
     from closeloop.models import (
@@ -41,8 +41,8 @@ with workflow.unsafe.imports_passed_through():
     )
     from closeloop.timeline import failure_note, merge
     from closeloop.durations import format_duration
-    from workflows._common import Chase, send
-    from workflows.action_item import ActionItemWorkflow
+    from closeloop.workflows._common import Chase, send
+    from closeloop.workflows.action_item import ActionItemWorkflow
 
 TERMINAL = (Stage.closed, Stage.skipped, Stage.cancelled)
 

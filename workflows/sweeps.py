@@ -7,8 +7,8 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from activities import digest, reconcile
-    from activities._shared import EXTERNAL, SWEEP
+    from closeloop.activities import digest, reconcile
+    from closeloop.activities._shared import EXTERNAL, SWEEP
     from closeloop.models import Model
 
 

@@ -102,7 +102,7 @@ def draft_submit(obj: Context, postmortem: str, who: str | None, file_: str | No
           --root-cause "A bad config push" --item "Validate config before push|bob|P1|prevent"
     """
     from closeloop.models import DraftSubmission
-    from workflows.postmortem import PostmortemWorkflow
+    from closeloop.workflows.postmortem import PostmortemWorkflow
 
     wid = postmortem_id(postmortem)
     data: dict[str, Any] = {}
@@ -140,7 +140,7 @@ def draft_extend(obj: Context, postmortem: str, who: str, extra: timedelta, reas
       closeloop draft extend api/INC-1 --as alice --by 2d --reason "waiting for the vendor's RCA"
     """
     from closeloop.models import ExtensionRequest
-    from workflows.postmortem import PostmortemWorkflow
+    from closeloop.workflows.postmortem import PostmortemWorkflow
 
     wid = postmortem_id(postmortem)
     req = _model(ExtensionRequest, {"by": who, "extra": extra, "reason": reason}, "extension",
@@ -162,7 +162,7 @@ def draft_reassign(obj: Context, postmortem: str, new_owner: str, who: str, reas
       closeloop draft reassign api/INC-1 --to bob --as carol --reason "alice is on leave"
     """
     from closeloop.models import Reassignment
-    from workflows.postmortem import PostmortemWorkflow
+    from closeloop.workflows.postmortem import PostmortemWorkflow
 
     wid = postmortem_id(postmortem)
     req = _model(Reassignment, {"by": who, "new_owner": new_owner, "reason": reason}, "reassignment")
@@ -185,7 +185,7 @@ def review() -> None:
 
 def _vote(obj: Context, postmortem: str, who: str, decision: str, comment: str) -> None:
     from closeloop.models import ReviewVote
-    from workflows.postmortem import PostmortemWorkflow
+    from closeloop.workflows.postmortem import PostmortemWorkflow
 
     wid = postmortem_id(postmortem)
     vote = _model(ReviewVote, {"reviewer": who, "decision": decision, "comment": comment}, "review")
@@ -238,7 +238,7 @@ def cancel(obj: Context, postmortem: str, who: str, reason: str) -> None:
       closeloop cancel api/INC-1 --as alice --reason "duplicate of INC-0"
     """
     from closeloop.models import Cancellation
-    from workflows.postmortem import PostmortemWorkflow
+    from closeloop.workflows.postmortem import PostmortemWorkflow
 
     wid = postmortem_id(postmortem)
     req = _model(Cancellation, {"by": who, "reason": reason}, "cancellation")
@@ -275,7 +275,7 @@ def item_complete(obj: Context, item_ref: str, who: str, note: str) -> None:
       closeloop item complete api/INC-1/item-1 --as bob --note "shipped in #4711"
     """
     from closeloop.models import CompleteItem
-    from workflows.action_item import ActionItemWorkflow
+    from closeloop.workflows.action_item import ActionItemWorkflow
 
     wid = item_id(item_ref)
     _update(obj, "action item", wid, ActionItemWorkflow.complete,
@@ -297,7 +297,7 @@ def item_verdict(obj: Context, item_ref: str, who: str, effective: bool | None, 
       closeloop item verdict api/INC-1/item-1 --as bob --ineffective --note "the alert still flaps"
     """
     from closeloop.models import VerdictInput
-    from workflows.action_item import ActionItemWorkflow
+    from closeloop.workflows.action_item import ActionItemWorkflow
 
     wid = item_id(item_ref)
     if effective is None:
@@ -319,7 +319,7 @@ def item_reason(obj: Context, item_ref: str, who: str, reason: str) -> None:
       closeloop item reason api/INC-1/item-2 --as bob --reason "the service is being retired in March"
     """
     from closeloop.models import WontDoReason
-    from workflows.action_item import ActionItemWorkflow
+    from closeloop.workflows.action_item import ActionItemWorkflow
 
     wid = item_id(item_ref)
     _update(obj, "action item", wid, ActionItemWorkflow.explain_wont_do,

@@ -154,7 +154,7 @@ def _web_server(web: WebServing) -> Any:
 def _run_worker(config: Any, web: WebServing | None = None, ready: str = "") -> None:
     """Run the worker (and the web app) until SIGINT/SIGTERM; `ready` is printed once those signals already
     mean a graceful stop, so a Ctrl-C right after it is never an abrupt interrupt."""
-    import worker
+    from closeloop import worker
 
     async def go() -> None:
         stop = asyncio.Event()

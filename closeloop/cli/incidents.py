@@ -266,7 +266,7 @@ def status(obj: Context, postmortem: str | None, limit: int, as_json: bool) -> N
         config = obj.config()
 
         async def one() -> tuple[Any, str]:
-            from workflows.postmortem import PostmortemWorkflow
+            from closeloop.workflows.postmortem import PostmortemWorkflow
 
             client = await connect(config)
             handle = client.get_workflow_handle(wid)

@@ -96,7 +96,7 @@ def tickets_sync(obj: Context, as_json: bool) -> None:
     """
     from temporalio.common import WorkflowIDConflictPolicy
 
-    from workflows.sweeps import SweepInput, TicketSyncWorkflow
+    from closeloop.workflows.sweeps import SweepInput, TicketSyncWorkflow
 
     config = obj.config()
 
@@ -138,7 +138,7 @@ def ticket() -> None:
 
 def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason: str) -> None:
     from closeloop.models import TicketStatusEvent
-    from workflows.action_item import ActionItemWorkflow
+    from closeloop.workflows.action_item import ActionItemWorkflow
 
     config = obj.config()
     store = _store(obj)

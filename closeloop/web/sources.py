@@ -250,7 +250,7 @@ async def record_alerts(group: dict[str, Any], incident: Incident, timeline: Tim
     """Store the group's alerts on the incident's timeline; a failure is logged, never fails the delivery."""
     if timeline is None:
         return
-    from integrations.local.timeline import alertmanager_events
+    from closeloop.integrations.local.timeline import alertmanager_events
 
     try:
         await timeline(incident, alertmanager_events(group), known_only=known_only)

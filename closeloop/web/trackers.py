@@ -58,7 +58,7 @@ from closeloop.models import ActionItem, TicketStatusEvent, action_item_workflow
 from closeloop.store.store import Store
 from closeloop.web.app import MAX_SIGNATURES, Reject, _field, _str_field, json_object, read_body
 from closeloop.web.settings import ENV_GITHUB_WEBHOOK_SECRETS, ENV_JIRA_WEBHOOK_SECRETS, WebSecrets
-from workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.action_item import ActionItemWorkflow
 
 log = structlog.get_logger("closeloop.web")
 

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from closeloop.models import Meeting, Person
 from closeloop.store.store import Store
-from integrations.base import Calendar, Interval, SlotTaken
+from closeloop.integrations.base import Calendar, Interval, SlotTaken
 
 
 class LocalCalendar(Calendar):

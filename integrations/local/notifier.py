@@ -6,7 +6,7 @@ import structlog
 
 from closeloop.models import Person
 from closeloop.store.store import Store
-from integrations.base import Notification, Notifier
+from closeloop.integrations.base import Notification, Notifier
 
 log = structlog.get_logger("closeloop.notify")
 

@@ -8,7 +8,7 @@ import tempfile
 from pathlib import Path
 
 from closeloop.store.store import Store
-from integrations.base import Document, IntegrationError, Publisher
+from closeloop.integrations.base import Document, IntegrationError, Publisher
 
 
 def safe_name(postmortem_id: str) -> str:

@@ -8,7 +8,7 @@ from typing import Any
 
 from closeloop.models import Incident, TimelineEvent
 from closeloop.store.store import Store
-from integrations.base import TimelineSource
+from closeloop.integrations.base import TimelineSource
 
 
 class IncidentFactsSource(TimelineSource):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from closeloop.store.store import Store
 from closeloop.store.tables import TicketRow
-from integrations.base import IntegrationError, Ticket, TicketRequest, Tracker
+from closeloop.integrations.base import IntegrationError, Ticket, TicketRequest, Tracker
 
 
 def _ticket(row: TicketRow) -> Ticket:

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from closeloop.config import ConfigError, load_config
-from integrations.github_tracker import GitHubTracker
-from integrations.jira_tracker import JiraTracker
-from integrations.registry import build
+from closeloop.integrations.github_tracker import GitHubTracker
+from closeloop.integrations.jira_tracker import JiraTracker
+from closeloop.integrations.registry import build
 
 PEOPLE = """
 [people.bob]

@@ -16,7 +16,7 @@ import pytest
 from closeloop.models import Person
 from closeloop.policy import MeetingPolicy, WorkingHours
 from closeloop.scheduling import business_day_window, pick_slot
-from integrations.base import Interval
+from closeloop.integrations.base import Interval
 
 UTC = timezone.utc
 BERLIN = Person(key="berlin", name="Bea", email="bea@example.com", timezone="Europe/Berlin")

@@ -30,8 +30,8 @@ from closeloop.models import (
 )
 from tests.devserver.conftest import DevApp
 from tests.temporal_env import incident
-from workflows.action_item import ActionItemWorkflow
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 pytestmark = pytest.mark.devserver
 

@@ -22,7 +22,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 
 from closeloop.models import Stage
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "pd-dev-secret-0123456789"

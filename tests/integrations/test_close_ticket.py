@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from activities import _shared
-from activities.tickets import OpenTicketInput, close_ticket, open_ticket
+from closeloop.activities import _shared
+from closeloop.activities.tickets import OpenTicketInput, close_ticket, open_ticket
 from closeloop.models import ActionItem, ItemStatus
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
-from integrations.registry import Integrations, build
+from closeloop.integrations.registry import Integrations, build
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
 from tests.temporal_env import incident, make_config
 

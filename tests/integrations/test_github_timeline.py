@@ -10,8 +10,8 @@ import pytest
 
 from closeloop.models import Incident, Person
 from closeloop.standins.github import GitHubStandin
-from integrations.base import HttpIntegrationError
-from integrations.github_timeline import GitHubTimelineConfig, GitHubTimelineSource
+from closeloop.integrations.base import HttpIntegrationError
+from closeloop.integrations.github_timeline import GitHubTimelineConfig, GitHubTimelineSource
 from tests.standins.fixtures import GITHUB_SPEC, validated
 
 REPO, OTHER = "acme/checkout", "acme/payments"

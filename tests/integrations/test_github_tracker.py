@@ -18,8 +18,8 @@ from github import Auth, Github, GithubException
 from closeloop.models import Person
 from closeloop.store.store import Store
 from closeloop.standins.github import GitHubStandin
-from integrations.base import IntegrationError, TicketRequest
-from integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
+from closeloop.integrations.base import IntegrationError, TicketRequest
+from closeloop.integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
 from tests.standins.fixtures import GITHUB_SPEC, FakeClock, spec_validator, validated
 from tests.standins.spec import ResponseValidator
 

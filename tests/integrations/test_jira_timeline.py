@@ -10,8 +10,8 @@ import pytest
 
 from closeloop.models import Incident
 from closeloop.standins.jira import JiraStandin
-from integrations.base import HttpIntegrationError
-from integrations.jira_timeline import JiraTimelineConfig, JiraTimelineSource
+from closeloop.integrations.base import HttpIntegrationError
+from closeloop.integrations.jira_timeline import JiraTimelineConfig, JiraTimelineSource
 from tests.standins.fixtures import JIRA_SPEC, validated
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)

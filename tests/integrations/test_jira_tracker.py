@@ -14,8 +14,8 @@ import pytest
 
 from closeloop.models import Person
 from closeloop.standins.jira import JiraStandin
-from integrations.base import IntegrationError, TicketRequest
-from integrations.jira_tracker import JiraConfig, JiraTracker, marker_label
+from closeloop.integrations.base import IntegrationError, TicketRequest
+from closeloop.integrations.jira_tracker import JiraConfig, JiraTracker, marker_label
 from tests.standins.fixtures import JIRA_SPEC, spec_validator, validated
 from tests.standins.spec import SPECS_DIR, ResponseValidator
 

@@ -12,8 +12,8 @@ from sqlalchemy import func, select
 from closeloop.models import Meeting, Person
 from closeloop.store.store import Store
 from closeloop.store.tables import MeetingRow
-from integrations.base import SlotTaken, Interval
-from integrations.local.calendar import LocalCalendar
+from closeloop.integrations.base import SlotTaken, Interval
+from closeloop.integrations.local.calendar import LocalCalendar
 
 UTC = timezone.utc
 ANA = Person(key="ana", name="Ana", email="ana@example.com", timezone="Europe/Berlin")

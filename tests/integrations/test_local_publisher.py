@@ -10,8 +10,8 @@ import pytest
 
 from closeloop.models import Incident
 from closeloop.store.store import Store
-from integrations.base import Document, IntegrationError
-from integrations.local.publisher import LocalPublisher, safe_name
+from closeloop.integrations.base import Document, IntegrationError
+from closeloop.integrations.local.publisher import LocalPublisher, safe_name
 
 
 @pytest.fixture

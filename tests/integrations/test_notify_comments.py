@@ -11,10 +11,10 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from activities.notify import NotifyInput, notify
+from closeloop.activities.notify import NotifyInput, notify
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
-from integrations.registry import Integrations
+from closeloop.integrations.registry import Integrations
 from tests.integrations.test_close_ticket import github, integrations, jira, opened  # noqa: F401 - fixtures
 
 AT = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)

@@ -11,8 +11,8 @@ import pytest
 
 from closeloop.models import Incident
 from closeloop.standins.pagerduty import PagerDutyStandin
-from integrations.base import HttpIntegrationError, progress_to
-from integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
+from closeloop.integrations.base import HttpIntegrationError, progress_to
+from closeloop.integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
 from tests.standins.fixtures import PAGERDUTY_SPEC, validated
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)

@@ -11,8 +11,8 @@ import pytest
 from closeloop.config import DEFAULT_REACTIONS
 from closeloop.models import Incident, Link, Person
 from closeloop.standins.slack import SlackStandin
-from integrations.base import HttpIntegrationError
-from integrations.slack_timeline import SlackTimelineConfig, SlackTimelineSource, channel_from_url
+from closeloop.integrations.base import HttpIntegrationError
+from closeloop.integrations.slack_timeline import SlackTimelineConfig, SlackTimelineSource, channel_from_url
 from tests.standins.fixtures import SLACK_SPEC, validated
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)

@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from closeloop.config import ConfigError, load_config
-from integrations.github_timeline import GitHubTimelineSource
-from integrations.pagerduty_timeline import PagerDutyTimelineSource
-from integrations.registry import build
-from integrations.slack_timeline import SlackTimelineSource
+from closeloop.integrations.github_timeline import GitHubTimelineSource
+from closeloop.integrations.pagerduty_timeline import PagerDutyTimelineSource
+from closeloop.integrations.registry import build
+from closeloop.integrations.slack_timeline import SlackTimelineSource
 from tests.temporal_env import make_config
 
 

@@ -8,7 +8,7 @@ from temporalio.client import WorkflowHandle
 
 from closeloop.models import ActionItemSpec, DraftSubmission, Incident, ReviewDecision, ReviewVote, Stage
 from tests.temporal_env import App
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 
 def draft(*items: ActionItemSpec, by: str = "alice") -> DraftSubmission:

@@ -12,7 +12,7 @@ from closeloop import search_attributes as sa
 from closeloop.models import ActionItemSpec, CompleteItem, Stage, TicketStatusEvent, VerdictInput
 from tests.temporal_env import DAY, App, eventually, incident, within
 from tests.workflows.drive import to_following_up
-from workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.action_item import ActionItemWorkflow
 
 P1_BOB = ActionItemSpec(title="Validate config before push", owner="bob", priority="P1", kind="prevent")
 
@@ -150,7 +150,7 @@ async def test_item_overdue_for_months_continues_as_new_and_keeps_its_place(app:
     handle = await app.resolve(inc, max_history_events=150)
     await app.wait_stage(handle, Stage.drafting)
     from tests.workflows.drive import approve_all, draft
-    from workflows.postmortem import PostmortemWorkflow
+    from closeloop.workflows.postmortem import PostmortemWorkflow
 
     await handle.execute_update(PostmortemWorkflow.submit_draft, draft(P1_BOB))
     await app.wait_stage(handle, Stage.in_review)

@@ -18,7 +18,7 @@ from closeloop.models import (
 )
 from tests.temporal_env import DAY, App, eventually, incident, within
 from tests.workflows.drive import approve_all, draft
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 
 def chase_log(app: App, postmortem_id: str, t0) -> list[tuple[str, str, float]]:  # type: ignore[no-untyped-def]

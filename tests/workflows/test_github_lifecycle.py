@@ -22,12 +22,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.github import GitHubStandin
-from integrations.github_tracker import GitHubTracker, marker_tag
-from integrations.registry import Integrations
+from closeloop.integrations.github_tracker import GitHubTracker, marker_tag
+from closeloop.integrations.registry import Integrations
 from tests.standins.fixtures import GITHUB_SPEC, FakeClock, validated
 from tests.temporal_env import DAY, App, eventually, incident, running_app
 from tests.workflows.drive import approve_all, draft, to_following_up
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 CHECKOUT_REPO, DEFAULT_REPO = "acme/checkout", "acme/ops"
 MILESTONE = "Postmortem follow-ups"

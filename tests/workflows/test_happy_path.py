@@ -16,8 +16,8 @@ from closeloop.models import (
     VerdictInput,
 )
 from tests.temporal_env import DAY, App, incident, within
-from workflows.action_item import ActionItemWorkflow
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 
 async def test_happy_path(app: App) -> None:

@@ -18,7 +18,7 @@ from closeloop.standins.jira import JiraStandin
 from tests.standins.fixtures import JIRA_SPEC, validated
 from tests.temporal_env import DAY, App, incident, running_app
 from tests.workflows.drive import approve_all, draft, to_following_up
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 @pytest.fixture
 def jira() -> Iterator[JiraStandin]:

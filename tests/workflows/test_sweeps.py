@@ -7,7 +7,7 @@ from datetime import timedelta
 from closeloop.models import ActionItemSpec, Stage
 from tests.temporal_env import DAY, App, incident
 from tests.workflows.drive import to_following_up
-from workflows.sweeps import StalledDigestWorkflow, SweepInput
+from closeloop.workflows.sweeps import StalledDigestWorkflow, SweepInput
 
 
 async def wait_done(handle):  # type: ignore[no-untyped-def]

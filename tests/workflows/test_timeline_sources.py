@@ -19,11 +19,11 @@ from closeloop.models import Incident, Stage, TimelineEvent
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.pagerduty import PagerDutyStandin
 from closeloop.standins.slack import SlackStandin
-from integrations.registry import Integrations
+from closeloop.integrations.registry import Integrations
 from tests.standins.fixtures import GITHUB_SPEC, PAGERDUTY_SPEC, SLACK_SPEC, validated
 from tests.temporal_env import App, running_app
 from tests.workflows.drive import draft
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 M = timedelta(minutes=1)

@@ -21,13 +21,13 @@ from temporalio.testing import WorkflowEnvironment
 from closeloop.models import ActionItemSpec, CompleteItem, ItemStatus, Stage, WontDoReason
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
-from integrations.registry import Integrations
+from closeloop.integrations.registry import Integrations
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
 from tests.temporal_env import App, eventually, incident, running_app
 from tests.workflows.drive import approve_all, draft
 from tests.workflows.test_ticket_sync import signalled, sweep
-from workflows.action_item import ActionItemWorkflow
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 REPO = "acme/checkout"
 ITEMS = [

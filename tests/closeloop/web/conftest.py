@@ -18,7 +18,7 @@ import pytest_asyncio
 from closeloop.web.app import create_app
 from closeloop.web.settings import WebSecrets
 from tests.temporal_env import App
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 TOKENS = ("tok-first-0123456789", "tok-second-abcdef")
 PD_SECRETS = ("pd-secret-old", "pd-secret-new")

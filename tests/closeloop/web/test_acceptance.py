@@ -50,7 +50,7 @@ from tests.closeloop.web.test_incidentio import iio_event
 from tests.closeloop.web.test_opsgenie import og_event
 from tests.standins.spec import SPECS_DIR
 from tests.temporal_env import App
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 OTHER_IIO_SECRET = "whsec_" + "b3RoZXIta2V5LW5vdC1vdXJzLTAxMjM0NTY3"
 

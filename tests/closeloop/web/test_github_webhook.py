@@ -16,7 +16,7 @@ from closeloop.standins.github import GitHubStandin
 from closeloop.web.app import create_app
 from closeloop.web.settings import WebSecrets
 from closeloop.models import WontDoReason
-from workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.action_item import ActionItemWorkflow
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     GH_SECRETS,
     REPO,

@@ -15,7 +15,7 @@ from temporalio.client import Client
 from closeloop.web.app import create_app
 from closeloop.web.settings import WebSecrets
 from closeloop.models import WontDoReason
-from workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.action_item import ActionItemWorkflow
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     JIRA_SECRETS,
     SECRETS,
@@ -33,8 +33,8 @@ from closeloop.models import ActionItemSpec
 from closeloop.standins.jira import JiraStandin
 from tests.temporal_env import incident
 from tests.workflows.drive import to_following_up
-from workflows.action_item import ActionItemWorkflow
-from workflows.postmortem import PostmortemWorkflow
+from closeloop.workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 
 
 def done(jira: JiraStandin, key: str, resolution: str = "Done") -> dict[str, Any]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from closeloop.models import Incident
-from integrations.local.timeline import AlertmanagerSource, NotesSource
+from closeloop.integrations.local.timeline import AlertmanagerSource, NotesSource
 from tests.closeloop.web.conftest import Web
 from tests.closeloop.web.test_alertmanager import am_group, wid
 from tests.temporal_env import incident

@@ -42,7 +42,7 @@ from tests.closeloop.web.conftest import ALL_SECRETS
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, spec_validator, validated
 from tests.standins.spec import SPEC_URI, SPECS_DIR
 from tests.temporal_env import DAY, App, incident, running_app
-from workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.action_item import ActionItemWorkflow
 
 JIRA_SECRETS = ("jira-hook-secret-old-0123", "jira-hook-secret-new-4567")
 GH_SECRETS = ("gh-hook-secret-0123456789", "gh-hook-secret-rotated-xyz")
