@@ -1,34 +1,53 @@
-"""Every side effect closeloop has, one small module per step. Each activity is idempotent (a retry never
-sends or creates twice) and its module states its timeout and retry policy (see _shared).
+"""Every side effect closeloop has, as methods of small classes that hold their dependencies (the store, the
+directory, the integrations), one module per step. Each activity is idempotent (a retry never sends or
+creates twice); the workflows call them with the typed presets of closeloop.activities.options.
 
-Only modules are bound here (not the functions) so `activities.notify` stays the module."""
+Activity names are pinned (`@activity.defn(name=...)`): they are recorded in running workflows' histories."""
 
-from closeloop.activities import (
-    collect_timeline,
-    digest,
-    documents,
-    notify,
-    reconcile,
-    record_incident,
-    records,
-    schedule_meeting,
-    tickets,
-)
+from __future__ import annotations
 
-ALL = [
-    record_incident.record_incident,
-    records.save_postmortem,
-    records.save_action_item,
-    records.save_review,
-    records.save_timeline,
-    schedule_meeting.schedule_meeting,
-    collect_timeline.collect_timeline,
-    documents.prepare_draft,
-    documents.publish_document,
-    notify.notify,
-    tickets.open_ticket,
-    tickets.close_ticket,
-    tickets.find_recurrences,
-    digest.send_stalled_digest,
-    reconcile.reconcile_tickets,
-]
+from collections.abc import Callable
+from typing import Any
+
+from closeloop.activities.collect_timeline import TimelineActivities
+from closeloop.activities.digest import DigestActivities
+from closeloop.activities.documents import DocumentActivities
+from closeloop.activities.notify import NotifyActivities
+from closeloop.activities.reconcile import ReconcileActivities
+from closeloop.activities.record_incident import IncidentActivities
+from closeloop.activities.records import RecordActivities
+from closeloop.activities.schedule_meeting import MeetingActivities
+from closeloop.activities.tickets import TicketActivities
+from closeloop.client import Closeloop
+from closeloop.integrations.registry import Integrations
+
+
+def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[..., Any]]:
+    """Every activity of the worker, bound to the integrations it acts through and the worker's client."""
+    i = integrations
+    records = RecordActivities(i.store)
+    incidents = IncidentActivities(i.config, i.store)
+    meetings = MeetingActivities(i.calendar, i.config)
+    timeline = TimelineActivities(i.timeline_sources)
+    documents = DocumentActivities(i.publisher, i.config.data_dir / "drafts", i.template_dir)
+    notify = NotifyActivities(i.config, i.notifiers, i.tracker, i.template_dir)
+    tickets = TicketActivities(i.config, i.tracker, i.store)
+    digest = DigestActivities(i.store, i.config, i.notifiers, i.template_dir)
+    reconcile = ReconcileActivities(i.store, i.tracker, closeloop)
+    return [
+        incidents.record_incident,
+        records.save_postmortem,
+        records.save_action_item,
+        records.save_review,
+        records.save_timeline,
+        meetings.schedule_meeting,
+        timeline.collect_timeline,
+        documents.prepare_draft,
+        documents.publish_document,
+        notify.notify,
+        tickets.open_ticket,
+        tickets.close_ticket,
+        tickets.find_recurrences,
+        digest.send_stalled_digest,
+        reconcile.reconcile_tickets,
+    ]

@@ -4,11 +4,14 @@ note naming the source in the timeline instead."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from temporalio import activity
 
-from closeloop.activities._shared import deps, external_errors, heartbeat, log
+from closeloop.integrations.base import TimelineSource, progress_to
 from closeloop.models import Incident, Model, TimelineEvent
-from closeloop.integrations.base import progress_to
+
+from closeloop.activities.support import external_errors, heartbeat, log, non_retryable
 
 
 class CollectTimelineInput(Model):
@@ -16,16 +19,19 @@ class CollectTimelineInput(Model):
     incident: Incident
 
 
-@activity.defn
-def collect_timeline(inp: CollectTimelineInput) -> list[TimelineEvent]:
-    source = deps().timeline_sources.get(inp.source)
-    if source is None:
-        from temporalio.exceptions import ApplicationError
+class TimelineActivities:
+    """Collecting the timeline; holds the configured timeline sources by name."""
 
-        raise ApplicationError(f"timeline source {inp.source!r} is not configured", type="NonRetryable",
-                               non_retryable=True)
-    heartbeat(inp.source)
-    with external_errors("collecting the timeline"), progress_to(lambda *page: heartbeat(inp.source, *page)):
-        events = source.fetch(inp.incident)
-    log().info("timeline collected", source=inp.source, events=len(events))
-    return events
+    def __init__(self, sources: Mapping[str, TimelineSource]) -> None:
+        self.sources = sources
+
+    @activity.defn(name="collect_timeline")
+    def collect_timeline(self, inp: CollectTimelineInput) -> list[TimelineEvent]:
+        source = self.sources.get(inp.source)
+        if source is None:
+            raise non_retryable(f"timeline source {inp.source!r} is not configured")
+        heartbeat(inp.source)
+        with external_errors("collecting the timeline"), progress_to(lambda *page: heartbeat(inp.source, *page)):
+            events = source.fetch(inp.incident)
+        log().info("timeline collected", source=inp.source, events=len(events))
+        return events

@@ -2,29 +2,38 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from temporalio import activity
 
-from closeloop.activities._shared import deps, log
+from closeloop.integrations.base import Publisher
 from closeloop.models import PostmortemState
 from closeloop.rendering import render_document, render_draft
 
-
-@activity.defn
-def prepare_draft(state: PostmortemState) -> str:
-    d = deps()
-    markdown = render_draft(state, template_dir=d.template_dir)
-    path = d.config.data_dir / "drafts" / (state.plan.postmortem_id.replace("/", "_") + ".md")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(markdown)
-    tmp.replace(path)
-    return str(path)
+from closeloop.activities.support import log
 
 
-@activity.defn
-def publish_document(state: PostmortemState) -> str:
-    d = deps()
-    document = render_document(state, template_dir=d.template_dir)
-    ref = d.publisher.publish(document, f"{state.plan.postmortem_id}/publish")
-    log().info("postmortem published", ref=ref)
-    return ref
+class DocumentActivities:
+    """Drafts and published documents; holds the publisher, the drafts folder and the template overrides."""
+
+    def __init__(self, publisher: Publisher, drafts_dir: Path, template_dir: Path | None) -> None:
+        self.publisher = publisher
+        self.drafts_dir = drafts_dir
+        self.template_dir = template_dir
+
+    @activity.defn(name="prepare_draft")
+    def prepare_draft(self, state: PostmortemState) -> str:
+        markdown = render_draft(state, template_dir=self.template_dir)
+        path = self.drafts_dir / (state.plan.postmortem_id.replace("/", "_") + ".md")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(markdown)
+        tmp.replace(path)
+        return str(path)
+
+    @activity.defn(name="publish_document")
+    def publish_document(self, state: PostmortemState) -> str:
+        document = render_document(state, template_dir=self.template_dir)
+        ref = self.publisher.publish(document, f"{state.plan.postmortem_id}/publish")
+        log().info("postmortem published", ref=ref)
+        return ref

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from closeloop.activities._shared import deps, external_errors, log
+from closeloop.config import Config
+from closeloop.integrations.base import Notification, Notifier, Tracker
 from closeloop.models import Model
 from closeloop.rendering import render_notification
-from closeloop.integrations.base import Notification
+
+from closeloop.activities.support import external_errors, log
 
 
 class NotifyInput(Model):
@@ -28,31 +32,41 @@ class NotifyInput(Model):
     ticket_key: str | None = None
 
 
-@activity.defn
-def notify(inp: NotifyInput) -> str | None:
-    """Returns the person notified, or None when the role has nobody (e.g. no skip-level manager)."""
-    d = deps()
-    recipient = d.config.resolve_target(inp.target, inp.relative_to)
-    if recipient is None:
-        log().warning("nobody to notify for role", target=inp.target, relative_to=inp.relative_to, kind=inp.kind)
-        return None
-    person = d.config.person(recipient)
-    context = {**inp.context, "recipient": person.name if person else recipient, "role": inp.target,
-               "at": inp.at, "postmortem_id": inp.postmortem_id, "item_id": inp.item_id}
-    subject, body = render_notification(inp.kind, context, template_dir=d.template_dir)
-    d.notifier.send(
-        Notification(key=inp.key, kind=inp.kind, recipient=recipient, subject=subject, body=body, at=inp.at,
-                     postmortem_id=inp.postmortem_id, item_id=inp.item_id),
-        person,
-    )
-    if inp.tracker and inp.ticket_key:
-        try:
-            with external_errors(f"commenting on {inp.ticket_key}"):
-                d.tracker(inp.tracker).comment(inp.ticket_key, f"{subject}\n\n{body}", inp.key)
-        except ApplicationError as e:
-            if not e.non_retryable:
-                raise  # the tracker is down or throttling: retry (the notification itself is sent once, by key)
-            # The ticket is gone or refuses comments (deleted, moved away, no permission): the person was told
-            # all the same, and the ticket sync deals with the ticket.
-            log().warning("ticket comment skipped", ticket=inp.ticket_key, kind=inp.kind, error=str(e)[:300])
-    return recipient
+class NotifyActivities:
+    """Notifications; holds the directory, the notifiers, the trackers (for ticket comments) and the template
+    overrides. Every notifier gets every notification, each once by its key."""
+
+    def __init__(self, people: Config, notifiers: list[Notifier], tracker: Callable[[str], Tracker],
+                 template_dir: Path | None) -> None:
+        self.people = people
+        self.notifiers = notifiers
+        self.tracker = tracker
+        self.template_dir = template_dir
+
+    @activity.defn(name="notify")
+    def notify(self, inp: NotifyInput) -> str | None:
+        """Returns the person notified, or None when the role has nobody (e.g. no skip-level manager)."""
+        recipient = self.people.resolve_target(inp.target, inp.relative_to)
+        if recipient is None:
+            log().warning("nobody to notify for role", target=inp.target, relative_to=inp.relative_to, kind=inp.kind)
+            return None
+        person = self.people.person(recipient)
+        context = {**inp.context, "recipient": person.name if person else recipient, "role": inp.target,
+                   "at": inp.at, "postmortem_id": inp.postmortem_id, "item_id": inp.item_id}
+        subject, body = render_notification(inp.kind, context, template_dir=self.template_dir)
+        notification = Notification(key=inp.key, kind=inp.kind, recipient=recipient, subject=subject, body=body,
+                                    at=inp.at, postmortem_id=inp.postmortem_id, item_id=inp.item_id)
+        for notifier in self.notifiers:
+            with external_errors(f"notifying {recipient} through {notifier.name}"):
+                notifier.send(notification, person)
+        if inp.tracker and inp.ticket_key:
+            try:
+                with external_errors(f"commenting on {inp.ticket_key}"):
+                    self.tracker(inp.tracker).comment(inp.ticket_key, f"{subject}\n\n{body}", inp.key)
+            except ApplicationError as e:
+                if not e.non_retryable:
+                    raise  # the tracker is down or throttling: retry (the notification itself is sent once, by key)
+                # The ticket is gone or refuses comments (deleted, moved away, no permission): the person was
+                # told all the same, and the ticket sync deals with the ticket.
+                log().warning("ticket comment skipped", ticket=inp.ticket_key, kind=inp.kind, error=str(e)[:300])
+        return recipient

@@ -12,8 +12,9 @@ GitHub issue listing per repository), then, per item whose ticket differs:
     ticket deleted (or missing from the answer) -> "deleted"
     answered under another key (a Jira move)    -> `moved_to` = the new key, with the status as above
 
-Where the signals come from. The activity signals the workflows itself, through the worker's client
-(activities/_shared.temporal()), rather than returning the events for the sweep workflow to signal with
+Where the signals come from. The activity (async, on the worker's event loop) signals the workflows itself,
+through the worker's closeloop client (closeloop.client.Closeloop.signal_ticket_status, the one road every
+ticket status takes), rather than returning the events for the sweep workflow to signal with
 external workflow handles. Both are durable enough (a failed sweep is retried, and the next one sees the
 same differences), but a workflow-side signal costs two history events per item: a sweep after a tracker
 outage, or the first sweep after enabling a tracker, can signal hundreds of items, and the sweep's
@@ -40,62 +41,34 @@ tracker that refused it. A tracker that fails
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
 import structlog
 from pydantic import Field
 from temporalio import activity
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
 
-from closeloop.activities._shared import deps, heartbeat, log, temporal
-from closeloop.models import ActionItem, ItemStatus, Model, TicketStatusEvent, action_item_workflow_id
+from closeloop.activities.support import heartbeat, log
+from closeloop.client import Closeloop
+from closeloop.contract import item_workflow_id
+from closeloop.models import ActionItem, ItemStatus, Model, SyncSummary, TicketStatus, TicketStatusEvent, TrackerReport
 from closeloop.store.store import Store
 from closeloop.integrations.base import IntegrationError, Ticket, Tracker
 
 SOURCE = "sweep"
-KINDS = ("done", "wont_do", "reopened", "deleted", "moved")
 REMEMBERED = frozenset({"reopened", "deleted", "moved"})  # kinds the store may not reflect after the signal
 HEARTBEAT_EVERY = 50  # signals
 
 # (workflow id, event) -> True when delivered, False when the workflow no longer runs
-Signal = Callable[[str, TicketStatusEvent], bool]
+Signal = Callable[[str, TicketStatusEvent], Awaitable[bool]]
 
 
 class SyncInput(Model):
     at: datetime  # the sweep's (workflow) time: the events carry it
-
-
-class TrackerReport(Model):
-    tracker: str
-    items: int
-    calls: int | None = Field(default=None, description="HTTP requests made, when the tracker counts them")
-    error: str = ""
-
-
-class SyncSummary(Model):
-    at: datetime
-    items_checked: int = 0
-    unchanged: int = 0
-    signalled: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(KINDS, 0),
-                                      description="signals per kind; a moved and completed ticket counts in both")
-    signals: int = 0
-    already_signalled: int = Field(default=0, description="differences an earlier sweep signalled already")
-    workflows_gone: int = Field(default=0, description="items whose workflow no longer runs (skipped)")
-    completed_in_closeloop: int = Field(default=0, description="done items whose ticket is open and was never "
-                                                               "seen closed (left alone: no reopening)")
-    trackers: list[TrackerReport] = Field(default_factory=list)
-    calls: int | None = Field(default=None, description="HTTP requests of the trackers that count them")
-    failures: list[str] = Field(default_factory=list, description="`tracker: error` of each failed tracker")
-
-
-def workflow_id_of(item: ActionItem) -> str:
-    """The item's ActionItemWorkflow id (item ids are `<postmortem id>/item-N`)."""
-    return action_item_workflow_id(item.postmortem_id, item.id.removeprefix(item.postmortem_id + "/"))
 
 
 def difference(item: ActionItem, ticket: Ticket | None, at: datetime, *,
@@ -106,7 +79,7 @@ def difference(item: ActionItem, ticket: Ticket | None, at: datetime, *,
     key = item.ticket_key or ""
     if ticket is None or ticket.status == "deleted":
         return TicketStatusEvent(ticket_key=key, status="deleted", at=at, source=SOURCE), ["deleted"]
-    status: str | None = None
+    status: TicketStatus | None = None
     if item.status == ItemStatus.open and ticket.status in ("done", "wont_do"):
         status = ticket.status
     elif item.status == ItemStatus.done and ticket.status == "open" and seen_closed:
@@ -116,7 +89,7 @@ def difference(item: ActionItem, ticket: Ticket | None, at: datetime, *,
     if not kinds:
         return None
     return TicketStatusEvent(
-        ticket_key=key, status=status or ticket.status, at=at, source=SOURCE,  # type: ignore[arg-type]
+        ticket_key=key, status=status or ticket.status, at=at, source=SOURCE,
         resolution=ticket.resolution if status in ("done", "wont_do") else "", moved_to=moved_to,
     ), kinds
 
@@ -147,13 +120,13 @@ def _logger() -> Any:
     return log() if activity.in_activity() else structlog.get_logger("closeloop.reconcile")
 
 
-def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, at: datetime) -> SyncSummary:
+async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, at: datetime) -> SyncSummary:
     """One sweep over the store's tracked items (see the module docstring). `tracker(name)` gives the
     tracker of that name (LookupError when none is configured); `signal` delivers one event."""
     logger = _logger()
     summary = SyncSummary(at=at)
     by_tracker: dict[str, list[ActionItem]] = defaultdict(list)
-    for item in store.tracked_items():
+    for item in await asyncio.to_thread(store.tracked_items):
         by_tracker[item.tracker].append(item)
     sent = 0
     for name, items in sorted(by_tracker.items()):
@@ -164,7 +137,7 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
         try:
             impl = tracker(name)
             before = getattr(impl, "request_count", None)
-            tickets = impl.statuses([i.ticket_key for i in items if i.ticket_key])
+            tickets = await asyncio.to_thread(impl.statuses, [i.ticket_key for i in items if i.ticket_key])
             after = getattr(impl, "request_count", None)
             report.calls = after - before if isinstance(before, int) and isinstance(after, int) else None
         except (IntegrationError, LookupError) as e:
@@ -176,10 +149,10 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
             seen_closed = True
             if item.status == ItemStatus.done and ticket is not None:
                 if ticket.status in ("done", "wont_do"):
-                    store.record_delivery(SOURCE, closed_seen_key(item))
+                    await asyncio.to_thread(store.record_delivery, SOURCE, closed_seen_key(item))
                 elif ticket.status == "open":
-                    seen_closed = (store.delivery_seen(SOURCE, closed_seen_key(item))
-                                   or store.delivery_seen(SOURCE, done_signalled_key(item)))
+                    seen_closed = (await asyncio.to_thread(store.delivery_seen, SOURCE, closed_seen_key(item))
+                                   or await asyncio.to_thread(store.delivery_seen, SOURCE, done_signalled_key(item)))
                     summary.completed_in_closeloop += not seen_closed
             found = difference(item, ticket, at, seen_closed=seen_closed)
             if found is None:
@@ -188,19 +161,19 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
             event, kinds = found
             remembered = set(kinds) <= REMEMBERED
             key = memory_key(item, event)
-            if remembered and store.delivery_seen(SOURCE, key):
+            if remembered and await asyncio.to_thread(store.delivery_seen, SOURCE, key):
                 summary.already_signalled += 1
                 continue
-            if not signal(workflow_id_of(item), event):
+            if not await signal(item_workflow_id(item), event):
                 summary.workflows_gone += 1
                 logger.info("ticket sweep: workflow no longer runs", item=item.id, ticket=item.ticket_key)
                 continue
             if remembered:
-                store.record_delivery(SOURCE, key)
+                await asyncio.to_thread(store.record_delivery, SOURCE, key)
             if event.status == "done" and item.status == ItemStatus.open:
-                store.record_delivery(SOURCE, done_signalled_key(item))  # the ticket was closed: evidence
+                await asyncio.to_thread(store.record_delivery, SOURCE, done_signalled_key(item))  # the ticket was closed: evidence
             elif "reopened" in kinds:
-                store.forget_delivery(SOURCE, done_signalled_key(item))  # used up by this reopening
+                await asyncio.to_thread(store.forget_delivery, SOURCE, done_signalled_key(item))  # used up by this reopening
             summary.signals += 1
             for kind in kinds:
                 summary.signalled[kind] += 1
@@ -217,19 +190,15 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
     return summary
 
 
-async def signal_item(client: Client, workflow_id: str, event: TicketStatusEvent) -> bool:
-    """Signal one ActionItemWorkflow; False when it no longer runs (never started, or already closed)."""
-    try:
-        await client.get_workflow_handle(workflow_id).signal("ticket_status", event)
-    except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
-            return False
-        raise
-    return True
+class ReconcileActivities:
+    """The ticket sweep; holds the store, the trackers (by name) and the worker's closeloop client."""
 
+    def __init__(self, store: Store, tracker: Callable[[str], Tracker], closeloop: Closeloop) -> None:
+        self.store = store
+        self.tracker = tracker
+        self.closeloop = closeloop
 
-@activity.defn
-def reconcile_tickets(inp: SyncInput) -> SyncSummary:
-    """The sweep as an activity: the worker's store, trackers and Temporal client."""
-    d, t = deps(), temporal()
-    return reconcile(d.store, d.tracker, lambda wid, event: t.call(signal_item(t.client, wid, event)), inp.at)
+    @activity.defn(name="reconcile_tickets")
+    async def reconcile_tickets(self, inp: SyncInput) -> SyncSummary:
+        """The sweep as an activity, on the worker's event loop (blocking store and tracker calls in threads)."""
+        return await reconcile(self.store, self.tracker, self.closeloop.signal_ticket_status, inp.at)

@@ -7,8 +7,8 @@ from datetime import datetime
 
 from temporalio import activity
 
-from closeloop.activities._shared import deps
 from closeloop.models import ActionItem, Incident, Model, ReviewRecord, TimelineEvent
+from closeloop.store.store import Store
 
 
 class PostmortemRecord(Model):
@@ -20,25 +20,9 @@ class PostmortemRecord(Model):
     stage_due_at: datetime | None
 
 
-@activity.defn
-def save_postmortem(rec: PostmortemRecord) -> None:
-    deps().store.upsert_postmortem(rec.postmortem_id, rec.incident, owner=rec.owner, stage=rec.stage,
-                                   stalled=rec.stalled, stage_due_at=rec.stage_due_at)
-
-
-@activity.defn
-def save_action_item(item: ActionItem) -> None:
-    deps().store.upsert_action_item(item)
-
-
 class ReviewInput(Model):
     postmortem_id: str
     review: ReviewRecord
-
-
-@activity.defn
-def save_review(inp: ReviewInput) -> None:
-    deps().store.record_review(inp.postmortem_id, inp.review)
 
 
 class TimelineInput(Model):
@@ -46,6 +30,25 @@ class TimelineInput(Model):
     events: list[TimelineEvent]
 
 
-@activity.defn
-def save_timeline(inp: TimelineInput) -> int:
-    return deps().store.add_timeline_events(inp.incident, inp.events)
+class RecordActivities:
+    """Writes of a lifecycle's records; holds the store."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    @activity.defn(name="save_postmortem")
+    def save_postmortem(self, rec: PostmortemRecord) -> None:
+        self.store.upsert_postmortem(rec.postmortem_id, rec.incident, owner=rec.owner, stage=rec.stage,
+                                     stalled=rec.stalled, stage_due_at=rec.stage_due_at)
+
+    @activity.defn(name="save_action_item")
+    def save_action_item(self, item: ActionItem) -> None:
+        self.store.upsert_action_item(item)
+
+    @activity.defn(name="save_review")
+    def save_review(self, inp: ReviewInput) -> None:
+        self.store.record_review(inp.postmortem_id, inp.review)
+
+    @activity.defn(name="save_timeline")
+    def save_timeline(self, inp: TimelineInput) -> int:
+        return self.store.add_timeline_events(inp.incident, inp.events)

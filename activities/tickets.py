@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from temporalio import activity
-from temporalio.exceptions import ApplicationError
+from collections.abc import Callable
 
-from closeloop.activities._shared import deps, external_errors, log
+from temporalio import activity
+
+from closeloop.config import Config
+from closeloop.integrations.base import Ticket, TicketRequest, Tracker
 from closeloop.models import ActionItem, Incident, ItemStatus, Model
-from closeloop.integrations.base import Ticket, TicketRequest
+from closeloop.store.store import Store
+
+from closeloop.activities.support import external_errors, log, non_retryable
 
 
 class OpenTicketInput(Model):
@@ -23,12 +27,12 @@ def marker_for(item: ActionItem) -> str:
     return f"closeloop:{item.id}"
 
 
-def postmortem_link(postmortem_id: str, given: str | None = None) -> str:
+def postmortem_link(store: Store, postmortem_id: str, given: str | None = None) -> str:
     """Where a ticket's reader finds the postmortem: the reference given, else the published document
     (the publisher's URL or path, kept in the store), else the postmortem id."""
     if given:
         return given
-    row = deps().store.get_postmortem(postmortem_id)
+    row = store.get_postmortem(postmortem_id)
     return (row.document_ref if row is not None and row.document_ref else None) or postmortem_id
 
 
@@ -40,58 +44,62 @@ def ticket_context(item: ActionItem, incident: Incident) -> dict[str, str]:
             "kind": item.kind, "owner": item.owner, "due": item.due_at.date().isoformat()}
 
 
-@activity.defn
-def open_ticket(inp: OpenTicketInput) -> Ticket:
-    d = deps()
-    owner = d.config.person(inp.item.owner)
-    if owner is None:
-        raise ApplicationError(f"action item owner {inp.item.owner!r} is not in the people directory",
-                               type="NonRetryable", non_retryable=True)
-    body = "\n".join([
-        inp.item.description or inp.item.title,
-        "",
-        f"Action item of the postmortem {inp.item.postmortem_id} ({inp.item.kind}, {inp.item.priority}).",
-        f"Postmortem: {postmortem_link(inp.item.postmortem_id, inp.postmortem_ref)}",
-        f"Incident: {inp.incident.title} [{inp.incident.key}]",
-        *(f"{link.title}: {link.url}" for link in inp.incident.links),
-        "",
-        f"closeloop marker: {marker_for(inp.item)}",
-    ])
-    service = inp.incident.services[0] if inp.incident.services else None
-    with external_errors(f"opening the ticket of {inp.item.id}"):
-        ticket = d.tracker(inp.item.tracker).ensure_ticket(TicketRequest(
-            marker=marker_for(inp.item), title=inp.item.title, body=body, assignee=owner,
-            priority=inp.item.priority, due_at=inp.item.due_at, labels=["closeloop", f"postmortem-{inp.item.kind}"],
-            service=service, context=ticket_context(inp.item, inp.incident),
-        ))
-    log().info("ticket ready", item=inp.item.id, ticket=ticket.key, service=service)
-    return ticket
-
-
-@activity.defn
-def close_ticket(item: ActionItem) -> Ticket | None:
-    """Close the item's ticket once the item is closed in closeloop: `done` closes it as completed, `wont_do`
-    with the tracker's won't-do resolution. Idempotent: a ticket already closed is left as it is; an item
-    without a ticket, or still open, closes nothing (None)."""
-    if not item.ticket_key or item.status == ItemStatus.open:
-        return None
-    with external_errors(f"closing the ticket {item.ticket_key} of {item.id}"):
-        ticket = deps().tracker(item.tracker).close(item.ticket_key, wont_do=item.status == ItemStatus.wont_do)
-    log().info("ticket closed", item=item.id, ticket=ticket.key, status=ticket.status, resolution=ticket.resolution)
-    return ticket
-
-
 class RecurrenceInput(Model):
     incident: Incident
     since: datetime
     until: datetime
 
 
-@activity.defn
-def find_recurrences(inp: RecurrenceInput) -> list[str]:
-    """Keys of incidents of the same kind (shared service or fingerprint) in [since, until]."""
-    found = deps().store.similar_incidents(
-        services=inp.incident.services, fingerprint=inp.incident.fingerprint, since=inp.since, until=inp.until,
-        exclude=(inp.incident.source, inp.incident.external_id),
-    )
-    return [i.key for i in found]
+class TicketActivities:
+    """Tickets and recurrences; holds the directory, the trackers (by name) and the store."""
+
+    def __init__(self, people: Config, tracker: Callable[[str], Tracker], store: Store) -> None:
+        self.people = people
+        self.tracker = tracker
+        self.store = store
+
+    @activity.defn(name="open_ticket")
+    def open_ticket(self, inp: OpenTicketInput) -> Ticket:
+        owner = self.people.person(inp.item.owner)
+        if owner is None:
+            raise non_retryable(f"action item owner {inp.item.owner!r} is not in the people directory")
+        body = "\n".join([
+            inp.item.description or inp.item.title,
+            "",
+            f"Action item of the postmortem {inp.item.postmortem_id} ({inp.item.kind}, {inp.item.priority}).",
+            f"Postmortem: {postmortem_link(self.store, inp.item.postmortem_id, inp.postmortem_ref)}",
+            f"Incident: {inp.incident.title} [{inp.incident.key}]",
+            *(f"{link.title}: {link.url}" for link in inp.incident.links),
+            "",
+            f"closeloop marker: {marker_for(inp.item)}",
+        ])
+        service = inp.incident.services[0] if inp.incident.services else None
+        with external_errors(f"opening the ticket of {inp.item.id}"):
+            ticket = self.tracker(inp.item.tracker).ensure_ticket(TicketRequest(
+                marker=marker_for(inp.item), title=inp.item.title, body=body, assignee=owner,
+                priority=inp.item.priority, due_at=inp.item.due_at, labels=["closeloop", f"postmortem-{inp.item.kind}"],
+                service=service, context=ticket_context(inp.item, inp.incident),
+            ))
+        log().info("ticket ready", item=inp.item.id, ticket=ticket.key, service=service)
+        return ticket
+
+    @activity.defn(name="close_ticket")
+    def close_ticket(self, item: ActionItem) -> Ticket | None:
+        """Close the item's ticket once the item is closed in closeloop: `done` closes it as completed, `wont_do`
+        with the tracker's won't-do resolution. Idempotent: a ticket already closed is left as it is; an item
+        without a ticket, or still open, closes nothing (None)."""
+        if not item.ticket_key or item.status == ItemStatus.open:
+            return None
+        with external_errors(f"closing the ticket {item.ticket_key} of {item.id}"):
+            ticket = self.tracker(item.tracker).close(item.ticket_key, wont_do=item.status == ItemStatus.wont_do)
+        log().info("ticket closed", item=item.id, ticket=ticket.key, status=ticket.status, resolution=ticket.resolution)
+        return ticket
+
+    @activity.defn(name="find_recurrences")
+    def find_recurrences(self, inp: RecurrenceInput) -> list[str]:
+        """Keys of incidents of the same kind (shared service or fingerprint) in [since, until]."""
+        found = self.store.similar_incidents(
+            services=inp.incident.services, fingerprint=inp.incident.fingerprint, since=inp.since, until=inp.until,
+            exclude=(inp.incident.source, inp.incident.external_id),
+        )
+        return [i.key for i in found]

@@ -13,6 +13,7 @@ GET per item would cost. The goal is at most 25 calls for 1,000 items.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 import tempfile
@@ -93,14 +94,14 @@ def run(items: int, changed: int, validate: bool) -> dict[str, Any]:
             }
             signals: Counter[str] = Counter()
 
-            def signal(workflow_id: str, event: TicketStatusEvent) -> bool:
+            async def signal(workflow_id: str, event: TicketStatusEvent) -> bool:
                 signals[event.status] += 1
                 return True
 
             jira.requests.clear()
             github.requests.clear()
             started = time.perf_counter()
-            summary = reconcile(store, trackers.__getitem__, signal, now)
+            summary = asyncio.run(reconcile(store, trackers.__getitem__, signal, now))
             wall = time.perf_counter() - started
         finally:
             store.close()

@@ -94,10 +94,12 @@ def compute_fingerprint(services: list[str], dedup_key: str | None, title: str) 
 
 
 def postmortem_workflow_id(source: str, external_id: str) -> str:
+    """Part of closeloop.contract: the workflow id of an incident's lifecycle."""
     return f"postmortem/{source}/{external_id}"
 
 
 def action_item_workflow_id(postmortem_id: str, item_id: str) -> str:
+    """Part of closeloop.contract: an action item's workflow id (and its ActionItem.id)."""
     return f"{postmortem_id}/{item_id}"
 
 
@@ -334,11 +336,14 @@ class ActionItemInput(Model):
     resume: ActionItemState | None = None
 
 
+TicketStatus = Literal["open", "done", "wont_do", "reopened", "deleted"]
+
+
 class TicketStatusEvent(Model):
     """A status change seen on the tracker (webhook or reconciliation sweep)."""
 
     ticket_key: str
-    status: Literal["open", "done", "wont_do", "reopened", "deleted"]
+    status: TicketStatus
     at: datetime
     source: str = "sync"
     reason: str = Field(default="", description="why, in a person's words (e.g. `ticket close --reason`)")
@@ -385,6 +390,49 @@ class ActionItemState(Model):
     wont_do_reason: WontDoReason | None = None
     completed_here: bool = Field(default=False, description="completed in closeloop (not on the ticket): close it")
     ticket_failures: int = Field(default=0, description="times the tracker refused to open the ticket")
+
+
+# --------------------------------------------------------------------------- sweeps (run by Schedules)
+
+
+class SweepInput(Model):
+    """Empty today; a model so a sweep can grow inputs without breaking running schedules."""
+
+    note: str = ""
+
+
+class DigestResult(Model):
+    """What the managers' stalled-work digest found and who was told (StalledDigestWorkflow's result)."""
+
+    stalled_postmortems: int
+    overdue_items: int
+    managers_notified: list[str]
+
+
+SYNC_KINDS = ("done", "wont_do", "reopened", "deleted", "moved")
+
+
+class TrackerReport(Model):
+    tracker: str
+    items: int
+    calls: int | None = Field(default=None, description="HTTP requests made, when the tracker counts them")
+    error: str = ""
+
+
+class SyncSummary(Model):
+    at: datetime
+    items_checked: int = 0
+    unchanged: int = 0
+    signalled: dict[str, int] = Field(default_factory=lambda: dict.fromkeys(SYNC_KINDS, 0),
+                                      description="signals per kind; a moved and completed ticket counts in both")
+    signals: int = 0
+    already_signalled: int = Field(default=0, description="differences an earlier sweep signalled already")
+    workflows_gone: int = Field(default=0, description="items whose workflow no longer runs (skipped)")
+    completed_in_closeloop: int = Field(default=0, description="done items whose ticket is open and was never "
+                                                               "seen closed (left alone: no reopening)")
+    trackers: list[TrackerReport] = Field(default_factory=list)
+    calls: int | None = Field(default=None, description="HTTP requests of the trackers that count them")
+    failures: list[str] = Field(default_factory=list, description="`tracker: error` of each failed tracker")
 
 
 def clamp_non_negative(td: timedelta) -> timedelta:

@@ -20,7 +20,8 @@ from temporalio.client import (
     ScheduleUpdateInput,
 )
 
-from closeloop.workflows.sweeps import StalledDigestWorkflow, SweepInput, TicketSyncWorkflow
+from closeloop import contract
+from closeloop.models import SweepInput
 
 DEFAULT_SYNC_EVERY = timedelta(minutes=5)
 
@@ -30,16 +31,16 @@ class SweepSchedule:
     schedule_id: str
     cron: str
     description: str
-    workflow: Callable[..., Any] = field(default=StalledDigestWorkflow.run)
+    workflow: str = contract.STALLED_DIGEST_WORKFLOW
     every: timedelta | None = None  # an interval instead of the cron
     catchup_window: timedelta = timedelta(hours=12)
 
 
-STALLED_DIGEST = SweepSchedule("closeloop-stalled-digest", "0 8 * * 1-5",
+STALLED_DIGEST = SweepSchedule(contract.STALLED_DIGEST_SCHEDULE_ID, "0 8 * * 1-5",
                                "weekday 08:00 UTC digest of stalled postmortems and overdue items to managers")
 # A missed run is worth nothing once the next one is due: no catch-up burst after an outage.
-TICKET_SYNC = SweepSchedule("closeloop-ticket-sync", "", "reconcile action items with their tickets ([sync] every)",
-                            workflow=TicketSyncWorkflow.run, every=DEFAULT_SYNC_EVERY,
+TICKET_SYNC = SweepSchedule(contract.TICKET_SYNC_SCHEDULE_ID, "", "reconcile action items with their tickets ([sync] every)",
+                            workflow=contract.TICKET_SYNC_WORKFLOW, every=DEFAULT_SYNC_EVERY,
                             catchup_window=timedelta(minutes=1))
 ALL = [STALLED_DIGEST, TICKET_SYNC]
 

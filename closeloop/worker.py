@@ -19,11 +19,9 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from closeloop import activities
-from closeloop import workflows
-from closeloop.activities._shared import use
+from closeloop import activities, workflows
 from closeloop import logging as closeloop_logging
-from closeloop.client import connect
+from closeloop.client import Closeloop, connect
 from closeloop.schedules import apply as apply_schedules
 from closeloop.config import Config, ConfigError, load_config
 from closeloop.integrations.registry import Integrations, build
@@ -34,13 +32,12 @@ log = structlog.get_logger("closeloop.worker")
 def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
                  executor: ThreadPoolExecutor | None = None) -> Worker:
     """A Worker with every workflow and activity registered. Blocking activities run in the thread pool."""
-    use(integrations, client)  # built on the worker's event loop: the ticket sweep signals through it
     executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity")
     return Worker(
         client,
         task_queue=task_queue,
         workflows=workflows.ALL,
-        activities=activities.ALL,
+        activities=activities.build(integrations, Closeloop(client, task_queue)),
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,  # never more activities than threads to run them
         graceful_shutdown_timeout=timedelta(seconds=10),
@@ -53,7 +50,7 @@ async def run(config: Config, *, stop: asyncio.Event | None = None) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     integrations = build(config)
-    client = await connect(config)
+    client = await connect(config.temporal)
     with ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity") as executor:
         worker = build_worker(client, integrations, config.temporal.task_queue, executor=executor)
         try:

@@ -18,7 +18,7 @@ from closeloop.integrations.base import Calendar, Notifier, Publisher, TimelineS
 class Integrations:
     config: Config
     store: Store
-    notifier: Notifier
+    notifiers: list[Notifier]
     calendar: Calendar
     publisher: Publisher
     trackers: dict[str, Tracker] = field(default_factory=dict)
@@ -65,7 +65,7 @@ def build(config: Config, store: Store | None = None) -> Integrations:
     return Integrations(
         config=config,
         store=store,
-        notifier=LogNotifier(store),
+        notifiers=[LogNotifier(store)],
         calendar=LocalCalendar(store),
         publisher=LocalPublisher(store, config.data_dir / "documents"),
         trackers=trackers,

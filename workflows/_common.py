@@ -5,16 +5,36 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar, overload
 
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from closeloop.activities import notify as notify_mod
-    from closeloop.activities._shared import EXTERNAL
     from closeloop import chase as planner
+    from closeloop.activities.notify import NotifyActivities, NotifyInput
+    from closeloop.activities.options import EXTERNAL, ActivityOptions
     from closeloop.models import ChaseState
     from closeloop.policy import EscalationStep
+
+S = TypeVar("S")
+A = TypeVar("A")
+R = TypeVar("R")
+
+
+@overload
+async def call(activity: Callable[[S, A], Awaitable[R]], arg: A, options: ActivityOptions) -> R: ...
+
+
+@overload
+async def call(activity: Callable[[S, A], R], arg: A, options: ActivityOptions) -> R: ...
+
+
+async def call(activity: Callable[..., Any], arg: Any, options: ActivityOptions) -> Any:
+    """Run an activity method (e.g. `RecordActivities.save_review`) with one of the typed option presets."""
+    return await workflow.execute_activity_method(
+        activity, arg, start_to_close_timeout=options.start_to_close_timeout, retry_policy=options.retry_policy,
+        heartbeat_timeout=options.heartbeat_timeout,
+    )
 
 
 async def send(
@@ -22,13 +42,13 @@ async def send(
     context: dict[str, Any] | None = None, tracker: str | None = None, ticket_key: str | None = None,
 ) -> str | None:
     """Notify once (the key makes retries and replays safe). Returns who was notified."""
-    return await workflow.execute_activity(
-        notify_mod.notify,
-        notify_mod.NotifyInput(
+    return await call(
+        NotifyActivities.notify,
+        NotifyInput(
             key=key, kind=kind, target=target, relative_to=relative_to, postmortem_id=postmortem_id,
             item_id=item_id, at=workflow.now(), context=context or {}, tracker=tracker, ticket_key=ticket_key,
         ),
-        **EXTERNAL,  # type: ignore[arg-type]
+        EXTERNAL,
     )
 
 

@@ -6,12 +6,16 @@ did the same kind of incident recur, and what does the owner say?"""
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from closeloop.activities import records, tickets
-    from closeloop.activities._shared import EXTERNAL, STORE
+    from closeloop.activities.options import EXTERNAL, STORE
+    from closeloop.activities.records import RecordActivities
+    from closeloop.activities.tickets import OpenTicketInput, RecurrenceInput, TicketActivities
+    from closeloop import contract
     from closeloop import search_attributes as sa
     from closeloop.chase import ChaseAction, skip_past_reminders
     from closeloop.durations import format_duration
@@ -28,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         WontDoReason,
     )
     from closeloop.integrations.base import Ticket
-    from closeloop.workflows._common import Chase, send, wait_until
+    from closeloop.workflows._common import Chase, call, send, wait_until
 
 ESCALATE_INEFFECTIVE_TO = ("owner", "manager", "skip_level")
 # Patches (workflow.patched) for behaviour added while lifecycles were running; each guards only the new
@@ -39,7 +43,7 @@ PATCH_CLOSE_TICKET = "close-the-ticket-of-an-item-completed-in-closeloop"
 PATCH_TICKET_REFUSED = "a-refused-ticket-is-tried-again"
 
 
-@workflow.defn
+@workflow.defn(name=contract.ACTION_ITEM_WORKFLOW)
 class ActionItemWorkflow:
     @workflow.init
     def __init__(self, inp: ActionItemInput) -> None:
@@ -140,10 +144,8 @@ class ActionItemWorkflow:
         s = self.s
         while True:
             try:
-                return await workflow.execute_activity(
-                    tickets.open_ticket, tickets.OpenTicketInput(item=s.item, incident=self.inp.incident),
-                    **EXTERNAL,  # type: ignore[arg-type]
-                )
+                return await call(TicketActivities.open_ticket, OpenTicketInput(item=s.item, incident=self.inp.incident),
+                                  EXTERNAL)
             except ActivityError as e:
                 if not workflow.patched(PATCH_TICKET_REFUSED):
                     raise
@@ -191,7 +193,7 @@ class ActionItemWorkflow:
         s = self.s
         s.completed_here = False
         try:
-            await workflow.execute_activity(tickets.close_ticket, s.item, **EXTERNAL)  # type: ignore[arg-type]
+            await call(TicketActivities.close_ticket, s.item, EXTERNAL)
         except ActivityError as e:
             workflow.logger.warning("the ticket could not be closed; the item stays done",
                                     extra={"ticket": s.item.ticket_key, "error": str(e.cause or e)})
@@ -226,9 +228,8 @@ class ActionItemWorkflow:
         assert s.item.completed_at is not None
         now = workflow.now()
         since = max(s.item.completed_at, now - policy.recurrence_window)
-        s.item.recurrences = await workflow.execute_activity(
-            tickets.find_recurrences, tickets.RecurrenceInput(incident=self.inp.incident, since=since, until=now),
-            **STORE,  # type: ignore[arg-type]
+        s.item.recurrences = await call(
+            TicketActivities.find_recurrences, RecurrenceInput(incident=self.inp.incident, since=since, until=now), STORE,
         )
         s.phase = "awaiting_verdict"
         s.verdict_due = now + policy.verdict_timeout
@@ -277,12 +278,12 @@ class ActionItemWorkflow:
 
     async def _save(self) -> None:
         self._upsert_search_attributes()
-        await workflow.execute_activity(records.save_action_item, self.s.item, **STORE)  # type: ignore[arg-type]
+        await call(RecordActivities.save_action_item, self.s.item, STORE)
         parent = workflow.info().parent
         if parent:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal("item_updated", self.s.item)
+            await workflow.get_external_workflow_handle(parent.workflow_id).signal(contract.ITEM_UPDATED.name, self.s.item)
 
-    async def _notify(self, key: str, kind: str, target: str, context: dict) -> str | None:  # type: ignore[type-arg]
+    async def _notify(self, key: str, kind: str, target: str, context: dict[str, Any]) -> str | None:
         item = self.s.item
         return await send(
             key=f"{item.id}/{key}", kind=kind, target=target, relative_to=item.owner,
@@ -294,11 +295,11 @@ class ActionItemWorkflow:
 
     # ------------------------------------------------------------------ queries, updates, signals
 
-    @workflow.query
+    @workflow.query(name=contract.ITEM_STATE.name)
     def state(self) -> ActionItemState:
         return self.s
 
-    @workflow.signal
+    @workflow.signal(name=contract.TICKET_STATUS.name)
     def ticket_status(self, event: TicketStatusEvent) -> None:
         """A status change seen on the tracker (webhook or reconciliation sweep)."""
         s = self.s
@@ -334,7 +335,7 @@ class ActionItemWorkflow:
         self._start_tracking()
         self._upsert_search_attributes()
 
-    @workflow.update
+    @workflow.update(name=contract.COMPLETE_ITEM.name)
     async def complete(self, req: CompleteItem) -> str:
         s = self.s
         s.item.status, s.item.completed_at, s.completed_here = ItemStatus.done, workflow.now(), True
@@ -349,7 +350,7 @@ class ActionItemWorkflow:
             raise ValueError(f"only {s.item.owner} (item owner) or {self.inp.postmortem_owner} (postmortem owner) "
                              f"can complete this item")
 
-    @workflow.update
+    @workflow.update(name=contract.EXPLAIN_WONT_DO.name)
     async def explain_wont_do(self, req: WontDoReason) -> str:
         self.s.wont_do_reason = req
         return "reason recorded; the item is closed as won't do"
@@ -362,7 +363,7 @@ class ActionItemWorkflow:
         if req.by not in (s.item.owner, self.inp.postmortem_owner):
             raise ValueError(f"only {s.item.owner} or {self.inp.postmortem_owner} can give the reason")
 
-    @workflow.update
+    @workflow.update(name=contract.VERDICT.name)
     async def verdict(self, req: VerdictInput) -> str:
         self.s.owner_verdict = req
         return "verdict recorded"

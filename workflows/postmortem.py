@@ -7,16 +7,20 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
-    from closeloop.activities import collect_timeline as collect_mod
-    from closeloop.activities import documents, records, schedule_meeting
-    from closeloop.activities import record_incident as record_mod
-    from closeloop.activities._shared import BEST_EFFORT, EXTERNAL, STORE
+    from closeloop.activities.collect_timeline import CollectTimelineInput, TimelineActivities
+    from closeloop.activities.documents import DocumentActivities
+    from closeloop.activities.options import BEST_EFFORT, EXTERNAL, STORE
+    from closeloop.activities.record_incident import IncidentActivities, RecordIncidentInput
+    from closeloop.activities.records import PostmortemRecord, RecordActivities, ReviewInput, TimelineInput
+    from closeloop.activities.schedule_meeting import MeetingActivities, ScheduleMeetingInput
+    from closeloop import contract
     from closeloop import search_attributes as sa
     from closeloop.chase import ChaseAction
     from closeloop.models import (
@@ -41,13 +45,13 @@ with workflow.unsafe.imports_passed_through():
     )
     from closeloop.timeline import failure_note, merge
     from closeloop.durations import format_duration
-    from closeloop.workflows._common import Chase, send
+    from closeloop.workflows._common import Chase, call, send
     from closeloop.workflows.action_item import ActionItemWorkflow
 
 TERMINAL = (Stage.closed, Stage.skipped, Stage.cancelled)
 
 
-@workflow.defn
+@workflow.defn(name=contract.POSTMORTEM_WORKFLOW)
 class PostmortemWorkflow:
     @workflow.init
     def __init__(self, inp: PostmortemInput) -> None:
@@ -60,10 +64,9 @@ class PostmortemWorkflow:
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemSummary:
         if self.s is None:
-            plan = await workflow.execute_activity(
-                record_mod.record_incident,
-                record_mod.RecordIncidentInput(postmortem_id=workflow.info().workflow_id, incident=inp.incident),
-                **STORE,  # type: ignore[arg-type]
+            plan = await call(
+                IncidentActivities.record_incident,
+                RecordIncidentInput(postmortem_id=workflow.info().workflow_id, incident=inp.incident), STORE,
             )
             self.s = PostmortemState(plan=plan, owner=plan.owner)
             if not plan.policy.postmortem_required:
@@ -110,10 +113,8 @@ class PostmortemWorkflow:
 
     async def _schedule(self) -> None:
         s = self._state()
-        s.meeting = await workflow.execute_activity(
-            schedule_meeting.schedule_meeting,
-            schedule_meeting.ScheduleMeetingInput(plan=s.plan, not_before=workflow.now()),
-            **EXTERNAL,  # type: ignore[arg-type]
+        s.meeting = await call(
+            MeetingActivities.schedule_meeting, ScheduleMeetingInput(plan=s.plan, not_before=workflow.now()), EXTERNAL,
         )
         if s.meeting:
             for person in s.meeting.attendees:
@@ -125,10 +126,8 @@ class PostmortemWorkflow:
         names = s.plan.timeline_sources
         results = await asyncio.gather(
             *(
-                workflow.execute_activity(
-                    collect_mod.collect_timeline, collect_mod.CollectTimelineInput(source=name, incident=s.plan.incident),
-                    **BEST_EFFORT,  # type: ignore[arg-type]
-                )
+                call(TimelineActivities.collect_timeline,
+                     CollectTimelineInput(source=name, incident=s.plan.incident), BEST_EFFORT)
                 for name in names
             ),
             return_exceptions=True,
@@ -141,16 +140,13 @@ class PostmortemWorkflow:
             else:
                 batches.append(result)
         s.timeline = merge(batches)
-        await workflow.execute_activity(
-            records.save_timeline, records.TimelineInput(incident=s.plan.incident, events=s.timeline),
-            **STORE,  # type: ignore[arg-type]
-        )
+        await call(RecordActivities.save_timeline, TimelineInput(incident=s.plan.incident, events=s.timeline), STORE)
 
     async def _start_drafting(self) -> None:
         s = self._state()
         now = workflow.now()
         if s.draft_ref is None:
-            s.draft_ref = await workflow.execute_activity(documents.prepare_draft, s, **STORE)  # type: ignore[arg-type]
+            s.draft_ref = await call(DocumentActivities.prepare_draft, s, STORE)
         s.draft_chase = ChaseState(started_at=now, due_at=now + s.plan.policy.draft_due)
         await self._enter(Stage.drafting)
         await self._notify(f"draft/{s.review_round}/requested", "draft_requested", s.owner,
@@ -255,7 +251,7 @@ class PostmortemWorkflow:
 
     async def _publish(self) -> None:
         s = self._state()
-        s.document_ref = await workflow.execute_activity(documents.publish_document, s, **EXTERNAL)  # type: ignore[arg-type]
+        s.document_ref = await call(DocumentActivities.publish_document, s, EXTERNAL)
         audience = list(dict.fromkeys([s.owner, *s.plan.reviewers, *s.plan.attendees]))
         for person in audience:
             await self._notify(f"published/{person}", "published", person, {"document_ref": s.document_ref})
@@ -320,7 +316,7 @@ class PostmortemWorkflow:
             raise ApplicationError("the lifecycle is still starting")
         return self.s
 
-    def _stage_due(self):  # type: ignore[no-untyped-def]
+    def _stage_due(self) -> datetime | None:
         s = self._state()
         if s.stage == Stage.drafting and s.draft_chase:
             return s.draft_chase.due_at
@@ -343,11 +339,11 @@ class PostmortemWorkflow:
     async def _save(self) -> None:
         s = self._state()
         self._upsert_search_attributes()
-        await workflow.execute_activity(
-            records.save_postmortem,
-            records.PostmortemRecord(postmortem_id=s.plan.postmortem_id, incident=s.plan.incident, owner=s.owner,
-                                     stage=s.stage.value, stalled=s.stalled, stage_due_at=self._stage_due()),
-            **STORE,  # type: ignore[arg-type]
+        await call(
+            RecordActivities.save_postmortem,
+            PostmortemRecord(postmortem_id=s.plan.postmortem_id, incident=s.plan.incident, owner=s.owner,
+                             stage=s.stage.value, stalled=s.stalled, stage_due_at=self._stage_due()),
+            STORE,
         )
 
     async def _enter(self, stage: Stage) -> None:
@@ -363,7 +359,7 @@ class PostmortemWorkflow:
             chase.stalled = stalled
         await self._save()
 
-    async def _notify(self, key: str, kind: str, target: str, context: dict, *,  # type: ignore[type-arg]
+    async def _notify(self, key: str, kind: str, target: str, context: dict[str, Any], *,
                       relative_to: str | None = None) -> str | None:
         s = self._state()
         return await send(
@@ -385,17 +381,17 @@ class PostmortemWorkflow:
 
     # ------------------------------------------------------------------ queries, updates, signals
 
-    @workflow.query
+    @workflow.query(name=contract.POSTMORTEM_STATE.name)
     def state(self) -> PostmortemState | None:
         return self.s
 
-    @workflow.signal
+    @workflow.signal(name=contract.ITEM_UPDATED.name)
     def item_updated(self, item: ActionItem) -> None:
         """Children report progress so the `state` Query shows every item's status."""
         if self.s:
             self._replace_item(item)
 
-    @workflow.update
+    @workflow.update(name=contract.SUBMIT_DRAFT.name)
     async def submit_draft(self, draft: DraftSubmission) -> str:
         s = self._state()
         s.draft = draft
@@ -413,7 +409,7 @@ class PostmortemWorkflow:
             if item.owner not in s.plan.people:
                 raise ValueError(f"action item {item.title!r}: unknown owner {item.owner!r}")
 
-    @workflow.update
+    @workflow.update(name=contract.REQUEST_EXTENSION.name)
     async def request_extension(self, req: ExtensionRequest) -> str:
         s = self._state()
         assert s.draft_chase is not None
@@ -443,7 +439,7 @@ class PostmortemWorkflow:
                 f"{format_duration(s.plan.policy.max_extension)} in all, {format_duration(allowed)} left"
             )
 
-    @workflow.update
+    @workflow.update(name=contract.REASSIGN_OWNER.name)
     async def reassign_owner(self, req: Reassignment) -> str:
         s = self._state()
         previous, s.owner = s.owner, req.new_owner
@@ -466,16 +462,13 @@ class PostmortemWorkflow:
         if req.new_owner == s.owner:
             raise ValueError(f"{req.new_owner} already owns this postmortem")
 
-    @workflow.update
+    @workflow.update(name=contract.REVIEW.name)
     async def review(self, vote: ReviewVote) -> str:
         s = self._state()
         record = ReviewRecord(round=s.review_round, reviewer=vote.reviewer, decision=vote.decision,
                               comment=vote.comment, at=workflow.now())
         s.reviews.append(record)
-        await workflow.execute_activity(
-            records.save_review, records.ReviewInput(postmortem_id=s.plan.postmortem_id, review=record),
-            **STORE,  # type: ignore[arg-type]
-        )
+        await call(RecordActivities.save_review, ReviewInput(postmortem_id=s.plan.postmortem_id, review=record), STORE)
         return f"{vote.decision.value} recorded for round {s.review_round}"
 
     @review.validator
@@ -490,7 +483,7 @@ class PostmortemWorkflow:
         if vote.decision == ReviewDecision.request_changes and not vote.comment.strip():
             raise ValueError("say which changes: a comment is required")
 
-    @workflow.update
+    @workflow.update(name=contract.CANCEL.name)
     async def cancel(self, req: Cancellation) -> str:
         s = self._state()
         s.cancelled = req

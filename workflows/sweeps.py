@@ -7,34 +7,30 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from closeloop.activities import digest, reconcile
-    from closeloop.activities._shared import EXTERNAL, SWEEP
-    from closeloop.models import Model
+    from closeloop.activities.digest import DigestActivities, DigestInput
+    from closeloop.activities.options import EXTERNAL, SWEEP
+    from closeloop.activities.reconcile import ReconcileActivities, SyncInput
+    from closeloop.workflows._common import call
+    from closeloop import contract
+    from closeloop.models import DigestResult, SweepInput, SyncSummary
 
 
-class SweepInput(Model):
-    """Empty today; a model so the sweep can grow inputs without breaking running schedules."""
 
-    note: str = ""
-
-
-@workflow.defn
+@workflow.defn(name=contract.STALLED_DIGEST_WORKFLOW)
 class StalledDigestWorkflow:
     """Tell every manager which postmortems and action items of their reports are stalled or overdue."""
 
     @workflow.run
-    async def run(self, inp: SweepInput) -> digest.DigestResult:
+    async def run(self, inp: SweepInput) -> DigestResult:
         now: datetime = workflow.now()
-        return await workflow.execute_activity(digest.send_stalled_digest, digest.DigestInput(at=now),
-                                               **EXTERNAL)  # type: ignore[arg-type]
+        return await call(DigestActivities.send_stalled_digest, DigestInput(at=now), EXTERNAL)
 
 
-@workflow.defn
+@workflow.defn(name=contract.TICKET_SYNC_WORKFLOW)
 class TicketSyncWorkflow:
     """Reconcile every tracked action item with its ticket (activities/reconcile.py): what a lost webhook
     missed reaches the item's workflow as a `ticket_status` signal from the sweep."""
 
     @workflow.run
-    async def run(self, inp: SweepInput) -> reconcile.SyncSummary:
-        return await workflow.execute_activity(reconcile.reconcile_tickets, reconcile.SyncInput(at=workflow.now()),
-                                               **SWEEP)  # type: ignore[arg-type]
+    async def run(self, inp: SweepInput) -> SyncSummary:
+        return await call(ReconcileActivities.reconcile_tickets, SyncInput(at=workflow.now()), SWEEP)

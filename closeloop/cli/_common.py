@@ -74,10 +74,11 @@ def unreachable(config: Any) -> CliError:
 
 
 async def connect(config: Any) -> Any:
-    from closeloop.client import connect as _connect
+    """closeloop.client.Closeloop on the config's Temporal; an unreachable server is one line, exit 1."""
+    from closeloop.client import Closeloop
 
     try:
-        return await _connect(config)
+        return await Closeloop.connect(config.temporal)
     except (RuntimeError, ConnectionError, OSError):
         raise unreachable(config) from None
 
@@ -118,31 +119,23 @@ def failure_message(e: BaseException) -> str:
 
 
 def postmortem_id(text: str) -> str:
-    """"postmortem/api/INC-1", "api/INC-1" or "api:INC-1" -> "postmortem/api/INC-1"."""
-    text = text.strip()
-    if text.startswith("postmortem/"):
-        rest = text[len("postmortem/"):]
-    else:
-        rest = text.replace(":", "/", 1) if ":" in text and "/" not in text else text
-    parts = rest.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise bad_input(f"bad postmortem id {text!r}: use postmortem/SOURCE/ID, SOURCE/ID or SOURCE:ID "
-                        "(e.g. api/INC-1)")
-    return f"postmortem/{parts[0]}/{parts[1]}"
+    """"postmortem/api/INC-1", "api/INC-1" or "api:INC-1" -> "postmortem/api/INC-1" (closeloop.contract)."""
+    from closeloop.contract import BadId, parse_postmortem_id
+
+    try:
+        return parse_postmortem_id(text)
+    except BadId as e:
+        raise bad_input(str(e)) from None
 
 
 def item_id(text: str) -> str:
     """"postmortem/api/INC-1/item-2", "api/INC-1/item-2" or "api:INC-1/item-2" -> the full item id."""
-    text = text.strip()
-    head, sep, item = text.rpartition("/")
-    if not sep or not item.startswith("item-") or not head:
-        raise bad_input(f"bad action item id {text!r}: use postmortem/SOURCE/ID/item-N or SOURCE/ID/item-N "
-                        "(e.g. api/INC-1/item-2)")
+    from closeloop.contract import BadId, parse_item_id
+
     try:
-        return f"{postmortem_id(head)}/{item}"
-    except CliError:
-        raise bad_input(f"bad action item id {text!r}: use postmortem/SOURCE/ID/item-N or SOURCE/ID/item-N "
-                        "(e.g. api/INC-1/item-2)") from None
+        return parse_item_id(text)
+    except BadId as e:
+        raise bad_input(str(e)) from None
 
 
 def incident_key(text: str) -> tuple[str, str]:

@@ -26,14 +26,14 @@ DRAFT_FLAGS = {"by": "--as", "summary": "--summary", "impact": "--impact", "root
                "resolution": "--resolution", "lessons": "--lessons", "action_items": "--item"}
 
 
-def _update(obj: Context, kind: str, wid: str, method: Any, arg: Any) -> None:
+def _update(obj: Context, kind: str, wid: str, ref: Any, arg: Any) -> None:
+    """Run the Update `ref` (a closeloop.contract.UpdateRef) and print its answer."""
     config = obj.config()
 
     async def go() -> Any:
-        client = await connect(config)
-        handle = client.get_workflow_handle(wid)
+        closeloop = await connect(config)
         with workflow_errors(kind, wid):
-            return await handle.execute_update(method, arg)
+            return await closeloop.update(ref, wid, arg)
 
     click.echo(run(go()))
 
@@ -102,7 +102,7 @@ def draft_submit(obj: Context, postmortem: str, who: str | None, file_: str | No
           --root-cause "A bad config push" --item "Validate config before push|bob|P1|prevent"
     """
     from closeloop.models import DraftSubmission
-    from closeloop.workflows.postmortem import PostmortemWorkflow
+    from closeloop import contract
 
     wid = postmortem_id(postmortem)
     data: dict[str, Any] = {}
@@ -123,7 +123,7 @@ def draft_submit(obj: Context, postmortem: str, who: str | None, file_: str | No
     if "summary" not in data:
         raise bad_input("missing --summary (or \"summary\" in --file): the draft needs a summary")
     submission = _model(DraftSubmission, data, "draft", DRAFT_FLAGS)
-    _update(obj, "postmortem", wid, PostmortemWorkflow.submit_draft, submission)
+    _update(obj, "postmortem", wid, contract.SUBMIT_DRAFT, submission)
 
 
 @draft.command("extend")
@@ -140,12 +140,12 @@ def draft_extend(obj: Context, postmortem: str, who: str, extra: timedelta, reas
       closeloop draft extend api/INC-1 --as alice --by 2d --reason "waiting for the vendor's RCA"
     """
     from closeloop.models import ExtensionRequest
-    from closeloop.workflows.postmortem import PostmortemWorkflow
+    from closeloop import contract
 
     wid = postmortem_id(postmortem)
     req = _model(ExtensionRequest, {"by": who, "extra": extra, "reason": reason}, "extension",
                  {"by": "--as", "extra": "--by", "reason": "--reason"})
-    _update(obj, "postmortem", wid, PostmortemWorkflow.request_extension, req)
+    _update(obj, "postmortem", wid, contract.REQUEST_EXTENSION, req)
 
 
 @draft.command("reassign")
@@ -162,11 +162,11 @@ def draft_reassign(obj: Context, postmortem: str, new_owner: str, who: str, reas
       closeloop draft reassign api/INC-1 --to bob --as carol --reason "alice is on leave"
     """
     from closeloop.models import Reassignment
-    from closeloop.workflows.postmortem import PostmortemWorkflow
+    from closeloop import contract
 
     wid = postmortem_id(postmortem)
     req = _model(Reassignment, {"by": who, "new_owner": new_owner, "reason": reason}, "reassignment")
-    _update(obj, "postmortem", wid, PostmortemWorkflow.reassign_owner, req)
+    _update(obj, "postmortem", wid, contract.REASSIGN_OWNER, req)
 
 
 # --------------------------------------------------------------------------- review
@@ -185,11 +185,11 @@ def review() -> None:
 
 def _vote(obj: Context, postmortem: str, who: str, decision: str, comment: str) -> None:
     from closeloop.models import ReviewVote
-    from closeloop.workflows.postmortem import PostmortemWorkflow
+    from closeloop import contract
 
     wid = postmortem_id(postmortem)
     vote = _model(ReviewVote, {"reviewer": who, "decision": decision, "comment": comment}, "review")
-    _update(obj, "postmortem", wid, PostmortemWorkflow.review, vote)
+    _update(obj, "postmortem", wid, contract.REVIEW, vote)
 
 
 @review.command("approve")
@@ -238,11 +238,11 @@ def cancel(obj: Context, postmortem: str, who: str, reason: str) -> None:
       closeloop cancel api/INC-1 --as alice --reason "duplicate of INC-0"
     """
     from closeloop.models import Cancellation
-    from closeloop.workflows.postmortem import PostmortemWorkflow
+    from closeloop import contract
 
     wid = postmortem_id(postmortem)
     req = _model(Cancellation, {"by": who, "reason": reason}, "cancellation")
-    _update(obj, "postmortem", wid, PostmortemWorkflow.cancel, req)
+    _update(obj, "postmortem", wid, contract.CANCEL, req)
 
 
 # --------------------------------------------------------------------------- action items
@@ -275,10 +275,10 @@ def item_complete(obj: Context, item_ref: str, who: str, note: str) -> None:
       closeloop item complete api/INC-1/item-1 --as bob --note "shipped in #4711"
     """
     from closeloop.models import CompleteItem
-    from closeloop.workflows.action_item import ActionItemWorkflow
+    from closeloop import contract
 
     wid = item_id(item_ref)
-    _update(obj, "action item", wid, ActionItemWorkflow.complete,
+    _update(obj, "action item", wid, contract.COMPLETE_ITEM,
             _model(CompleteItem, {"by": who, "note": note}, "completion"))
 
 
@@ -297,12 +297,12 @@ def item_verdict(obj: Context, item_ref: str, who: str, effective: bool | None, 
       closeloop item verdict api/INC-1/item-1 --as bob --ineffective --note "the alert still flaps"
     """
     from closeloop.models import VerdictInput
-    from closeloop.workflows.action_item import ActionItemWorkflow
+    from closeloop import contract
 
     wid = item_id(item_ref)
     if effective is None:
         raise bad_input("say --effective or --ineffective (see `closeloop item verdict --help`)")
-    _update(obj, "action item", wid, ActionItemWorkflow.verdict,
+    _update(obj, "action item", wid, contract.VERDICT,
             _model(VerdictInput, {"by": who, "effective": effective, "note": note}, "verdict"))
 
 
@@ -319,10 +319,10 @@ def item_reason(obj: Context, item_ref: str, who: str, reason: str) -> None:
       closeloop item reason api/INC-1/item-2 --as bob --reason "the service is being retired in March"
     """
     from closeloop.models import WontDoReason
-    from closeloop.workflows.action_item import ActionItemWorkflow
+    from closeloop import contract
 
     wid = item_id(item_ref)
-    _update(obj, "action item", wid, ActionItemWorkflow.explain_wont_do,
+    _update(obj, "action item", wid, contract.EXPLAIN_WONT_DO,
             _model(WontDoReason, {"by": who, "reason": reason.strip()}, "reason"))
 
 

@@ -87,7 +87,7 @@ async def _wait_namespace(config: Any, deadline: float) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            client = await connect(config)
+            client = await connect(config.temporal)
             await client.workflow_service.describe_namespace(
                 DescribeNamespaceRequest(namespace=config.temporal.namespace))
             return

@@ -118,10 +118,8 @@ def resolve(obj: Context, file_: str | None, as_json: bool, dry_run: bool, **fla
     config = obj.config()
 
     async def go() -> Any:
-        from closeloop.client import start_postmortem
-
-        client = await connect(config)
-        return await start_postmortem(client, config.temporal.task_queue, inc)
+        closeloop = await connect(config)
+        return await closeloop.start_postmortem(inc)
 
     started = run(go())
     if as_json:
@@ -158,10 +156,10 @@ def _visibility(config: Any, e: Exception) -> CliError:
 async def _list(config: Any, query: str, limit: int) -> list[Any]:
     from temporalio.service import RPCError
 
-    client = await connect(config)
+    closeloop = await connect(config)
     out = []
     try:
-        async for wf in client.list_workflows(query, limit=limit):
+        async for wf in closeloop.list(query, limit):
             out.append(wf)
     except RPCError as e:
         raise _visibility(config, e) from None
@@ -261,28 +259,24 @@ def status(obj: Context, postmortem: str | None, limit: int, as_json: bool) -> N
       closeloop status api:INC-1 --json | jq .stage
       closeloop status
     """
+    from closeloop.contract import POSTMORTEM_WORKFLOW
+
     if postmortem:
         wid = postmortem_id(postmortem)
         config = obj.config()
 
         async def one() -> tuple[Any, str]:
-            from closeloop.workflows.postmortem import PostmortemWorkflow
+            from temporalio.api.enums.v1 import WorkflowExecutionStatus
 
-            client = await connect(config)
-            handle = client.get_workflow_handle(wid)
+            closeloop = await connect(config)
             with workflow_errors("postmortem", wid):
-                # The raw call: the SDK's describe() decodes every search attribute, and some servers (the
-                # time-skipping test server) return an unset datetime attribute it cannot decode.
-                from temporalio.api.common.v1 import WorkflowExecution
-                from temporalio.api.enums.v1 import WorkflowExecutionStatus
-                from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
-
-                raw = await client.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
-                    namespace=config.temporal.namespace, execution=WorkflowExecution(workflow_id=wid)))
+                raw = await closeloop.describe_raw(wid)
+                if raw is None:
+                    raise CliError(f"no postmortem {wid}")
                 info = raw.workflow_execution_info
-                if info.type.name != "PostmortemWorkflow":
+                if info.type.name != POSTMORTEM_WORKFLOW:
                     raise CliError(f"{wid} is a {info.type.name}, not a postmortem")
-                state = await handle.query(PostmortemWorkflow.state)
+                state = await closeloop.postmortem_state(wid)
             status_name = WorkflowExecutionStatus.Name(info.status).removeprefix("WORKFLOW_EXECUTION_STATUS_")
             return state, status_name.lower()
 
@@ -296,7 +290,7 @@ def status(obj: Context, postmortem: str | None, limit: int, as_json: bool) -> N
         return
 
     config = obj.config()
-    rows = [_row(wf) for wf in run(_list(config, 'WorkflowType = "PostmortemWorkflow"', limit))]
+    rows = [_row(wf) for wf in run(_list(config, f'WorkflowType = "{POSTMORTEM_WORKFLOW}"', limit))]
     if as_json:
         echo_json(rows)
         return
@@ -325,14 +319,15 @@ def stalled(obj: Context, limit: int, as_json: bool) -> None:
       closeloop stalled --json | jq '.[] | select(.type == "item")'
     """
     from closeloop.client import STALLED_QUERY
+    from closeloop.contract import ACTION_ITEM_WORKFLOW, POSTMORTEM_WORKFLOW
 
     config = obj.config()
     now = datetime.now(timezone.utc)
     rows = []
     for r in (_row(wf) for wf in run(_list(config, STALLED_QUERY, limit))):
         due = r["stage_due"]
-        r["type"] = "item" if r["type"] == "ActionItemWorkflow" else "postmortem" \
-            if r["type"] == "PostmortemWorkflow" else r["type"]
+        r["type"] = "item" if r["type"] == ACTION_ITEM_WORKFLOW else "postmortem" \
+            if r["type"] == POSTMORTEM_WORKFLOW else r["type"]
         r["overdue_seconds"] = int((now - due).total_seconds()) if due and due < now else 0
         rows.append(r)
     rows.sort(key=lambda r: -r["overdue_seconds"])

@@ -94,19 +94,11 @@ def tickets_sync(obj: Context, as_json: bool) -> None:
       closeloop tickets sync
       closeloop tickets sync --json | jq .signalled
     """
-    from temporalio.common import WorkflowIDConflictPolicy
-
-    from closeloop.workflows.sweeps import SweepInput, TicketSyncWorkflow
-
     config = obj.config()
 
     async def go() -> Any:
-        client = await connect(config)
-        # one manual sweep at a time: a second `sync` while one runs waits for that one's summary
-        handle = await client.start_workflow(TicketSyncWorkflow.run, SweepInput(note="cli"),
-                                             id="closeloop-ticket-sync/cli", task_queue=config.temporal.task_queue,
-                                             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING)
-        return await handle.result()
+        closeloop = await connect(config)
+        return await closeloop.sync_tickets_now()
 
     summary = run(go())
     if as_json:
@@ -138,7 +130,6 @@ def ticket() -> None:
 
 def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason: str) -> None:
     from closeloop.models import TicketStatusEvent
-    from closeloop.workflows.action_item import ActionItemWorkflow
 
     config = obj.config()
     store = _store(obj)
@@ -152,7 +143,7 @@ def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason:
         wid = row.marker.removeprefix(MARKER_PREFIX) if row.marker.startswith(MARKER_PREFIX) else None
 
         async def go() -> str:
-            client = await connect(config)  # reach Temporal before changing anything
+            closeloop = await connect(config)  # reach Temporal before changing anything
             store.set_ticket_status(key, status, reason)
             if wid is None:
                 return f"{key} is now {status} (not a closeloop action item: nothing to sync)"
@@ -160,7 +151,7 @@ def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason:
                                       at=datetime.now(timezone.utc), source="cli", reason=reason)
             try:
                 with workflow_errors("action item", wid):
-                    await client.get_workflow_handle(wid).signal(ActionItemWorkflow.ticket_status, event)
+                    await closeloop.signal_ticket_status(wid, event, missing_ok=False)
             except CliError as e:
                 return f"{key} is now {status}; action item not updated: {e.message}"
             return f"{key} is now {status}; told {wid}"

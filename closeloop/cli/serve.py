@@ -43,7 +43,7 @@ def web_app(config: Any) -> Any:
             log.warning(event, hint=hint)
 
     async def client_factory() -> Any:
-        return await connect(config)
+        return await connect(config.temporal)
 
     return create_app(config, client_factory, secrets=secrets)
 

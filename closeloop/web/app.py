@@ -28,12 +28,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from temporalio.api.common.v1 import WorkflowExecution
-from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from closeloop.client import start_postmortem
+from closeloop.client import Closeloop
 from closeloop.config import Config
 from closeloop.models import Incident, TimelineEvent, postmortem_workflow_id
 from closeloop.store.store import Store
@@ -287,7 +285,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
 
     app = FastAPI(title="closeloop", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
     client_lock = asyncio.Lock()
-    cached: list[Client] = []
+    cached: list[Closeloop] = []
     stores: list[Store] = [store] if store is not None else []
 
     async def the_store() -> Store:
@@ -307,13 +305,13 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
             return None
         return int(await asyncio.to_thread(s.add_timeline_events, incident, events, notes=notes))
 
-    async def client() -> Client:
+    async def client() -> Closeloop:
         if cached:
             return cached[0]
         async with client_lock:
             if not cached:
                 try:
-                    cached.append(await client_factory())
+                    cached.append(Closeloop(await client_factory(), task_queue))
                 except Exception as e:  # noqa: BLE001 - any connect failure is "Temporal unavailable"
                     log.warning("temporal_connect_failed", address=config.temporal.address,
                                 error=f"{type(e).__name__}: {e}")
@@ -322,7 +320,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
 
     async def start(incident: Incident, via: str) -> JSONResponse:
         try:
-            started = await start_postmortem(await client(), task_queue, incident)
+            started = await (await client()).start_postmortem(incident)
         except RPCError as e:
             log.warning("start_failed", workflow_id=incident.workflow_id, via=via, status=e.status.name
                         if e.status else None, error=e.message)
@@ -335,14 +333,9 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
 
     async def exists(workflow_id: str) -> bool:
         """Whether the incident has (or had) a lifecycle. The raw RPC: nothing to decode but the answer."""
-        c = await client()
         try:
-            await c.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
-                namespace=c.namespace, execution=WorkflowExecution(workflow_id=workflow_id)))
-            return True
-        except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:
-                return False
+            return await (await client()).exists(workflow_id)
+        except RPCError:
             raise Reject(503, "Temporal is unavailable; try again later") from None
 
     # ------------------------------------------------------------------ errors: always JSON

@@ -50,20 +50,20 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import SQLAlchemyError
-from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from closeloop.config import Config, JiraSettings
-from closeloop.models import ActionItem, TicketStatusEvent, action_item_workflow_id
+from closeloop.client import Closeloop
+from closeloop.contract import item_workflow_id
+from closeloop.models import ActionItem, TicketStatusEvent
 from closeloop.store.store import Store
 from closeloop.web.app import MAX_SIGNATURES, Reject, _field, _str_field, json_object, read_body
 from closeloop.web.settings import ENV_GITHUB_WEBHOOK_SECRETS, ENV_JIRA_WEBHOOK_SECRETS, WebSecrets
-from closeloop.workflows.action_item import ActionItemWorkflow
 
 log = structlog.get_logger("closeloop.web")
 
 T = TypeVar("T")
-ClientGetter = Callable[[], Awaitable[Client]]
+ClientGetter = Callable[[], Awaitable[Closeloop]]
 
 SIGNAL_TIMEOUT = timedelta(seconds=10)  # the senders give up after ~10 s (GitHub) / ~30 s (Jira)
 MAX_REASON = 500
@@ -282,23 +282,20 @@ def register(app: FastAPI, config: Config, secrets: WebSecrets, limit: int, clie
             reason = f"{change.keys[0]} is not the ticket of a closeloop action item"
             log.info("ticket_webhook_ignored", source=source, delivery=delivery[:100], reason=reason)
             return JSONResponse({"ignored": reason}, status_code=202)
-        # ActionItem.id is the workflow id: action_item_workflow_id(postmortem id, "item-N")
-        workflow_id = action_item_workflow_id(item.postmortem_id, item.id.rsplit("/", 1)[-1])
+        workflow_id = item_workflow_id(item)
         event = TicketStatusEvent(ticket_key=item.ticket_key, status=change.status,  # type: ignore[arg-type]
                                   at=change.at, source=f"{source}-webhook", resolution=change.reason,
                                   moved_to=change.moved_to)
-        c = await client()
+        closeloop = await client()
         try:
-            await c.get_workflow_handle(workflow_id).signal(ActionItemWorkflow.ticket_status, event,
-                                                            rpc_timeout=SIGNAL_TIMEOUT)
+            delivered = await closeloop.signal_ticket_status(workflow_id, event, rpc_timeout=SIGNAL_TIMEOUT)
         except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:  # ended (or never ran): nothing left to tell
-                log.info("ticket_webhook_item_closed", source=source, workflow_id=workflow_id,
-                         delivery=delivery[:100])
-                return JSONResponse({"ignored": "item closed", "workflow_id": workflow_id}, status_code=202)
             log.warning("ticket_webhook_signal_failed", source=source, workflow_id=workflow_id,
                         status=e.status.name if e.status else None, delivery=delivery[:100])
             raise Reject(503, "could not reach the action item: Temporal is unavailable; try again later") from None
+        if not delivered:  # ended (or never ran): nothing left to tell
+            log.info("ticket_webhook_item_closed", source=source, workflow_id=workflow_id, delivery=delivery[:100])
+            return JSONResponse({"ignored": "item closed", "workflow_id": workflow_id}, status_code=202)
         try:
             first = await db(Store.record_delivery, source, delivery)
         except Reject:  # signalled already: acknowledge; a replay of it may be applied again (see above)

@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from closeloop.activities import _shared
-from closeloop.activities.tickets import OpenTicketInput, close_ticket, open_ticket
+from closeloop.activities.tickets import OpenTicketInput, TicketActivities
 from closeloop.models import ActionItem, ItemStatus
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
@@ -56,9 +55,20 @@ repo = "acme/ops"
 timeout = 2.0
 """)
     built = build(config)
-    _shared.use(built)
+    ACTIVITIES[:] = [TicketActivities(built.config, built.tracker, built.store)]
     yield built
     built.store.close()
+
+
+ACTIVITIES: list[TicketActivities] = []  # the ticket activities on the `integrations` fixture's trackers
+
+
+def open_ticket(inp: OpenTicketInput) -> object:
+    return ACTIVITIES[0].open_ticket(inp)
+
+
+def close_ticket(item: ActionItem) -> object:
+    return ACTIVITIES[0].close_ticket(item)
 
 
 def item(tracker: str, n: int) -> ActionItem:

@@ -11,13 +11,17 @@ import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
-from closeloop.activities.notify import NotifyInput, notify
+from closeloop.activities.notify import NotifyActivities, NotifyInput
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
 from closeloop.integrations.registry import Integrations
 from tests.integrations.test_close_ticket import github, integrations, jira, opened  # noqa: F401 - fixtures
 
 AT = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+
+
+def notifying(integrations: Integrations) -> NotifyActivities:
+    return NotifyActivities(integrations.config, integrations.notifiers, integrations.tracker, integrations.template_dir)
 
 
 def reminder(tracker: str, ticket_key: str, n: int) -> NotifyInput:
@@ -36,7 +40,7 @@ def test_a_deleted_ticket_skips_the_comment_and_still_notifies(tracker: str, int
     else:
         github.delete_issue("acme/ops", int(item.ticket_key.split("#")[1]))
 
-    assert ActivityEnvironment().run(notify, reminder(tracker, item.ticket_key, 1)) == "bob"
+    assert ActivityEnvironment().run(notifying(integrations).notify, reminder(tracker, item.ticket_key, 1)) == "bob"
     sent = integrations.store.notifications("postmortem/api/INC-7")
     assert [(n.kind, n.recipient) for n in sent] == [("item_reminder", "bob")]
 
@@ -48,8 +52,8 @@ def test_a_tracker_that_is_down_makes_the_notification_retry(tracker: str, integ
     assert item.ticket_key
     (jira if tracker == "jira" else github).fail_next(1, status=503)
     with pytest.raises(ApplicationError) as down:
-        ActivityEnvironment().run(notify, reminder(tracker, item.ticket_key, 2))
+        ActivityEnvironment().run(notifying(integrations).notify, reminder(tracker, item.ticket_key, 2))
     assert not down.value.non_retryable
     # the retry delivers nothing twice: the notification was recorded once, by its key
-    assert ActivityEnvironment().run(notify, reminder(tracker, item.ticket_key, 2)) == "bob"
+    assert ActivityEnvironment().run(notifying(integrations).notify, reminder(tracker, item.ticket_key, 2)) == "bob"
     assert len(integrations.store.notifications("postmortem/api/INC-7")) == 1

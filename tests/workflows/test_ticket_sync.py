@@ -20,7 +20,7 @@ import pytest_asyncio
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from closeloop.activities.reconcile import SyncSummary
+from closeloop.models import SyncSummary
 from closeloop.models import ActionItem, ActionItemInput, CompleteItem, Incident, ItemStatus
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin

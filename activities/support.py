@@ -1,0 +1,53 @@
+"""What every activity shares: logging bound to the workflow and activity ids, heartbeating, and turning
+an integration's failure into what Temporal's retry policy understands."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from temporalio import activity
+from temporalio.exceptions import ApplicationError
+
+from closeloop.integrations.base import IntegrationError
+
+
+def log() -> Any:
+    """The activity's logger, bound to its workflow and activity ids; a plain one outside an activity."""
+    if not activity.in_activity():
+        return structlog.get_logger("closeloop.activity")
+    info = activity.info()
+    return structlog.get_logger("closeloop.activity").bind(
+        workflow_id=info.workflow_id, run_id=info.workflow_run_id, activity=info.activity_type,
+        activity_id=info.activity_id, attempt=info.attempt,
+    )
+
+
+def non_retryable(message: str) -> ApplicationError:
+    """A failure no retry can fix (bad data, a missing setting): the activity fails at once."""
+    return ApplicationError(message, type="NonRetryable", non_retryable=True)
+
+
+@contextmanager
+def external_errors(what: str) -> Iterator[None]:
+    """Turn an integration's failure into what Temporal's retry policy understands: a non-retryable
+    ApplicationError for errors no retry can fix, and for rate limits (429, 403 with Retry-After or a
+    rate-limit reset) a retry no sooner than the server asked: the wait is the retry's, never a sleep here."""
+    try:
+        yield
+    except IntegrationError as e:
+        retry_after = getattr(e, "retry_after", None)
+        raise ApplicationError(
+            f"{what}: {e}", type="NonRetryable" if not e.retryable else type(e).__name__,
+            non_retryable=not e.retryable,
+            next_retry_delay=timedelta(seconds=retry_after) if e.retryable and retry_after else None,
+        ) from e
+
+
+def heartbeat(*details: Any) -> None:
+    """Heartbeat when running inside an activity; a no-op elsewhere (direct calls in tests)."""
+    if activity.in_activity():
+        activity.heartbeat(*details)
