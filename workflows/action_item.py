@@ -207,8 +207,10 @@ class ActionItemWorkflow:
             await self._save()
             await self._notify(f"c{s.cycle}/wont_do_reason", "wont_do_reason_request", "owner",
                                {"resolution": s.item.verdict_note, "reason_due": s.reason_due})
-        answered = await wait_until(lambda: s.wont_do_reason is not None or s.item.status != ItemStatus.wont_do,
-                                    s.reason_due)
+        # A reopening that arrived while the request went out has cleared reason_due: nothing to wait for.
+        deadline = s.reason_due
+        answered = deadline is not None and await wait_until(
+            lambda: s.wont_do_reason is not None or s.item.status != ItemStatus.wont_do, deadline)
         if s.item.status != ItemStatus.wont_do:
             await self._save()  # reopened: the handler moved it back to tracking
             return
