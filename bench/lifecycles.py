@@ -34,7 +34,7 @@ from temporalio.api.enums.v1 import EventType  # noqa: E402
 from temporalio.client import Client, WorkflowHandle  # noqa: E402
 from temporalio.worker import Worker  # noqa: E402
 
-from _common import BenchError, Cpu, dev_server, run_reporting_errors  # noqa: E402
+from _common import BENCH_CONFIG, BenchError, Cpu, dev_server, run_reporting_errors  # noqa: E402
 from _common import child_pids as server_pids  # noqa: E402
 from _common import redact as _redact  # noqa: E402
 from bare import BareInput, BareWorkflow, noop  # noqa: E402
@@ -54,19 +54,18 @@ from closeloop.models import (  # noqa: E402
     action_item_workflow_id,
 )
 from closeloop.integrations.registry import build  # noqa: E402
-from tests.temporal_env import TEST_CONFIG  # noqa: E402
 from closeloop.worker import build_worker  # noqa: E402
 from closeloop.workflows.action_item import ActionItemWorkflow  # noqa: E402
 from closeloop.workflows.postmortem import PostmortemWorkflow  # noqa: E402
 
 T = TypeVar("T")
 
-# The policy the benchmark's incidents (SEV2, a service of their own) get: TEST_CONFIG's policy with these
+# The policy the benchmark's incidents (SEV2, a service of their own) get: BENCH_CONFIG's policy with these
 # overrides, so that no step waits on the clock for long. Nothing is chased: drafts and reviews are due
 # in days and reminders come hourly, so no reminder, stall or escalation fires. Items are checked for
 # effectiveness 1 s after completion (often already past by the time the item gets there under load) and
 # look back 1 s for recurrences; the verdict window is long because the driver always answers at once. The meeting may fall on any 15-minute
-# slot of the next 30 days, so every lifecycle books one (TEST_CONFIG's three people share only a couple
+# slot of the next 30 days, so every lifecycle books one (BENCH_CONFIG's three people share only a couple
 # of working hours a day; with its meeting policy most lifecycles of a large run would find no slot and
 # skip the invites, and lifecycles would not all do the same work).
 BENCH_POLICY = """
@@ -306,7 +305,7 @@ def figures(n: int, wall: float, latencies: list[float], histories: list[History
 
 def bench_config(tmp: Path, db_url: str, task_queue: str) -> Config:
     path = tmp / "closeloop.toml"
-    path.write_text(f'data_dir = "{tmp / "data"}"\n' + TEST_CONFIG + BENCH_POLICY)
+    path.write_text(f'data_dir = "{tmp / "data"}"\n' + BENCH_CONFIG + BENCH_POLICY)
     return load_config(path, env={"CLOSELOOP_TASK_QUEUE": task_queue, "CLOSELOOP_DB_URL": db_url})
 
 

@@ -51,7 +51,7 @@ def split(n: int, parts: int) -> list[int]:
 def run(items: int, changed: int, validate: bool) -> dict[str, Any]:
     validators: dict[str, Any] = {}
     if validate:
-        from tests.standins.spec import SPECS_DIR, ResponseValidator
+        from closeloop.standins.spec import SPECS_DIR, ResponseValidator
 
         validators = {"jira": ResponseValidator(SPECS_DIR / "jira-platform-v3.json").check,
                       "github": ResponseValidator(SPECS_DIR / "github-rest-api.json").check}

@@ -38,6 +38,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from _common import BENCH_CONFIG  # noqa: E402
 from _common import ROOT, BenchError, child_pids, cpu_seconds, dev_server, run_reporting_errors, venv_binary  # noqa: E402
 
 import httpx  # noqa: E402
@@ -46,11 +47,9 @@ from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
-from tests.temporal_env import TEST_CONFIG  # noqa: E402
-
 SECRET = "bench-pagerduty-signing-secret"  # a throwaway secret for this run's own server
 SERVICES = ["checkout", "search", "payments", "identity", "billing"]
-PRIORITIES = ["P1", "P2", "P3"]  # no P4: TEST_CONFIG skips SEV4 postmortems, every incident gets a lifecycle
+PRIORITIES = ["P1", "P2", "P3"]  # no P4: BENCH_CONFIG skips SEV4 postmortems, every incident gets a lifecycle
 
 
 # --------------------------------------------------------------------------- payloads
@@ -366,7 +365,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     plan, workflow_ids = deliveries(n_incidents, run_tag, rng)
 
     config = tmp / "closeloop.toml"
-    config.write_text(f'data_dir = "{tmp / "data"}"\n' + TEST_CONFIG)
+    config.write_text(f'data_dir = "{tmp / "data"}"\n' + BENCH_CONFIG)
     closeloop = venv_binary("closeloop", "closeloop")
     web_port = free_port()
     base = f"http://127.0.0.1:{web_port}"

@@ -1,7 +1,7 @@
 """GitHubTracker through PyGithub, over HTTP, against the GitHub REST stand-in.
 
 Every JSON response the stand-in serves is checked against GitHub's own OpenAPI description
-(tests/standins/spec.py, with the nullable-enum quirk); a test fails on any violation.
+(closeloop/standins/spec.py, with the nullable-enum quirk); a test fails on any violation.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from github import Auth, Github, GithubException
 from closeloop.models import Person
 from closeloop.store.store import Store
 from closeloop.standins.github import GitHubStandin
+from closeloop.standins.spec import ResponseValidator
 from closeloop.integrations.base import IntegrationError, TicketRequest
 from closeloop.integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
 from tests.standins.fixtures import GITHUB_SPEC, FakeClock, spec_validator, validated
-from tests.standins.spec import ResponseValidator
 
 REPO = "acme/checkout"
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"github": "bob-gh"})

@@ -1,7 +1,7 @@
 """JiraTracker through the real `jira` client, over HTTP, against the Jira Cloud stand-in.
 
 Every JSON response the stand-in serves is checked against Atlassian's v3 OpenAPI description
-(tests/standins/spec.py); a test fails on any violation.
+(closeloop/standins/spec.py); a test fails on any violation.
 """
 
 from __future__ import annotations
@@ -14,10 +14,10 @@ import pytest
 
 from closeloop.models import Person
 from closeloop.standins.jira import JiraStandin
+from closeloop.standins.spec import SPECS_DIR, ResponseValidator
 from closeloop.integrations.base import IntegrationError, TicketRequest
 from closeloop.integrations.jira_tracker import JiraConfig, JiraTracker, marker_label
 from tests.standins.fixtures import JIRA_SPEC, spec_validator, validated
-from tests.standins.spec import SPECS_DIR, ResponseValidator
 
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"jira": "5b10ac8d82e05b22cc7d4ef5"})
 MARKER = "closeloop:postmortem/api/INC-42/item-1"

@@ -10,10 +10,10 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from closeloop.models import Incident
-from closeloop.standins.pagerduty import PagerDutyStandin
 from closeloop.integrations.base import HttpIntegrationError, progress_to
 from closeloop.integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
 from tests.standins.fixtures import PAGERDUTY_SPEC, validated
+from tests.standins.pagerduty import PagerDutyStandin
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 PATH = "GET /incidents/{id}/log_entries"

@@ -10,10 +10,10 @@ import pytest
 
 from closeloop.config import DEFAULT_REACTIONS
 from closeloop.models import Incident, Link, Person
-from closeloop.standins.slack import SlackStandin
 from closeloop.integrations.base import HttpIntegrationError
 from closeloop.integrations.slack_timeline import SlackTimelineConfig, SlackTimelineSource, channel_from_url
 from tests.standins.fixtures import SLACK_SPEC, validated
+from tests.standins.slack import SlackStandin
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
 ALICE = Person(key="alice", name="Alice", email="alice@example.com", handles={"slack": "U0ALICE"})

@@ -4,7 +4,7 @@
         ...                                     # jira.url, jira.issues, jira.fail_next(...), ...
 
 `validated(StandinClass, spec, **kwargs)` starts `StandinClass(validator=..., **kwargs)` with a validator
-that checks each JSON response against `SPECS_DIR / spec` (tests/standins/spec.py) and counts it, and yields
+that checks each JSON response against `SPECS_DIR / spec` (closeloop/standins/spec.py) and counts it, and yields
 the running server. When the block ends it fails if a violation was recorded, or if the server answered
 requests but validated none of its responses; with `must_serve=True` also if it validated nothing at all.
 A missing spec file skips the test.
@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 import pytest
 
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from closeloop.standins.spec import SPECS_DIR, ResponseValidator
 
 S = TypeVar("S")
 

@@ -17,10 +17,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from closeloop.models import Incident, Stage, TimelineEvent
 from closeloop.standins.github import GitHubStandin
-from closeloop.standins.pagerduty import PagerDutyStandin
-from closeloop.standins.slack import SlackStandin
 from closeloop.integrations.registry import Integrations
 from tests.standins.fixtures import GITHUB_SPEC, PAGERDUTY_SPEC, SLACK_SPEC, validated
+from tests.standins.pagerduty import PagerDutyStandin
+from tests.standins.slack import SlackStandin
 from tests.temporal_env import App, running_app
 from tests.workflows.drive import draft
 from closeloop.workflows.postmortem import PostmortemWorkflow

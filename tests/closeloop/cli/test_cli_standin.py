@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.standins.spec import SPECS_DIR, ResponseValidator
+from closeloop.standins.spec import SPECS_DIR, ResponseValidator
 
 CLI = [sys.executable, "-m", "closeloop.cli.main"]
 ROOT = Path(__file__).resolve().parents[3]

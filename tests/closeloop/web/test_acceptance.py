@@ -31,6 +31,7 @@ from temporalio.api.workflowservice.v1 import DescribeWorkflowExecutionRequest
 from temporalio.service import RPCError, RPCStatusCode
 
 from closeloop.models import Stage, compute_fingerprint
+from closeloop.standins.spec import SPECS_DIR
 from closeloop.store.tables import IncidentRow
 from tests.closeloop.web.conftest import (
     AM_TOKENS,
@@ -48,7 +49,6 @@ from tests.closeloop.web.test_alertmanager import am_group
 from tests.closeloop.web.test_api import incident_body
 from tests.closeloop.web.test_incidentio import iio_event
 from tests.closeloop.web.test_opsgenie import og_event
-from tests.standins.spec import SPECS_DIR
 from tests.temporal_env import App
 from closeloop.workflows.postmortem import PostmortemWorkflow
 

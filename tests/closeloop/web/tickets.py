@@ -8,7 +8,7 @@ the ticket, shaped as the vendors send them and checked against their descriptio
 - Jira: Atlassian publishes no webhook description; the envelope follows the documented shape
   (`timestamp`, `webhookEvent`, `issue_event_type_name`, `user`, `issue`, `changelog.items`) and the issue
   object is the REST issue, checked against `IssueBean` of jira-platform-v3.json (with the v2/v3 quirks
-  of tests/standins/spec.py)."""
+  of closeloop/standins/spec.py)."""
 
 from __future__ import annotations
 
@@ -37,10 +37,10 @@ from temporalio.testing import WorkflowEnvironment
 from closeloop.models import ActionItem, ActionItemInput, action_item_workflow_id
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
+from closeloop.standins.spec import SPEC_URI, SPECS_DIR
 from closeloop.web.app import create_app
 from tests.closeloop.web.conftest import ALL_SECRETS
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, spec_validator, validated
-from tests.standins.spec import SPEC_URI, SPECS_DIR
 from tests.temporal_env import DAY, App, incident, running_app
 from closeloop.workflows.action_item import ActionItemWorkflow
 

@@ -1,4 +1,5 @@
-"""Validate what a stand-in server answers against the vendor's own OpenAPI description.
+"""Validate what a stand-in server answers against the vendor's own OpenAPI description (for the tests and
+`bench/ticket_sync.py --validate`; needs the test extras: `pip install -e '.[test]'`).
 
 `ResponseValidator(spec_path).errors(method, path, status, body)` lists the ways a JSON response body
 breaks the schema the spec gives for (method, path, status); `check(...)` raises on the first problem.
