@@ -27,8 +27,8 @@ class DigestResult(Model):
 @activity.defn
 def send_stalled_digest(inp: DigestInput) -> DigestResult:
     d = deps()
-    stalled = d.store.stalled_postmortems()
-    overdue = d.store.overdue_items(inp.at)
+    stalled = d.store.records.stalled_postmortems()
+    overdue = d.store.records.overdue_items(inp.at)
     per_manager: dict[str, list[str]] = defaultdict(list)
     for pm in stalled:
         manager = d.config.resolve_target("manager", pm.owner) or pm.owner

@@ -153,7 +153,7 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
     logger = _logger()
     summary = SyncSummary(at=at)
     by_tracker: dict[str, list[ActionItem]] = defaultdict(list)
-    for item in store.tracked_items():
+    for item in store.records.tracked_items():
         by_tracker[item.tracker].append(item)
     sent = 0
     for name, items in sorted(by_tracker.items()):
@@ -176,10 +176,10 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
             seen_closed = True
             if item.status == ItemStatus.done and ticket is not None:
                 if ticket.status in ("done", "wont_do"):
-                    store.record_delivery(SOURCE, closed_seen_key(item))
+                    store.deliveries.record_delivery(SOURCE, closed_seen_key(item))
                 elif ticket.status == "open":
-                    seen_closed = (store.delivery_seen(SOURCE, closed_seen_key(item))
-                                   or store.delivery_seen(SOURCE, done_signalled_key(item)))
+                    seen_closed = (store.deliveries.delivery_seen(SOURCE, closed_seen_key(item))
+                                   or store.deliveries.delivery_seen(SOURCE, done_signalled_key(item)))
                     summary.completed_in_closeloop += not seen_closed
             found = difference(item, ticket, at, seen_closed=seen_closed)
             if found is None:
@@ -188,7 +188,7 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
             event, kinds = found
             remembered = set(kinds) <= REMEMBERED
             key = memory_key(item, event)
-            if remembered and store.delivery_seen(SOURCE, key):
+            if remembered and store.deliveries.delivery_seen(SOURCE, key):
                 summary.already_signalled += 1
                 continue
             if not signal(workflow_id_of(item), event):
@@ -196,11 +196,11 @@ def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, a
                 logger.info("ticket sweep: workflow no longer runs", item=item.id, ticket=item.ticket_key)
                 continue
             if remembered:
-                store.record_delivery(SOURCE, key)
+                store.deliveries.record_delivery(SOURCE, key)
             if event.status == "done" and item.status == ItemStatus.open:
-                store.record_delivery(SOURCE, done_signalled_key(item))  # the ticket was closed: evidence
+                store.deliveries.record_delivery(SOURCE, done_signalled_key(item))  # the ticket was closed: evidence
             elif "reopened" in kinds:
-                store.forget_delivery(SOURCE, done_signalled_key(item))  # used up by this reopening
+                store.deliveries.forget_delivery(SOURCE, done_signalled_key(item))  # used up by this reopening
             summary.signals += 1
             for kind in kinds:
                 summary.signalled[kind] += 1

@@ -21,10 +21,10 @@ def record_incident(inp: RecordIncidentInput) -> Plan:
         plan = d.config.plan_for(inp.incident, inp.postmortem_id)
     except ConfigError as e:
         # Retried with backoff until someone fixes the config: the incident is not dropped.
-        d.store.record_incident(inp.incident, postmortem_required=True)
+        d.store.records.record_incident(inp.incident, postmortem_required=True)
         log().error("incident has no owner; fix the config, the lifecycle is waiting", error=str(e))
         raise
-    d.store.record_incident(inp.incident, postmortem_required=plan.policy.postmortem_required)
+    d.store.records.record_incident(inp.incident, postmortem_required=plan.policy.postmortem_required)
     log().info("incident recorded", incident=inp.incident.key, required=plan.policy.postmortem_required,
                owner=plan.owner)
     return plan

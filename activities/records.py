@@ -22,13 +22,13 @@ class PostmortemRecord(Model):
 
 @activity.defn
 def save_postmortem(rec: PostmortemRecord) -> None:
-    deps().store.upsert_postmortem(rec.postmortem_id, rec.incident, owner=rec.owner, stage=rec.stage,
-                                   stalled=rec.stalled, stage_due_at=rec.stage_due_at)
+    deps().store.records.upsert_postmortem(rec.postmortem_id, rec.incident, owner=rec.owner, stage=rec.stage,
+                                           stalled=rec.stalled, stage_due_at=rec.stage_due_at)
 
 
 @activity.defn
 def save_action_item(item: ActionItem) -> None:
-    deps().store.upsert_action_item(item)
+    deps().store.records.upsert_action_item(item)
 
 
 class ReviewInput(Model):
@@ -38,7 +38,7 @@ class ReviewInput(Model):
 
 @activity.defn
 def save_review(inp: ReviewInput) -> None:
-    deps().store.record_review(inp.postmortem_id, inp.review)
+    deps().store.records.record_review(inp.postmortem_id, inp.review)
 
 
 class TimelineInput(Model):
@@ -48,4 +48,4 @@ class TimelineInput(Model):
 
 @activity.defn
 def save_timeline(inp: TimelineInput) -> int:
-    return deps().store.add_timeline_events(inp.incident, inp.events)
+    return deps().store.records.add_timeline_events(inp.incident, inp.events)

@@ -28,7 +28,7 @@ def postmortem_link(postmortem_id: str, given: str | None = None) -> str:
     (the publisher's URL or path, kept in the store), else the postmortem id."""
     if given:
         return given
-    row = deps().store.get_postmortem(postmortem_id)
+    row = deps().store.records.get_postmortem(postmortem_id)
     return (row.document_ref if row is not None and row.document_ref else None) or postmortem_id
 
 
@@ -90,7 +90,7 @@ class RecurrenceInput(Model):
 @activity.defn
 def find_recurrences(inp: RecurrenceInput) -> list[str]:
     """Keys of incidents of the same kind (shared service or fingerprint) in [since, until]."""
-    found = deps().store.similar_incidents(
+    found = deps().store.records.similar_incidents(
         services=inp.incident.services, fingerprint=inp.incident.fingerprint, since=inp.since, until=inp.until,
         exclude=(inp.incident.source, inp.incident.external_id),
     )
