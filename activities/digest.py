@@ -32,8 +32,8 @@ class DigestActivities:
 
     @activity.defn(name="send_stalled_digest")
     def send_stalled_digest(self, inp: DigestInput) -> DigestResult:
-        stalled = self.store.stalled_postmortems()
-        overdue = self.store.overdue_items(inp.at)
+        stalled = self.store.records.stalled_postmortems()
+        overdue = self.store.records.overdue_items(inp.at)
         per_manager: dict[str, list[str]] = defaultdict(list)
         for pm in stalled:
             manager = self.people.resolve_target("manager", pm.owner) or pm.owner

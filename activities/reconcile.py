@@ -126,7 +126,7 @@ async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Sig
     logger = _logger()
     summary = SyncSummary(at=at)
     by_tracker: dict[str, list[ActionItem]] = defaultdict(list)
-    for item in await asyncio.to_thread(store.tracked_items):
+    for item in await asyncio.to_thread(store.records.tracked_items):
         by_tracker[item.tracker].append(item)
     sent = 0
     for name, items in sorted(by_tracker.items()):
@@ -149,10 +149,10 @@ async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Sig
             seen_closed = True
             if item.status == ItemStatus.done and ticket is not None:
                 if ticket.status in ("done", "wont_do"):
-                    await asyncio.to_thread(store.record_delivery, SOURCE, closed_seen_key(item))
+                    await asyncio.to_thread(store.deliveries.record_delivery, SOURCE, closed_seen_key(item))
                 elif ticket.status == "open":
-                    seen_closed = (await asyncio.to_thread(store.delivery_seen, SOURCE, closed_seen_key(item))
-                                   or await asyncio.to_thread(store.delivery_seen, SOURCE, done_signalled_key(item)))
+                    seen_closed = (await asyncio.to_thread(store.deliveries.delivery_seen, SOURCE, closed_seen_key(item))
+                                   or await asyncio.to_thread(store.deliveries.delivery_seen, SOURCE, done_signalled_key(item)))
                     summary.completed_in_closeloop += not seen_closed
             found = difference(item, ticket, at, seen_closed=seen_closed)
             if found is None:
@@ -161,7 +161,7 @@ async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Sig
             event, kinds = found
             remembered = set(kinds) <= REMEMBERED
             key = memory_key(item, event)
-            if remembered and await asyncio.to_thread(store.delivery_seen, SOURCE, key):
+            if remembered and await asyncio.to_thread(store.deliveries.delivery_seen, SOURCE, key):
                 summary.already_signalled += 1
                 continue
             if not await signal(item_workflow_id(item), event):
@@ -169,11 +169,11 @@ async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Sig
                 logger.info("ticket sweep: workflow no longer runs", item=item.id, ticket=item.ticket_key)
                 continue
             if remembered:
-                await asyncio.to_thread(store.record_delivery, SOURCE, key)
+                await asyncio.to_thread(store.deliveries.record_delivery, SOURCE, key)
             if event.status == "done" and item.status == ItemStatus.open:
-                await asyncio.to_thread(store.record_delivery, SOURCE, done_signalled_key(item))  # the ticket was closed: evidence
+                await asyncio.to_thread(store.deliveries.record_delivery, SOURCE, done_signalled_key(item))  # the ticket was closed: evidence
             elif "reopened" in kinds:
-                await asyncio.to_thread(store.forget_delivery, SOURCE, done_signalled_key(item))  # used up by this reopening
+                await asyncio.to_thread(store.deliveries.forget_delivery, SOURCE, done_signalled_key(item))  # used up by this reopening
             summary.signals += 1
             for kind in kinds:
                 summary.signalled[kind] += 1

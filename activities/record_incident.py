@@ -29,10 +29,10 @@ class IncidentActivities:
             plan = self.config.plan_for(inp.incident, inp.postmortem_id)
         except ConfigError as e:
             # Retried with backoff until someone fixes the config: the incident is not dropped.
-            self.store.record_incident(inp.incident, postmortem_required=True)
+            self.store.records.record_incident(inp.incident, postmortem_required=True)
             log().error("incident has no owner; fix the config, the lifecycle is waiting", error=str(e))
             raise
-        self.store.record_incident(inp.incident, postmortem_required=plan.policy.postmortem_required)
+        self.store.records.record_incident(inp.incident, postmortem_required=plan.policy.postmortem_required)
         log().info("incident recorded", incident=inp.incident.key, required=plan.policy.postmortem_required,
                    owner=plan.owner)
         return plan

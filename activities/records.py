@@ -38,17 +38,17 @@ class RecordActivities:
 
     @activity.defn(name="save_postmortem")
     def save_postmortem(self, rec: PostmortemRecord) -> None:
-        self.store.upsert_postmortem(rec.postmortem_id, rec.incident, owner=rec.owner, stage=rec.stage,
+        self.store.records.upsert_postmortem(rec.postmortem_id, rec.incident, owner=rec.owner, stage=rec.stage,
                                      stalled=rec.stalled, stage_due_at=rec.stage_due_at)
 
     @activity.defn(name="save_action_item")
     def save_action_item(self, item: ActionItem) -> None:
-        self.store.upsert_action_item(item)
+        self.store.records.upsert_action_item(item)
 
     @activity.defn(name="save_review")
     def save_review(self, inp: ReviewInput) -> None:
-        self.store.record_review(inp.postmortem_id, inp.review)
+        self.store.records.record_review(inp.postmortem_id, inp.review)
 
     @activity.defn(name="save_timeline")
     def save_timeline(self, inp: TimelineInput) -> int:
-        return self.store.add_timeline_events(inp.incident, inp.events)
+        return self.store.records.add_timeline_events(inp.incident, inp.events)

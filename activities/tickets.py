@@ -32,7 +32,7 @@ def postmortem_link(store: Store, postmortem_id: str, given: str | None = None) 
     (the publisher's URL or path, kept in the store), else the postmortem id."""
     if given:
         return given
-    row = store.get_postmortem(postmortem_id)
+    row = store.records.get_postmortem(postmortem_id)
     return (row.document_ref if row is not None and row.document_ref else None) or postmortem_id
 
 
@@ -98,7 +98,7 @@ class TicketActivities:
     @activity.defn(name="find_recurrences")
     def find_recurrences(self, inp: RecurrenceInput) -> list[str]:
         """Keys of incidents of the same kind (shared service or fingerprint) in [since, until]."""
-        found = self.store.similar_incidents(
+        found = self.store.records.similar_incidents(
             services=inp.incident.services, fingerprint=inp.incident.fingerprint, since=inp.since, until=inp.until,
             exclude=(inp.incident.source, inp.incident.external_id),
         )

@@ -81,12 +81,13 @@ def run(items: int, changed: int, validate: bool) -> dict[str, Any]:
             now = datetime.now(timezone.utc)
             incident = Incident(source="bench", external_id="SYNC-1", title="ticket sync benchmark")
             pid = incident.workflow_id
-            store.upsert_postmortem(pid, incident, owner="alice", stage="following_up", stalled=False,
-                                    stage_due_at=None)
+            store.records.upsert_postmortem(pid, incident, owner="alice", stage="following_up", stalled=False,
+                                            stage_due_at=None)
             for n, (tracker, key) in enumerate(keys, start=1):
-                store.upsert_action_item(ActionItem(id=f"{pid}/item-{n}", postmortem_id=pid, title=f"item {n}",
-                                                    owner="alice", due_at=now + timedelta(days=30),
-                                                    tracker=tracker, ticket_key=key))
+                store.records.upsert_action_item(ActionItem(id=f"{pid}/item-{n}", postmortem_id=pid,
+                                                            title=f"item {n}", owner="alice",
+                                                            due_at=now + timedelta(days=30), tracker=tracker,
+                                                            ticket_key=key))
 
             trackers: dict[str, Tracker] = {
                 "jira": JiraTracker(JiraConfig(url=jira.url, project=PROJECT, timeout=30.0)),

@@ -18,10 +18,10 @@ repository and creates there; `find_by_marker` alone looks in every configured r
 given by number, or by title: listed once per repository and cached.
 
 Pacing: GitHub's secondary rate limit allows about 80 content-creating requests a minute. Every issue and
-comment created first takes a slot from `Store.take_rate_slot` (bucket per base URL, `content_per_minute`
-per minute, shared by all worker processes on the database); over the limit, the call raises a retryable
-`GitHubError` with `retry_after` = the seconds until a slot frees, which the activity turns into Temporal's
-next retry delay. Nothing sleeps.
+comment created first takes a slot from `store.rate_limits.take_rate_slot` (bucket per base URL,
+`content_per_minute` per minute, shared by all worker processes on the database); over the limit, the call
+raises a retryable `GitHubError` with `retry_after` = the seconds until a slot frees, which the activity turns
+into Temporal's next retry delay. Nothing sleeps.
 
 Comments are idempotent the same way: the body ends with `<!-- closeloop-comment: <idempotency key> -->`,
 and `comment` first reads the issue's comments and adds nothing when one carries the key.
@@ -226,8 +226,9 @@ class GitHubTracker(Tracker):
         if self.store is None:
             return
         limit = self.config.content_per_minute
-        wait = self.store.take_rate_slot(f"github:content:{self.config.base_url.rstrip('/')}", limit=limit,
-                                         window=CONTENT_WINDOW, now=self.clock() if self.clock else None)
+        wait = self.store.rate_limits.take_rate_slot(f"github:content:{self.config.base_url.rstrip('/')}",
+                                                     limit=limit, window=CONTENT_WINDOW,
+                                                     now=self.clock() if self.clock else None)
         if wait > 0:
             log.info("github_content_paced", what=what, limit_per_minute=limit, retry_after=round(wait, 3))
             raise GitHubError(f"GitHub {what}: {limit} issues/comments a minute reached; retry in {wait:.1f}s",

@@ -170,7 +170,7 @@ class App:
 
     def outbox(self, postmortem_id: str | None = None) -> list[tuple[str, str, str, datetime]]:
         """(kind, recipient, key, lifecycle time) of every notification, in order."""
-        return [(n.kind, n.recipient, n.key, n.at) for n in self.store.notifications(postmortem_id)]
+        return [(n.kind, n.recipient, n.key, n.at) for n in self.store.local.notifications(postmortem_id)]
 
 
 @asynccontextmanager

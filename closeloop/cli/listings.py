@@ -65,7 +65,7 @@ def tickets(ctx: click.Context, status: str | None, as_json: bool) -> None:
     obj = ctx.ensure_object(Context)
     store = _store(obj)
     try:
-        rows = [_ticket_json(t) for t in store.tickets() if status is None or t.status == status]
+        rows = [_ticket_json(t) for t in store.local.tickets() if status is None or t.status == status]
     finally:
         store.close()
     if as_json:
@@ -134,9 +134,9 @@ def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason:
     config = obj.config()
     store = _store(obj)
     try:
-        row = next(iter(store.tickets([key])), None)
+        row = next(iter(store.local.tickets([key])), None)
         if row is None and "/item-" in key:  # an action item id: its ticket, whatever its key
-            row = store.ticket_by_marker(MARKER_PREFIX + item_id(key))
+            row = store.local.ticket_by_marker(MARKER_PREFIX + item_id(key))
         if row is None:
             raise CliError(f"no ticket {key} (see `closeloop tickets`)")
         key = row.key
@@ -144,7 +144,7 @@ def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason:
 
         async def go() -> str:
             closeloop = await connect(config)  # reach Temporal before changing anything
-            store.set_ticket_status(key, status, reason)
+            store.local.set_ticket_status(key, status, reason)
             if wid is None:
                 return f"{key} is now {status} (not a closeloop action item: nothing to sync)"
             event = TicketStatusEvent(ticket_key=key, status=signal_status,  # type: ignore[arg-type]
@@ -214,7 +214,7 @@ def notifications(obj: Context, postmortem: str | None, body: bool, as_json: boo
     wid = postmortem_id(postmortem) if postmortem else None
     store = _store(obj)
     try:
-        rows = store.notifications(wid)
+        rows = store.local.notifications(wid)
     finally:
         store.close()
     if as_json:
@@ -274,11 +274,11 @@ def timeline_note(obj: Context, incident: str, at: datetime, text: str, actor: s
         raise bad_input(validation_message(e, "note")) from None
     store = _store(obj)
     try:
-        inc = store.get_incident(source, external_id)
+        inc = store.records.get_incident(source, external_id)
         if inc is None:
             raise CliError(f"no incident {source}:{external_id} recorded (resolve it first with "
                            "`closeloop incident resolve`)")
-        added = store.add_timeline_events(inc, [event], notes=True)
+        added = store.records.add_timeline_events(inc, [event], notes=True)
     finally:
         store.close()
     click.echo(f"note added to {source}:{external_id} at {fmt_time(event.at)}" if added
@@ -315,7 +315,7 @@ def calendar_busy(obj: Context, person: str, start: datetime, end: datetime, not
         raise bad_input("--to must be after --from")
     store = _store(obj)
     try:
-        store.add_busy_block(person, start, end, note)
+        store.local.add_busy_block(person, start, end, note)
     finally:
         store.close()
     click.echo(f"{person} is busy {fmt_time(start)} - {fmt_time(end)}")
@@ -377,7 +377,7 @@ def db_upgrade(obj: Context) -> None:
     Example:
       CLOSELOOP_DB_URL=postgresql+psycopg://closeloop@db/closeloop closeloop db upgrade
     """
-    from closeloop.store.store import upgrade
+    from closeloop.store.database import upgrade
 
     config = obj.config()
     try:

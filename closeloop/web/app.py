@@ -300,10 +300,10 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
     async def add_timeline(incident: Incident, events: list[TimelineEvent], *, notes: bool = False,
                            known_only: bool = False) -> int | None:
         """Store timeline events for the incident; None when `known_only` and the incident is not recorded."""
-        s = await the_store()
-        if known_only and await asyncio.to_thread(s.incident_id, incident.source, incident.external_id) is None:
+        records = (await the_store()).records
+        if known_only and await asyncio.to_thread(records.incident_id, incident.source, incident.external_id) is None:
             return None
-        return int(await asyncio.to_thread(s.add_timeline_events, incident, events, notes=notes))
+        return int(await asyncio.to_thread(records.add_timeline_events, incident, events, notes=notes))
 
     async def client() -> Closeloop:
         if cached:
@@ -402,8 +402,8 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: WebSec
     async def api_note(source: str, external_id: str, request: Request) -> JSONResponse:
         check_bearer(request, secrets.api_tokens)
         event = note_event(json_object(await read_body(request, limit)))
-        s = await the_store()
-        incident = await asyncio.to_thread(s.get_incident, source, external_id)
+        records = (await the_store()).records
+        incident = await asyncio.to_thread(records.get_incident, source, external_id)
         if incident is None:
             raise Reject(404, f"no incident {source}/{external_id} is recorded")
         added = await add_timeline(incident, [event], notes=True)

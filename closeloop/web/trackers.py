@@ -26,9 +26,9 @@ workflow has ended -> 202 `{"ignored": "item closed"}`.
 
 Replay protection, by the sender's delivery id (`X-Atlassian-Webhook-Identifier`, the same on Jira's
 retries; `X-GitHub-Delivery`, the same on a redelivery; a hash of the body when Jira sends no id):
-  1. `store.delivery_seen` -> 200 `{"duplicate": true}` and no signal;
+  1. `store.deliveries.delivery_seen` -> 200 `{"duplicate": true}` and no signal;
   2. signal the workflow;
-  3. `store.record_delivery`, only once the signal was accepted.
+  3. `store.deliveries.record_delivery`, only once the signal was accepted.
 So a delivery whose signal failed (Temporal unavailable: 503) is not recorded, and the sender's retry is
 applied; a stale "closed" replayed after a "reopened" is acknowledged and changes nothing. The price of
 recording last: two copies of one delivery arriving at the same moment (or a crash between steps 2 and 3)
@@ -258,10 +258,10 @@ def register(app: FastAPI, config: Config, secrets: WebSecrets, limit: int, clie
     wont_do = (jira_settings.wont_do_resolutions if jira_settings is not None
                else JiraSettings.model_fields["wont_do_resolutions"].get_default(call_default_factory=True))
 
-    async def db(fn: Callable[..., T], *args: Any) -> T:
+    async def db(call: Callable[[Store], T]) -> T:
         """A blocking store call, in a thread; a database failure is 503 (the sender retries)."""
         try:
-            return await asyncio.to_thread(fn, await the_store(), *args)
+            return await asyncio.to_thread(call, await the_store())
         except SQLAlchemyError as e:
             log.warning("ticket_webhook_db_failed", error=type(e).__name__)
             raise Reject(503, "the database is unavailable; try again later") from None
@@ -270,12 +270,13 @@ def register(app: FastAPI, config: Config, secrets: WebSecrets, limit: int, clie
         if isinstance(change, str):
             log.info("ticket_webhook_ignored", source=source, delivery=delivery[:100], reason=change)
             return JSONResponse({"ignored": change}, status_code=202)
-        if await db(Store.delivery_seen, source, delivery):
+        if await db(lambda s: s.deliveries.delivery_seen(source, delivery)):
             log.info("ticket_webhook_duplicate", source=source, delivery=delivery[:100])
             return JSONResponse({"duplicate": True}, status_code=200)
         item: ActionItem | None = None
-        for key in change.keys:
-            item = await db(Store.action_item_by_ticket, change.tracker, key)
+        tracker = change.tracker
+        for key in change.keys:  # each call is awaited before `key` moves on
+            item = await db(lambda s: s.records.action_item_by_ticket(tracker, key))
             if item is not None:
                 break
         if item is None or not item.ticket_key:
@@ -297,7 +298,7 @@ def register(app: FastAPI, config: Config, secrets: WebSecrets, limit: int, clie
             log.info("ticket_webhook_item_closed", source=source, workflow_id=workflow_id, delivery=delivery[:100])
             return JSONResponse({"ignored": "item closed", "workflow_id": workflow_id}, status_code=202)
         try:
-            first = await db(Store.record_delivery, source, delivery)
+            first = await db(lambda s: s.deliveries.record_delivery(source, delivery))
         except Reject:  # signalled already: acknowledge; a replay of it may be applied again (see above)
             first = True
         log.info("ticket_webhook_signalled", source=source, workflow_id=workflow_id, ticket=item.ticket_key,

@@ -19,13 +19,13 @@ class LocalCalendar(Calendar):
 
     def busy(self, people: list[Person], start: datetime, end: datetime) -> dict[str, list[Interval]]:
         """Busy intervals per person key that overlap [start, end), sorted by start."""
-        found = self.store.busy_intervals([p.key for p in people], start, end)
+        found = self.store.local.busy_intervals([p.key for p in people], start, end)
         return {key: [Interval(start=s, end=e) for s, e in sorted(spans)] for key, spans in found.items()}
 
     def invite(self, meeting: Meeting, people: list[Person], idempotency_key: str) -> str:
         """Book the meeting once per `idempotency_key`; returns `local-meeting-<id>`."""
         attendees = list(dict.fromkeys([*meeting.attendees, *(p.key for p in people)]))
-        meeting_id = self.store.book_meeting(
+        meeting_id = self.store.local.book_meeting(
             idempotency_key=idempotency_key, title=meeting.title, start=meeting.start, end=meeting.end,
             attendees=attendees, require_free=True,
         )
@@ -34,7 +34,7 @@ class LocalCalendar(Calendar):
         return f"local-meeting-{meeting_id}"
 
     def find(self, idempotency_key: str) -> Meeting | None:
-        row = self.store.meeting_by_key(idempotency_key)
+        row = self.store.local.meeting_by_key(idempotency_key)
         if row is None:
             return None
         return Meeting(title=row.title, start=row.start, end=row.end, attendees=list(row.attendees),

@@ -18,7 +18,7 @@ class LogNotifier(Notifier):
         self.store = store
 
     def send(self, notification: Notification, person: Person | None) -> bool:
-        first = self.store.record_notification(
+        first = self.store.local.record_notification(
             key=notification.key, kind=notification.kind, recipient=notification.recipient,
             subject=notification.subject, body=notification.body, at=notification.at,
             postmortem_id=notification.postmortem_id, item_id=notification.item_id, channel=self.name,

@@ -57,7 +57,8 @@ class LocalPublisher(Publisher):
             raise IntegrationError(f"cannot write the postmortem to {md_path.parent}: {e.strerror or e}") from e
         ref = str(html_path)
         try:
-            self.store.save_document(document.postmortem_id, markdown=document.markdown, html=document.html, ref=ref)
+            self.store.records.save_document(document.postmortem_id, markdown=document.markdown, html=document.html,
+                                             ref=ref)
         except KeyError:
             raise IntegrationError(
                 f"postmortem {document.postmortem_id} is not in the store", retryable=False

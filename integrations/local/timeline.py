@@ -39,7 +39,7 @@ class NotesSource(TimelineSource):
         self.store = store
 
     def fetch(self, incident: Incident) -> list[TimelineEvent]:
-        return self.store.timeline(incident, notes_only=True)
+        return self.store.records.timeline(incident, notes_only=True)
 
 
 ALERT_KINDS = ("alert", "alert_resolved")
@@ -95,5 +95,6 @@ class AlertmanagerSource(TimelineSource):
         self.key_moments = key_moments
 
     def fetch(self, incident: Incident) -> list[TimelineEvent]:
-        events = [e for e in self.store.timeline(incident) if e.source == "alertmanager" and e.kind in ALERT_KINDS]
+        events = [e for e in self.store.records.timeline(incident)
+                  if e.source == "alertmanager" and e.kind in ALERT_KINDS]
         return events if self.key_moments else [e.model_copy(update={"key_moment": False}) for e in events]

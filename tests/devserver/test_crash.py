@@ -132,18 +132,18 @@ class Lifecycle:
         self.mark("lifecycle started")
 
     def outbox(self) -> list[Any]:
-        return self.app.store.notifications(self.pm)
+        return self.app.store.local.notifications(self.pm)
 
     def has_key(self, suffix: str) -> bool:
         return any(n.key == f"{self.pm}/{suffix}" for n in self.outbox())
 
     def diagnostics(self) -> str:
-        row = self.app.store.get_postmortem(self.pm)
+        row = self.app.store.records.get_postmortem(self.pm)
         parts = [
             f"postmortem {self.pm}: stage in store {row.stage if row else None}",
             "test marks:", *(f"  +{t:6.2f}s {what}" for t, what in self.marks),
             "outbox:", *(f"  {n.at:%H:%M:%S.%f} {n.kind:16} {n.recipient:6} {n.key}" for n in self.outbox()),
-            "tickets:", *(f"  {t.key} {t.marker} {t.status}" for t in self.app.store.tickets()),
+            "tickets:", *(f"  {t.key} {t.marker} {t.status}" for t in self.app.store.local.tickets()),
             self.app.workers.diagnostics(),
         ]
         return "\n".join(parts)
@@ -162,7 +162,7 @@ class Lifecycle:
 
     async def wait_stage(self, stage: Stage, timeout: float = 180) -> None:
         def there() -> bool:
-            row = self.app.store.get_postmortem(self.pm)
+            row = self.app.store.records.get_postmortem(self.pm)
             return row is not None and row.stage == stage.value
 
         await self.wait_store(f"stage {stage.value}", there, timeout)
@@ -194,7 +194,7 @@ class Lifecycle:
 
         def asked_or_closed() -> bool:
             return self.has_key(f"item-{n}/c0/verdict_request") or any(
-                i.id == item_id and i.verdict for i in self.app.store.action_items(self.pm))
+                i.id == item_id and i.verdict for i in self.app.store.records.action_items(self.pm))
 
         await self.wait_store(f"item-{n} verdict requested", asked_or_closed)
         try:
@@ -287,7 +287,7 @@ def check_exactly_once(life: Lifecycle, summary: PostmortemSummary, state: Postm
     assert sorted(i.id for i in summary.items) == item_ids, diag()
 
     # exactly one ticket per action item, found by its marker
-    tickets = app.store.tickets()
+    tickets = app.store.local.tickets()
     assert len(tickets) == len(ITEMS), diag()
     assert sorted(t.marker for t in tickets) == sorted(f"closeloop:{i}" for i in item_ids), diag()
     assert len({t.key for t in tickets}) == len(ITEMS), diag()
@@ -450,7 +450,7 @@ def report(life: Lifecycle) -> None:
     workers = life.app.workers
     print(f"\n{life.pm}: closed after {time.monotonic() - life.t0:.0f}s; {len(workers.killed)} SIGKILLs "
           f"(return codes {sorted(set(workers.killed))}), {life.in_flight_kills} with activities in flight; "
-          f"{len(life.app.store.tickets())} tickets; {len(life.outbox())} notifications, each delivered once; "
+          f"{len(life.app.store.local.tickets())} tickets; {len(life.outbox())} notifications, each delivered once; "
           f"log lines lost to a kill: {len(life.lost_log_lines)}")
     opened: dict[str, list[str]] = defaultdict(list)
     for r in workers.log_records():
@@ -480,8 +480,8 @@ async def test_sigkill_at_chosen_points(dev_app: DevApp) -> None:
         await life.wait_stage(Stage.in_review)
         for reviewer in REVIEWERS:
             await life.approve(reviewer)
-        await kill_when(life, "tickets being opened", lambda: len(store.tickets()) > 0)
-        life.mark(f"tickets at the kill: {[t.key for t in store.tickets()]}")
+        await kill_when(life, "tickets being opened", lambda: len(store.local.tickets()) > 0)
+        life.mark(f"tickets at the kill: {[t.key for t in store.local.tickets()]}")
 
         # 3. while the items wait for completion
         for n in range(1, len(ITEMS) + 1):

@@ -116,7 +116,7 @@ async def test_worker_killed_while_the_tracker_creates_tickets_leaves_one_per_it
 
     issues = tracker.issues()
     markers = [m.group(1) for i in issues.values() if (m := re.search(r"(closeloop:\S+?/item-\d+)", tracker.body(i)))]
-    items = {i.id: i for i in app.store.action_items(lc.pm)}
+    items = {i.id: i for i in app.store.records.action_items(lc.pm)}
     assert len(issues) == len(ITEMS), lc.diagnostics()  # exactly one issue per item
     assert sorted(markers) == sorted(f"closeloop:{item_id}" for item_id in items)
     assert sorted(i.ticket_key for i in items.values()) == sorted(issues)

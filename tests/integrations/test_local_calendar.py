@@ -40,11 +40,11 @@ def test_invite_is_idempotent_and_busy_sees_meetings_and_blocks(store: Store) ->
     again = calendar.invite(meeting, [ANA, BO], "postmortem/api/INC-1/meeting")
     assert first == again
     assert first.startswith("local-meeting-") and first.removeprefix("local-meeting-").isdigit()
-    with store.session() as s:
+    with store.db.session() as s:
         assert s.scalar(select(func.count()).select_from(MeetingRow)) == 1
 
-    store.add_busy_block("bo", datetime(2026, 3, 2, 16, tzinfo=UTC), datetime(2026, 3, 2, 17, tzinfo=UTC), "gym")
-    store.add_busy_block("bo", datetime(2026, 3, 9, 16, tzinfo=UTC), datetime(2026, 3, 9, 17, tzinfo=UTC))
+    store.local.add_busy_block("bo", datetime(2026, 3, 2, 16, tzinfo=UTC), datetime(2026, 3, 2, 17, tzinfo=UTC), "gym")
+    store.local.add_busy_block("bo", datetime(2026, 3, 9, 16, tzinfo=UTC), datetime(2026, 3, 9, 17, tzinfo=UTC))
 
     busy = calendar.busy([ANA, BO, CY], datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC))
     meeting_iv = Interval(start=datetime(2026, 3, 2, 14, tzinfo=UTC), end=datetime(2026, 3, 2, 15, tzinfo=UTC))

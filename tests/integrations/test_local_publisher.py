@@ -42,7 +42,8 @@ def test_safe_name() -> None:
 def test_publish_writes_files_and_records_document(local_store: Store, tmp_path: Path) -> None:
     incident = _incident()
     pm_id = incident.workflow_id
-    local_store.upsert_postmortem(pm_id, incident, owner="alice", stage="in_review", stalled=False, stage_due_at=None)
+    local_store.records.upsert_postmortem(pm_id, incident, owner="alice", stage="in_review", stalled=False,
+                                          stage_due_at=None)
     out = tmp_path / "published"
     publisher = LocalPublisher(local_store, out)
     assert publisher.name == "local"
@@ -54,7 +55,7 @@ def test_publish_writes_files_and_records_document(local_store: Store, tmp_path:
     assert ref == str(html_path)
     assert md_path.read_text() == "# Postmortem v1\n"
     assert html_path.read_text() == "<h1>Postmortem v1</h1>\n"
-    row = local_store.get_postmortem(pm_id)
+    row = local_store.records.get_postmortem(pm_id)
     assert (row.document_markdown, row.document_html, row.document_ref) == (
         "# Postmortem v1\n", "<h1>Postmortem v1</h1>\n", ref)
 
@@ -62,7 +63,8 @@ def test_publish_writes_files_and_records_document(local_store: Store, tmp_path:
 def test_publish_again_is_idempotent(local_store: Store, tmp_path: Path) -> None:
     incident = _incident()
     pm_id = incident.workflow_id
-    local_store.upsert_postmortem(pm_id, incident, owner="alice", stage="in_review", stalled=False, stage_due_at=None)
+    local_store.records.upsert_postmortem(pm_id, incident, owner="alice", stage="in_review", stalled=False,
+                                          stage_due_at=None)
     out = tmp_path / "published"
     publisher = LocalPublisher(local_store, out)
 
@@ -76,7 +78,7 @@ def test_publish_again_is_idempotent(local_store: Store, tmp_path: Path) -> None
     assert third == first
     assert sorted(p.name for p in out.iterdir()) == ["postmortem_api_INC-7.html", "postmortem_api_INC-7.md"]
     assert (out / "postmortem_api_INC-7.md").read_text() == "# Postmortem v2\n"
-    assert local_store.get_postmortem(pm_id).document_html == "<h1>Postmortem v2</h1>\n"
+    assert local_store.records.get_postmortem(pm_id).document_html == "<h1>Postmortem v2</h1>\n"
 
 
 def test_publish_unknown_postmortem_is_not_retryable(local_store: Store, tmp_path: Path) -> None:

@@ -41,7 +41,7 @@ def test_a_deleted_ticket_skips_the_comment_and_still_notifies(tracker: str, int
         github.delete_issue("acme/ops", int(item.ticket_key.split("#")[1]))
 
     assert ActivityEnvironment().run(notifying(integrations).notify, reminder(tracker, item.ticket_key, 1)) == "bob"
-    sent = integrations.store.notifications("postmortem/api/INC-7")
+    sent = integrations.store.local.notifications("postmortem/api/INC-7")
     assert [(n.kind, n.recipient) for n in sent] == [("item_reminder", "bob")]
 
 
@@ -56,4 +56,4 @@ def test_a_tracker_that_is_down_makes_the_notification_retry(tracker: str, integ
     assert not down.value.non_retryable
     # the retry delivers nothing twice: the notification was recorded once, by its key
     assert ActivityEnvironment().run(notifying(integrations).notify, reminder(tracker, item.ticket_key, 2)) == "bob"
-    assert len(integrations.store.notifications("postmortem/api/INC-7")) == 1
+    assert len(integrations.store.local.notifications("postmortem/api/INC-7")) == 1

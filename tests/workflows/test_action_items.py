@@ -46,7 +46,7 @@ async def test_overdue_item_is_reminded_then_escalated_up_the_chain(app: App) ->
     assert st.chase.stalled
     assert (await h.describe()).typed_search_attributes.get(sa.STALLED) is True
     # reminders and escalations also land on the ticket, as comments
-    comments = app.store.ticket_comments(item.ticket_key)
+    comments = app.store.local.ticket_comments(item.ticket_key)
     assert len(comments) == len(log) and comments[0].startswith("Action item assigned")
     assert sum(c.startswith("Escalation") or "escalat" in c.split("\n")[0].lower() for c in comments) == 3
 
@@ -56,7 +56,7 @@ async def test_overdue_item_is_reminded_then_escalated_up_the_chain(app: App) ->
     await h.execute_update(ActionItemWorkflow.complete, CompleteItem(by="bob", note="shipped"))
     st = await app.wait_for(h, lambda s: s.phase == "waiting_effectiveness")
     assert (await h.describe()).typed_search_attributes.get(sa.STALLED) is False
-    await eventually(lambda: app.store.action_items(inc.workflow_id)[0].status.value == "done")
+    await eventually(lambda: app.store.records.action_items(inc.workflow_id)[0].status.value == "done")
 
 
 async def test_reopened_ticket_revokes_completion(app: App) -> None:
@@ -142,7 +142,7 @@ async def test_wont_do_closes_the_item_with_its_reason(app: App) -> None:
         ticket_key=wont.ticket_key, status="wont_do", at=await app.now(), reason="superseded by the platform move"))
     st = await app.wait_for(h, lambda s: s.phase == "closed")
     assert st.item.status.value == "wont_do" and st.item.verdict_note == "superseded by the platform move"
-    assert len(app.store.tickets()) == 2
+    assert len(app.store.local.tickets()) == 2
 
 
 async def test_item_overdue_for_months_continues_as_new_and_keeps_its_place(app: App) -> None:
@@ -163,7 +163,7 @@ async def test_item_overdue_for_months_continues_as_new_and_keeps_its_place(app:
     st = await app.wait_for(h, lambda s: s.runs > 1 and s.chase.reminders_sent >= 100, timeout=120)
     keys = [key for kind, _w, key, _at in app.outbox(inc.workflow_id) if kind == "item_reminder"]
     assert keys == [f"{item.id}/c0/reminder/{n}" for n in range(1, len(keys) + 1)]  # no gap, no repeat
-    assert len(app.store.tickets()) == 1  # the new runs did not open another ticket
+    assert len(app.store.local.tickets()) == 1  # the new runs did not open another ticket
     await h.execute_update(ActionItemWorkflow.complete, CompleteItem(by="bob"))
     await app.wait_for(h, lambda s: s.phase == "waiting_effectiveness")
     assert st.item.ticket_key == item.ticket_key

@@ -52,14 +52,14 @@ async def test_ignored_reminders_escalate_up_the_chain_in_order(app: App) -> Non
     described = await handle.describe()
     assert described.typed_search_attributes.get(sa.STALLED) is True
     assert described.typed_search_attributes.get(sa.STAGE) == "drafting"
-    await eventually(lambda: app.store.get_postmortem(inc.workflow_id).stalled is True)
+    await eventually(lambda: app.store.records.get_postmortem(inc.workflow_id).stalled is True)
 
     # the draft finally arrives: no longer stalled, review starts
     await handle.execute_update(PostmortemWorkflow.submit_draft, draft())
     await app.wait_stage(handle, Stage.in_review)
     described = await handle.describe()
     assert described.typed_search_attributes.get(sa.STALLED) is False
-    await eventually(lambda: app.store.get_postmortem(inc.workflow_id).stalled is False)
+    await eventually(lambda: app.store.records.get_postmortem(inc.workflow_id).stalled is False)
 
 
 async def test_extension_within_policy_moves_the_due_date_and_beyond_is_refused(app: App) -> None:
@@ -161,7 +161,7 @@ async def test_changes_requested_returns_to_drafting_and_restarts_reminders(app:
     await approve_all(handle)
     summary = await handle.result()
     assert summary.stage == Stage.closed and summary.review_rounds == 2
-    votes = [(r.round, r.reviewer, r.decision) for r in app.store.reviews(inc.workflow_id)]
+    votes = [(r.round, r.reviewer, r.decision) for r in app.store.records.reviews(inc.workflow_id)]
     assert votes == [(1, "erin", "approve"), (1, "bob", "request_changes"), (2, "bob", "approve"),
                      (2, "erin", "approve")]
     stages = [c.stage for c in (await handle.query(PostmortemWorkflow.state)).stages]

@@ -112,7 +112,7 @@ async def test_action_items_become_github_issues_in_the_service_repository(githu
     assert bob_issue["assignees"] == ["bob-gh"] and alice_issue["assignees"] == []  # alice has no github login
     assert bob_issue["milestone"] == 5 == alice_issue["milestone"]
     assert github.requests["GET /repos/{owner}/{repo}/milestones"] == 1  # the title is looked up once
-    document = app.store.get_postmortem(bob_item.postmortem_id).document_ref  # type: ignore[union-attr]
+    document = app.store.records.get_postmortem(bob_item.postmortem_id).document_ref  # type: ignore[union-attr]
     assert document and f"Postmortem: {document}" in bob_issue["body"]  # back to the published document
     assert f"Incident: {inc.title} [{inc.key}]" in bob_issue["body"]
     assert bob_issue["body"].rstrip().endswith(marker_tag(f"closeloop:{bob_item.id}"))
@@ -121,7 +121,7 @@ async def test_action_items_become_github_issues_in_the_service_repository(githu
     await app.env.sleep(7 * DAY + timedelta(hours=1))
     await app.wait_for(app.client.get_workflow_handle(bob_item.id), lambda s: s.chase.escalations_sent >= 1)
     keys = comment_keys(bob_issue)
-    sent = [n.key for n in app.store.notifications(bob_item.postmortem_id) if n.item_id == bob_item.id]
+    sent = [n.key for n in app.store.local.notifications(bob_item.postmortem_id) if n.item_id == bob_item.id]
     assert sorted(keys) == sorted(sent) and len(set(keys)) == len(keys)
     assert f"{bob_item.id}/opened" in keys
     assert sum("/reminder/" in k for k in keys) >= 1 and sum("/escalation/" in k for k in keys) == 1

@@ -56,7 +56,7 @@ async def test_happy_path(app: App) -> None:
                                and all(i.ticket_key for i in s.items))
     assert state.document_ref and state.document_ref.endswith(".html")
     assert sorted(i.ticket_key for i in state.items) == ["LOCAL-1", "LOCAL-2"]
-    assert len(app.store.tickets()) == 2
+    assert len(app.store.local.tickets()) == 2
 
     # one item is completed by its owner, the other through the tracker (sync Signal)
     item1, item2 = state.items

@@ -132,6 +132,6 @@ async def test_service_settings_reach_the_issue_and_a_lost_response_opens_no_sec
     assert issue["components"] == ["checkout-api"]
     assert issue["custom"] == {"customfield_10010": f"{inc.key} SEV2", "customfield_10020": {"value": "payments"}}
     assert issue["assignee"] == "acc-bob"
-    document = pay_app.store.get_postmortem(item.postmortem_id).document_ref  # type: ignore[union-attr]
+    document = pay_app.store.records.get_postmortem(item.postmortem_id).document_ref  # type: ignore[union-attr]
     assert document and f"Postmortem: {document}" in issue["description"]
     assert f"Incident: {inc.title} [{inc.key}]" in issue["description"]

@@ -38,7 +38,7 @@ async def test_digest_tells_managers_about_stalled_postmortems_and_overdue_items
         await wait_done(handle)
         handles.append(handle)
         app.handles.append(handle)  # recorded for the replay tests
-    digests = [n for n in app.store.notifications() if n.kind == "stalled_digest"]
+    digests = [n for n in app.store.local.notifications() if n.kind == "stalled_digest"]
     assert len(digests) == 1, [(d.key, d.at) for d in digests]  # one a day per manager, however often it runs
     body = digests[0].body
     assert f"postmortem {stalled.workflow_id} (drafting" in body and "owned by alice" in body

@@ -49,7 +49,7 @@ async def test_wont_do_without_a_reason_asks_the_owner_and_records_the_answer(ap
     with pytest.raises(WorkflowUpdateFailedError) as again:
         await h.execute_update(ActionItemWorkflow.explain_wont_do, WontDoReason(by="erin", reason="twice"))
     assert "no reason is asked" in str(again.value.cause)
-    await eventually(lambda: [i.verdict_note for i in app.store.action_items(status="wont_do")]
+    await eventually(lambda: [i.verdict_note for i in app.store.records.action_items(status="wont_do")]
                      == [st.item.verdict_note])
     assert not any(k == "wont_do_unexplained" for k, *_ in app.outbox(inc.workflow_id))
 
@@ -87,23 +87,23 @@ async def test_reopened_while_the_reason_is_asked_goes_back_to_tracking(app: App
         ticket_key=item.ticket_key, status="reopened", at=await app.now(), source="github"))
     st = await app.wait_for(h, lambda s: s.phase == "tracking")
     assert st.item.status.value == "open" and st.cycle == 1 and st.item.verdict_note == ""
-    await eventually(lambda: [i.id for i in app.store.action_items(status="open")] == [item.id])
+    await eventually(lambda: [i.id for i in app.store.records.action_items(status="open")] == [item.id])
 
 
 async def test_deleted_ticket_of_an_open_item_is_opened_again_and_the_owner_told(app: App) -> None:
     inc, handle, item, h = await _item(app)
-    other = app.store.create_ticket(marker="elsewhere", title="Unrelated", body="", assignee="bob", priority="P3",
-                                    due_at=item.due_at)
-    with app.store.session() as s:  # somebody deletes the ticket on the tracker
+    other = app.store.local.create_ticket(marker="elsewhere", title="Unrelated", body="", assignee="bob",
+                                          priority="P3", due_at=item.due_at)
+    with app.store.db.session() as s:  # somebody deletes the ticket on the tracker
         s.execute(delete(TicketRow).where(TicketRow.key == item.ticket_key))
     await h.signal(ActionItemWorkflow.ticket_status, TicketStatusEvent(
         ticket_key=item.ticket_key, status="deleted", at=await app.now(), source="sweep"))
     st = await app.wait_for(h, lambda s: s.tickets_replaced == 1 and s.item.ticket_key != item.ticket_key)
     new_key = st.item.ticket_key
     assert st.phase == "tracking" and st.item.status.value == "open"
-    assert sorted(t.key for t in app.store.tickets()) == sorted([other.key, new_key])
+    assert sorted(t.key for t in app.store.local.tickets()) == sorted([other.key, new_key])
     assert new_key not in (item.ticket_key, other.key)
-    await eventually(lambda: getattr(app.store.action_item_by_ticket("local", new_key), "id", None) == item.id)
+    await eventually(lambda: getattr(app.store.records.action_item_by_ticket("local", new_key), "id", None) == item.id)
     await eventually(lambda: [(who, key) for k, who, key, _at in app.outbox(inc.workflow_id) if k == "ticket_recreated"]
                      == [("erin", f"{item.id}/c0/ticket_recreated/1")])
 
@@ -111,7 +111,7 @@ async def test_deleted_ticket_of_an_open_item_is_opened_again_and_the_owner_told
     await h.signal(ActionItemWorkflow.ticket_status, TicketStatusEvent(
         ticket_key=item.ticket_key, status="deleted", at=await app.now(), source="webhook"))
     st = await app.wait_for(h, lambda s: s.sync_events == 2)
-    assert st.tickets_replaced == 1 and len(app.store.tickets()) == 2
+    assert st.tickets_replaced == 1 and len(app.store.local.tickets()) == 2
 
 
 async def test_a_deleted_report_for_a_ticket_that_still_exists_opens_nothing(app: App) -> None:
@@ -120,7 +120,7 @@ async def test_a_deleted_report_for_a_ticket_that_still_exists_opens_nothing(app
         ticket_key=item.ticket_key, status="deleted", at=await app.now(), source="sweep"))
     st = await app.wait_for(h, lambda s: s.tickets_replaced == 1)
     assert st.item.ticket_key == item.ticket_key and st.phase == "tracking"
-    assert len(app.store.tickets()) == 1  # found by its marker: no second ticket
+    assert len(app.store.local.tickets()) == 1  # found by its marker: no second ticket
     assert not any(k == "ticket_recreated" for k, *_ in app.outbox(inc.workflow_id))
 
 
@@ -131,7 +131,8 @@ async def test_moved_ticket_is_followed_under_its_new_key(app: App) -> None:
     st = await app.wait_for(h, lambda s: s.item.ticket_key == "PLAT-12")
     assert st.phase == "tracking" and st.item.status.value == "open"
     await app.wait_for(h, lambda s: s.ticket_change is None)
-    await eventually(lambda: getattr(app.store.action_item_by_ticket("local", "PLAT-12"), "id", None) == item.id)
+    await eventually(lambda: getattr(app.store.records.action_item_by_ticket("local", "PLAT-12"), "id", None)
+                     == item.id)
 
     # The old key is no longer this item's; the new one is.
     await h.signal(ActionItemWorkflow.ticket_status, TicketStatusEvent(
@@ -156,7 +157,7 @@ async def test_completing_in_closeloop_closes_the_ticket(app: App) -> None:
     inc, handle, item, h = await _item(app)
     await h.execute_update(ActionItemWorkflow.complete, CompleteItem(by="erin", note="shipped"))
     await app.wait_for(h, lambda s: s.phase == "waiting_effectiveness" and not s.completed_here)
-    await eventually(lambda: [t.status for t in app.store.tickets([item.ticket_key])] == ["done"])
+    await eventually(lambda: [t.status for t in app.store.local.tickets([item.ticket_key])] == ["done"])
     # the ticket reopened afterwards is a real reopening: the completion is revoked
     await h.signal(ActionItemWorkflow.ticket_status, TicketStatusEvent(
         ticket_key=item.ticket_key, status="reopened", at=await app.now(), source="cli"))

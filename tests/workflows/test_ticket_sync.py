@@ -85,7 +85,7 @@ class Item:
 async def start_items(app: App, inc: Incident, trackers: list[str]) -> list[Item]:
     """One running ActionItemWorkflow per tracker name, each with its ticket open."""
     pid = inc.workflow_id
-    app.store.upsert_postmortem(pid, inc, owner="alice", stage="following_up", stalled=False, stage_due_at=None)
+    app.store.records.upsert_postmortem(pid, inc, owner="alice", stage="following_up", stalled=False, stage_due_at=None)
     policy = app.config.policy_for(inc.severity, inc.services[0])
     now = await app.now()
     items = []
@@ -100,7 +100,7 @@ async def start_items(app: App, inc: Incident, trackers: list[str]) -> list[Item
     for it in items:
         state = await app.wait_for(it.handle, lambda s: s.phase == "tracking" and s.item.ticket_key)
         it.item = state.item
-    await eventually(lambda: len(app.store.tracked_items()) == len(items))
+    await eventually(lambda: len(app.store.records.tracked_items()) == len(items))
     return items
 
 
@@ -145,7 +145,7 @@ async def test_sweep_signals_each_change_once_and_leaves_the_rest_alone(sync_app
     # completed in closeloop, and Jira refuses to close its ticket (the item stays done, the ticket open)
     jira.fail_next(1, status=400, path="/rest/api/2/issue/{key}/transitions")
     await items["j_completed_here"].handle.execute_update(ActionItemWorkflow.complete, CompleteItem(by="bob"))
-    await eventually(lambda: app.store.action_items(status="done") != [])
+    await eventually(lambda: app.store.records.action_items(status="done") != [])
     await app.wait_for(items["j_completed_here"].handle, lambda s: s.phase == "waiting_effectiveness")
     await close_attempt_failed(items["j_completed_here"].handle)
 
@@ -177,8 +177,8 @@ async def test_sweep_signals_each_change_once_and_leaves_the_rest_alone(sync_app
         assert st.item.ticket_key != items[name].key and st.phase == "tracking"
 
     # right after (once the items have saved what they heard): nothing to tell
-    await eventually(lambda: len([i for i in app.store.action_items() if i.status != ItemStatus.open]) == 6)
-    await eventually(lambda: app.store.action_item_by_ticket("jira", moved_to) is not None)
+    await eventually(lambda: len([i for i in app.store.records.action_items() if i.status != ItemStatus.open]) == 6)
+    await eventually(lambda: app.store.records.action_item_by_ticket("jira", moved_to) is not None)
     second = await sweep(app, "sync-2")
     assert second.signals == 0 and signalled(second) == {}, second
     assert second.already_signalled == 0  # the moved item follows its new key, the deleted ones have new tickets

@@ -126,10 +126,11 @@ def seed(s: Standins, app: App, inc: Incident) -> None:
                  reactions={"adhesive_bandage": ["U0ALICE"]})
     s.slack.post(CHANNEL, T0 + 54 * M, "all clear", user="U0ALICE", reactions={"white_check_mark": ["U0BOB"]})
     # a hand note that says what PagerDuty's annotation says, at the same minute: kept once
-    app.store.record_incident(inc)
-    app.store.add_timeline_events(inc, [TimelineEvent(at=T0 + 20 * M, source="notes", kind="note",
-                                                      text="Note added: Rolled back deploy 4711", actor="bob")],
-                                  notes=True)
+    app.store.records.record_incident(inc)
+    app.store.records.add_timeline_events(inc, [TimelineEvent(at=T0 + 20 * M, source="notes", kind="note",
+                                                              text="Note added: Rolled back deploy 4711",
+                                                              actor="bob")],
+                                          notes=True)
 
 
 def slack_calls(slack: SlackStandin) -> int:

@@ -136,7 +136,7 @@ async def test_tickets_follow_the_items_both_ways(tracker_app: App, tracker: Tra
         assert (ticket.get("summary") or ticket.get("title")) == spec.title
         if tracker.name == "jira":
             assert ticket["duedate"] == item.due_at.date().isoformat()
-    await eventually(lambda: len(app.store.tracked_items()) == 3)
+    await eventually(lambda: len(app.store.records.tracked_items()) == 3)
 
     # closing a ticket on the tracker completes its item; won't do asks its owner why
     tracker.close(fix.ticket_key)
@@ -154,7 +154,7 @@ async def test_tickets_follow_the_items_both_ways(tracker_app: App, tracker: Tra
     assert st.item.verdict_note.startswith("the cache goes away with the v2 API (closed as ")
 
     # reopening the ticket revokes the completion
-    await eventually(lambda: [i.id for i in app.store.action_items(status="done")] == [fix.id])
+    await eventually(lambda: [i.id for i in app.store.records.action_items(status="done")] == [fix.id])
     tracker.reopen(fix.ticket_key)
     second = await sweep(app, f"sync-{tracker.name}-2")
     assert signalled(second) == {"reopened": 1}
@@ -165,7 +165,7 @@ async def test_tickets_follow_the_items_both_ways(tracker_app: App, tracker: Tra
     await handles[alert.id].execute_update(ActionItemWorkflow.complete, CompleteItem(by="alice"))
     await app.wait_for(handles[alert.id], lambda s: s.phase == "waiting_effectiveness")
     await eventually(lambda: tracker.closed(tracker.tickets()[alert.ticket_key]))
-    await eventually(lambda: len(app.store.action_items(status="done")) == 1)
+    await eventually(lambda: len(app.store.records.action_items(status="done")) == 1)
     third = await sweep(app, f"sync-{tracker.name}-3")
     assert signalled(third) == {}  # the tracker and closeloop agree
 

@@ -21,9 +21,9 @@ async def test_policy_that_needs_no_postmortem_records_the_incident_and_skips(ap
     state = await handle.query(PostmortemWorkflow.state)
     assert [c.stage for c in state.stages] == [Stage.skipped]
     # recorded all the same: later recurrence checks need every incident
-    assert app.store.get_incident(inc.source, inc.external_id) == inc
+    assert app.store.records.get_incident(inc.source, inc.external_id) == inc
     assert app.outbox(inc.workflow_id) == []
-    assert app.store.get_postmortem(inc.workflow_id).stage == "skipped"
+    assert app.store.records.get_postmortem(inc.workflow_id).stage == "skipped"
 
 
 async def test_duplicate_trigger_starts_one_workflow(app: App) -> None:

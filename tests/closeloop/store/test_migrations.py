@@ -9,7 +9,7 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from closeloop.store.store import MIGRATIONS, make_engine, upgrade
+from closeloop.store.database import MIGRATIONS, make_engine, upgrade
 from closeloop.store.tables import Base
 
 

@@ -124,7 +124,7 @@ async def run_id(app: App, workflow_id: str) -> str | None:
 
 async def assert_nothing_started(web: Web, src: Source, key: str) -> None:
     assert await run_id(web.app, src.workflow_id(key)) is None, f"{src.workflow_id(key)} was started"
-    assert web.app.store.get_incident(src.name, src.external_id(key)) is None
+    assert web.app.store.records.get_incident(src.name, src.external_id(key)) is None
     assert web.app.handles == []
 
 
@@ -142,7 +142,7 @@ async def stored(app: App, source: str, external_id: str, timeout: float = 30.0)
     """The incident's row, once the lifecycle's first activity has recorded it."""
     deadline = asyncio.get_running_loop().time() + timeout
     while True:
-        with app.store.session() as s:
+        with app.store.db.session() as s:
             row = s.scalar(select(IncidentRow).where(IncidentRow.source == source,
                                                      IncidentRow.external_id == external_id))
             if row is not None:
@@ -177,7 +177,7 @@ async def test_documented_payload_starts_one_lifecycle_and_records_the_incident(
     row = await stored(web.app, src.name, src.external_id("ACC1"))
     assert row.fingerprint == inc.fingerprint
     assert (row.title, row.severity, row.postmortem_required) == (inc.title, inc.severity, True)
-    assert web.app.store.get_incident(src.name, src.external_id("ACC1")) == inc
+    assert web.app.store.records.get_incident(src.name, src.external_id("ACC1")) == inc
 
 
 async def test_an_incident_that_needs_no_postmortem_is_recorded_too(web: Web) -> None:

@@ -70,7 +70,7 @@ async def test_in_a_whole_lifecycle_the_postmortem_sees_the_item_done(hooks: Hoo
     item = state.items[0]
     assert item.tracker == "jira" and item.ticket_key == "CL-1"
     for _ in range(100):  # the webhook finds the item in the store, written by the child's save activity
-        if hooks.app.store.action_item_by_ticket("jira", "CL-1"):
+        if hooks.app.store.records.action_item_by_ticket("jira", "CL-1"):
             break
         await asyncio.sleep(0.05)
     r = await hooks.jira(done(jira, "CL-1"))

@@ -16,7 +16,7 @@ AT = "2026-11-02T10:20:00Z"
 
 async def test_a_note_is_stored_once_for_a_known_incident(web: Web) -> None:
     inc = incident()
-    web.app.store.record_incident(inc)
+    web.app.store.records.record_incident(inc)
     url = f"/api/incidents/{inc.source}/{inc.external_id}/notes"
     r = await web.api(url, {"text": "  Rolled back deploy 4711 ", "at": AT, "author": "bob"})
     assert r.status_code == 201, r.text
@@ -31,7 +31,7 @@ async def test_a_note_is_stored_once_for_a_known_incident(web: Web) -> None:
 
 async def test_note_errors_are_json(web: Web) -> None:
     inc = incident()
-    web.app.store.record_incident(inc)
+    web.app.store.records.record_incident(inc)
     url = f"/api/incidents/{inc.source}/{inc.external_id}/notes"
     unknown = await web.api("/api/incidents/api/INC-nope/notes", {"text": "hello"})
     assert unknown.status_code == 404 and "INC-nope" in unknown.json()["error"]
@@ -76,4 +76,4 @@ async def test_alertmanager_alerts_become_the_incidents_timeline(web: Web) -> No
 async def test_a_firing_group_of_an_unknown_incident_stores_nothing(web: Web) -> None:
     r = await web.alertmanager(am_group(group_key="{}:{alertname=\"Other\"}", status="firing"))
     assert r.status_code == 202 and r.json() == {"ignored": "firing"}
-    assert web.app.store.incident_id("alertmanager", wid("{}:{alertname=\"Other\"}").rsplit("/", 1)[1]) is None
+    assert web.app.store.records.incident_id("alertmanager", wid("{}:{alertname=\"Other\"}").rsplit("/", 1)[1]) is None

@@ -154,8 +154,8 @@ class Hooks:
         app = self.app
         inc = incident()
         pm_id = inc.workflow_id
-        app.store.upsert_postmortem(pm_id, inc, owner="alice", stage="following_up", stalled=False,
-                                    stage_due_at=None)
+        app.store.records.upsert_postmortem(pm_id, inc, owner="alice", stage="following_up", stalled=False,
+                                            stage_due_at=None)
         item = ActionItem(id=action_item_workflow_id(pm_id, "item-1"), postmortem_id=pm_id, title=title,
                           owner="bob", priority="P1", due_at=await app.now() + 7 * DAY, tracker=tracker)
         inp = ActionItemInput(item=item, policy=app.config.policy_for(inc.severity, inc.services[0]), incident=inc,
@@ -165,7 +165,7 @@ class Hooks:
         state = await app.wait_for(handle, lambda s: s.phase == "tracking" and s.item.ticket_key, timeout=60)
         # the webhook finds the item by its ticket in the store, written by the workflow's save activity
         for _ in range(200):
-            if app.store.action_item_by_ticket(tracker, state.item.ticket_key):
+            if app.store.records.action_item_by_ticket(tracker, state.item.ticket_key):
                 break
             await asyncio.sleep(0.05)
         return handle, state.item
