@@ -14,7 +14,7 @@ from closeloop.activities.digest import DigestActivities
 from closeloop.activities.documents import DocumentActivities
 from closeloop.activities.notify import NotifyActivities
 from closeloop.activities.reconcile import ReconcileActivities
-from closeloop.activities.record_incident import IncidentActivities
+from closeloop.activities.record_incident import DirectoryActivities, IncidentActivities
 from closeloop.activities.records import RecordActivities
 from closeloop.activities.schedule_meeting import MeetingActivities
 from closeloop.activities.tickets import TicketActivities
@@ -25,17 +25,20 @@ from closeloop.integrations.registry import Integrations
 def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[..., Any]]:
     """Every activity of the worker, bound to the integrations it acts through and the worker's client."""
     i = integrations
+    people = i.directory
     records = RecordActivities(i.store)
-    incidents = IncidentActivities(i.config, i.store)
-    meetings = MeetingActivities(i.calendar, i.config)
+    incidents = IncidentActivities(i.config, people, i.store)
+    meetings = MeetingActivities(i.calendar, people)
     timeline = TimelineActivities(i.timeline_sources)
     documents = DocumentActivities(i.publisher, i.config.data_dir / "drafts", i.template_dir)
-    notify = NotifyActivities(i.config, i.notifiers, i.tracker, i.template_dir)
-    tickets = TicketActivities(i.config, i.tracker, i.store)
-    digest = DigestActivities(i.store, i.config, i.notifiers, i.template_dir)
+    notify = NotifyActivities(people, i.notifiers, i.tracker, i.template_dir)
+    tickets = TicketActivities(people, i.tracker, i.store)
+    digest = DigestActivities(i.store, people, i.notifiers, i.template_dir)
     reconcile = ReconcileActivities(i.store, i.tracker, closeloop)
+    directory = DirectoryActivities(people)
     return [
         incidents.record_incident,
+        directory.lookup_people,
         records.save_postmortem,
         records.save_action_item,
         records.save_review,

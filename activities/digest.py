@@ -10,7 +10,7 @@ from pathlib import Path
 from temporalio import activity
 
 from closeloop.activities.support import external_errors, log
-from closeloop.config import Config
+from closeloop.directory import Directory
 from closeloop.integrations.base import Notification, Notifier
 from closeloop.models import DigestResult, Model
 from closeloop.rendering import render_notification
@@ -24,7 +24,7 @@ class DigestInput(Model):
 class DigestActivities:
     """The managers' digest; holds the store, the directory, the notifiers and the template overrides."""
 
-    def __init__(self, store: Store, people: Config, notifiers: list[Notifier], template_dir: Path | None) -> None:
+    def __init__(self, store: Store, people: Directory, notifiers: list[Notifier], template_dir: Path | None) -> None:
         self.store = store
         self.people = people
         self.notifiers = notifiers

@@ -10,7 +10,7 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from closeloop.config import Config
+from closeloop.directory import Directory
 from closeloop.integrations.base import Notification, Notifier, Tracker
 from closeloop.models import Model
 from closeloop.rendering import render_notification
@@ -36,7 +36,7 @@ class NotifyActivities:
     """Notifications; holds the directory, the notifiers, the trackers (for ticket comments) and the template
     overrides. Every notifier gets every notification, each once by its key."""
 
-    def __init__(self, people: Config, notifiers: list[Notifier], tracker: Callable[[str], Tracker],
+    def __init__(self, people: Directory, notifiers: list[Notifier], tracker: Callable[[str], Tracker],
                  template_dir: Path | None) -> None:
         self.people = people
         self.notifiers = notifiers

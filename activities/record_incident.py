@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from temporalio import activity
 
-from closeloop.config import Config, ConfigError
+from closeloop.config import Config
+from closeloop.directory import Directory
+from closeloop.planning import PlanError, plan_for
 from closeloop.models import Incident, Model, Plan
 from closeloop.store.store import Store
 
@@ -17,17 +19,18 @@ class RecordIncidentInput(Model):
 
 
 class IncidentActivities:
-    """Recording incidents and resolving their plan; holds the config (policies, people) and the store."""
+    """Recording incidents and resolving their plan; holds the config (policies), the directory and the store."""
 
-    def __init__(self, config: Config, store: Store) -> None:
+    def __init__(self, config: Config, directory: Directory, store: Store) -> None:
         self.config = config
+        self.directory = directory
         self.store = store
 
     @activity.defn(name="record_incident")
     def record_incident(self, inp: RecordIncidentInput) -> Plan:
         try:
-            plan = self.config.plan_for(inp.incident, inp.postmortem_id)
-        except ConfigError as e:
+            plan = plan_for(self.config, self.directory, inp.incident, inp.postmortem_id)
+        except PlanError as e:
             # Retried with backoff until someone fixes the config: the incident is not dropped.
             self.store.records.record_incident(inp.incident, postmortem_required=True)
             log().error("incident has no owner; fix the config, the lifecycle is waiting", error=str(e))
@@ -36,3 +39,15 @@ class IncidentActivities:
         log().info("incident recorded", incident=inp.incident.key, required=plan.policy.postmortem_required,
                    owner=plan.owner)
         return plan
+
+
+class DirectoryActivities:
+    """Looking people up in the directory, for workflows that carry only the people they involve."""
+
+    def __init__(self, directory: Directory) -> None:
+        self.directory = directory
+
+    @activity.defn(name="lookup_people")
+    def lookup_people(self, keys: list[str]) -> list[str]:
+        """The keys among `keys` that name a person in the directory."""
+        return [key for key in keys if key in self.directory]

@@ -6,7 +6,7 @@ from datetime import datetime
 
 from temporalio import activity
 
-from closeloop.config import Config
+from closeloop.directory import Directory
 from closeloop.integrations.base import Calendar, SlotTaken
 from closeloop.models import Meeting, Model, Plan
 from closeloop.scheduling import business_day_window, pick_slot
@@ -22,7 +22,7 @@ class ScheduleMeetingInput(Model):
 class MeetingActivities:
     """Booking the review meeting; holds the calendar and the people directory."""
 
-    def __init__(self, calendar: Calendar, people: Config) -> None:
+    def __init__(self, calendar: Calendar, people: Directory) -> None:
         self.calendar = calendar
         self.people = people
 

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 from temporalio import activity
 
-from closeloop.config import Config
+from closeloop.directory import Directory
 from closeloop.integrations.base import Ticket, TicketRequest, Tracker
 from closeloop.models import ActionItem, Incident, ItemStatus, Model
 from closeloop.store.store import Store
@@ -53,7 +53,7 @@ class RecurrenceInput(Model):
 class TicketActivities:
     """Tickets and recurrences; holds the directory, the trackers (by name) and the store."""
 
-    def __init__(self, people: Config, tracker: Callable[[str], Tracker], store: Store) -> None:
+    def __init__(self, people: Directory, tracker: Callable[[str], Tracker], store: Store) -> None:
         self.people = people
         self.tracker = tracker
         self.store = store

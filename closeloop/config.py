@@ -13,11 +13,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from closeloop.directory import Directory, DirectoryError, DirectorySettings, load_directory
 from closeloop.durations import Duration
-from closeloop.models import Incident, Person, Plan
-from closeloop.policy import ROLES, Policy, deep_merge
+from closeloop.planning import policy_for
+from closeloop.policy import ROLES
 
 ENV_CONFIG = "CLOSELOOP_CONFIG"
 
@@ -272,6 +273,9 @@ class Config(_Strict):
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
     people: dict[str, PersonConfig] = Field(default_factory=dict)
+    directory: DirectorySettings = Field(default_factory=DirectorySettings)
+
+    _directory: Directory | None = PrivateAttr(default=None)
 
     # ------------------------------------------------------------------ derived
 
@@ -279,98 +283,44 @@ class Config(_Strict):
     def db_url(self) -> str:
         return self.store.url or f"sqlite:///{(self.data_dir / 'closeloop.db').resolve()}"
 
-    def person(self, key: str) -> Person | None:
-        p = self.people.get(key)
-        return Person(key=key, **p.model_dump()) if p else None
-
-    def policy_for(self, severity: str, service: str | None) -> Policy:
-        raw = deep_merge(self.policy, self.severity.get(severity, {}))
-        svc = self.services.get(service) if service else None
-        if svc:
-            raw = deep_merge(raw, svc.policy)
-            raw = deep_merge(raw, svc.severity.get(severity, {}))
-        return Policy.model_validate(raw)
-
-    def plan_for(self, incident: Incident, postmortem_id: str) -> Plan:
-        service = incident.services[0] if incident.services else None
-        policy = self.policy_for(incident.severity, service)
-        svc = self.services.get(service) if service else None
-        owner = next(
-            (
-                k
-                for k in (incident.commander, svc.owner if svc else None, self.default_owner)
-                if k and k in self.people
-            ),
-            None,
-        )
-        if owner is None:
-            raise ConfigError(
-                f"no owner for incident {incident.key}: the commander is not in [people], and neither the "
-                f"service {service!r} nor default_owner names one"
-            )
-        reviewers = [r for r in dict.fromkeys([*(svc.reviewers if svc else []), *policy.reviewers]) if r != owner]
-        attendees = list(
-            dict.fromkeys([owner, *reviewers, *(p for p in [incident.commander, *incident.participants] if p in self.people)])
-        )
-        return Plan(
-            postmortem_id=postmortem_id,
-            incident=incident,
-            policy=policy,
-            owner=owner,
-            reviewers=reviewers,
-            attendees=attendees,
-            people=sorted(self.people),
-            tracker=policy.tracker,
-            timeline_sources=policy.timeline_sources,
-        )
-
-    def chain_for(self, owner: str) -> dict[str, str | None]:
-        """The escalation roles resolved for an owner: owner, manager, skip_level."""
-        manager = self.people[owner].manager if owner in self.people else None
-        skip = self.people[manager].manager if manager and manager in self.people else None
-        return {"owner": owner, "manager": manager, "skip_level": skip}
-
-    def resolve_target(self, target: str, owner: str) -> str | None:
-        if target in ROLES:
-            return self.chain_for(owner)[target]
-        return target if target in self.people else None
+    def people_directory(self) -> Directory:
+        """The people directory from its source (`[directory]`), loaded once; DirectoryError when unreadable."""
+        if self._directory is None:
+            self._directory = load_directory(self.directory, self.people)
+        return self._directory
 
     # ------------------------------------------------------------------ validation
 
     def check(self) -> None:
         """Cross-field checks that pydantic cannot do alone. Raises ConfigError with one line."""
         problems: list[str] = []
-        for key, person in self.people.items():
-            if person.manager and person.manager not in self.people:
-                problems.append(f"people.{key}.manager: unknown person {person.manager!r}")
-            try:
-                from zoneinfo import ZoneInfo
-
-                ZoneInfo(person.timezone)
-            except Exception:
-                problems.append(f"people.{key}.timezone: unknown time zone {person.timezone!r}")
-        if self.default_owner and self.default_owner not in self.people:
+        try:
+            people = self.people_directory()
+        except DirectoryError as e:
+            raise ConfigError(f"{self.source}: {e}") from None
+        problems += people.problems()
+        if self.default_owner and self.default_owner not in people:
             problems.append(f"default_owner: unknown person {self.default_owner!r}")
         for name, svc in self.services.items():
-            if svc.owner and svc.owner not in self.people:
+            if svc.owner and svc.owner not in people:
                 problems.append(f"services.{name}.owner: unknown person {svc.owner!r}")
             for r in svc.reviewers:
-                if r not in self.people:
+                if r not in people:
                     problems.append(f"services.{name}.reviewers: unknown person {r!r}")
         severities = set(self.severity) | {s for svc in self.services.values() for s in svc.severity} | {"SEV3"}
         for sev in sorted(severities):
             for service in [None, *self.services]:
                 where = f"policy for severity {sev}" + (f", service {service}" if service else "")
                 try:
-                    policy = self.policy_for(sev, service)
+                    policy = policy_for(self, sev, service)
                 except ValidationError as e:
                     problems.append(f"{where}: {_first_error(e)}")
                     continue
                 for step in policy.escalation:
-                    if step.notify not in ROLES and step.notify not in self.people:
+                    if step.notify not in ROLES and step.notify not in people:
                         problems.append(f"{where}: escalation target {step.notify!r} is neither a role nor a person")
                 for r in policy.reviewers:
-                    if r not in self.people:
+                    if r not in people:
                         problems.append(f"{where}: unknown reviewer {r!r}")
                 if policy.tracker != "local" and getattr(self.trackers, policy.tracker, None) is None:
                     problems.append(f"{where}: tracker {policy.tracker!r} has no [trackers.{policy.tracker}] section")

@@ -233,7 +233,10 @@ class Plan(Model):
     owner: str
     reviewers: list[str]
     attendees: list[str]
-    people: list[str] = Field(description="keys of everyone in the directory, for validating owners")
+    people: list[str] = Field(description="the people this lifecycle involves (owner, reviewers, attendees, named "
+                              "escalation targets, and their managers two levels up); anyone else an action names "
+                              "is looked up in the directory then (plans made before this carry the whole "
+                              "directory)")
     tracker: str = "local"
     timeline_sources: list[str] = Field(default_factory=lambda: ["incident", "notes"])
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from closeloop.config import Config
+from closeloop.directory import Directory
 from closeloop.models import Person
 from closeloop.store.store import Store
 from closeloop.integrations.base import Calendar, Notifier, Publisher, TimelineSource, Tracker
@@ -17,6 +18,7 @@ from closeloop.integrations.base import Calendar, Notifier, Publisher, TimelineS
 @dataclass
 class Integrations:
     config: Config
+    directory: Directory
     store: Store
     notifiers: list[Notifier]
     calendar: Calendar
@@ -64,6 +66,7 @@ def build(config: Config, store: Store | None = None) -> Integrations:
     }
     return Integrations(
         config=config,
+        directory=config.people_directory(),
         store=store,
         notifiers=[LogNotifier(store)],
         calendar=LocalCalendar(store),
@@ -116,4 +119,4 @@ def _external_timeline_sources(config: Config) -> dict[str, TimelineSource]:
 
 
 def _people(config: Config) -> dict[str, Person]:
-    return {key: person for key in config.people if (person := config.person(key)) is not None}
+    return dict(config.people_directory())

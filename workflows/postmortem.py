@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.activities.collect_timeline import CollectTimelineInput, TimelineActivities
     from closeloop.activities.documents import DocumentActivities
     from closeloop.activities.options import BEST_EFFORT, EXTERNAL, STORE
-    from closeloop.activities.record_incident import IncidentActivities, RecordIncidentInput
+    from closeloop.activities.record_incident import DirectoryActivities, IncidentActivities, RecordIncidentInput
     from closeloop.activities.records import PostmortemRecord, RecordActivities, ReviewInput, TimelineInput
     from closeloop.activities.schedule_meeting import MeetingActivities, ScheduleMeetingInput
     from closeloop import contract
@@ -58,6 +58,8 @@ class PostmortemWorkflow:
         self.inp = inp
         self.s: PostmortemState | None = inp.resume
         self.chase: Chase | None = None
+        # Updates whose handler is looking people up in the directory: a second one of the same kind waits its turn.
+        self.looking_up: set[str] = set()
 
     # ------------------------------------------------------------------ main line
 
@@ -379,6 +381,26 @@ class PostmortemWorkflow:
             document_ref=s.document_ref, closed_at=s.closed_at,
         )
 
+    async def _unknown_people(self, update: str, keys: list[str]) -> list[str]:
+        """The keys among `keys` that name nobody in the directory. The plan carries only the people this
+        lifecycle involves; anyone else an action names is looked up (DirectoryActivities.lookup_people) and
+        remembered in the plan. Runs in an Update's handler: a validator may not do I/O."""
+        s = self._state()
+        missing = [k for k in dict.fromkeys(keys) if k not in s.plan.people]
+        if not missing:
+            return []
+        self.looking_up.add(update)
+        try:
+            found = await call(DirectoryActivities.lookup_people, missing, STORE)
+        finally:
+            self.looking_up.discard(update)
+        s.plan.people = sorted({*s.plan.people, *found})
+        return [k for k in missing if k not in found]
+
+    def _not_looking_up(self, update: str) -> None:
+        if update in self.looking_up:
+            raise ValueError("another request of this kind is being checked; try again in a moment")
+
     # ------------------------------------------------------------------ queries, updates, signals
 
     @workflow.query(name=contract.POSTMORTEM_STATE.name)
@@ -394,6 +416,10 @@ class PostmortemWorkflow:
     @workflow.update(name=contract.SUBMIT_DRAFT.name)
     async def submit_draft(self, draft: DraftSubmission) -> str:
         s = self._state()
+        unknown = await self._unknown_people("submit_draft", [item.owner for item in draft.action_items])
+        for item in draft.action_items:
+            if item.owner in unknown:
+                raise ApplicationError(f"action item {item.title!r}: unknown owner {item.owner!r}")
         s.draft = draft
         s.drafts_submitted += 1
         return f"draft {s.drafts_submitted} accepted with {len(draft.action_items)} action item(s)"
@@ -405,9 +431,7 @@ class PostmortemWorkflow:
             raise ValueError(f"not waiting for a draft (stage: {s.stage.value})")
         if draft.by != s.owner:
             raise ValueError(f"only the owner ({s.owner}) can submit the draft, not {draft.by}")
-        for item in draft.action_items:
-            if item.owner not in s.plan.people:
-                raise ValueError(f"action item {item.title!r}: unknown owner {item.owner!r}")
+        self._not_looking_up("submit_draft")
 
     @workflow.update(name=contract.REQUEST_EXTENSION.name)
     async def request_extension(self, req: ExtensionRequest) -> str:
@@ -442,6 +466,11 @@ class PostmortemWorkflow:
     @workflow.update(name=contract.REASSIGN_OWNER.name)
     async def reassign_owner(self, req: Reassignment) -> str:
         s = self._state()
+        unknown = await self._unknown_people("reassign_owner", [req.new_owner, req.by])
+        if unknown:
+            raise ApplicationError(f"unknown person {unknown[0]!r}")
+        if req.new_owner == s.owner:  # another reassignment got there while the people were looked up
+            raise ApplicationError(f"{req.new_owner} already owns this postmortem")
         previous, s.owner = s.owner, req.new_owner
         if self.chase:
             self.chase.poke()
@@ -455,10 +484,7 @@ class PostmortemWorkflow:
         s = self._state()
         if s.stage in TERMINAL:
             raise ValueError(f"the postmortem is {s.stage.value}")
-        if req.new_owner not in s.plan.people:
-            raise ValueError(f"unknown person {req.new_owner!r}")
-        if req.by not in s.plan.people:
-            raise ValueError(f"unknown person {req.by!r}")
+        self._not_looking_up("reassign_owner")
         if req.new_owner == s.owner:
             raise ValueError(f"{req.new_owner} already owns this postmortem")
 
@@ -486,6 +512,10 @@ class PostmortemWorkflow:
     @workflow.update(name=contract.CANCEL.name)
     async def cancel(self, req: Cancellation) -> str:
         s = self._state()
+        if await self._unknown_people("cancel", [req.by]):
+            raise ApplicationError(f"unknown person {req.by!r}")
+        if s.cancelled:  # another cancellation got there while the person was looked up
+            return "cancellation accepted"
         s.cancelled = req
         if self.chase:
             self.chase.poke()
@@ -496,6 +526,5 @@ class PostmortemWorkflow:
         s = self._state()
         if s.stage in TERMINAL or s.cancelled:
             raise ValueError(f"the postmortem is already {s.stage.value}")
-        if req.by not in s.plan.people:
-            raise ValueError(f"unknown person {req.by!r}")
+        self._not_looking_up("cancel")
 

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from closeloop.planning import policy_for
 from closeloop.config import ConfigError, load_config
 from closeloop.integrations.github_tracker import GitHubTracker
 from closeloop.integrations.jira_tracker import JiraTracker
@@ -68,7 +69,7 @@ def test_tracker_sections_load_with_per_service_overrides(tmp_path: Path) -> Non
     assert jira.services["checkout"].priorities is None  # unset: inherits [trackers.jira]
     assert github.base_url == "https://api.github.com" and github.content_per_minute == 40
     assert github.services["checkout"].milestone == 3 and github.milestone == "Postmortem follow-ups"
-    assert config.policy_for("SEV2", "checkout").tracker == "github"
+    assert policy_for(config, "SEV2", "checkout").tracker == "github"
 
 
 def test_registry_builds_both_trackers_with_secrets_from_the_environment(tmp_path: Path,

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from closeloop.planning import policy_for
 from closeloop.config import ConfigError, load_config
 from closeloop.integrations.github_timeline import GitHubTimelineSource
 from closeloop.integrations.pagerduty_timeline import PagerDutyTimelineSource
@@ -53,9 +54,9 @@ base_url = "http://127.0.0.1:9/api/"
 service_channels = { checkout = "C0CHECKOUT" }
 reactions = { fire = "detection", eyes = "acknowledge" }
 """)
-    plan_sources = config.policy_for("SEV2", "checkout").timeline_sources
+    plan_sources = policy_for(config, "SEV2", "checkout").timeline_sources
     assert plan_sources == ["incident", "notes", "alertmanager", "pagerduty", "github", "slack"]
-    assert config.policy_for("SEV2", "search").timeline_sources == ["incident", "notes"]  # other services: default
+    assert policy_for(config, "SEV2", "search").timeline_sources == ["incident", "notes"]  # other services: default
     integrations = build(config)
     try:
         sources = integrations.timeline_sources

@@ -20,6 +20,7 @@ import pytest_asyncio
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from closeloop.planning import policy_for
 from closeloop.models import SyncSummary
 from closeloop.models import ActionItem, ActionItemInput, CompleteItem, Incident, ItemStatus
 from closeloop.standins.github import GitHubStandin
@@ -86,7 +87,7 @@ async def start_items(app: App, inc: Incident, trackers: list[str]) -> list[Item
     """One running ActionItemWorkflow per tracker name, each with its ticket open."""
     pid = inc.workflow_id
     app.store.records.upsert_postmortem(pid, inc, owner="alice", stage="following_up", stalled=False, stage_due_at=None)
-    policy = app.config.policy_for(inc.severity, inc.services[0])
+    policy = policy_for(app.config, inc.severity, inc.services[0])
     now = await app.now()
     items = []
     for n, tracker in enumerate(trackers, start=1):

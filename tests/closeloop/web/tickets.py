@@ -34,6 +34,7 @@ from referencing.jsonschema import DRAFT202012
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from closeloop.planning import policy_for
 from closeloop.models import ActionItem, ActionItemInput, action_item_workflow_id
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
@@ -158,7 +159,7 @@ class Hooks:
                                             stage_due_at=None)
         item = ActionItem(id=action_item_workflow_id(pm_id, "item-1"), postmortem_id=pm_id, title=title,
                           owner="bob", priority="P1", due_at=await app.now() + 7 * DAY, tracker=tracker)
-        inp = ActionItemInput(item=item, policy=app.config.policy_for(inc.severity, inc.services[0]), incident=inc,
+        inp = ActionItemInput(item=item, policy=policy_for(app.config, inc.severity, inc.services[0]), incident=inc,
                               postmortem_owner="alice")
         handle = await app.client.start_workflow(ActionItemWorkflow.run, inp, id=item.id, task_queue=app.task_queue)
         app.handles.append(handle)
