@@ -34,8 +34,8 @@ from closeloop.standins.github import GitHubStandin  # noqa: E402
 from closeloop.standins.jira import JiraStandin  # noqa: E402
 from closeloop.store.store import Store  # noqa: E402
 from closeloop.integrations.base import Tracker  # noqa: E402
-from closeloop.integrations.github_tracker import GitHubConfig, GitHubTracker, ticket_key  # noqa: E402
-from closeloop.integrations.jira_tracker import JiraConfig, JiraTracker  # noqa: E402
+from closeloop.integrations.github.tracker import GitHubConfig, GitHubTracker, ticket_key  # noqa: E402
+from closeloop.integrations.jira.tracker import JiraConfig, JiraTracker  # noqa: E402
 
 GOAL = 25
 PROJECT = "OPS"

@@ -8,6 +8,7 @@ import re
 import string
 import tomllib
 from datetime import timedelta
+from collections.abc import Callable
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
@@ -18,7 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from closeloop.directory import Directory, DirectoryError, DirectorySettings, load_directory
 from closeloop.durations import Duration
 from closeloop.planning import policy_for
-from closeloop.policy import ROLES
+from closeloop.policy import ROLES, Policy
 
 ENV_CONFIG = "CLOSELOOP_CONFIG"
 
@@ -44,7 +45,7 @@ class StoreSettings(_Strict):
 
 class WebSettings(_Strict):
     """`[web]`: the HTTP app (`closeloop serve`). Its secrets (API tokens, webhook secrets) come only from
-    the environment (closeloop/web/settings.py), never from this file."""
+    the environment (closeloop/secrets.py), never from this file."""
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
@@ -66,85 +67,6 @@ class ServiceConfig(_Strict):
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
 
 
-class JiraServiceSettings(_Strict):
-    """`[trackers.jira.services.NAME]`: what differs for one service's action items; unset keys inherit
-    `[trackers.jira]`."""
-
-    project: str | None = None
-    issue_type: str | None = None
-    priorities: dict[str, str] | None = None
-    labels: list[str] | None = None
-    components: list[str] | None = None
-    due_date_field: str | None = None
-    custom_fields: dict[str, Any] | None = None
-    done_transition: str | None = None
-    reopen_transition: str | None = None
-    wont_do_resolutions: list[str] | None = None
-
-
-class JiraSettings(_Strict):
-    """`[trackers.jira]`: Jira Cloud through the `jira` library. The account's e-mail and API token come only
-    from the environment: CLOSELOOP_JIRA_EMAIL and CLOSELOOP_JIRA_API_TOKEN."""
-
-    url: str
-    project: str
-    issue_type: str = "Task"
-    priorities: dict[str, str] = Field(default_factory=lambda: {"P1": "Highest", "P2": "High", "P3": "Medium",
-                                                                "P4": "Low"})
-    labels: list[str] = Field(default_factory=lambda: ["closeloop"])
-    due_date_field: str = "duedate"
-    done_transition: str = "Done"
-    wont_do_resolutions: list[str] = Field(default_factory=lambda: ["Won't Do", "Duplicate", "Cannot Reproduce"])
-    timeout: float = 30.0
-    components: list[str] = Field(default_factory=list, description="component names set on every issue")
-    custom_fields: dict[str, Any] = Field(default_factory=dict, description="field id -> value; strings may use "
-                                          "{item_id}, {service}, {severity}, ... (TICKET_TEMPLATE_FIELDS)")
-    reopen_transition: str = "To Do"
-    services: dict[str, JiraServiceSettings] = Field(default_factory=dict,
-                                                     description="per-service overrides of the keys above")
-
-
-class GitHubServiceSettings(_Strict):
-    """`[trackers.github.services.NAME]`: one service's repository (and labels, milestone); unset keys inherit."""
-
-    repo: str | None = None
-    labels: list[str] | None = None
-    milestone: str | int | None = None
-
-
-class GitHubSettings(_Strict):
-    """`[trackers.github]`: GitHub issues through PyGithub. The token comes only from the environment:
-    CLOSELOOP_GITHUB_TOKEN."""
-
-    base_url: str = "https://api.github.com"
-    repo: str = Field(description="default repository, owner/name")
-    labels: list[str] = Field(default_factory=list, description="added to every issue besides `closeloop`")
-    milestone: str | int | None = Field(default=None, description="milestone title (looked up once) or number")
-    content_per_minute: int = Field(default=80, ge=1, description="issues + comments per minute, all workers")
-    timeout: float = 30.0
-    services: dict[str, GitHubServiceSettings] = Field(default_factory=dict)
-
-
-# The names a tracker's templated values (Jira custom_fields) may use, e.g. "{service}-{priority}".
-TICKET_TEMPLATE_FIELDS = ("item_id", "postmortem_id", "incident", "incident_title", "severity", "service",
-                          "priority", "kind", "owner", "due")
-_REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
-
-
-def _template_names(value: Any) -> list[str]:
-    """The {names} a templated value uses (strings anywhere inside lists and tables); '?' when malformed."""
-    if isinstance(value, str):
-        try:
-            return [name for _, name, _, _ in string.Formatter().parse(value) if name is not None]
-        except ValueError:
-            return ["?"]
-    if isinstance(value, dict):
-        return [n for v in value.values() for n in _template_names(v)]
-    if isinstance(value, list):
-        return [n for v in value for n in _template_names(v)]
-    return []
-
-
 class SyncSettings(_Strict):
     """`[sync]`: the ticket reconciliation sweep (the `closeloop-ticket-sync` Schedule, applied at worker
     start): how often every tracked item's ticket is compared with the item."""
@@ -159,106 +81,6 @@ class SyncSettings(_Strict):
         return v
 
 
-class TrackersConfig(_Strict):
-    jira: JiraSettings | None = None
-    github: GitHubSettings | None = None
-
-    def problems(self) -> list[str]:
-        """Cross-field checks of the tracker sections (one line each)."""
-        problems: list[str] = []
-        if self.jira is not None:
-            for where, fields in [("trackers.jira", self.jira.custom_fields),
-                                  *((f"trackers.jira.services.{name}", s.custom_fields or {})
-                                    for name, s in self.jira.services.items())]:
-                for fid, value in fields.items():
-                    bad = [n for n in _template_names(value) if n not in TICKET_TEMPLATE_FIELDS]
-                    if bad:
-                        problems.append(f"{where}.custom_fields.{fid}: unknown template field {{{bad[0]}}} (known: "
-                                        f"{', '.join(TICKET_TEMPLATE_FIELDS)})")
-        if self.github is not None:
-            repos = [("trackers.github.repo", self.github.repo),
-                     *((f"trackers.github.services.{name}.repo", s.repo) for name, s in self.github.services.items())]
-            for where, repo in repos:
-                if repo is not None and not _REPO.match(repo):
-                    problems.append(f"{where}: {repo!r} is not a repository name like owner/name")
-        return problems
-
-
-# --------------------------------------------------------------------------- timeline sources
-
-BUILTIN_TIMELINE_SOURCES = ("incident", "notes", "alertmanager")
-DEFAULT_REACTIONS = {"rotating_light": "detection", "eyes": "acknowledge", "adhesive_bandage": "mitigation",
-                     "white_check_mark": "resolution"}
-
-
-class PagerDutyTimelineSettings(_Strict):
-    """`[timeline.pagerduty]`: an incident's log entries (`GET /incidents/{id}/log_entries`). The REST API
-    token comes only from CLOSELOOP_PAGERDUTY_TOKEN."""
-
-    url: str = "https://api.pagerduty.com"
-    page_size: int = Field(default=100, ge=1, le=1000, description="`limit` per request")
-    max_pages: int = Field(default=50, ge=1)
-    timeout: float = Field(default=30.0, gt=0)
-
-
-class GitHubTimelineSettings(_Strict):
-    """`[timeline.github]`: deployments, merged pull requests and default-branch commits of the repositories,
-    inside [incident start - slack_before, resolved]. The token comes only from CLOSELOOP_GITHUB_TOKEN."""
-
-    base_url: str = "https://api.github.com"
-    repositories: list[str] = Field(default_factory=list, description="for every service")
-    service_repositories: dict[str, list[str]] = Field(default_factory=dict, description="service -> repositories")
-    slack_before: Duration = timedelta(hours=2)
-    include: list[Literal["deployments", "pulls", "commits"]] = Field(
-        default_factory=lambda: ["deployments", "pulls", "commits"])
-    page_size: int = Field(default=100, ge=1, le=100)
-    max_pages: int = Field(default=10, ge=1, description="per repository and kind; the listings are newest first")
-    timeout: float = Field(default=30.0, gt=0)
-
-
-class SlackTimelineSettings(_Strict):
-    """`[timeline.slack]`: the incident channel's history (`conversations.history`). The channel is the
-    service's (`service_channels`), else `channel`, else the incident link that is a Slack channel. The bot
-    token comes only from CLOSELOOP_SLACK_TOKEN."""
-
-    base_url: str = "https://slack.com/api/"
-    channel: str | None = None
-    service_channels: dict[str, str] = Field(default_factory=dict, description="service -> channel id")
-    reactions: dict[str, str] = Field(default_factory=lambda: dict(DEFAULT_REACTIONS),
-                                      description="reaction name -> timeline kind (a key moment)")
-    slack_before: Duration = timedelta(minutes=30)
-    page_size: int = Field(default=200, ge=1, le=999)
-    max_pages: int = Field(default=50, ge=1)
-    timeout: float = Field(default=30.0, gt=0)
-
-
-class AlertmanagerTimelineSettings(_Strict):
-    """`[timeline.alertmanager]`: the alerts that the Alertmanager webhook stored for the incident."""
-
-    key_moments: bool = Field(default=True, description="the first firing alert marks the detection")
-
-
-class JiraTimelineSettings(_Strict):
-    """`[timeline.jira]`: Jira issues that mention the incident's id or carry `label` ("{external_id}" and
-    "{source}" are filled in). `url` defaults to [trackers.jira]; the account is CLOSELOOP_JIRA_EMAIL and
-    CLOSELOOP_JIRA_API_TOKEN."""
-
-    url: str | None = None
-    project: str | None = None
-    label: str | None = "incident-{external_id}"
-    mention: bool = Field(default=True, description="also issues whose text mentions the incident id")
-    page_size: int = Field(default=50, ge=1, le=100)
-    timeout: float = Field(default=30.0, gt=0)
-
-
-class TimelineConfig(_Strict):
-    pagerduty: PagerDutyTimelineSettings | None = None
-    github: GitHubTimelineSettings | None = None
-    slack: SlackTimelineSettings | None = None
-    alertmanager: AlertmanagerTimelineSettings | None = None
-    jira: JiraTimelineSettings | None = None
-
-
 class Config(_Strict):
     source: str = Field(default="<built-in>", exclude=True)
     data_dir: Path = Path(".closeloop")
@@ -266,8 +88,13 @@ class Config(_Strict):
     temporal: TemporalSettings = Field(default_factory=TemporalSettings)
     store: StoreSettings = Field(default_factory=StoreSettings)
     web: WebSettings = Field(default_factory=WebSettings)
-    trackers: TrackersConfig = Field(default_factory=TrackersConfig)
-    timeline: TimelineConfig = Field(default_factory=TimelineConfig)
+    # The integration plugins' sections, `[<kind>.<plugin>]`: each validated by its plugin's own settings model
+    # (closeloop.integrations.registry.check), never here.
+    trackers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    timeline: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    calendars: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    publishers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sync: SyncSettings = Field(default_factory=SyncSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -276,6 +103,7 @@ class Config(_Strict):
     directory: DirectorySettings = Field(default_factory=DirectorySettings)
 
     _directory: Directory | None = PrivateAttr(default=None)
+    _plugin_settings: dict[tuple[str, str], BaseModel] = PrivateAttr(default_factory=dict)
 
     # ------------------------------------------------------------------ derived
 
@@ -289,11 +117,19 @@ class Config(_Strict):
             self._directory = load_directory(self.directory, self.people)
         return self._directory
 
+    @property
+    def plugin_settings(self) -> dict[tuple[str, str], BaseModel]:
+        """(kind, plugin) -> its validated settings; filled by closeloop.integrations.registry.check."""
+        return self._plugin_settings
+
     # ------------------------------------------------------------------ validation
 
-    def check(self) -> None:
-        """Cross-field checks that pydantic cannot do alone. Raises ConfigError with one line."""
-        problems: list[str] = []
+    def check(self, *, policy_problems: Callable[[Policy], list[str]] | None = None,
+              more: list[str] | None = None) -> None:
+        """Cross-field checks that pydantic cannot do alone. Raises ConfigError with one line. The integration
+        registry adds its own: `policy_problems` of each resolved policy (trackers and timeline sources it
+        names), and `more` (its sections)."""
+        problems: list[str] = list(more or [])
         try:
             people = self.people_directory()
         except DirectoryError as e:
@@ -314,7 +150,7 @@ class Config(_Strict):
                 try:
                     policy = policy_for(self, sev, service)
                 except ValidationError as e:
-                    problems.append(f"{where}: {_first_error(e)}")
+                    problems.append(f"{where}: {first_error(e)}")
                     continue
                 for step in policy.escalation:
                     if step.notify not in ROLES and step.notify not in people:
@@ -322,30 +158,14 @@ class Config(_Strict):
                 for r in policy.reviewers:
                     if r not in people:
                         problems.append(f"{where}: unknown reviewer {r!r}")
-                if policy.tracker != "local" and getattr(self.trackers, policy.tracker, None) is None:
-                    problems.append(f"{where}: tracker {policy.tracker!r} has no [trackers.{policy.tracker}] section")
-                problems += [f"{where}: {p}" for p in self._timeline_problems(policy.timeline_sources)]
-        problems += self.trackers.problems()
+                if policy_problems is not None:
+                    problems += [f"{where}: {p}" for p in policy_problems(policy)]
         if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise ConfigError(f"{self.source}: {problems[0]}{more}")
 
-    def _timeline_problems(self, names: list[str]) -> list[str]:
-        problems = []
-        for name in names:
-            if name in ("incident", "notes"):
-                continue
-            if name not in TimelineConfig.model_fields:
-                known = [*BUILTIN_TIMELINE_SOURCES[:2], *TimelineConfig.model_fields]
-                problems.append(f"unknown timeline source {name!r} (known: {', '.join(known)})")
-            elif name != "alertmanager" and getattr(self.timeline, name) is None:
-                problems.append(f"timeline source {name!r} has no [timeline.{name}] section")
-            elif name == "jira" and self.timeline.jira and not (self.timeline.jira.url or self.trackers.jira):
-                problems.append("timeline source 'jira' needs [timeline.jira] url or a [trackers.jira] section")
-        return problems
 
-
-def _first_error(e: ValidationError) -> str:
+def first_error(e: ValidationError) -> str:
     err = e.errors()[0]
     loc = ".".join(str(p) for p in err["loc"])
     return f"{loc}: {err['msg']}" if loc else err["msg"]
@@ -412,7 +232,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: dict[str, st
     try:
         config = Config.model_validate(data)
     except ValidationError as e:
-        raise ConfigError(f"{source}: {_first_error(e)}") from None
+        raise ConfigError(f"{source}: {first_error(e)}") from None
     config.source = source
     config.check()
     return config

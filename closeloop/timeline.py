@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
+from pydantic import ValidationError
+
 from closeloop.models import Incident, TimelineEvent
 
 KEY_KINDS = ("detection", "acknowledge", "escalation", "mitigation", "resolution")
@@ -51,3 +53,27 @@ def incident_window(incident: Incident, *, before: timedelta = timedelta(0),
     if start is None or end is None:
         raise ValueError(f"incident {incident.key} has no start and no resolution time")
     return start - before, max(end, start)
+
+
+class NoteError(ValueError):
+    """A manual note that cannot be taken: the message names the field."""
+
+
+MAX_NOTE = 5000
+MAX_AUTHOR = 200
+
+
+def note_event(text: str, *, at: datetime | str, author: str | None = None, key_moment: bool = False) -> TimelineEvent:
+    """A manual timeline note (`closeloop timeline note`, `POST /api/incidents/.../notes`): the one way both
+    build it (`at` may be an ISO 8601 string). NoteError when a field is wrong; its message names the field."""
+    if not text.strip():
+        raise NoteError("text must be a non-empty string")
+    if len(text) > MAX_NOTE:
+        raise NoteError(f"text must be at most {MAX_NOTE} characters")
+    if author is not None and (not author.strip() or len(author) > MAX_AUTHOR):
+        raise NoteError(f"author must be a non-empty string of at most {MAX_AUTHOR} characters")
+    try:
+        return TimelineEvent(at=at, source="notes", kind="note", text=text.strip(),
+                             actor=author.strip() if author else None, key_moment=key_moment)
+    except ValidationError:
+        raise NoteError("at must be an ISO 8601 time") from None

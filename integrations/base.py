@@ -1,8 +1,10 @@
-"""The small interfaces closeloop talks to the outside world through, one per kind of system.
+"""The small interfaces closeloop talks to the outside world through, one per kind of system: tracker,
+notifier, calendar, timeline source, publisher, and the incident and ticket webhooks.
 
-Each kind has a built-in local implementation in `integrations/local/` so the embedded default works
-with no accounts; later integrations (Jira, GitHub, SMTP, Slack, CalDAV, PagerDuty) implement the same
-interfaces. Implementations are plain blocking classes: activities run them in a thread pool.
+Each vendor is a plugin (closeloop.integrations.plugin) in a folder of its own that implements some of them;
+the `local` plugin implements the first five so the embedded default works with no accounts. The worker's
+implementations are plain blocking classes (activities run them in a thread pool); webhooks are async
+handlers the web app mounts.
 
 Every write takes an idempotency key: calling it twice with the same key must have the effect of once.
 """
@@ -13,12 +15,21 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, Field
+from starlette.requests import Request
+from starlette.responses import Response
 
-from closeloop.models import Incident, Meeting, Person, TimelineEvent
+from closeloop.models import Incident, Meeting, Person, TicketStatus, TimelineEvent
+from closeloop.secrets import Secrets
+
+# The names a tracker's templated values (e.g. Jira custom_fields) may use, e.g. "{service}-{priority}": the
+# keys of TicketRequest.context (closeloop.activities.tickets.ticket_context).
+TICKET_TEMPLATE_FIELDS = ("item_id", "postmortem_id", "incident", "incident_title", "severity", "service",
+                          "priority", "kind", "owner", "due")
 
 
 class IntegrationError(Exception):
@@ -200,17 +211,54 @@ class Publisher(ABC):
         """Store the document where readers find it; returns its reference (URL or path)."""
 
 
-# --------------------------------------------------------------------------- incident source
+# --------------------------------------------------------------------------- webhooks
 
 
-class IncidentSource(ABC):
-    """Turns a source's webhook delivery into an Incident (issue: incident triggers)."""
+@dataclass(frozen=True)
+class StatusChange:
+    """What a tracker's webhook delivery says about one ticket: `keys` are the keys to look the item up by, in
+    order (after a move: the old key, then the new one)."""
 
-    name: str
+    tracker: str
+    keys: tuple[str, ...]
+    status: TicketStatus
+    at: datetime
+    reason: str = ""
+    moved_to: str | None = None
+
+
+class WebhookContext(Protocol):
+    """What the web app gives a webhook: the body limit, the secrets, and the roads into closeloop."""
+
+    max_body_bytes: int
+    secrets: Secrets
+
+    async def start(self, incident: Incident, via: str) -> Response:
+        """Start the incident's lifecycle (once: a repeat is `{"new": false}`); the 202 answer."""
+
+    async def add_timeline(self, incident: Incident, events: list[TimelineEvent], *, notes: bool = False,
+                           known_only: bool = False) -> int | None:
+        """Store timeline events of the incident; None when `known_only` and the incident is not recorded."""
+
+    async def ticket_status(self, change: StatusChange | str, source: str, delivery: str) -> Response:
+        """Tell the action item whose ticket changed (once per delivery id), or, for a str (why the delivery
+        changes nothing), answer 202 ignored; the answer for the sender."""
+
+
+class Webhook(ABC):
+    """A vendor's webhook endpoint, mounted by the web app at `POST /webhooks/<path>`. It authenticates the
+    delivery (constant-time compares), parses it, and answers with `Reject` (a JSON 4xx) or a response."""
+
+    path: str
+    secret_names: tuple[str, ...] = ()  # the environment variables that authenticate it (any one suffices)
 
     @abstractmethod
-    def verify(self, headers: dict[str, str], body: bytes) -> bool: ...
+    async def handle(self, request: Request, ctx: WebhookContext) -> Response: ...
 
-    @abstractmethod
-    def parse(self, headers: dict[str, str], body: bytes) -> Incident | None:
-        """The resolved incident carried by the delivery, or None when it is not a resolution."""
+
+class IncidentWebhook(Webhook):
+    """An incident tool's webhook: a resolved incident starts its lifecycle (`ctx.start`)."""
+
+
+class TicketWebhook(Webhook):
+    """A tracker's webhook: a ticket closed, reopened, deleted or moved reaches its item (`ctx.ticket_status`)."""

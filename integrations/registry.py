@@ -1,31 +1,61 @@
-"""Builds the integrations a worker uses from the config: the built-in local tracker, notifier, calendar,
-publisher and timeline sources always, and Jira, GitHub and the external timeline sources (PagerDuty,
-GitHub, Slack, Jira) where the config has their section. The embedded default needs none of them."""
+"""Builds what the worker and the web app use from the config and the registered plugins
+(closeloop.integrations.plugin): lists of trackers, notifiers, calendars, publishers and timeline sources for
+the worker, incident and ticket webhooks for the web app. The `local` plugin always contributes; a vendor's
+parts exist where the config has its sections. The embedded default needs no account anywhere.
+
+`check(config)` validates every plugin section with its plugin's settings model and adds the checks that
+need the plugins (a policy naming a tracker or timeline source that nothing provides), then runs the
+config's own checks: one ConfigError line naming the key, as `closeloop config check` prints it."""
 
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from closeloop.config import Config
+from pydantic import ValidationError
+
+from closeloop.config import Config, first_error, load_config
 from closeloop.directory import Directory
-from closeloop.models import Person
+from closeloop.integrations.base import (
+    Calendar,
+    IncidentWebhook,
+    Notifier,
+    Publisher,
+    TicketWebhook,
+    TimelineSource,
+    Tracker,
+)
+from closeloop.integrations.plugin import SECTION_KINDS, Plugin, PluginContext, discover
+from closeloop.policy import Policy
+from closeloop.secrets import Secrets
 from closeloop.store.store import Store
-from closeloop.integrations.base import Calendar, Notifier, Publisher, TimelineSource, Tracker
 
 
 @dataclass
 class Integrations:
+    """The worker's integrations. The first calendar books meetings (all are asked for busy times, once more
+    than one calendar plugin exists); every notifier gets every notification; every publisher publishes,
+    the first one's reference is the document's."""
+
     config: Config
     directory: Directory
     store: Store
     notifiers: list[Notifier]
-    calendar: Calendar
-    publisher: Publisher
+    calendars: list[Calendar]
+    publishers: list[Publisher]
     trackers: dict[str, Tracker] = field(default_factory=dict)
     timeline_sources: dict[str, TimelineSource] = field(default_factory=dict)
     template_dir: Path | None = None
+
+    @property
+    def calendar(self) -> Calendar:
+        return self.calendars[0]
+
+    @property
+    def publisher(self) -> Publisher:
+        return self.publishers[0]
 
     def tracker(self, name: str) -> Tracker:
         try:
@@ -34,89 +64,107 @@ class Integrations:
             raise LookupError(f"no tracker named {name!r} is configured (have: {sorted(self.trackers)})") from None
 
 
-def build(config: Config, store: Store | None = None) -> Integrations:
-    from closeloop.integrations.local.calendar import LocalCalendar
-    from closeloop.integrations.local.notifier import LogNotifier
-    from closeloop.integrations.local.publisher import LocalPublisher
-    from closeloop.integrations.local.timeline import AlertmanagerSource, IncidentFactsSource, NotesSource
-    from closeloop.integrations.local.tracker import LocalTracker
+@dataclass
+class Webhooks:
+    """The web app's webhooks, mounted at `POST /webhooks/<path>`."""
 
+    incident: list[IncidentWebhook]
+    ticket: list[TicketWebhook]
+
+
+def plugins() -> list[Plugin]:
+    """One instance of every registered plugin, `local` first, then by name."""
+    found = discover()
+    return [found[name]() for name in sorted(found, key=lambda n: (n != "local", n))]
+
+
+def _provides_trackers(plugin: Plugin) -> bool:
+    return type(plugin).trackers is not Plugin.trackers
+
+
+def check(config: Config) -> None:
+    """Validate the plugins' sections (kept in `config.plugin_settings`) and the whole config. ConfigError with one
+    line (the first problem, and how many more)."""
+    every = plugins()
+    by_name = {p.name: p for p in every}
+    problems: list[str] = []
+    validated = config.plugin_settings
+    validated.clear()
+    for kind in SECTION_KINDS:
+        sections: dict[str, dict[str, object]] = getattr(config, kind)
+        for name, raw in sections.items():
+            plugin = by_name.get(name)
+            model = plugin.settings.get(kind) if plugin else None
+            if model is None:
+                known = sorted(p.name for p in every if kind in p.settings)
+                problems.append(f"{kind}.{name}: no integration has [{kind}.{name}] settings (known: "
+                                f"{', '.join(known) or 'none'})")
+                continue
+            try:
+                validated[(kind, name)] = model.model_validate(raw)
+            except ValidationError as e:
+                problems.append(f"{kind}.{name}.{first_error(e)}")
+    for plugin in every:
+        problems += plugin.problems(config)
+
+    # a section that is present counts (its own problems are reported above, once)
+    trackers = {"local"} | {name for name in config.trackers if name in by_name and _provides_trackers(by_name[name])}
+    builtin = [s for p in every for s in p.builtin_timeline_sources]
+    configurable = sorted(p.name for p in every if "timeline" in p.settings and p.name not in builtin)
+
+    def policy_problems(policy: Policy) -> list[str]:
+        found: list[str] = []
+        if policy.tracker not in trackers:
+            found.append(f"tracker {policy.tracker!r} has no [trackers.{policy.tracker}] section")
+        for name in policy.timeline_sources:
+            if name in builtin:
+                continue
+            if name not in configurable:
+                found.append(f"unknown timeline source {name!r} (known: {', '.join([*builtin, *configurable])})")
+            elif name not in config.timeline:
+                found.append(f"timeline source {name!r} has no [timeline.{name}] section")
+        return found
+
+    config.check(policy_problems=policy_problems, more=problems)
+
+
+def context(config: Config, store: Store | None = None, secrets: Secrets | None = None) -> PluginContext:
+    return PluginContext(config=config, directory=config.people_directory(), secrets=secrets or Secrets(),
+                         store=store)
+
+
+def build(config: Config, store: Store | None = None, *, secrets: Secrets | None = None) -> Integrations:
+    """The worker's integrations (the config is checked first: ConfigError)."""
+    check(config)
     store = store or Store(config.db_url)
+    ctx = context(config, store, secrets)
+    every = plugins()
     template_dir = config.data_dir / "templates"
-    trackers: dict[str, Tracker] = {"local": LocalTracker(store)}
-    if config.trackers.jira is not None:
-        from closeloop.integrations.jira_tracker import JiraConfig, JiraTracker
-
-        settings = config.trackers.jira.model_dump()
-        trackers["jira"] = JiraTracker(JiraConfig(**settings, email=os.environ.get("CLOSELOOP_JIRA_EMAIL", ""),
-                                                  api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", "")),
-                                       people=_people(config))
-    if config.trackers.github is not None:
-        from closeloop.integrations.github_tracker import GitHubConfig, GitHubTracker
-
-        trackers["github"] = GitHubTracker(
-            GitHubConfig(**config.trackers.github.model_dump(), token=os.environ.get("CLOSELOOP_GITHUB_TOKEN", "")),
-            people=_people(config), store=store,  # the store paces issue and comment creation for all workers
-        )
-    timeline_sources: dict[str, TimelineSource] = {
-        "incident": IncidentFactsSource(), "notes": NotesSource(store),
-        "alertmanager": AlertmanagerSource(store, key_moments=config.timeline.alertmanager.key_moments
-                                           if config.timeline.alertmanager else True),
-        **_external_timeline_sources(config),
-    }
     return Integrations(
         config=config,
-        directory=config.people_directory(),
+        directory=ctx.directory,
         store=store,
-        notifiers=[LogNotifier(store)],
-        calendar=LocalCalendar(store),
-        publisher=LocalPublisher(store, config.data_dir / "documents"),
-        trackers=trackers,
-        timeline_sources=timeline_sources,
+        notifiers=[n for p in every for n in p.notifiers(ctx)],
+        calendars=[c for p in every for c in p.calendars(ctx)],
+        publishers=[x for p in every for x in p.publishers(ctx)],
+        trackers={t.name: t for p in every for t in p.trackers(ctx)},
+        timeline_sources={s.name: s for p in every for s in p.timeline_sources(ctx)},
         template_dir=template_dir if template_dir.is_dir() else None,
     )
 
 
-def _external_timeline_sources(config: Config) -> dict[str, TimelineSource]:
-    """The timeline sources with a `[timeline.<name>]` section; tokens only from the environment."""
-    sources: dict[str, TimelineSource] = {}
-    settings = config.timeline
-    people = _people(config)
-    if settings.pagerduty is not None:
-        from closeloop.integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
-
-        pd = settings.pagerduty
-        sources["pagerduty"] = PagerDutyTimelineSource(PagerDutyTimelineConfig(
-            url=pd.url, token=os.environ.get("CLOSELOOP_PAGERDUTY_TOKEN", ""), page_size=pd.page_size,
-            max_pages=pd.max_pages, timeout=pd.timeout))
-    if settings.github is not None:
-        from closeloop.integrations.github_timeline import GitHubTimelineConfig, GitHubTimelineSource
-
-        gh = settings.github
-        sources["github"] = GitHubTimelineSource(GitHubTimelineConfig(
-            token=os.environ.get("CLOSELOOP_GITHUB_TOKEN", ""), base_url=gh.base_url, repositories=gh.repositories,
-            service_repositories=gh.service_repositories, before=gh.slack_before, include=list(gh.include),
-            page_size=gh.page_size, max_pages=gh.max_pages, timeout=gh.timeout), people=people)
-    if settings.slack is not None:
-        from closeloop.integrations.slack_timeline import SlackTimelineConfig, SlackTimelineSource
-
-        sl = settings.slack
-        sources["slack"] = SlackTimelineSource(SlackTimelineConfig(
-            token=os.environ.get("CLOSELOOP_SLACK_TOKEN", ""), base_url=sl.base_url, channel=sl.channel,
-            service_channels=sl.service_channels, reactions=sl.reactions, before=sl.slack_before,
-            page_size=sl.page_size, max_pages=sl.max_pages, timeout=sl.timeout), people=people)
-    if settings.jira is not None:
-        from closeloop.integrations.jira_timeline import JiraTimelineConfig, JiraTimelineSource
-
-        jt = settings.jira
-        url = jt.url or (config.trackers.jira.url if config.trackers.jira else None)
-        if url:
-            sources["jira"] = JiraTimelineSource(JiraTimelineConfig(
-                url=url, email=os.environ.get("CLOSELOOP_JIRA_EMAIL", ""),
-                api_token=os.environ.get("CLOSELOOP_JIRA_API_TOKEN", ""), project=jt.project, label=jt.label,
-                mention=jt.mention, page_size=jt.page_size, timeout=jt.timeout))
-    return sources
+def webhooks(config: Config, secrets: Secrets | None = None) -> Webhooks:
+    """The web app's webhooks (the config's plugin sections are validated first, if they were not)."""
+    if not config.plugin_settings:
+        check(config)
+    ctx = context(config, None, secrets)
+    every = plugins()
+    return Webhooks(incident=[w for p in every for w in p.incident_webhooks()],
+                    ticket=[w for p in every for w in p.ticket_webhooks(ctx)])
 
 
-def _people(config: Config) -> dict[str, Person]:
-    return dict(config.people_directory())
+def load(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Config:
+    """closeloop.config.load_config, then `check`: the whole config, plugin sections included, or ConfigError."""
+    config = load_config(path, env=None if env is None else dict(env))
+    check(config)
+    return config

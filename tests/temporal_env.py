@@ -29,7 +29,7 @@ from closeloop.client import start_postmortem
 from closeloop.config import Config, load_config
 from closeloop.models import Incident, Stage
 from closeloop.store.store import Store
-from closeloop.integrations.registry import Integrations, build
+from closeloop.integrations.registry import Integrations, build, load
 from closeloop.worker import build_worker
 from closeloop.workflows.action_item import ActionItemWorkflow
 from closeloop.workflows.postmortem import PostmortemWorkflow
@@ -108,7 +108,7 @@ def make_config(tmp_path: Path, *, db_url: str | None = None, extra: str = "", t
     env = {"CLOSELOOP_TASK_QUEUE": task_queue}
     if db_url:
         env["CLOSELOOP_DB_URL"] = db_url
-    return load_config(path, env=env)
+    return load(path, env=env)  # the whole config, the plugins' sections included
 
 
 @pytest_asyncio.fixture

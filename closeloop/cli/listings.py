@@ -309,8 +309,8 @@ def calendar_busy(obj: Context, person: str, start: datetime, end: datetime, not
       closeloop calendar busy alice --from 2025-03-03T09:00:00Z --to 2025-03-03T17:00:00Z --note "offsite"
     """
     config = obj.config()
-    if person not in config.people:
-        raise bad_input(f"unknown person {person!r} (known: {', '.join(sorted(config.people)) or 'none'})")
+    if person not in config.people_directory():
+        raise bad_input(f"unknown person {person!r} (known: {', '.join(sorted(config.people_directory())) or 'none'})")
     if end <= start:
         raise bad_input("--to must be after --from")
     store = _store(obj)
@@ -344,8 +344,11 @@ def config_check(obj: Context, as_json: bool) -> None:
     Example:
       closeloop --config ./closeloop.toml config check
     """
+    from closeloop.integrations.registry import check
+
     config = obj.config()
-    info = {"source": config.source, "people": len(config.people), "services": len(config.services),
+    check(config)  # the integration plugins' sections too (ConfigError: one line, exit 2)
+    info = {"source": config.source, "people": len(config.people_directory()), "services": len(config.services),
             "severities": sorted(config.severity), "temporal_address": config.temporal.address,
             "namespace": config.temporal.namespace, "task_queue": config.temporal.task_queue,
             "db_url": safe_url(config.db_url)}

@@ -9,43 +9,11 @@ import click
 from closeloop.cli._common import Context, pass_ctx
 
 
-# (field of WebSecrets, log event, what happens without it): one warning per unset secret at start.
-_SECRET_HINTS = [
-    (("api_tokens",), "no_api_tokens", "set CLOSELOOP_API_TOKENS; /api/... answers 401 until then"),
-    (("pagerduty_secrets",), "no_pagerduty_secrets",
-     "set CLOSELOOP_PAGERDUTY_SECRETS; /webhooks/pagerduty answers 401"),
-    (("incidentio_secrets",), "no_incidentio_secrets",
-     "set CLOSELOOP_INCIDENTIO_SECRETS; /webhooks/incidentio answers 401"),
-    (("alertmanager_tokens", "alertmanager_basic"), "no_alertmanager_credentials",
-     "set CLOSELOOP_ALERTMANAGER_TOKENS or CLOSELOOP_ALERTMANAGER_BASIC; /webhooks/alertmanager answers 401"),
-    (("opsgenie_tokens",), "no_opsgenie_tokens", "set CLOSELOOP_OPSGENIE_TOKENS; /webhooks/opsgenie answers 401"),
-    (("jira_webhook_secrets",), "no_jira_webhook_secret",
-     "set CLOSELOOP_JIRA_WEBHOOK_SECRET; /webhooks/jira answers 401 (the reconciliation sweep still syncs)"),
-    (("github_webhook_secrets",), "no_github_webhook_secret",
-     "set CLOSELOOP_GITHUB_WEBHOOK_SECRET; /webhooks/github answers 401 (the reconciliation sweep still syncs)"),
-]
-
-
 def web_app(config: Any) -> Any:
-    """The app that `closeloop serve` and `closeloop dev` run: secrets from the environment only (a warning
-    for each one that is unset: its endpoints answer 401 with a JSON reason until it is), and a Temporal
-    client connected on the first request that needs one."""
-    import structlog
+    """The app that `closeloop serve` and `closeloop dev` run (closeloop.serving.build_web_app)."""
+    from closeloop.serving import build_web_app
 
-    from closeloop.client import connect
-    from closeloop.web.app import create_app
-    from closeloop.web.settings import load_secrets
-
-    secrets = load_secrets()
-    log = structlog.get_logger("closeloop.web")
-    for names, event, hint in _SECRET_HINTS:
-        if not any(getattr(secrets, name) for name in names):
-            log.warning(event, hint=hint)
-
-    async def client_factory() -> Any:
-        return await connect(config.temporal)
-
-    return create_app(config, client_factory, secrets=secrets)
+    return build_web_app(config)
 
 
 def uvicorn_config(app: Any, host: str, port: int, log_level: str) -> Any:

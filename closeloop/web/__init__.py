@@ -1,6 +1,3 @@
-"""The HTTP app: the generic incident API and incident-tool webhooks (`closeloop serve`)."""
-
-from closeloop.web.app import create_app
-from closeloop.web.settings import WebSecrets, load_secrets
-
-__all__ = ["WebSecrets", "create_app", "load_secrets"]
+"""closeloop's HTTP app: the incident API and the mount point of the integration plugins' webhooks
+(closeloop.web.app), the helpers every endpoint shares (closeloop.web.requests), the ticket status road
+(closeloop.web.ticket_status) and the narrow store interface it needs (closeloop.web.storage)."""

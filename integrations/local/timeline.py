@@ -1,10 +1,7 @@
-"""Built-in timeline sources: the incident's own timestamps, notes people add by hand, and the alerts the
-Alertmanager webhook stored."""
+"""Built-in timeline sources: the incident's own timestamps, and notes people add by hand."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
-from typing import Any
 
 from closeloop.models import Incident, TimelineEvent
 from closeloop.store.store import Store
@@ -40,61 +37,3 @@ class NotesSource(TimelineSource):
 
     def fetch(self, incident: Incident) -> list[TimelineEvent]:
         return self.store.records.timeline(incident, notes_only=True)
-
-
-ALERT_KINDS = ("alert", "alert_resolved")
-
-
-def alertmanager_events(group: dict[str, Any]) -> list[TimelineEvent]:
-    """The moments an Alertmanager webhook group tells: each alert firing (`startsAt`) and, once it ended,
-    resolving (`endsAt`). The earliest firing is a key moment: it is when the alerting saw the incident."""
-    events: list[TimelineEvent] = []
-    common = group.get("commonLabels") if isinstance(group.get("commonLabels"), dict) else {}
-    for alert in group.get("alerts") or []:
-        if not isinstance(alert, dict):
-            continue
-        labels = {**common, **(alert.get("labels") if isinstance(alert.get("labels"), dict) else {})}
-        annotations = alert.get("annotations") if isinstance(alert.get("annotations"), dict) else {}
-        name = str(labels.get("alertname") or "alert")
-        where = f" on {labels['instance']}" if labels.get("instance") else ""
-        summary = str(annotations.get("summary") or "").strip()
-        what = " ".join(f"{name}{where}{': ' + summary if summary else ''}".split())[:1000]
-        url = alert.get("generatorURL") if isinstance(alert.get("generatorURL"), str) else None
-        url = url if url and len(url) <= 1000 else None
-        for field, kind, verb in (("startsAt", "alert", "firing"), ("endsAt", "alert_resolved", "resolved")):
-            at = _alert_time(alert.get(field))
-            if at is not None:
-                events.append(TimelineEvent(at=at, source="alertmanager", kind=kind, text=f"Alert {verb}: {what}",
-                                            url=url))
-    firing = [e for e in events if e.kind == "alert"]
-    if firing:
-        first = min(firing, key=lambda e: e.at)
-        events[events.index(first)] = first.model_copy(update={"key_moment": True})
-    return events
-
-
-def _alert_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value.strip():
-        return None
-    try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if parsed.year <= 1:  # Go's zero time: not ended
-        return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
-
-
-class AlertmanagerSource(TimelineSource):
-    """The alerts the Alertmanager webhook stored for the incident (`POST /webhooks/alertmanager`)."""
-
-    name = "alertmanager"
-
-    def __init__(self, store: Store, *, key_moments: bool = True) -> None:
-        self.store = store
-        self.key_moments = key_moments
-
-    def fetch(self, incident: Incident) -> list[TimelineEvent]:
-        events = [e for e in self.store.records.timeline(incident)
-                  if e.source == "alertmanager" and e.kind in ALERT_KINDS]
-        return events if self.key_moments else [e.model_copy(update={"key_moment": False}) for e in events]

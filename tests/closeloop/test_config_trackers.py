@@ -9,9 +9,11 @@ import pytest
 
 from closeloop.planning import policy_for
 from closeloop.config import ConfigError, load_config
-from closeloop.integrations.github_tracker import GitHubTracker
-from closeloop.integrations.jira_tracker import JiraTracker
-from closeloop.integrations.registry import build
+from closeloop.integrations.github.settings import GitHubSettings
+from closeloop.integrations.github.tracker import GitHubTracker
+from closeloop.integrations.jira.settings import JiraSettings
+from closeloop.integrations.jira.tracker import JiraTracker
+from closeloop.integrations.registry import build, load
 
 PEOPLE = """
 [people.bob]
@@ -62,9 +64,9 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_tracker_sections_load_with_per_service_overrides(tmp_path: Path) -> None:
-    config = load_config(write(tmp_path, TRACKERS), env={})
-    jira, github = config.trackers.jira, config.trackers.github
-    assert jira is not None and github is not None
+    config = load(write(tmp_path, TRACKERS), env={})
+    jira, github = config.plugin_settings[("trackers", "jira")], config.plugin_settings[("trackers", "github")]
+    assert isinstance(jira, JiraSettings) and isinstance(github, GitHubSettings)
     assert jira.services["checkout"].project == "PAY" and jira.services["checkout"].issue_type == "Bug"
     assert jira.services["checkout"].priorities is None  # unset: inherits [trackers.jira]
     assert github.base_url == "https://api.github.com" and github.content_per_minute == 40
@@ -77,7 +79,7 @@ def test_registry_builds_both_trackers_with_secrets_from_the_environment(tmp_pat
     monkeypatch.setenv("CLOSELOOP_GITHUB_TOKEN", "ghp-secret")
     monkeypatch.setenv("CLOSELOOP_JIRA_EMAIL", "bot@example.com")
     monkeypatch.setenv("CLOSELOOP_JIRA_API_TOKEN", "jira-secret")
-    integrations = build(load_config(write(tmp_path, TRACKERS), env={}))
+    integrations = build(load(write(tmp_path, TRACKERS), env={}))
     try:
         github, jira = integrations.tracker("github"), integrations.tracker("jira")
         assert isinstance(github, GitHubTracker) and isinstance(jira, JiraTracker)
@@ -103,7 +105,7 @@ def test_registry_builds_both_trackers_with_secrets_from_the_environment(tmp_pat
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda t: t + '\n[trackers.gitlab]\nrepo = "acme/ops"\n', "trackers.gitlab: Extra inputs are not permitted"),
+    (lambda t: t + '\n[trackers.gitlab]\nrepo = "acme/ops"\n', "trackers.gitlab: no integration has [trackers.gitlab] settings (known: github, jira)"),
     (lambda t: t.replace('repo = "acme/ops"\n', ""), "trackers.github.repo: Field required"),
     (lambda t: t.split("[trackers.github]")[0],
      "policy for severity SEV3, service checkout: tracker 'github' has no [trackers.github] section"),
@@ -120,10 +122,10 @@ def test_registry_builds_both_trackers_with_secrets_from_the_environment(tmp_pat
 ])
 def test_tracker_problems_are_one_line_naming_the_key(tmp_path: Path, change: object, message: str) -> None:
     with pytest.raises(ConfigError) as err:
-        load_config(write(tmp_path, change(TRACKERS)), env={})  # type: ignore[operator]
+        load(write(tmp_path, change(TRACKERS)), env={})  # type: ignore[operator]
     assert message in str(err.value) and "\n" not in str(err.value)
 
 
 def test_the_example_config_still_loads() -> None:
-    config = load_config(Path(__file__).resolve().parents[2] / "closeloop" / "examples" / "closeloop.toml", env={})
-    assert config.trackers.github is None and config.trackers.jira is None
+    config = load(Path(__file__).resolve().parents[2] / "closeloop" / "examples" / "closeloop.toml", env={})
+    assert config.trackers == {} and ("trackers", "jira") not in config.plugin_settings

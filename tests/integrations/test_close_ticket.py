@@ -55,7 +55,7 @@ repo = "acme/ops"
 timeout = 2.0
 """)
     built = build(config)
-    ACTIVITIES[:] = [TicketActivities(built.config, built.tracker, built.store)]
+    ACTIVITIES[:] = [TicketActivities(built.directory, built.tracker, built.store)]
     yield built
     built.store.close()
 

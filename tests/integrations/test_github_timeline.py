@@ -11,7 +11,7 @@ import pytest
 from closeloop.models import Incident, Person
 from closeloop.standins.github import GitHubStandin
 from closeloop.integrations.base import HttpIntegrationError
-from closeloop.integrations.github_timeline import GitHubTimelineConfig, GitHubTimelineSource
+from closeloop.integrations.github.timeline import GitHubTimelineConfig, GitHubTimelineSource
 from tests.standins.fixtures import GITHUB_SPEC, validated
 
 REPO, OTHER = "acme/checkout", "acme/payments"
@@ -29,7 +29,7 @@ def standin() -> Iterator[GitHubStandin]:
 
 def source(standin: GitHubStandin, **kw: object) -> GitHubTimelineSource:
     settings: dict[str, object] = dict(token="t", base_url=standin.base_url, repositories=[REPO],
-                                       before=timedelta(hours=2), timeout=2.0)
+                                       slack_before=timedelta(hours=2), timeout=2.0)
     settings.update(kw)
     return GitHubTimelineSource(GitHubTimelineConfig(**settings), people={"bob": BOB})  # type: ignore[arg-type]
 

@@ -20,7 +20,7 @@ from closeloop.store.store import Store
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.spec import ResponseValidator
 from closeloop.integrations.base import IntegrationError, TicketRequest
-from closeloop.integrations.github_tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
+from closeloop.integrations.github.tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
 from tests.standins.fixtures import GITHUB_SPEC, FakeClock, spec_validator, validated
 
 REPO = "acme/checkout"

@@ -11,7 +11,7 @@ import pytest
 from closeloop.models import Incident
 from closeloop.standins.jira import JiraStandin
 from closeloop.integrations.base import HttpIntegrationError
-from closeloop.integrations.jira_timeline import JiraTimelineConfig, JiraTimelineSource
+from closeloop.integrations.jira.timeline import JiraTimelineConfig, JiraTimelineSource
 from tests.standins.fixtures import JIRA_SPEC, validated
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)

@@ -16,7 +16,7 @@ from closeloop.models import Person
 from closeloop.standins.jira import JiraStandin
 from closeloop.standins.spec import SPECS_DIR, ResponseValidator
 from closeloop.integrations.base import IntegrationError, TicketRequest
-from closeloop.integrations.jira_tracker import JiraConfig, JiraTracker, marker_label
+from closeloop.integrations.jira.tracker import JiraConfig, JiraTracker, marker_label
 from tests.standins.fixtures import JIRA_SPEC, spec_validator, validated
 
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"jira": "5b10ac8d82e05b22cc7d4ef5"})

@@ -21,7 +21,7 @@ AT = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
 
 
 def notifying(integrations: Integrations) -> NotifyActivities:
-    return NotifyActivities(integrations.config, integrations.notifiers, integrations.tracker, integrations.template_dir)
+    return NotifyActivities(integrations.directory, integrations.notifiers, integrations.tracker, integrations.template_dir)
 
 
 def reminder(tracker: str, ticket_key: str, n: int) -> NotifyInput:

@@ -11,7 +11,7 @@ import pytest
 
 from closeloop.models import Incident
 from closeloop.integrations.base import HttpIntegrationError, progress_to
-from closeloop.integrations.pagerduty_timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
+from closeloop.integrations.pagerduty.timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
 from tests.standins.fixtures import PAGERDUTY_SPEC, validated
 from tests.standins.pagerduty import PagerDutyStandin
 

@@ -8,10 +8,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from closeloop.config import DEFAULT_REACTIONS
+from closeloop.integrations.slack.settings import DEFAULT_REACTIONS
 from closeloop.models import Incident, Link, Person
 from closeloop.integrations.base import HttpIntegrationError
-from closeloop.integrations.slack_timeline import SlackTimelineConfig, SlackTimelineSource, channel_from_url
+from closeloop.integrations.slack.timeline import SlackTimelineConfig, SlackTimelineSource, channel_from_url
 from tests.standins.fixtures import SLACK_SPEC, validated
 from tests.standins.slack import SlackStandin
 
@@ -29,7 +29,7 @@ def standin() -> Iterator[SlackStandin]:
 def source(standin: SlackStandin, *, token: str = "xoxb-test", page_size: int = 200,
            **kw: object) -> SlackTimelineSource:
     settings = dict(token=token, base_url=standin.base_url, service_channels={"checkout": "C0INCIDENT"},
-                    reactions=dict(DEFAULT_REACTIONS), before=timedelta(minutes=30), page_size=page_size, timeout=2.0)
+                    reactions=dict(DEFAULT_REACTIONS), slack_before=timedelta(minutes=30), page_size=page_size, timeout=2.0)
     settings.update(kw)
     return SlackTimelineSource(SlackTimelineConfig(**settings), people={"alice": ALICE})  # type: ignore[arg-type]
 

@@ -10,10 +10,10 @@ import pytest
 
 from closeloop.planning import policy_for
 from closeloop.config import ConfigError, load_config
-from closeloop.integrations.github_timeline import GitHubTimelineSource
-from closeloop.integrations.pagerduty_timeline import PagerDutyTimelineSource
-from closeloop.integrations.registry import build
-from closeloop.integrations.slack_timeline import SlackTimelineSource
+from closeloop.integrations.github.timeline import GitHubTimelineSource
+from closeloop.integrations.pagerduty.timeline import PagerDutyTimelineSource
+from closeloop.integrations.registry import build, load
+from closeloop.integrations.slack.timeline import SlackTimelineSource
 from tests.temporal_env import make_config
 
 
@@ -65,12 +65,12 @@ reactions = { fire = "detection", eyes = "acknowledge" }
         assert isinstance(pd, PagerDutyTimelineSource) and pd.config.token == "pd-secret"
         gh = sources["github"]
         assert isinstance(gh, GitHubTimelineSource) and gh.config.token == "gh-secret"
-        assert gh.config.before == timedelta(hours=3)
+        assert gh.config.slack_before == timedelta(hours=3)
         assert gh.config.service_repositories == {"checkout": ["acme/checkout", "acme/payments"]}
         slack = sources["slack"]
         assert isinstance(slack, SlackTimelineSource) and slack.config.token == "xoxb-secret"
         assert slack.config.reactions == {"fire": "detection", "eyes": "acknowledge"}
-        assert slack.config.before == timedelta(minutes=30)
+        assert slack.config.slack_before == timedelta(minutes=30)
     finally:
         integrations.store.close()
 
@@ -88,9 +88,9 @@ def test_the_example_config_documents_the_sections_and_loads(tmp_path: Path) -> 
                             for line, in_timeline in _with_section(text.splitlines()))
     path = tmp_path / "closeloop.toml"
     path.write_text(uncommented.replace('data_dir = ".closeloop"', f'data_dir = "{tmp_path}"'))
-    config = load_config(path, env={})
-    assert config.timeline.pagerduty is not None and config.timeline.slack is not None
-    assert config.timeline.github is not None and config.timeline.jira is not None
+    config = load(path, env={})
+    assert {name for kind, name in config.plugin_settings if kind == "timeline"} >= {"pagerduty", "slack", "github",
+                                                                                    "jira"}
 
 
 def _with_section(lines: list[str]) -> list[tuple[str, bool]]:

@@ -22,7 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.github import GitHubStandin
-from closeloop.integrations.github_tracker import GitHubTracker, marker_tag
+from closeloop.integrations.github.tracker import GitHubTracker, marker_tag
 from closeloop.integrations.registry import Integrations
 from tests.standins.fixtures import GITHUB_SPEC, FakeClock, validated
 from tests.temporal_env import DAY, App, eventually, incident, running_app

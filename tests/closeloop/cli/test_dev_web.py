@@ -75,8 +75,9 @@ def test_the_app_warns_once_per_unset_secret_and_never_shows_one(tmp_path: Path,
     monkeypatch.setenv("CLOSELOOP_GITHUB_WEBHOOK_SECRET", "gh-hook-secret-value")
     with capture_logs() as logs:
         app = web_app(make_config(tmp_path))
-    events = sorted(entry["event"] for entry in logs)
-    assert events == ["no_api_tokens", "no_incidentio_secrets", "no_opsgenie_tokens"]
+    events = sorted((entry["event"], entry.get("webhook", "")) for entry in logs)
+    assert events == [("no_api_tokens", ""), ("webhook_secret_unset", "/webhooks/incidentio"),
+                      ("webhook_secret_unset", "/webhooks/opsgenie")]
     assert not any(secret in repr(e) for e in logs
                    for secret in ("pd-very-secret-value", "also-secret", "jira-hook-secret-value", "gh-hook-secret-value"))
     assert {route.path for route in app.routes} >= {"/healthz", "/webhooks/pagerduty", "/api/incidents"}

@@ -15,10 +15,22 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
+from closeloop.secrets import Secrets
 from closeloop.web.app import create_app
-from closeloop.web.settings import WebSecrets
 from tests.temporal_env import App
 from closeloop.workflows.postmortem import PostmortemWorkflow
+
+SECRET_NAMES = {"api_tokens": "CLOSELOOP_API_TOKENS", "pagerduty_secrets": "CLOSELOOP_PAGERDUTY_SECRETS",
+                "incidentio_secrets": "CLOSELOOP_INCIDENTIO_SECRETS", "alertmanager_tokens": "CLOSELOOP_ALERTMANAGER_TOKENS",
+                "alertmanager_basic": "CLOSELOOP_ALERTMANAGER_BASIC", "opsgenie_tokens": "CLOSELOOP_OPSGENIE_TOKENS",
+                "jira_webhook_secrets": "CLOSELOOP_JIRA_WEBHOOK_SECRET",
+                "github_webhook_secrets": "CLOSELOOP_GITHUB_WEBHOOK_SECRET"}
+
+
+def secrets_of(**values: tuple[str, ...]) -> Secrets:
+    """The web app's secrets as the environment would hold them (comma-separated values per variable)."""
+    return Secrets({SECRET_NAMES[key]: ",".join(given) for key, given in values.items()})
+
 
 TOKENS = ("tok-first-0123456789", "tok-second-abcdef")
 PD_SECRETS = ("pd-secret-old", "pd-secret-new")
@@ -27,7 +39,7 @@ IIO_SECRETS = ("whsec_" + base64.b64encode(b"incident-io-key-old-0123456789ab").
 AM_TOKENS = ("am-token-0123456789",)
 AM_BASIC = ("alertmanager:s3cret-pass", "other:pw")
 OG_TOKENS = ("og-token-0123456789", "og-token-rotated")
-ALL_SECRETS = WebSecrets(api_tokens=TOKENS, pagerduty_secrets=PD_SECRETS, incidentio_secrets=IIO_SECRETS,
+ALL_SECRETS = secrets_of(api_tokens=TOKENS, pagerduty_secrets=PD_SECRETS, incidentio_secrets=IIO_SECRETS,
                          alertmanager_tokens=AM_TOKENS, alertmanager_basic=AM_BASIC, opsgenie_tokens=OG_TOKENS)
 
 
@@ -135,7 +147,7 @@ class Web:
         return await self.app.wait_for(handle, lambda s: s is not None)
 
 
-def make_web(app: App, secrets: WebSecrets | None = None, max_body_bytes: int | None = None) -> httpx.AsyncClient:
+def make_web(app: App, secrets: Secrets | None = None, max_body_bytes: int | None = None) -> httpx.AsyncClient:
     config = app.config
     if max_body_bytes is not None:
         config = config.model_copy(update={"web": config.web.model_copy(update={"max_body_bytes": max_body_bytes})})
@@ -143,8 +155,7 @@ def make_web(app: App, secrets: WebSecrets | None = None, max_body_bytes: int | 
     async def client_factory() -> Any:
         return app.client
 
-    web_app = create_app(config, client_factory,
-                         secrets=secrets or ALL_SECRETS)
+    web_app = create_app(config, client_factory, secrets=secrets or ALL_SECRETS, store=app.store)
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://closeloop.test")
 
 

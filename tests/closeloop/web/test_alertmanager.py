@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from closeloop.web.settings import WebSecrets
+from tests.closeloop.web.conftest import secrets_of
 from tests.closeloop.web.conftest import AM_BASIC, AM_TOKENS, Web, basic, make_web
 from tests.temporal_env import App
 
@@ -106,7 +106,7 @@ async def test_missing_credentials_401(web: Web) -> None:
 
 
 async def test_no_credentials_configured_401(app: App) -> None:
-    async with make_web(app, secrets=WebSecrets(api_tokens=("t",))) as http:
+    async with make_web(app, secrets=secrets_of(api_tokens=("t",))) as http:
         r = await http.post("/webhooks/alertmanager", json=am_group(), headers={"Authorization": "Bearer t"})
         assert r.status_code == 401
         assert "CLOSELOOP_ALERTMANAGER_TOKENS" in r.json()["error"]

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from closeloop.web.settings import WebSecrets, load_secrets
+from closeloop.secrets import load_secrets
+from tests.closeloop.web.conftest import secrets_of
 from tests.closeloop.web.conftest import TOKENS, Web, make_web
 from tests.temporal_env import App
 
@@ -40,7 +41,7 @@ async def test_wrong_token_401(web: Web) -> None:
 
 
 async def test_no_tokens_configured_401_for_everyone(app: App) -> None:
-    async with make_web(app, secrets=WebSecrets(pagerduty_secrets=("s",))) as http:
+    async with make_web(app, secrets=secrets_of(pagerduty_secrets=("s",))) as http:
         r = await http.post("/api/incidents", json=incident_body(), headers={"Authorization": "Bearer "})
         assert r.status_code == 401
         assert "CLOSELOOP_API_TOKENS" in r.json()["error"]
@@ -127,7 +128,7 @@ async def test_temporal_unreachable_503(app: App) -> None:
         calls += 1
         raise RuntimeError("Failed client connect: connection refused")
 
-    web_app = create_app(app.config, failing, secrets=WebSecrets(api_tokens=TOKENS))
+    web_app = create_app(app.config, failing, secrets=secrets_of(api_tokens=TOKENS))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://t") as http:
         for _ in range(2):
             r = await http.post("/api/incidents", json=incident_body(),
@@ -148,7 +149,7 @@ async def test_client_is_connected_once(app: App) -> None:
         calls += 1
         return app.client
 
-    web_app = create_app(app.config, factory, secrets=WebSecrets(api_tokens=TOKENS))
+    web_app = create_app(app.config, factory, secrets=secrets_of(api_tokens=TOKENS))
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://t") as http:
         assert calls == 0  # lazily
         for n in range(3):
@@ -161,10 +162,11 @@ async def test_client_is_connected_once(app: App) -> None:
 
 def test_secrets_come_from_the_environment() -> None:
     s = load_secrets({"CLOSELOOP_API_TOKENS": " tok1, tok2 ,,tok1", "CLOSELOOP_PAGERDUTY_SECRETS": "pdsec"})
-    assert s.api_tokens == ("tok1", "tok2")
-    assert s.pagerduty_secrets == ("pdsec",)
-    assert load_secrets({}) == WebSecrets()
+    assert s.values("CLOSELOOP_API_TOKENS") == ("tok1", "tok2")
+    assert s.values("CLOSELOOP_PAGERDUTY_SECRETS") == ("pdsec",)
+    assert load_secrets({}).values("CLOSELOOP_API_TOKENS") == ()
     assert "tok1" not in repr(s) and "pdsec" not in repr(s)
+    assert repr(s) == "Secrets(CLOSELOOP_API_TOKENS=2, CLOSELOOP_PAGERDUTY_SECRETS=1)"
 
 
 def test_web_settings_in_config(tmp_path) -> None:

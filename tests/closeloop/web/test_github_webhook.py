@@ -14,7 +14,7 @@ from temporalio.client import Client
 
 from closeloop.standins.github import GitHubStandin
 from closeloop.web.app import create_app
-from closeloop.web.settings import WebSecrets
+from tests.closeloop.web.conftest import secrets_of
 from closeloop.models import WontDoReason
 from closeloop.workflows.action_item import ActionItemWorkflow
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
@@ -144,7 +144,7 @@ async def test_unconfigured_secret_401_naming_the_variable(hooks: Hooks) -> None
     async def factory() -> Client:
         return hooks.app.client
 
-    app = create_app(hooks.app.config, factory, secrets=WebSecrets(), store=hooks.app.store)
+    app = create_app(hooks.app.config, factory, secrets=secrets_of(), store=hooks.app.store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         raw = b'{"zen": "Keep it logically awesome.", "hook_id": 1}'
         r = await http.post("/webhooks/github", content=raw,

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from closeloop.models import Link
-from closeloop.web.settings import WebSecrets
-from closeloop.web.sources import incidentio_signature_ok
+from tests.closeloop.web.conftest import secrets_of
+from closeloop.integrations.incidentio.webhook import incidentio_signature_ok
 from tests.closeloop.web.conftest import IIO_SECRETS, Web, iio_headers, make_web, svix_sign
 from tests.temporal_env import App
 
@@ -114,7 +114,7 @@ async def test_timestamp_not_a_number_401(web: Web) -> None:
 
 
 async def test_no_secrets_configured_401(app: App) -> None:
-    async with make_web(app, secrets=WebSecrets(api_tokens=("t",))) as http:
+    async with make_web(app, secrets=secrets_of(api_tokens=("t",))) as http:
         raw = json.dumps(iio_event()).encode()
         r = await http.post("/webhooks/incidentio", content=raw, headers=iio_headers(raw))
         assert r.status_code == 401

@@ -13,7 +13,7 @@ import httpx
 from temporalio.client import Client
 
 from closeloop.web.app import create_app
-from closeloop.web.settings import WebSecrets
+from tests.closeloop.web.conftest import secrets_of
 from closeloop.models import WontDoReason
 from closeloop.workflows.action_item import ActionItemWorkflow
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
@@ -176,7 +176,7 @@ async def test_unconfigured_secret_401_naming_the_variable(hooks: Hooks, jira: J
     async def factory() -> Client:
         return hooks.app.client
 
-    app = create_app(hooks.app.config, factory, secrets=WebSecrets(), store=hooks.app.store)
+    app = create_app(hooks.app.config, factory, secrets=secrets_of(), store=hooks.app.store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as http:
         raw = b'{"webhookEvent": "jira:issue_deleted", "issue": {"key": "CL-1"}}'
         r = await http.post("/webhooks/jira", content=raw, headers={"X-Hub-Signature": hub_sign(raw, "x")})

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from closeloop.web.settings import WebSecrets
+from tests.closeloop.web.conftest import secrets_of
 from tests.closeloop.web.conftest import OG_TOKENS, Web, make_web
 from tests.temporal_env import App
 
@@ -88,7 +88,7 @@ async def test_missing_token_401(web: Web) -> None:
 
 
 async def test_no_tokens_configured_401(app: App) -> None:
-    async with make_web(app, secrets=WebSecrets(api_tokens=("t",))) as http:
+    async with make_web(app, secrets=secrets_of(api_tokens=("t",))) as http:
         r = await http.post("/webhooks/opsgenie", json=og_event(), headers={"X-Closeloop-Token": "t"})
         assert r.status_code == 401
         assert "CLOSELOOP_OPSGENIE_TOKENS" in r.json()["error"]

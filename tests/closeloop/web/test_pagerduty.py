@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import pytest
 
 from closeloop.models import Link
-from closeloop.web.app import pagerduty_signature_ok
+from closeloop.integrations.pagerduty.webhook import pagerduty_signature_ok
 from tests.closeloop.web.conftest import PD_SECRETS, Web, make_web, pd_envelope, sign
 from tests.temporal_env import App
 
@@ -88,9 +88,9 @@ async def test_body_altered_after_signing_401(web: Web) -> None:
 
 
 async def test_no_secrets_configured_401_for_everyone(app: App) -> None:
-    from closeloop.web.settings import WebSecrets
+    from tests.closeloop.web.conftest import secrets_of
 
-    async with make_web(app, secrets=WebSecrets(api_tokens=("t",))) as http:
+    async with make_web(app, secrets=secrets_of(api_tokens=("t",))) as http:
         raw = json.dumps(pd_envelope()).encode()
         r = await http.post("/webhooks/pagerduty", content=raw, headers={"X-PagerDuty-Signature": sign(raw, "")})
         assert r.status_code == 401

@@ -15,8 +15,10 @@ from hypothesis import strategies as st
 
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
-from closeloop.web.app import Reject
-from closeloop.web.trackers import StatusChange, github_change, jira_change
+from closeloop.web.requests import Reject
+from closeloop.integrations.base import StatusChange
+from closeloop.integrations.github.webhook import github_change
+from closeloop.integrations.jira.webhook import jira_change
 from tests.closeloop.web.test_fuzz import json_values
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     GH_SECRETS,

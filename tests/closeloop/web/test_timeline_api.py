@@ -6,7 +6,8 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from closeloop.models import Incident
-from closeloop.integrations.local.timeline import AlertmanagerSource, NotesSource
+from closeloop.integrations.alertmanager.timeline import AlertmanagerSource
+from closeloop.integrations.local.timeline import NotesSource
 from tests.closeloop.web.conftest import Web
 from tests.closeloop.web.test_alertmanager import am_group, wid
 from tests.temporal_env import incident

@@ -19,7 +19,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -40,14 +40,14 @@ from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
 from closeloop.standins.spec import SPEC_URI, SPECS_DIR
 from closeloop.web.app import create_app
-from tests.closeloop.web.conftest import ALL_SECRETS
+from tests.closeloop.web.conftest import TOKENS, secrets_of
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, spec_validator, validated
 from tests.temporal_env import DAY, App, incident, running_app
 from closeloop.workflows.action_item import ActionItemWorkflow
 
 JIRA_SECRETS = ("jira-hook-secret-old-0123", "jira-hook-secret-new-4567")
 GH_SECRETS = ("gh-hook-secret-0123456789", "gh-hook-secret-rotated-xyz")
-SECRETS = replace(ALL_SECRETS, jira_webhook_secrets=JIRA_SECRETS, github_webhook_secrets=GH_SECRETS)
+SECRETS = secrets_of(api_tokens=TOKENS, jira_webhook_secrets=JIRA_SECRETS, github_webhook_secrets=GH_SECRETS)
 REPO = "acme/checkout"
 
 

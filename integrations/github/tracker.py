@@ -49,7 +49,6 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -59,6 +58,9 @@ from github import Auth, Github, GithubException
 from github.Issue import Issue
 from github.Repository import Repository
 
+from pydantic import Field
+
+from closeloop.integrations.github.settings import WONT_DO_REASONS, GitHubSettings
 from closeloop.models import Person
 from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 
@@ -71,7 +73,6 @@ CONTENT_WINDOW = timedelta(minutes=1)
 MARKER_LABEL = "closeloop"
 MARKER_PREFIX = "closeloop-marker: "
 COMMENT_PREFIX = "closeloop-comment: "
-WONT_DO_REASONS = ("not_planned", "duplicate")
 _KEY = re.compile(r"^(?P<repo>[^/\s#]+/[^/\s#]+)#(?P<number>\d+)$")
 
 
@@ -102,29 +103,25 @@ class GitHubError(HttpIntegrationError):
     pass
 
 
-@dataclass
-class GitHubConfig:
-    repo: str  # "owner/name": the default repository
-    token: str = field(default="", repr=False)  # never in a repr or a log line
-    base_url: str = "https://api.github.com"
-    labels: list[str] = field(default_factory=list)  # added to every issue besides `closeloop`
-    milestone: int | str | None = None  # a number, or a title looked up once per repository
-    services: dict[str, dict[str, Any]] = field(default_factory=dict)  # service -> repo / labels / milestone
-    content_per_minute: int = 80  # issue creations + comments per minute, shared by all workers (the store)
+class GitHubConfig(GitHubSettings):
+    """`[trackers.github]` (GitHubSettings, whose defaults are the only ones) plus the token, which comes from the
+    environment, and tuning the config file does not expose."""
+
+    token: str = Field(default="", repr=False)  # never in a repr or a log line
     page_size: int = 100  # per_page for listings (GitHub caps it at 100)
     recent_scan: int = 100  # newest closeloop issues scanned when search confirms no marker
-    timeout: float = 30.0
     seconds_between_requests: float | None = None  # PyGithub's own throttling (off: the activity paces)
     seconds_between_writes: float | None = None
 
     def for_service(self, service: str | None) -> GitHubConfig:
         """The settings for one service's action items: `services[service]` over the defaults."""
-        overrides = {k: v for k, v in (self.services.get(service or "") or {}).items() if v is not None}
-        return replace(self, **overrides, services={}) if overrides else self
+        override = self.services.get(service or "")
+        overrides = override.model_dump(exclude_none=True) if override is not None else {}
+        return self.model_copy(update={**overrides, "services": {}}) if overrides else self
 
     def all_repos(self) -> list[str]:
         """The default repository, then every service's, once each."""
-        repos = [self.repo, *((o or {}).get("repo") for o in self.services.values())]
+        repos = [self.repo, *(o.repo for o in self.services.values())]
         return list(dict.fromkeys(r for r in repos if r))
 
 

@@ -25,7 +25,7 @@ Per service: `JiraConfig.services` maps a service to overrides of the project, i
 labels, components, due-date field, custom fields, transitions and won't-do resolutions
 (`[trackers.jira.services.NAME]`); `create` uses the request's service, `close`/`reopen`/`statuses` the
 settings of the project an issue key belongs to. `custom_fields` values are sent as configured, with
-`{name}` in strings filled from `TicketRequest.context` (closeloop.config.TICKET_TEMPLATE_FIELDS).
+`{name}` in strings filled from `TicketRequest.context` (closeloop.integrations.base.TICKET_TEMPLATE_FIELDS).
 
 Errors: `jira.exceptions.JIRAError` and `requests` failures become `JiraError` (an `IntegrationError`):
 retryable for 429, 5xx, 408, 403 with Retry-After, connection failures and timeouts; not retryable for
@@ -40,13 +40,15 @@ import hashlib
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field, replace
 from typing import Any
 
 import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
 
+from pydantic import Field
+
+from closeloop.integrations.jira.settings import JiraSettings
 from closeloop.models import Person
 from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 
@@ -62,40 +64,31 @@ class JiraError(HttpIntegrationError):
     pass
 
 
-@dataclass
-class JiraConfig:
+class JiraConfig(JiraSettings):
+    """`[trackers.jira]` (JiraSettings, whose defaults are the only ones) plus the account, which comes from the
+    environment, and tuning the config file does not expose."""
+
     url: str
-    email: str = ""
-    api_token: str = field(default="", repr=False)  # never in a repr or a log line
     project: str = "CL"
-    issue_type: str = "Task"
-    priorities: dict[str, str] = field(default_factory=lambda: {"P1": "Highest", "P2": "High", "P3": "Medium",
-                                                                "P4": "Low"})
-    labels: list[str] = field(default_factory=lambda: ["closeloop"])
-    due_date_field: str = "duedate"
-    done_transition: str = "Done"
+    email: str = ""
+    api_token: str = Field(default="", repr=False)  # never in a repr or a log line
     done_status_category: str = "done"
-    wont_do_resolutions: list[str] = field(default_factory=lambda: ["Won't Do", "Duplicate", "Cannot Reproduce"])
     page_size: int = 100  # maxResults per search request (Jira Cloud caps it at 100 with fields)
     keys_per_query: int = 100  # keys in one `key in (…)` JQL: one page each, and a GET URL well under 8 KB
-    timeout: float = 30.0
     max_retries: int = 0
-    components: list[str] = field(default_factory=list)
-    custom_fields: dict[str, Any] = field(default_factory=dict)  # field id -> value, strings templated
-    reopen_transition: str = "To Do"
-    services: dict[str, dict[str, Any]] = field(default_factory=dict)  # service -> overrides of the fields above
 
     def for_service(self, service: str | None) -> JiraConfig:
         """The settings for one service's action items: `services[service]` over the defaults."""
-        overrides = {k: v for k, v in (self.services.get(service or "") or {}).items() if v is not None}
-        return replace(self, **overrides, services={}) if overrides else self
+        override = self.services.get(service or "")
+        overrides = override.model_dump(exclude_none=True) if override is not None else {}
+        return self.model_copy(update={**overrides, "services": {}}) if overrides else self
 
     def for_key(self, key: str) -> JiraConfig:
         """The settings of the project an issue key belongs to (a service's project, else the defaults)."""
         project = key.rsplit("-", 1)[0]
         if project != self.project:
-            for service, overrides in self.services.items():
-                if (overrides or {}).get("project") == project:
+            for service, override in self.services.items():
+                if override.project == project:
                     return self.for_service(service)
         return self
 

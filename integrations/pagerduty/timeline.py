@@ -15,12 +15,14 @@ and connection failures; not for 401, 403, 404 and other 4xx.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import httpx
 
+from pydantic import Field
+
+from closeloop.integrations.pagerduty.settings import PagerDutyTimelineSettings
 from closeloop.models import Incident, TimelineEvent
 from closeloop.integrations.base import HttpIntegrationError, TimelineSource, report_progress
 
@@ -51,13 +53,12 @@ class PagerDutyError(HttpIntegrationError):
     pass
 
 
-@dataclass
-class PagerDutyTimelineConfig:
-    url: str = "https://api.pagerduty.com"
-    token: str = ""
-    page_size: int = 100
-    max_pages: int = 50
-    timeout: float = 30.0
+class PagerDutyTimelineConfig(PagerDutyTimelineSettings):
+    """`[timeline.*]` (PagerDutyTimelineSettings, whose defaults are the only ones) plus what comes from the environment and
+    tuning the config file does not expose."""
+
+    token: str = Field(default="", repr=False)
+
 
 
 def _retry_after(response: httpx.Response) -> float | None:

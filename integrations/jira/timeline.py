@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import re
 import threading
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -21,24 +20,25 @@ import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
 
+from pydantic import Field
+
+from closeloop.integrations.jira.settings import JiraTimelineSettings
 from closeloop.models import Incident, TimelineEvent
 from closeloop.integrations.base import TimelineSource, report_progress
-from closeloop.integrations.jira_tracker import JiraError, _wrap
+from closeloop.integrations.jira.tracker import JiraError, _wrap
 
 FIELDS = "summary,created,resolutiondate,resolution,status"
 
 
-@dataclass
-class JiraTimelineConfig:
+class JiraTimelineConfig(JiraTimelineSettings):
+    """`[timeline.*]` (JiraTimelineSettings, whose defaults are the only ones) plus what comes from the environment and
+    tuning the config file does not expose."""
+
     url: str
     email: str = ""
-    api_token: str = ""
-    project: str | None = None
-    label: str | None = "incident-{external_id}"
-    mention: bool = True
-    page_size: int = 50
+    api_token: str = Field(default="", repr=False)
     max_pages: int = 20
-    timeout: float = 30.0
+
 
 
 def _time(value: Any) -> datetime | None:

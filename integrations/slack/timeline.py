@@ -21,13 +21,15 @@ errors aside): retries belong to the activity.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
+from pydantic import Field
+
+from closeloop.integrations.slack.settings import SlackTimelineSettings
 from closeloop.models import Incident, Person, TimelineEvent
 from closeloop.timeline import incident_window
 from closeloop.integrations.base import HttpIntegrationError, TimelineSource, report_progress
@@ -42,17 +44,12 @@ class SlackError(HttpIntegrationError):
     pass
 
 
-@dataclass
-class SlackTimelineConfig:
-    token: str = ""
-    base_url: str = "https://slack.com/api/"
-    channel: str | None = None
-    service_channels: dict[str, str] = field(default_factory=dict)
-    reactions: dict[str, str] = field(default_factory=dict)
-    before: timedelta = timedelta(minutes=30)
-    page_size: int = 200
-    max_pages: int = 50
-    timeout: float = 30.0
+class SlackTimelineConfig(SlackTimelineSettings):
+    """`[timeline.*]` (SlackTimelineSettings, whose defaults are the only ones) plus what comes from the environment and
+    tuning the config file does not expose."""
+
+    token: str = Field(default="", repr=False)
+
 
 
 def channel_from_url(url: str) -> str | None:
@@ -109,7 +106,7 @@ class SlackTimelineSource(TimelineSource):
         if channel is None:
             return []
         try:
-            oldest, latest = incident_window(incident, before=self.config.before, now=datetime.now(timezone.utc))
+            oldest, latest = incident_window(incident, before=self.config.slack_before, now=datetime.now(timezone.utc))
         except ValueError as e:
             raise SlackError(str(e), retryable=False) from None
         events = [self.event(m, channel) for m in self.history(channel, oldest, latest)]

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from itertools import islice
 from typing import Any, TypeVar
@@ -28,25 +27,23 @@ from typing import Any, TypeVar
 import requests
 from github import Auth, Github, GithubException
 
+from pydantic import Field
+
+from closeloop.integrations.github.settings import GitHubTimelineSettings
 from closeloop.models import Incident, Person, TimelineEvent
 from closeloop.timeline import incident_window
 from closeloop.integrations.base import TimelineSource, report_progress
-from closeloop.integrations.github_tracker import GitHubError, _wrap
+from closeloop.integrations.github.tracker import GitHubError, _wrap
 
 T = TypeVar("T")
 
 
-@dataclass
-class GitHubTimelineConfig:
-    token: str = ""
-    base_url: str = "https://api.github.com"
-    repositories: list[str] = field(default_factory=list)
-    service_repositories: dict[str, list[str]] = field(default_factory=dict)
-    before: timedelta = timedelta(hours=2)
-    include: list[str] = field(default_factory=lambda: ["deployments", "pulls", "commits"])
-    page_size: int = 100
-    max_pages: int = 10
-    timeout: float = 30.0
+class GitHubTimelineConfig(GitHubTimelineSettings):
+    """`[timeline.*]` (GitHubTimelineSettings, whose defaults are the only ones) plus what comes from the environment and
+    tuning the config file does not expose."""
+
+    token: str = Field(default="", repr=False)
+
 
 
 def _utc(value: datetime | None) -> datetime | None:
@@ -99,7 +96,7 @@ class GitHubTimelineSource(TimelineSource):
         if not repos:
             return []
         try:
-            start, end = incident_window(incident, before=self.config.before, now=datetime.now(timezone.utc))
+            start, end = incident_window(incident, before=self.config.slack_before, now=datetime.now(timezone.utc))
         except ValueError as e:
             raise GitHubError(str(e), retryable=False) from None
         events: list[TimelineEvent] = []

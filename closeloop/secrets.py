@@ -1,0 +1,44 @@
+"""Every secret closeloop reads, and the one place it reads them: the environment, never the config file
+(which is often committed). Each value may hold several comma-separated secrets, so a secret can rotate
+(old and new accepted during the change).
+
+The core's own are named here (ENV_API_TOKENS); each integration plugin declares the names it reads
+(`Plugin.secrets`, e.g. CLOSELOOP_JIRA_API_TOKEN) and reads them through a Secrets object. The repr shows only
+how many values each name has, never a value."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+
+ENV_API_TOKENS = "CLOSELOOP_API_TOKENS"  # bearer tokens of /api/... (comma-separated)
+
+
+def _split(value: str | None) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(part.strip() for part in (value or "").split(",") if part.strip()))
+
+
+class Secrets:
+    """The secrets of the environment (or of a given mapping, in tests)."""
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        self._env = dict(os.environ if env is None else env)
+        self._env = {k: v for k, v in self._env.items() if k.startswith("CLOSELOOP_")}
+
+    def values(self, name: str) -> tuple[str, ...]:
+        """The comma-separated values of `name` (each once, in order); () when unset."""
+        return _split(self._env.get(name))
+
+    def value(self, name: str) -> str:
+        """The whole value of `name` ("" when unset): for a single secret such as an API token."""
+        return self._env.get(name, "").strip()
+
+    def __repr__(self) -> str:  # never print the values
+        counts = ", ".join(f"{k}={len(_split(v))}" for k, v in sorted(self._env.items()))
+        return f"Secrets({counts})"
+
+    __str__ = __repr__
+
+
+def load_secrets(env: Mapping[str, str] | None = None) -> Secrets:
+    return Secrets(env)

@@ -1,0 +1,209 @@
+"""What every HTTP endpoint of closeloop shares, the app's own and the vendors' webhooks (each in its plugin,
+closeloop.integrations.<vendor>.webhook): reading a capped body, JSON objects, constant-time secret and
+signature checks, field access that names the sender's field, and `Reject`, which ends a request with a JSON
+`{"error": ...}` and a 4xx/5xx status. Nothing here knows a route."""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import re
+from datetime import datetime, timezone
+from typing import Any
+
+import structlog
+
+from fastapi import Request
+from fastapi.responses import JSONResponse
+from pydantic import ValidationError
+
+from closeloop.models import Incident
+from closeloop.secrets import ENV_API_TOKENS
+
+log = structlog.get_logger("closeloop.web")
+
+MAX_SIGNATURES = 16  # more than any rotation needs; bounds the work an unsigned request can cause
+_PRIORITY = re.compile(r"(?:p|sev)\s*-?\s*(\d)", re.IGNORECASE)
+
+
+class Reject(Exception):
+    """Ends a request with `status` and `{"error": message}` (plus optional headers)."""
+
+    def __init__(self, status: int, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = headers
+
+
+def error_response(status: int, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status, headers=headers)
+
+
+def validation_message(e: ValidationError, prefix: str = "") -> str:
+    errors = e.errors()
+    err = errors[0]
+    loc = ".".join(str(p) for p in err["loc"])
+    msg = str(err["msg"]).removeprefix("Value error, ")
+    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+    where = f"{prefix}{loc}" if loc else prefix.rstrip(".")
+    return f"invalid incident: {where}: {msg}{more}" if where else f"invalid incident: {msg}{more}"
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The raw body, refusing more than `limit` bytes: by Content-Length up front, and by what actually
+    arrives (a chunked body, or one longer than its Content-Length said)."""
+    declared = request.headers.get("content-length")
+    if declared is not None:
+        if not declared.strip().isdigit():
+            raise Reject(400, "invalid Content-Length")
+        if int(declared) > limit:
+            raise Reject(413, f"body too large: the limit is {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise Reject(413, f"body too large: the limit is {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        detail = f": {e.msg} (line {e.lineno}, column {e.colno})" if isinstance(e, json.JSONDecodeError) else ""
+        raise Reject(400, f"malformed JSON{detail}") from None
+
+
+def json_object(body: bytes, *, empty_ok: bool = False) -> dict[str, Any]:
+    if empty_ok and not body.strip():
+        return {}
+    data = parse_json(body)
+    if not isinstance(data, dict):
+        raise Reject(400, "the body must be a JSON object")
+    return data
+
+
+def matches_any(given: bytes, candidates: tuple[str, ...]) -> bool:
+    """Constant-time comparison with every candidate (no early exit)."""
+    matched = False
+    for candidate in candidates:
+        matched |= hmac.compare_digest(given, candidate.encode("utf-8", "surrogateescape"))
+    return matched
+
+
+def incident_or_reject(fields: dict[str, Any], where: dict[str, str]) -> Incident:
+    """Incident.model_validate, or Reject(422) naming the sender's field (`where` maps ours to theirs)."""
+    try:
+        return Incident.model_validate(fields)
+    except ValidationError as e:
+        err = e.errors()[0]
+        name = str(err["loc"][0]) if err["loc"] else ""
+        msg = str(err["msg"]).removeprefix("Value error, ")
+        raise Reject(422, f"invalid field {where.get(name, name)}: {msg}") from None
+
+
+def severity_name(name: str) -> str:
+    """"P1" / "SEV1" -> "SEV1"; any other name kept as it is (at most 32 characters)."""
+    m = _PRIORITY.fullmatch(name.strip())
+    return f"SEV{m.group(1)}" if m else name.strip()[:32]
+
+
+def check_bearer(request: Request, tokens: tuple[str, ...]) -> None:
+    challenge = {"WWW-Authenticate": "Bearer"}
+    if not tokens:
+        raise Reject(401, f"no API tokens are configured on this server (set {ENV_API_TOKENS})", challenge)
+    header = request.headers.get("authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not given.strip():
+        raise Reject(401, "missing bearer token (Authorization: Bearer <token>)", challenge)
+    if not matches_any(given.strip().encode("utf-8", "surrogateescape"), tokens):
+        raise Reject(401, "invalid bearer token", challenge)
+
+
+def field(obj: Any, path: str) -> Any:
+    """obj[a][b]... for "a.b...", or Reject(422) naming the missing field."""
+    current = obj
+    for name in path.split("."):
+        if not isinstance(current, dict) or current.get(name) is None:
+            raise Reject(422, f"missing field {path}")
+        current = current[name]
+    return current
+
+
+def str_field(obj: Any, path: str) -> str:
+    value = field(obj, path)
+    if not isinstance(value, str) or not value.strip():
+        raise Reject(422, f"field {path} must be a non-empty string")
+    return value
+
+
+
+
+def title_text(text: str) -> str:
+    """A one-line title of at most 500 characters."""
+    return " ".join(text.split())[:500]
+
+
+def hub_signature_ok(body: bytes, header: str, secrets: tuple[str, ...]) -> bool:
+    """True when the header's `sha256=<hex>` is the HMAC-SHA256 of the raw body under one of the secrets.
+    Every secret is compared, in constant time (no early exit). Jira and GitHub sign the same way."""
+    given = [part.strip()[7:].lower().encode("utf-8", "surrogateescape")
+             for part in header.split(",")[:MAX_SIGNATURES] if part.strip().lower().startswith("sha256=")]
+    matched = False
+    for secret in secrets:
+        expected = hmac.new(secret.encode("utf-8", "surrogateescape"), body, hashlib.sha256).hexdigest().encode()
+        for signature in given:
+            matched |= hmac.compare_digest(expected, signature)
+    return matched
+
+
+def check_hub_signature(request: Request, body: bytes, header_name: str, secrets: tuple[str, ...], what: str,
+                     env: str, delivery: str | None) -> None:
+    if not secrets:
+        raise Reject(401, f"no {what} webhook secrets are configured on this server (set {env})")
+    header = request.headers.get(header_name)
+    if not header:
+        raise Reject(401, f"missing {header_name}")
+    if not hub_signature_ok(body, header, secrets):
+        log.warning("webhook_bad_signature", source=what.lower(), delivery=(delivery or "")[:100])
+        raise Reject(401, f"invalid {header_name}")
+
+
+def delivery_id(request: Request, header: str, body: bytes) -> str:
+    given = (request.headers.get(header) or "").strip()
+    return given[:200] if given else "sha256:" + hashlib.sha256(body).hexdigest()
+
+
+def as_dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def as_text(value: Any) -> str:
+    return value.strip() if isinstance(value, str) else ""
+
+
+def epoch_ms(value: Any) -> datetime | None:
+    if type(value) is not int:
+        return None
+    try:
+        return datetime.fromtimestamp(value / 1000, timezone.utc)
+    except (OverflowError, ValueError, OSError):
+        return None
+
+
+def iso_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        at = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return at if at.tzinfo is not None else at.replace(tzinfo=timezone.utc)
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)

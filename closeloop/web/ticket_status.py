@@ -1,0 +1,93 @@
+"""What the web app does with a tracker's ticket status delivery, whichever vendor's webhook parsed it
+(closeloop.integrations.<vendor>.webhook): the ActionItemWorkflow that owns the ticket is told at once
+(closeloop.client.Closeloop.signal_ticket_status, the road the sweep and the CLI take too), instead of waiting
+for the reconciliation sweep.
+
+Replay protection, by the sender's delivery id (`X-Atlassian-Webhook-Identifier`, the same on Jira's
+retries; `X-GitHub-Delivery`, the same on a redelivery; a hash of the body when none is sent):
+  1. the delivery log says it was seen -> 200 `{"duplicate": true}` and no signal;
+  2. signal the workflow;
+  3. record the delivery, only once the signal was accepted.
+So a delivery whose signal failed (Temporal unavailable: 503) is not recorded, and the sender's retry is
+applied; a stale "closed" replayed after a "reopened" is acknowledged and changes nothing. The price of
+recording last: two copies of one delivery arriving at the same moment (or a crash between steps 2 and 3)
+can both signal. That is harmless, because each copy carries the same status and the workflow applies a
+status only as a change (done to a done item, reopened to an open one do nothing).
+
+A ticket closeloop does not track -> 202 `{"ignored": ...}`; an item whose workflow has ended -> 202
+`{"ignored": "item closed"}`."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+
+import structlog
+from sqlalchemy.exc import SQLAlchemyError
+from starlette.responses import JSONResponse
+from temporalio.service import RPCError
+
+from closeloop.client import Closeloop
+from closeloop.contract import item_workflow_id
+from closeloop.integrations.base import StatusChange
+from closeloop.models import ActionItem, TicketStatusEvent
+from closeloop.web.requests import Reject
+from closeloop.web.storage import WebStorage
+
+log = structlog.get_logger("closeloop.web")
+T = TypeVar("T")
+
+SIGNAL_TIMEOUT = timedelta(seconds=10)  # the senders give up after ~10 s (GitHub) / ~30 s (Jira)
+
+
+async def in_store(storage: Callable[[], Awaitable[WebStorage]], fn: Callable[[WebStorage], T]) -> T:
+    """A blocking store call, in a thread; a database failure is 503 (the sender retries)."""
+    store = await storage()
+    try:
+        return await asyncio.to_thread(fn, store)
+    except SQLAlchemyError as e:
+        log.warning("ticket_webhook_db_failed", error=type(e).__name__)
+        raise Reject(503, "the database is unavailable; try again later") from None
+
+
+async def apply(change: StatusChange | str, source: str, delivery: str, *,
+                storage: Callable[[], Awaitable[WebStorage]], closeloop: Callable[[], Awaitable[Closeloop]]) -> Any:
+    if isinstance(change, str):
+        log.info("ticket_webhook_ignored", source=source, delivery=delivery[:100], reason=change)
+        return JSONResponse({"ignored": change}, status_code=202)
+    if await in_store(storage, lambda s: s.deliveries.delivery_seen(source, delivery)):
+        log.info("ticket_webhook_duplicate", source=source, delivery=delivery[:100])
+        return JSONResponse({"duplicate": True}, status_code=200)
+    item: ActionItem | None = None
+    for key in change.keys:
+        item = await in_store(storage, lambda s, key=key: s.records.action_item_by_ticket(change.tracker, key))
+        if item is not None:
+            break
+    if item is None or not item.ticket_key:
+        reason = f"{change.keys[0]} is not the ticket of a closeloop action item"
+        log.info("ticket_webhook_ignored", source=source, delivery=delivery[:100], reason=reason)
+        return JSONResponse({"ignored": reason}, status_code=202)
+    workflow_id = item_workflow_id(item)
+    event = TicketStatusEvent(ticket_key=item.ticket_key, status=change.status, at=change.at,
+                              source=f"{source}-webhook", resolution=change.reason, moved_to=change.moved_to)
+    client = await closeloop()
+    try:
+        delivered = await client.signal_ticket_status(workflow_id, event, rpc_timeout=SIGNAL_TIMEOUT)
+    except RPCError as e:
+        log.warning("ticket_webhook_signal_failed", source=source, workflow_id=workflow_id,
+                    status=e.status.name if e.status else None, delivery=delivery[:100])
+        raise Reject(503, "could not reach the action item: Temporal is unavailable; try again later") from None
+    if not delivered:  # ended (or never ran): nothing left to tell
+        log.info("ticket_webhook_item_closed", source=source, workflow_id=workflow_id, delivery=delivery[:100])
+        return JSONResponse({"ignored": "item closed", "workflow_id": workflow_id}, status_code=202)
+    try:
+        first = await in_store(storage, lambda s: s.deliveries.record_delivery(source, delivery))
+    except Reject:  # signalled already: acknowledge; a replay of it may be applied again (see above)
+        first = True
+    log.info("ticket_webhook_signalled", source=source, workflow_id=workflow_id, ticket=item.ticket_key,
+             status=change.status, moved_to=change.moved_to, delivery=delivery[:100],
+             **({} if first else {"concurrent_copy": True}))
+    return JSONResponse({"workflow_id": workflow_id, "ticket_key": item.ticket_key, "status": change.status},
+                        status_code=202)

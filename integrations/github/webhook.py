@@ -1,0 +1,104 @@
+"""GitHub's ticket status webhook: `POST /webhooks/github`, repository or organisation webhooks, signed
+`X-Hub-Signature-256: sha256=<hex>` (CLOSELOOP_GITHUB_WEBHOOK_SECRET, comma-separated during a rotation).
+`X-GitHub-Event: issues`, key `repository.full_name#issue.number`: `closed` -> "done", or "wont_do" when
+`state_reason` is `not_planned` or `duplicate` (as the tracker's sweep reads it); `reopened` -> "reopened";
+`deleted` -> "deleted"; `transferred` -> the item follows the issue: its state in the new repository ("open", or
+done / won't do as for `closed`) with `moved_to` = `new_repository.full_name#new_issue.number` (a transfer
+without `changes.new_issue` / `new_repository` -> "deleted": the issue left the repository and cannot be
+followed). `ping` -> 200; other events and actions -> 202 ignored. The delivery id is `X-GitHub-Delivery`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from closeloop.integrations.base import StatusChange, TicketWebhook, WebhookContext
+from closeloop.web.requests import (
+    Reject,
+    as_dict,
+    as_text,
+    check_hub_signature,
+    delivery_id,
+    epoch_ms,
+    field,
+    iso_time,
+    json_object,
+    read_body,
+    str_field,
+    utc_now,
+)
+
+MAX_REASON = 500
+
+import structlog  # noqa: E402
+
+from closeloop.integrations.github.settings import ENV_WEBHOOK_SECRETS, WONT_DO_REASONS  # noqa: E402
+
+log = structlog.get_logger("closeloop.web")
+
+
+def _github_key(repository: Any, issue: Any, where: tuple[str, str]) -> str:
+    """`owner/repo#number`, or Reject(422) naming the sender's field."""
+    if not isinstance(repository, dict):
+        raise Reject(422, f"field {where[0]} must be an object")
+    full_name = repository.get("full_name")
+    if not isinstance(full_name, str) or "/" not in full_name.strip():
+        raise Reject(422, f"field {where[0]}.full_name must be a string owner/name")
+    if not isinstance(issue, dict):
+        raise Reject(422, f"field {where[1]} must be an object")
+    number = issue.get("number")
+    if type(number) is not int or number < 1:
+        raise Reject(422, f"field {where[1]}.number must be a positive integer")
+    return f"{full_name.strip()[:200]}#{number}"
+
+
+def _github_closed(issue: dict[str, Any]) -> tuple[str, str]:
+    reason = WONT_DO_REASONS.get(as_text(issue.get("state_reason")))
+    return ("wont_do", reason) if reason else ("done", "")
+
+
+def github_change(event: str, payload: dict[str, Any]) -> StatusChange | str:
+    """The status change a GitHub `issues` delivery reports, or why it reports none (a str)."""
+    if event != "issues":
+        return f"event {event[:100]}"
+    action = str_field(payload, "action")[:100]
+    if action not in ("closed", "reopened", "deleted", "transferred"):
+        return f"action {action}"
+    issue = payload.get("issue")
+    key = _github_key(payload.get("repository"), issue, ("repository", "issue"))
+    issue = as_dict(issue)
+    at = iso_time(issue.get("closed_at") if action == "closed" else None) or iso_time(issue.get("updated_at")) or utc_now()
+    if action == "closed":
+        status, reason = _github_closed(issue)
+        return StatusChange("github", (key,), status, at, reason)
+    if action in ("reopened", "deleted"):
+        return StatusChange("github", (key,), action, at)
+    changes = as_dict(payload.get("changes"))
+    new_issue, new_repo = changes.get("new_issue"), changes.get("new_repository")
+    if not isinstance(new_issue, dict) or not isinstance(new_repo, dict):
+        return StatusChange("github", (key,), "deleted", at, "transferred to another repository")
+    new_key = _github_key(new_repo, new_issue, ("changes.new_repository", "changes.new_issue"))
+    status, reason = _github_closed(new_issue) if as_text(new_issue.get("state")) == "closed" else ("open", "")
+    return StatusChange("github", (key, new_key), status, at, reason or f"transferred to {new_key}",
+                        moved_to=new_key)
+
+
+class GitHubTicketWebhook(TicketWebhook):
+    path = "github"
+    secret_names = (ENV_WEBHOOK_SECRETS,)
+
+    async def handle(self, request: Request, ctx: WebhookContext) -> Response:
+        body = await read_body(request, ctx.max_body_bytes)
+        delivery = delivery_id(request, "x-github-delivery", body)
+        check_hub_signature(request, body, "X-Hub-Signature-256", ctx.secrets.values(ENV_WEBHOOK_SECRETS), "GitHub",
+                            ENV_WEBHOOK_SECRETS, delivery)
+        event = (request.headers.get("x-github-event") or "").strip()
+        if not event:
+            raise Reject(400, "missing X-GitHub-Event")
+        payload = json_object(body)
+        if event == "ping":
+            log.info("github_webhook_ping", delivery=delivery[:100])
+            return JSONResponse({"ok": True}, status_code=200)
+        return await ctx.ticket_status(github_change(event, payload), "github", delivery)

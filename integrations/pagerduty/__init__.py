@@ -1,0 +1,33 @@
+"""The PagerDuty plugin: the incident webhook (`POST /webhooks/pagerduty`, `incident.resolved` starts a
+lifecycle) and an incident's log entries as timeline events (`[timeline.pagerduty]`)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from closeloop.integrations.pagerduty.settings import ENV_TOKEN, ENV_WEBHOOK_SECRETS, PagerDutyTimelineSettings
+from closeloop.integrations.plugin import Plugin, PluginContext, register
+
+if TYPE_CHECKING:
+    from closeloop.integrations.base import IncidentWebhook, TimelineSource
+
+
+@register
+class PagerDutyPlugin(Plugin):
+    name = "pagerduty"
+    settings = {"timeline": PagerDutyTimelineSettings}
+    secrets = (ENV_TOKEN, ENV_WEBHOOK_SECRETS)
+
+    def timeline_sources(self, ctx: PluginContext) -> list[TimelineSource]:
+        settings: PagerDutyTimelineSettings | None = ctx.settings("timeline", self.name)
+        if settings is None:
+            return []
+        from closeloop.integrations.pagerduty.timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
+
+        return [PagerDutyTimelineSource(PagerDutyTimelineConfig(**settings.model_dump(),
+                                                                token=ctx.secrets.value(ENV_TOKEN)))]
+
+    def incident_webhooks(self) -> list[IncidentWebhook]:
+        from closeloop.integrations.pagerduty.webhook import PagerDutyWebhook
+
+        return [PagerDutyWebhook()]
