@@ -1,5 +1,5 @@
 """The stalled-work digest: every manager hears about stalled postmortems and overdue action items of
-the people who report to them. Run by a Temporal Schedule (see closeloop/schedules.py)."""
+the people who report to them. Run by a Temporal Schedule (see closeloop/sweep_schedules.py)."""
 
 from __future__ import annotations
 

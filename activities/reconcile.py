@@ -1,4 +1,4 @@
-"""The ticket reconciliation sweep: webhooks get lost, so every few minutes (closeloop/schedules.py) the
+"""The ticket reconciliation sweep: webhooks get lost, so every few minutes (closeloop/sweep_schedules.py) the
 tickets of every tracked action item are compared with the items, and each difference is signalled to the
 item's workflow as a `TicketStatusEvent(source="sweep")`, as a webhook would have.
 

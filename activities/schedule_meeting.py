@@ -9,7 +9,7 @@ from temporalio import activity
 from closeloop.directory import Directory
 from closeloop.integrations.base import Calendar, SlotTaken
 from closeloop.models import Meeting, Model, Plan
-from closeloop.scheduling import business_day_window, pick_slot
+from closeloop.meeting_slots import business_day_window, pick_slot
 
 from closeloop.activities.support import log
 

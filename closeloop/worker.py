@@ -22,7 +22,7 @@ from temporalio.worker import Worker
 from closeloop import activities, workflows
 from closeloop import logging as closeloop_logging
 from closeloop.client import Closeloop, connect
-from closeloop.schedules import apply as apply_schedules
+from closeloop.sweep_schedules import apply as apply_schedules
 from closeloop.config import Config, ConfigError, load_config
 from closeloop.integrations.registry import Integrations, build
 

@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from closeloop import chase as planner
+    from closeloop import chase_plan as planner
     from closeloop.activities.notify import NotifyActivities, NotifyInput
     from closeloop.activities.options import EXTERNAL, ActivityOptions
     from closeloop.models import ChaseState
@@ -57,7 +57,7 @@ def history_is_large(max_events: int) -> bool:
     return info.is_continue_as_new_suggested() or info.get_current_history_length() >= max_events
 
 
-class Chase:
+class ChaseRunner:
     """Runs a reminder/escalation chase until `done()` or until history asks for continue-as-new.
 
     `on_action(action)` carries out a reminder, stall or escalation; the chase state is updated after it

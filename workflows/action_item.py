@@ -17,7 +17,7 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.activities.tickets import OpenTicketInput, RecurrenceInput, TicketActivities
     from closeloop import contract
     from closeloop import search_attributes as sa
-    from closeloop.chase import ChaseAction, skip_past_reminders
+    from closeloop.chase_plan import ChaseAction, skip_past_reminders
     from closeloop.durations import format_duration
     from closeloop.models import (
         ActionItem,
@@ -32,7 +32,7 @@ with workflow.unsafe.imports_passed_through():
         WontDoReason,
     )
     from closeloop.integrations.base import Ticket
-    from closeloop.workflows._common import Chase, call, send, wait_until
+    from closeloop.workflows._common import ChaseRunner, call, send, wait_until
 
 ESCALATE_INEFFECTIVE_TO = ("owner", "manager", "skip_level")
 # Patches (workflow.patched) for behaviour added while lifecycles were running; each guards only the new
@@ -49,7 +49,7 @@ class ActionItemWorkflow:
     def __init__(self, inp: ActionItemInput) -> None:
         self.inp = inp
         self.s = inp.resume or ActionItemState(item=inp.item)
-        self.chase: Chase | None = None
+        self.chase: ChaseRunner | None = None
 
     @workflow.run
     async def run(self, inp: ActionItemInput) -> ActionItem:
@@ -114,7 +114,7 @@ class ActionItemWorkflow:
     async def _track(self) -> bool:
         s, policy = self.s, self.inp.policy
         assert s.chase is not None
-        self.chase = Chase(s.chase, every=policy.reminder_every, steps=policy.escalation,
+        self.chase = ChaseRunner(s.chase, every=policy.reminder_every, steps=policy.escalation,
                            before_due=policy.item_reminders_before)
         cycle = s.cycle
 

@@ -22,7 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.activities.schedule_meeting import MeetingActivities, ScheduleMeetingInput
     from closeloop import contract
     from closeloop import search_attributes as sa
-    from closeloop.chase import ChaseAction
+    from closeloop.chase_plan import ChaseAction
     from closeloop.models import (
         ActionItem,
         ActionItemInput,
@@ -45,7 +45,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from closeloop.timeline import failure_note, merge
     from closeloop.durations import format_duration
-    from closeloop.workflows._common import Chase, call, send
+    from closeloop.workflows._common import ChaseRunner, call, send
     from closeloop.workflows.action_item import ActionItemWorkflow
 
 TERMINAL = (Stage.closed, Stage.skipped, Stage.cancelled)
@@ -57,7 +57,7 @@ class PostmortemWorkflow:
     def __init__(self, inp: PostmortemInput) -> None:
         self.inp = inp
         self.s: PostmortemState | None = inp.resume
-        self.chase: Chase | None = None
+        self.chase: ChaseRunner | None = None
         # Updates whose handler is looking people up in the directory: a second one of the same kind waits its turn.
         self.looking_up: set[str] = set()
 
@@ -178,7 +178,7 @@ class PostmortemWorkflow:
                      done: Callable[[], bool]) -> bool:
         """Run a reminder/escalation chase on the policy's cadence; False means continue-as-new."""
         policy = self._state().plan.policy
-        self.chase = Chase(state, every=policy.reminder_every, steps=policy.escalation)
+        self.chase = ChaseRunner(state, every=policy.reminder_every, steps=policy.escalation)
         finished = await self.chase.run(done, act, self.inp.max_history_events)
         if finished:
             self.chase = None

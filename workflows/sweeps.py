@@ -1,4 +1,4 @@
-"""Periodic sweeps, started by Temporal Schedules (closeloop/schedules.py), never by a polling loop."""
+"""Periodic sweeps, started by Temporal Schedules (closeloop/sweep_schedules.py), never by a polling loop."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Shared plumbing for the `closeloop` commands: the config and client a command needs, id shorthands,
+"""Shared plumbing for the `closeloop` commands: the config, client and store a command needs, id shorthands,
 parameter types, output helpers, and the one-line errors every failure becomes."""
 
 from __future__ import annotations
@@ -81,6 +81,13 @@ async def connect(config: Any) -> Any:
         return await Closeloop.connect(config.temporal)
     except (RuntimeError, ConnectionError, OSError):
         raise unreachable(config) from None
+
+
+def open_store(obj: Context) -> Any:
+    """The Store at the config's db_url, for the commands that work on it directly (the caller closes it)."""
+    from closeloop.store.store import Store
+
+    return Store(obj.config().db_url)
 
 
 @contextmanager

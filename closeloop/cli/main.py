@@ -126,9 +126,22 @@ def cli(ctx: click.Context, config_path: str | None, address: str | None, namesp
 
 
 def _register() -> None:
-    from closeloop.cli import actions, dev, incidents, listings, serve, standin
+    from closeloop.cli import (
+        actions,
+        calendar,
+        config_check,
+        db,
+        dev,
+        incidents,
+        notifications,
+        serve,
+        standin,
+        tickets,
+        timeline,
+    )
 
-    for module in (dev, incidents, actions, listings, serve, standin):
+    for module in (dev, incidents, actions, tickets, notifications, timeline, calendar, config_check, db, serve,
+                   standin):
         for command in module.COMMANDS:
             cli.add_command(command)
 

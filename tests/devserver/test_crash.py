@@ -217,7 +217,7 @@ class Lifecycle:
 
 
 def _reminder_slot(base: datetime, index: int, due: datetime | None) -> datetime:
-    """When reminder `index` is planned (closeloop.chase.reminder_time): every EVERY from the chase start for
+    """When reminder `index` is planned (closeloop.chase_plan.reminder_time): every EVERY from the chase start for
     drafts and reviews; ITEM_REMINDERS_BEFORE before the due time, then every EVERY after it, for items."""
     if due is None:
         return base + (index + 1) * EVERY

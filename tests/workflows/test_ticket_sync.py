@@ -261,7 +261,7 @@ def test_the_sync_schedule_runs_every_configured_interval_and_skips_overlaps(tmp
     from temporalio.client import ScheduleOverlapPolicy
 
     from closeloop.config import ConfigError
-    from closeloop.schedules import _schedule, sweeps
+    from closeloop.sweep_schedules import _schedule, sweeps
 
     assert make_config(tmp_path).sync.every == timedelta(minutes=5)  # the default
     config = make_config(tmp_path, extra='\n[sync]\nevery = "2m"\n')

@@ -15,7 +15,7 @@ import pytest
 
 from closeloop.models import Person
 from closeloop.policy import MeetingPolicy, WorkingHours
-from closeloop.scheduling import business_day_window, pick_slot
+from closeloop.meeting_slots import business_day_window, pick_slot
 from closeloop.integrations.base import Interval
 
 UTC = timezone.utc
