@@ -8,10 +8,9 @@ from collections.abc import Mapping
 
 from temporalio import activity
 
+from closeloop.activities.support import external_errors, heartbeat, log, non_retryable
 from closeloop.integrations.base import TimelineSource, progress_to
 from closeloop.models import Incident, Model, TimelineEvent
-
-from closeloop.activities.support import external_errors, heartbeat, log, non_retryable
 
 
 class CollectTimelineInput(Model):

@@ -6,11 +6,10 @@ from pathlib import Path
 
 from temporalio import activity
 
+from closeloop.activities.support import log
 from closeloop.integrations.base import Publisher
 from closeloop.models import PostmortemState
 from closeloop.rendering import render_document, render_draft
-
-from closeloop.activities.support import log
 
 
 class DocumentActivities:

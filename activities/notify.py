@@ -10,12 +10,11 @@ from typing import Any
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from closeloop.activities.support import external_errors, log
 from closeloop.directory import Directory
 from closeloop.integrations.base import Notification, Notifier, Tracker
 from closeloop.models import Model
 from closeloop.rendering import render_notification
-
-from closeloop.activities.support import external_errors, log
 
 
 class NotifyInput(Model):

@@ -49,15 +49,14 @@ from datetime import datetime
 from typing import Any
 
 import structlog
-from pydantic import Field
 from temporalio import activity
 
 from closeloop.activities.support import heartbeat, log
 from closeloop.client import Closeloop
 from closeloop.contract import item_workflow_id
+from closeloop.integrations.base import IntegrationError, Ticket, Tracker
 from closeloop.models import ActionItem, ItemStatus, Model, SyncSummary, TicketStatus, TicketStatusEvent, TrackerReport
 from closeloop.store.store import Store
-from closeloop.integrations.base import IntegrationError, Ticket, Tracker
 
 SOURCE = "sweep"
 REMEMBERED = frozenset({"reopened", "deleted", "moved"})  # kinds the store may not reflect after the signal

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 from temporalio import activity
 
+from closeloop.activities.support import log
 from closeloop.config import Config
 from closeloop.directory import Directory
-from closeloop.planning import PlanError, plan_for
 from closeloop.models import Incident, Model, Plan
+from closeloop.planning import PlanError, plan_for
 from closeloop.store.store import Store
-
-from closeloop.activities.support import log
 
 
 class RecordIncidentInput(Model):

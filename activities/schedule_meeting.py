@@ -6,12 +6,11 @@ from datetime import datetime
 
 from temporalio import activity
 
+from closeloop.activities.support import log
 from closeloop.directory import Directory
 from closeloop.integrations.base import Calendar, SlotTaken
-from closeloop.models import Meeting, Model, Plan
 from closeloop.meeting_slots import business_day_window, pick_slot
-
-from closeloop.activities.support import log
+from closeloop.models import Meeting, Model, Plan
 
 
 class ScheduleMeetingInput(Model):

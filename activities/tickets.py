@@ -2,18 +2,16 @@
 
 from __future__ import annotations
 
-from datetime import datetime
-
 from collections.abc import Callable
+from datetime import datetime
 
 from temporalio import activity
 
+from closeloop.activities.support import external_errors, log, non_retryable
 from closeloop.directory import Directory
 from closeloop.integrations.base import Ticket, TicketRequest, Tracker
 from closeloop.models import ActionItem, Incident, ItemStatus, Model
 from closeloop.store.store import Store
-
-from closeloop.activities.support import external_errors, log, non_retryable
 
 
 class OpenTicketInput(Model):

@@ -24,7 +24,6 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from closeloop import search_attributes as sa  # noqa: E402
 
-
 # The config the benchmarks run closeloop with (after a `data_dir = ...` line): five people with their managers,
 # one service, the policy; SEV4 needs no postmortem, every other severity gets a lifecycle. The same text as
 # the tests' TEST_CONFIG (tests/temporal_env.py) when it was copied here; the benchmarks keep their own so

@@ -30,17 +30,18 @@ for p in (str(ROOT), str(Path(__file__).resolve().parent)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from temporalio.api.enums.v1 import EventType  # noqa: E402
-from temporalio.client import Client, WorkflowHandle  # noqa: E402
-from temporalio.worker import Worker  # noqa: E402
-
 from _common import BENCH_CONFIG, BenchError, Cpu, dev_server, run_reporting_errors  # noqa: E402
 from _common import child_pids as server_pids  # noqa: E402
 from _common import redact as _redact  # noqa: E402
 from bare import BareInput, BareWorkflow, noop  # noqa: E402
+from temporalio.api.enums.v1 import EventType  # noqa: E402
+from temporalio.client import Client, WorkflowHandle  # noqa: E402
+from temporalio.worker import Worker  # noqa: E402
+
 from closeloop import logging as closeloop_logging  # noqa: E402
 from closeloop.client import start_postmortem  # noqa: E402
 from closeloop.config import Config, load_config  # noqa: E402
+from closeloop.integrations.registry import build  # noqa: E402
 from closeloop.models import (  # noqa: E402
     ActionItemSpec,
     CompleteItem,
@@ -53,7 +54,6 @@ from closeloop.models import (  # noqa: E402
     VerdictInput,
     action_item_workflow_id,
 )
-from closeloop.integrations.registry import build  # noqa: E402
 from closeloop.worker import build_worker  # noqa: E402
 from closeloop.workflows.action_item import ActionItemWorkflow  # noqa: E402
 from closeloop.workflows.postmortem import PostmortemWorkflow  # noqa: E402

@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -27,15 +27,15 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from closeloop.activities.reconcile import reconcile  # noqa: E402
 from closeloop import logging as closeloop_logging  # noqa: E402
+from closeloop.activities.reconcile import reconcile  # noqa: E402
+from closeloop.integrations.base import Tracker  # noqa: E402
+from closeloop.integrations.github.tracker import GitHubConfig, GitHubTracker, ticket_key  # noqa: E402
+from closeloop.integrations.jira.tracker import JiraConfig, JiraTracker  # noqa: E402
 from closeloop.models import ActionItem, Incident, TicketStatusEvent  # noqa: E402
 from closeloop.standins.github import GitHubStandin  # noqa: E402
 from closeloop.standins.jira import JiraStandin  # noqa: E402
 from closeloop.store.store import Store  # noqa: E402
-from closeloop.integrations.base import Tracker  # noqa: E402
-from closeloop.integrations.github.tracker import GitHubConfig, GitHubTracker, ticket_key  # noqa: E402
-from closeloop.integrations.jira.tracker import JiraConfig, JiraTracker  # noqa: E402
 
 GOAL = 25
 PROJECT = "OPS"
@@ -78,7 +78,7 @@ def run(items: int, changed: int, validate: bool) -> dict[str, Any]:
                     github.set_state(repo, int(number), "closed", "completed")
             expected_changes = len(range(0, items, step)) if step else 0
 
-            now = datetime.now(timezone.utc)
+            now = datetime.now(UTC)
             incident = Incident(source="bench", external_id="SYNC-1", title="ticket sync benchmark")
             pid = incident.workflow_id
             store.records.upsert_postmortem(pid, incident, owner="alice", stage="following_up", stalled=False,

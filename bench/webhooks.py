@@ -38,10 +38,17 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH_CONFIG  # noqa: E402
-from _common import ROOT, BenchError, child_pids, cpu_seconds, dev_server, run_reporting_errors, venv_binary  # noqa: E402
-
 import httpx  # noqa: E402
+from _common import (  # noqa: E402
+    BENCH_CONFIG,  # noqa: E402
+    ROOT,
+    BenchError,
+    child_pids,
+    cpu_seconds,
+    dev_server,
+    run_reporting_errors,
+    venv_binary,
+)
 from temporalio.api.enums.v1 import TaskQueueType  # noqa: E402
 from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
@@ -274,7 +281,7 @@ class Http1:
 
 
 def request_bytes(host: str, port: int, d: Delivery) -> bytes:
-    head = [f"POST /webhooks/pagerduty HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(d.body)}",
+    head = ["POST /webhooks/pagerduty HTTP/1.1", f"Host: {host}:{port}", f"Content-Length: {len(d.body)}",
             *(f"{k}: {v}" for k, v in d.headers.items())]
     return ("\r\n".join(head) + "\r\n\r\n").encode() + d.body
 
@@ -298,7 +305,7 @@ async def send_all(host: str, port: int, plan: list[Delivery], rate: float, conc
             if r.status == 202:
                 answer = json.loads(body)
                 r.new, r.workflow_id = answer.get("new"), answer.get("workflow_id")
-        except (OSError, asyncio.IncompleteReadError, asyncio.TimeoutError, ValueError) as e:
+        except (TimeoutError, OSError, asyncio.IncompleteReadError, ValueError) as e:
             r.status, r.error = None, type(e).__name__
         r.latency = loop.time() - due
         if went:

@@ -4,14 +4,12 @@ where things run. Validated at start; every problem is reported as one clear lin
 from __future__ import annotations
 
 import os
-import re
-import string
 import tomllib
-from datetime import timedelta
 from collections.abc import Callable
+from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator

@@ -14,16 +14,16 @@ the number of days and intervals, after sorting the busy intervals.
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from datetime import date, datetime, time, timedelta, timezone
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from closeloop.integrations.base import Interval
 from closeloop.models import Person
 from closeloop.policy import MeetingPolicy, WorkingHours
-from closeloop.integrations.base import Interval
 
 __all__ = ["business_day_window", "pick_slot"]
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WEEKDAYS = (0, 1, 2, 3, 4)
 
 Span = tuple[datetime, datetime]
@@ -32,14 +32,14 @@ Span = tuple[datetime, datetime]
 def _as_utc(value: datetime) -> datetime:
     """Aware UTC; a naive datetime is taken to be UTC already."""
     if value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
-    return value.astimezone(timezone.utc)
+        return value.replace(tzinfo=UTC)
+    return value.astimezone(UTC)
 
 
 def _local(day: date, at: time, tz: ZoneInfo) -> datetime:
     """The UTC instant of wall-clock `at` on `day` in `tz`. A wall time skipped by DST is read with the
     offset before the change (PEP 495, fold=0), so it lands as far after the change as it was into the gap."""
-    return datetime.combine(day, at, tzinfo=tz).astimezone(timezone.utc)
+    return datetime.combine(day, at, tzinfo=tz).astimezone(UTC)
 
 
 def _ceil_to_grid(value: datetime, step: timedelta) -> datetime:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Literal
 
@@ -21,7 +21,7 @@ class Model(BaseModel):
 
 def _aware(value: datetime | None) -> datetime | None:
     if value is not None and value.tzinfo is None:
-        return value.replace(tzinfo=timezone.utc)
+        return value.replace(tzinfo=UTC)
     return value
 
 
@@ -150,7 +150,7 @@ class TimelineEvent(Model):
         return _aware(v)  # type: ignore[return-value]
 
     def dedup_key(self) -> tuple[str, str, str]:
-        return (self.at.astimezone(timezone.utc).isoformat(), self.kind, " ".join(self.text.lower().split()))
+        return (self.at.astimezone(UTC).isoformat(), self.kind, " ".join(self.text.lower().split()))
 
 
 Priority = Literal["P1", "P2", "P3", "P4"]

@@ -26,19 +26,19 @@ Filters: `dt` (aware datetime -> "2026-11-22 14:05 UTC"), `duration` (timedelta 
 from __future__ import annotations
 
 import traceback
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import jinja2
-from pydantic import TypeAdapter
 from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
+from pydantic import TypeAdapter
 
 from closeloop.durations import format_duration
-from closeloop.models import Incident, PostmortemState, ReviewDecision, TimelineEvent, clamp_non_negative
 from closeloop.integrations.base import Document
+from closeloop.models import Incident, PostmortemState, ReviewDecision, TimelineEvent, clamp_non_negative
 
 NOTIFICATION_KINDS = (
     "draft_requested",
@@ -83,8 +83,8 @@ def format_dt(value: Any) -> str:
             return value
     if isinstance(value, datetime):
         if value.tzinfo is None:
-            value = value.replace(tzinfo=timezone.utc)
-        return value.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+            value = value.replace(tzinfo=UTC)
+        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
     return str(value)
 
 

@@ -30,7 +30,6 @@ async def register(client: Client, namespace: str = "default") -> None:
     """Register the attributes on a server that lacks them (test server, self-hosted cluster)."""
     from temporalio.api.enums.v1 import IndexedValueType
     from temporalio.api.operatorservice.v1 import AddSearchAttributesRequest, ListSearchAttributesRequest
-
     from temporalio.service import RPCError, RPCStatusCode
 
     try:

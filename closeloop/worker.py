@@ -22,9 +22,9 @@ from temporalio.worker import Worker
 from closeloop import activities, workflows
 from closeloop import logging as closeloop_logging
 from closeloop.client import Closeloop, connect
-from closeloop.sweep_schedules import apply as apply_schedules
 from closeloop.config import Config, ConfigError, load_config
 from closeloop.integrations.registry import Integrations, build
+from closeloop.sweep_schedules import apply as apply_schedules
 
 log = structlog.get_logger("closeloop.worker")
 

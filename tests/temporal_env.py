@@ -26,10 +26,10 @@ from temporalio.testing import WorkflowEnvironment
 
 from closeloop import search_attributes as sa
 from closeloop.client import start_postmortem
-from closeloop.config import Config, load_config
+from closeloop.config import Config
+from closeloop.integrations.registry import Integrations, build, load
 from closeloop.models import Incident, Stage
 from closeloop.store.store import Store
-from closeloop.integrations.registry import Integrations, build, load
 from closeloop.worker import build_worker
 from closeloop.workflows.action_item import ActionItemWorkflow
 from closeloop.workflows.postmortem import PostmortemWorkflow

@@ -12,13 +12,14 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from closeloop import contract
+    from closeloop import search_attributes as sa
     from closeloop.activities.options import EXTERNAL, STORE
     from closeloop.activities.records import RecordActivities
     from closeloop.activities.tickets import OpenTicketInput, RecurrenceInput, TicketActivities
-    from closeloop import contract
-    from closeloop import search_attributes as sa
     from closeloop.chase_plan import ChaseAction, skip_past_reminders
     from closeloop.durations import format_duration
+    from closeloop.integrations.base import Ticket
     from closeloop.models import (
         ActionItem,
         ActionItemInput,
@@ -31,7 +32,6 @@ with workflow.unsafe.imports_passed_through():
         VerdictInput,
         WontDoReason,
     )
-    from closeloop.integrations.base import Ticket
     from closeloop.workflows._common import ChaseRunner, call, send, wait_until
 
 ESCALATE_INEFFECTIVE_TO = ("owner", "manager", "skip_level")

@@ -14,15 +14,16 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
 
 with workflow.unsafe.imports_passed_through():
+    from closeloop import contract
+    from closeloop import search_attributes as sa
     from closeloop.activities.collect_timeline import CollectTimelineInput, TimelineActivities
     from closeloop.activities.documents import DocumentActivities
     from closeloop.activities.options import BEST_EFFORT, EXTERNAL, STORE
     from closeloop.activities.record_incident import DirectoryActivities, IncidentActivities, RecordIncidentInput
     from closeloop.activities.records import PostmortemRecord, RecordActivities, ReviewInput, TimelineInput
     from closeloop.activities.schedule_meeting import MeetingActivities, ScheduleMeetingInput
-    from closeloop import contract
-    from closeloop import search_attributes as sa
     from closeloop.chase_plan import ChaseAction
+    from closeloop.durations import format_duration
     from closeloop.models import (
         ActionItem,
         ActionItemInput,
@@ -44,7 +45,6 @@ with workflow.unsafe.imports_passed_through():
         action_item_workflow_id,
     )
     from closeloop.timeline import failure_note, merge
-    from closeloop.durations import format_duration
     from closeloop.workflows._common import ChaseRunner, call, send
     from closeloop.workflows.action_item import ActionItemWorkflow
 

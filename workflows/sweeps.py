@@ -7,12 +7,12 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
+    from closeloop import contract
     from closeloop.activities.digest import DigestActivities, DigestInput
     from closeloop.activities.options import EXTERNAL, SWEEP
     from closeloop.activities.reconcile import ReconcileActivities, SyncInput
-    from closeloop.workflows._common import call
-    from closeloop import contract
     from closeloop.models import DigestResult, SweepInput, SyncSummary
+    from closeloop.workflows._common import call
 
 
 

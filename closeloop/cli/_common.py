@@ -10,7 +10,7 @@ import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -157,12 +157,12 @@ def incident_key(text: str) -> tuple[str, str]:
 def parse_when(value: str) -> datetime:
     text = value.strip()
     if text.lower() == "now":
-        return datetime.now(timezone.utc)
+        return datetime.now(UTC)
     try:
         dt = datetime.fromisoformat(text)
     except ValueError:
         raise ValueError(f"{value!r} is not an ISO 8601 time (e.g. 2025-03-01T14:05:00Z)") from None
-    return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 class IsoTime(click.ParamType):
@@ -240,7 +240,7 @@ def echo_json(data: Any) -> None:
 def fmt_time(dt: datetime | None) -> str:
     if dt is None:
         return "-"
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return dt.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def fmt_span(td: timedelta) -> str:
@@ -257,7 +257,7 @@ def fmt_span(td: timedelta) -> str:
 def fmt_relative(dt: datetime | None, now: datetime | None = None) -> str:
     if dt is None:
         return ""
-    delta = dt - (now or datetime.now(timezone.utc))
+    delta = dt - (now or datetime.now(UTC))
     if abs(delta) < timedelta(seconds=1):
         return "now"
     return f"in {fmt_span(delta)}" if delta > timedelta(0) else f"{fmt_span(delta)} ago"

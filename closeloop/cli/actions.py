@@ -101,8 +101,8 @@ def draft_submit(obj: Context, postmortem: str, who: str | None, file_: str | No
       closeloop draft submit api/INC-1 --as alice --summary "Checkout failed for 40 minutes" \\
           --root-cause "A bad config push" --item "Validate config before push|bob|P1|prevent"
     """
-    from closeloop.models import DraftSubmission
     from closeloop import contract
+    from closeloop.models import DraftSubmission
 
     wid = postmortem_id(postmortem)
     data: dict[str, Any] = {}
@@ -139,8 +139,8 @@ def draft_extend(obj: Context, postmortem: str, who: str, extra: timedelta, reas
     Example:
       closeloop draft extend api/INC-1 --as alice --by 2d --reason "waiting for the vendor's RCA"
     """
-    from closeloop.models import ExtensionRequest
     from closeloop import contract
+    from closeloop.models import ExtensionRequest
 
     wid = postmortem_id(postmortem)
     req = _model(ExtensionRequest, {"by": who, "extra": extra, "reason": reason}, "extension",
@@ -161,8 +161,8 @@ def draft_reassign(obj: Context, postmortem: str, new_owner: str, who: str, reas
     Example:
       closeloop draft reassign api/INC-1 --to bob --as carol --reason "alice is on leave"
     """
-    from closeloop.models import Reassignment
     from closeloop import contract
+    from closeloop.models import Reassignment
 
     wid = postmortem_id(postmortem)
     req = _model(Reassignment, {"by": who, "new_owner": new_owner, "reason": reason}, "reassignment")
@@ -184,8 +184,8 @@ def review() -> None:
 
 
 def _vote(obj: Context, postmortem: str, who: str, decision: str, comment: str) -> None:
-    from closeloop.models import ReviewVote
     from closeloop import contract
+    from closeloop.models import ReviewVote
 
     wid = postmortem_id(postmortem)
     vote = _model(ReviewVote, {"reviewer": who, "decision": decision, "comment": comment}, "review")
@@ -237,8 +237,8 @@ def cancel(obj: Context, postmortem: str, who: str, reason: str) -> None:
     Example:
       closeloop cancel api/INC-1 --as alice --reason "duplicate of INC-0"
     """
-    from closeloop.models import Cancellation
     from closeloop import contract
+    from closeloop.models import Cancellation
 
     wid = postmortem_id(postmortem)
     req = _model(Cancellation, {"by": who, "reason": reason}, "cancellation")
@@ -274,8 +274,8 @@ def item_complete(obj: Context, item_ref: str, who: str, note: str) -> None:
     Example:
       closeloop item complete api/INC-1/item-1 --as bob --note "shipped in #4711"
     """
-    from closeloop.models import CompleteItem
     from closeloop import contract
+    from closeloop.models import CompleteItem
 
     wid = item_id(item_ref)
     _update(obj, "action item", wid, contract.COMPLETE_ITEM,
@@ -296,8 +296,8 @@ def item_verdict(obj: Context, item_ref: str, who: str, effective: bool | None, 
     Example:
       closeloop item verdict api/INC-1/item-1 --as bob --ineffective --note "the alert still flaps"
     """
-    from closeloop.models import VerdictInput
     from closeloop import contract
+    from closeloop.models import VerdictInput
 
     wid = item_id(item_ref)
     if effective is None:
@@ -318,8 +318,8 @@ def item_reason(obj: Context, item_ref: str, who: str, reason: str) -> None:
     Example:
       closeloop item reason api/INC-1/item-2 --as bob --reason "the service is being retired in March"
     """
-    from closeloop.models import WontDoReason
     from closeloop import contract
+    from closeloop.models import WontDoReason
 
     wid = item_id(item_ref)
     _update(obj, "action item", wid, contract.EXPLAIN_WONT_DO,

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -104,7 +104,7 @@ def resolve(obj: Context, file_: str | None, as_json: bool, dry_run: bool, **fla
             data[key] = list(value) if isinstance(value, tuple) else value
     data.setdefault("source", "cli")
     if data.get("resolved_at") is None:
-        data["resolved_at"] = datetime.now(timezone.utc)
+        data["resolved_at"] = datetime.now(UTC)
     for required, flag in (("external_id", "--id"), ("title", "--title")):
         if required not in data:
             raise bad_input(f"missing {flag} (or {required!r} in --file): the incident needs an id and a title")
@@ -188,7 +188,7 @@ def _print_state(wid: str, state: Any, status: str) -> None:
     from closeloop.models import ReviewDecision, Stage
 
     inc = state.plan.incident
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     due = None
     if state.stage == Stage.drafting and state.draft_chase:
         due = state.draft_chase.due_at
@@ -204,7 +204,7 @@ def _print_state(wid: str, state: Any, status: str) -> None:
     click.echo(f"  stalled:    {'YES' if state.stalled else 'no'}")
     if state.meeting:
         m = state.meeting
-        click.echo(f"  meeting:    {fmt_time(m.start)} - {m.end.astimezone(timezone.utc):%H:%M} with "
+        click.echo(f"  meeting:    {fmt_time(m.start)} - {m.end.astimezone(UTC):%H:%M} with "
                    f"{', '.join(m.attendees)}")
     else:
         click.echo("  meeting:    -")
@@ -297,7 +297,7 @@ def status(obj: Context, postmortem: str | None, limit: int, as_json: bool) -> N
     if not rows:
         click.echo("no postmortems yet (start one with `closeloop incident resolve`)")
         return
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     table([[r["workflow_id"], r["status"], r["stage"] or "-", r["owner"] or "-",
             (fmt_time(r["stage_due"]) + f" ({fmt_relative(r['stage_due'], now)})") if r["stage_due"] else "-",
             "YES" if r["stalled"] else "no"] for r in rows],
@@ -322,7 +322,7 @@ def stalled(obj: Context, limit: int, as_json: bool) -> None:
     from closeloop.contract import ACTION_ITEM_WORKFLOW, POSTMORTEM_WORKFLOW
 
     config = obj.config()
-    now = datetime.now(timezone.utc)
+    now = datetime.now(UTC)
     rows = []
     for r in (_row(wf) for wf in run(_list(config, STALLED_QUERY, limit))):
         due = r["stage_due"]

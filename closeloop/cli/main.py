@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from closeloop.cli._common import CliError, Context
+from closeloop.cli._common import Context
 
 EPILOG = """\b
 Examples:

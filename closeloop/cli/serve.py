@@ -60,8 +60,8 @@ def serve(obj: Context, host: str | None, port: int | None, json_logs: bool, log
       CLOSELOOP_API_TOKENS=s3cret closeloop serve
       closeloop serve --host 0.0.0.0 --port 9000
     """
-    import uvicorn
     import structlog
+    import uvicorn
 
     from closeloop import logging as closeloop_logging
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import click
@@ -135,7 +135,7 @@ def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason:
             if wid is None:
                 return f"{key} is now {status} (not a closeloop action item: nothing to sync)"
             event = TicketStatusEvent(ticket_key=key, status=signal_status,  # type: ignore[arg-type]
-                                      at=datetime.now(timezone.utc), source="cli", reason=reason)
+                                      at=datetime.now(UTC), source="cli", reason=reason)
             try:
                 with workflow_errors("action item", wid):
                     await closeloop.signal_ticket_status(wid, event, missing_ok=False)

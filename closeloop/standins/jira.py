@@ -297,7 +297,7 @@ class JiraStandin(StandinServer):
             errors["summary"] = "You must specify a summary of the issue."
         priority = (fields.get("priority") or {}).get("name")
         if priority is not None and priority not in PRIORITIES:
-            errors["priority"] = f"The priority selected is invalid."
+            errors["priority"] = "The priority selected is invalid."
         assignee = (fields.get("assignee") or {}).get("accountId")
         if assignee is not None and assignee not in self.users:
             errors["assignee"] = f"User '{assignee}' cannot be assigned issues."

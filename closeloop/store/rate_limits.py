@@ -4,7 +4,7 @@ tracker paces issue and comment creation with it)."""
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, text
 
@@ -20,7 +20,7 @@ class RateLimits:
         """Count one call against `limit` calls per `window` in `bucket`, shared by every process on this
         database. Returns 0 when the call may go ahead (and is counted), else the seconds until a slot frees
         (nothing counted): the caller retries then, through its activity's retry, never by sleeping."""
-        now = now or datetime.now(timezone.utc)
+        now = now or datetime.now(UTC)
         with self.db.write_lock, self.db.session() as s:
             if s.bind is not None and s.bind.dialect.name == "postgresql":
                 digest = int.from_bytes(hashlib.sha256(bucket.encode()).digest()[:4], "big")

@@ -4,7 +4,7 @@ events, action items and review votes. Writes that may be retried are idempotent
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 from sqlalchemy import delete, func, or_, select
 
@@ -116,7 +116,7 @@ class LifecycleRecords:
     @staticmethod
     def _dedup(event: TimelineEvent) -> str:
         # the same instant written with another UTC offset is the same event
-        key = event.model_copy(update={"at": event.at.astimezone(timezone.utc)}).dedup_key()
+        key = event.model_copy(update={"at": event.at.astimezone(UTC)}).dedup_key()
         return hashlib.sha256("|".join(key).encode()).hexdigest()
 
     def add_timeline_events(self, incident: Incident, events: list[TimelineEvent], *, notes: bool = False) -> int:

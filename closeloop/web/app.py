@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -66,7 +66,7 @@ def note_from_json(data: dict[str, Any]) -> TimelineEvent:
     if at is not None and not isinstance(at, str):
         raise Reject(422, "field at must be an ISO 8601 time")
     try:
-        return note_event(text, at=at if at is not None else datetime.now(timezone.utc), author=author,
+        return note_event(text, at=at if at is not None else datetime.now(UTC), author=author,
                           key_moment=key_moment)
     except NoteError as e:
         raise Reject(422, f"field {e}") from None
@@ -212,7 +212,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         data = json_object(await read_body(request, limit))
         data.setdefault("source", "api")
         if data.get("resolved_at") is None:
-            data["resolved_at"] = datetime.now(timezone.utc)
+            data["resolved_at"] = datetime.now(UTC)
         try:
             incident = Incident.model_validate(data)
         except ValidationError as e:
@@ -228,7 +228,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
                 raise Reject(422, f"{key} in the body ({data[key]!r}) differs from the path ({value!r})")
             data[key] = value
         if data.get("resolved_at") is None:
-            data["resolved_at"] = datetime.now(timezone.utc)
+            data["resolved_at"] = datetime.now(UTC)
         if "title" not in data:
             # Known already (a lifecycle exists): nothing to start, and nothing more is needed.
             workflow_id = postmortem_workflow_id(source, external_id)

@@ -3,13 +3,12 @@ read back from the store when the lifecycle collects its timeline."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from closeloop.integrations.base import TimelineSource
 from closeloop.models import Incident, TimelineEvent
 from closeloop.store.store import Store
-
 
 ALERT_KINDS = ("alert", "alert_resolved")
 
@@ -51,7 +50,7 @@ def _alert_time(value: Any) -> datetime | None:
         return None
     if parsed.year <= 1:  # Go's zero time: not ended
         return None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 class AlertmanagerSource(TimelineSource):

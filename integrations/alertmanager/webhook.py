@@ -13,7 +13,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -73,7 +73,7 @@ def _time(value: Any, where: str) -> datetime:
         parsed = datetime.fromisoformat(value.strip())
     except ValueError:
         raise Reject(422, f"field {where} must be an RFC 3339 time") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
 def _label(group: dict[str, Any], alerts: list[dict[str, Any]], name: str) -> str | None:
@@ -106,7 +106,7 @@ def alertmanager_incident(group: dict[str, Any]) -> Incident:
         "external_id": hashlib.sha256(group_key.encode("utf-8", "surrogatepass")).hexdigest()[:16],
         "title": title_text(title),
         "severity": AM_SEVERITY.get(severity.lower(), "SEV3") if severity else "SEV3",
-        "resolved_at": max(ends) if ends else datetime.now(timezone.utc),
+        "resolved_at": max(ends) if ends else datetime.now(UTC),
     }
     if starts:
         fields["started_at"] = min(starts)

@@ -20,20 +20,19 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from itertools import islice
 from typing import Any, TypeVar
 
 import requests
 from github import Auth, Github, GithubException
-
 from pydantic import Field
 
+from closeloop.integrations.base import TimelineSource, report_progress
 from closeloop.integrations.github.settings import GitHubTimelineSettings
+from closeloop.integrations.github.tracker import GitHubError, _wrap
 from closeloop.models import Incident, Person, TimelineEvent
 from closeloop.timeline import incident_window
-from closeloop.integrations.base import TimelineSource, report_progress
-from closeloop.integrations.github.tracker import GitHubError, _wrap
 
 T = TypeVar("T")
 
@@ -49,7 +48,7 @@ class GitHubTimelineConfig(GitHubTimelineSettings):
 def _utc(value: datetime | None) -> datetime | None:
     if value is None:
         return None
-    return value.replace(tzinfo=timezone.utc) if value.tzinfo is None else value.astimezone(timezone.utc)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
 def _first_line(text: str | None) -> str:
@@ -96,7 +95,7 @@ class GitHubTimelineSource(TimelineSource):
         if not repos:
             return []
         try:
-            start, end = incident_window(incident, before=self.config.slack_before, now=datetime.now(timezone.utc))
+            start, end = incident_window(incident, before=self.config.slack_before, now=datetime.now(UTC))
         except ValueError as e:
             raise GitHubError(str(e), retryable=False) from None
         events: list[TimelineEvent] = []

@@ -57,12 +57,11 @@ import structlog
 from github import Auth, Github, GithubException
 from github.Issue import Issue
 from github.Repository import Repository
-
 from pydantic import Field
 
+from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 from closeloop.integrations.github.settings import WONT_DO_REASONS, GitHubSettings
 from closeloop.models import Person
-from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 
 if TYPE_CHECKING:
     from closeloop.store.store import Store

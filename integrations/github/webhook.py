@@ -21,8 +21,6 @@ from closeloop.web.requests import (
     as_text,
     check_hub_signature,
     delivery_id,
-    epoch_ms,
-    field,
     iso_time,
     json_object,
     read_body,

@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import time
 from collections.abc import Callable
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -36,6 +36,7 @@ log = structlog.get_logger("closeloop.web")
 
 
 from closeloop.integrations.incidentio.settings import ENV_WEBHOOK_SECRETS  # noqa: E402
+
 TIMESTAMP_TOLERANCE = 5 * 60  # seconds, either way (Standard Webhooks' recommendation)
 
 
@@ -75,7 +76,7 @@ def incidentio_incident(incident: dict[str, Any]) -> Incident:
     external_id = str_field({"incident": incident}, "incident.id")
     title = str_field({"incident": incident}, "incident.name")
     fields: dict[str, Any] = {"source": "incidentio", "external_id": external_id, "title": title_text(title),
-                              "resolved_at": incident.get("updated_at") or datetime.now(timezone.utc)}
+                              "resolved_at": incident.get("updated_at") or datetime.now(UTC)}
     severity = incident.get("severity")
     if isinstance(severity, dict) and isinstance(severity.get("name"), str) and severity["name"].strip():
         fields["severity"] = severity_name(severity["name"])

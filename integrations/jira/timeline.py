@@ -19,13 +19,12 @@ from typing import Any
 import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
-
 from pydantic import Field
 
-from closeloop.integrations.jira.settings import JiraTimelineSettings
-from closeloop.models import Incident, TimelineEvent
 from closeloop.integrations.base import TimelineSource, report_progress
+from closeloop.integrations.jira.settings import JiraTimelineSettings
 from closeloop.integrations.jira.tracker import JiraError, _wrap
+from closeloop.models import Incident, TimelineEvent
 
 FIELDS = "summary,created,resolutiondate,resolution,status"
 

@@ -45,12 +45,11 @@ from typing import Any
 import requests
 from jira import JIRA
 from jira.exceptions import JIRAError
-
 from pydantic import Field
 
+from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 from closeloop.integrations.jira.settings import JiraSettings
 from closeloop.models import Person
-from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 
 MARKER_PREFIX = "closeloop-marker: "
 COMMENT_PREFIX = "closeloop-comment: "

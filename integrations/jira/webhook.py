@@ -24,7 +24,6 @@ from closeloop.web.requests import (
     delivery_id,
     epoch_ms,
     field,
-    iso_time,
     json_object,
     read_body,
     str_field,

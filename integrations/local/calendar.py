@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from closeloop.integrations.base import Calendar, Interval, SlotTaken
 from closeloop.models import Meeting, Person
 from closeloop.store.store import Store
-from closeloop.integrations.base import Calendar, Interval, SlotTaken
 
 
 class LocalCalendar(Calendar):

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import structlog
 
+from closeloop.integrations.base import Notification, Notifier
 from closeloop.models import Person
 from closeloop.store.store import Store
-from closeloop.integrations.base import Notification, Notifier
 
 log = structlog.get_logger("closeloop.notify")
 

@@ -7,8 +7,8 @@ import re
 import tempfile
 from pathlib import Path
 
-from closeloop.store.store import Store
 from closeloop.integrations.base import Document, IntegrationError, Publisher
+from closeloop.store.store import Store
 
 
 def safe_name(postmortem_id: str) -> str:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-
+from closeloop.integrations.base import TimelineSource
 from closeloop.models import Incident, TimelineEvent
 from closeloop.store.store import Store
-from closeloop.integrations.base import TimelineSource
 
 
 class IncidentFactsSource(TimelineSource):

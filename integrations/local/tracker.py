@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from closeloop.integrations.base import IntegrationError, Ticket, TicketRequest, Tracker
 from closeloop.store.store import Store
 from closeloop.store.tables import TicketRow
-from closeloop.integrations.base import IntegrationError, Ticket, TicketRequest, Tracker
 
 
 def _ticket(row: TicketRow) -> Ticket:

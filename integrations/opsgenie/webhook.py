@@ -3,7 +3,7 @@ header `X-Closeloop-Token` (CLOSELOOP_OPSGENIE_TOKENS, comma-separated; constant
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -27,7 +27,6 @@ log = structlog.get_logger("closeloop.web")
 
 
 from closeloop.integrations.opsgenie.settings import ENV_TOKENS  # noqa: E402
-
 
 OG_PRIORITY = {"P1": "SEV1", "P2": "SEV2", "P3": "SEV3", "P4": "SEV4", "P5": "SEV4"}
 OG_FIELDS = {"external_id": "alert.alertId", "title": "alert.message", "services": "alert.tags",
@@ -53,7 +52,7 @@ def opsgenie_incident(envelope: dict[str, Any]) -> Incident:
         "source": "opsgenie",
         "external_id": str_field(envelope, "alert.alertId"),
         "title": title_text(str_field(envelope, "alert.message")),
-        "resolved_at": datetime.now(timezone.utc),
+        "resolved_at": datetime.now(UTC),
     }
     priority = alert.get("priority")
     fields["severity"] = OG_PRIORITY.get(priority.strip().upper(), "SEV3") if isinstance(priority, str) else "SEV3"
@@ -66,7 +65,7 @@ def opsgenie_incident(envelope: dict[str, Any]) -> Incident:
     if created is not None:
         if type(created) is not int or not 0 < created < 253_402_300_800_000:
             raise Reject(422, "field alert.createdAt must be a time in epoch milliseconds")
-        fields["started_at"] = datetime.fromtimestamp(created / 1000, timezone.utc)
+        fields["started_at"] = datetime.fromtimestamp(created / 1000, UTC)
     if isinstance(alert.get("alias"), str) and alert["alias"].strip():
         fields["dedup_key"] = alert["alias"].strip()[:200]
     return incident_or_reject(fields, OG_FIELDS)

@@ -19,12 +19,11 @@ from datetime import datetime
 from typing import Any
 
 import httpx
-
 from pydantic import Field
 
+from closeloop.integrations.base import HttpIntegrationError, TimelineSource, report_progress
 from closeloop.integrations.pagerduty.settings import PagerDutyTimelineSettings
 from closeloop.models import Incident, TimelineEvent
-from closeloop.integrations.base import HttpIntegrationError, TimelineSource, report_progress
 
 # log entry type -> (timeline kind, key moment)
 KINDS: dict[str, tuple[str, bool]] = {

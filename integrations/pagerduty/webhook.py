@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import structlog
@@ -86,7 +86,7 @@ def pagerduty_incident(envelope: dict[str, Any]) -> Incident:
         "external_id": external_id,
         "title": " ".join(title.split())[:500],
         "severity": pagerduty_severity(data),
-        "resolved_at": event.get("occurred_at") or datetime.now(timezone.utc),
+        "resolved_at": event.get("occurred_at") or datetime.now(UTC),
     }
     service = _summary(data.get("service"))
     if service:

@@ -21,18 +21,17 @@ errors aside): retries belong to the activity.
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime
 from typing import Any
 
+from pydantic import Field
 from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError, SlackClientError
 
-from pydantic import Field
-
+from closeloop.integrations.base import HttpIntegrationError, TimelineSource, report_progress
 from closeloop.integrations.slack.settings import SlackTimelineSettings
 from closeloop.models import Incident, Person, TimelineEvent
 from closeloop.timeline import incident_window
-from closeloop.integrations.base import HttpIntegrationError, TimelineSource, report_progress
 
 RETRYABLE_ERRORS = frozenset({"ratelimited", "internal_error", "fatal_error", "service_unavailable",
                               "request_timeout"})
@@ -106,7 +105,7 @@ class SlackTimelineSource(TimelineSource):
         if channel is None:
             return []
         try:
-            oldest, latest = incident_window(incident, before=self.config.slack_before, now=datetime.now(timezone.utc))
+            oldest, latest = incident_window(incident, before=self.config.slack_before, now=datetime.now(UTC))
         except ValueError as e:
             raise SlackError(str(e), retryable=False) from None
         events = [self.event(m, channel) for m in self.history(channel, oldest, latest)]
@@ -116,7 +115,7 @@ class SlackTimelineSource(TimelineSource):
         if message.get("subtype") in SKIPPED_SUBTYPES:
             return None
         try:
-            at = datetime.fromtimestamp(float(message["ts"]), timezone.utc)
+            at = datetime.fromtimestamp(float(message["ts"]), UTC)
         except (KeyError, TypeError, ValueError):
             return None
         text = " ".join(str(message.get("text") or "").split())

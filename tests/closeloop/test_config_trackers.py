@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from closeloop.planning import policy_for
-from closeloop.config import ConfigError, load_config
+from closeloop.config import ConfigError
 from closeloop.integrations.github.settings import GitHubSettings
 from closeloop.integrations.github.tracker import GitHubTracker
 from closeloop.integrations.jira.settings import JiraSettings
 from closeloop.integrations.jira.tracker import JiraTracker
 from closeloop.integrations.registry import build, load
+from closeloop.planning import policy_for
 
 PEOPLE = """
 [people.bob]

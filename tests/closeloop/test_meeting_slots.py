@@ -8,17 +8,17 @@ Reference points in March 2026 (working hours 09:00-17:00 local):
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
 
+from closeloop.integrations.base import Interval
+from closeloop.meeting_slots import business_day_window, pick_slot
 from closeloop.models import Person
 from closeloop.policy import MeetingPolicy, WorkingHours
-from closeloop.meeting_slots import business_day_window, pick_slot
-from closeloop.integrations.base import Interval
 
-UTC = timezone.utc
+UTC = UTC
 BERLIN = Person(key="berlin", name="Bea", email="bea@example.com", timezone="Europe/Berlin")
 LONDON = Person(key="london", name="Lou", email="lou@example.com", timezone="Europe/London")
 NEW_YORK = Person(key="ny", name="Nia", email="nia@example.com", timezone="America/New_York")

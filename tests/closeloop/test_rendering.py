@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -33,7 +33,7 @@ from closeloop.rendering import (
     render_notification,
 )
 
-T0 = datetime(2026, 11, 22, 14, 5, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 22, 14, 5, tzinfo=UTC)
 
 
 def make_state(*, title: str = "Checkout API returns 500s", **changes) -> PostmortemState:

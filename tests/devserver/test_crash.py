@@ -9,7 +9,7 @@ import random
 import time
 from collections import Counter, defaultdict
 from collections.abc import Awaitable, Callable
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 import pytest
@@ -28,10 +28,10 @@ from closeloop.models import (
     Stage,
     VerdictInput,
 )
-from tests.devserver.conftest import DevApp
-from tests.temporal_env import incident
 from closeloop.workflows.action_item import ActionItemWorkflow
 from closeloop.workflows.postmortem import PostmortemWorkflow
+from tests.devserver.conftest import DevApp
+from tests.temporal_env import incident
 
 pytestmark = pytest.mark.devserver
 
@@ -350,7 +350,7 @@ def check_exactly_once(life: Lifecycle, summary: PostmortemSummary, state: Postm
         elif parts[0].startswith("item-") and parts[2] == "escalation":
             item_esc[parts[0]][int(parts[3])] = (kind, who)
     assert state.draft_chase is not None and state.review_chase is not None, diag()
-    kills = [datetime.fromtimestamp(k, timezone.utc) for _s, k in app.workers.lifetimes if k is not None]
+    kills = [datetime.fromtimestamp(k, UTC) for _s, k in app.workers.lifetimes if k is not None]
     problems += check_reminders("draft", draft_rem, state.draft_chase.started_at, kills)
     problems += check_escalations("draft", draft_esc, CHAIN["alice"])
     for reviewer in REVIEWERS:

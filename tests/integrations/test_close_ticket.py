@@ -9,17 +9,17 @@ without a ticket closes nothing."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from temporalio.testing import ActivityEnvironment
 
 from closeloop.activities.tickets import OpenTicketInput, TicketActivities
+from closeloop.integrations.registry import Integrations, build
 from closeloop.models import ActionItem, ItemStatus
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
-from closeloop.integrations.registry import Integrations, build
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
 from tests.temporal_env import incident, make_config
 
@@ -73,7 +73,7 @@ def close_ticket(item: ActionItem) -> object:
 
 def item(tracker: str, n: int) -> ActionItem:
     return ActionItem(id=f"postmortem/api/INC-7/item-{n}", postmortem_id="postmortem/api/INC-7", title=f"Item {n}",
-                      owner="bob", priority="P2", due_at=datetime(2026, 12, 1, tzinfo=timezone.utc), tracker=tracker)
+                      owner="bob", priority="P2", due_at=datetime(2026, 12, 1, tzinfo=UTC), tracker=tracker)
 
 
 def opened(tracker: str, n: int) -> ActionItem:

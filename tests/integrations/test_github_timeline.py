@@ -4,18 +4,18 @@ the stand-in serves is checked against GitHub's OpenAPI description; a test fail
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from closeloop.models import Incident, Person
-from closeloop.standins.github import GitHubStandin
 from closeloop.integrations.base import HttpIntegrationError
 from closeloop.integrations.github.timeline import GitHubTimelineConfig, GitHubTimelineSource
+from closeloop.models import Incident, Person
+from closeloop.standins.github import GitHubStandin
 from tests.standins.fixtures import GITHUB_SPEC, validated
 
 REPO, OTHER = "acme/checkout", "acme/payments"
-T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"github": "bob-gh"})
 
 

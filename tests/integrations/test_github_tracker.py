@@ -9,18 +9,18 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from github import Auth, Github, GithubException
 
-from closeloop.models import Person
-from closeloop.store.store import Store
-from closeloop.standins.github import GitHubStandin
-from closeloop.standins.spec import ResponseValidator
 from closeloop.integrations.base import IntegrationError, TicketRequest
 from closeloop.integrations.github.tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
+from closeloop.models import Person
+from closeloop.standins.github import GitHubStandin
+from closeloop.standins.spec import ResponseValidator
+from closeloop.store.store import Store
 from tests.standins.fixtures import GITHUB_SPEC, FakeClock, spec_validator, validated
 
 REPO = "acme/checkout"
@@ -49,7 +49,7 @@ def tracker(standin: GitHubStandin) -> GitHubTracker:
 
 def request(marker: str = MARKER, title: str = "Validate config before push") -> TicketRequest:
     return TicketRequest(marker=marker, title=title, body=f"From the postmortem of INC-42: {BACKLINK}",
-                         assignee=BOB, priority="P1", due_at=datetime(2026, 12, 1, 17, tzinfo=timezone.utc),
+                         assignee=BOB, priority="P1", due_at=datetime(2026, 12, 1, 17, tzinfo=UTC),
                          labels=["service:checkout"])
 
 
@@ -211,7 +211,7 @@ def test_pygithub_pages_follow_the_standin_links(standin: GitHubStandin) -> None
     assert [i.number for i in repo.get_issues(state="all")] == [5, 4, 3, 2, 1]
     assert standin.requests["GET /repos/{owner}/{repo}/issues"] == 3
     assert [i.number for i in repo.get_issues(state="all", labels=["closeloop"])] == [5, 3, 1]
-    later = datetime.fromtimestamp(time.time() + 60, timezone.utc)
+    later = datetime.fromtimestamp(time.time() + 60, UTC)
     assert list(repo.get_issues(state="all", since=later)) == []
     found = gh.search_issues(f'repo:{REPO} is:issue in:body "body 3"')
     assert found.totalCount == 1 and [i.number for i in found] == [4]

@@ -4,17 +4,17 @@ validated against the v3 description, v2 paths aliased as for the tracker)."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from closeloop.models import Incident
-from closeloop.standins.jira import JiraStandin
 from closeloop.integrations.base import HttpIntegrationError
 from closeloop.integrations.jira.timeline import JiraTimelineConfig, JiraTimelineSource
+from closeloop.models import Incident
+from closeloop.standins.jira import JiraStandin
 from tests.standins.fixtures import JIRA_SPEC, validated
 
-T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 SEARCH = "GET /rest/api/2/search/jql"
 
 

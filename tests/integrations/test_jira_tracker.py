@@ -8,15 +8,15 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
+from closeloop.integrations.base import IntegrationError, TicketRequest
+from closeloop.integrations.jira.tracker import JiraConfig, JiraTracker, marker_label
 from closeloop.models import Person
 from closeloop.standins.jira import JiraStandin
 from closeloop.standins.spec import SPECS_DIR, ResponseValidator
-from closeloop.integrations.base import IntegrationError, TicketRequest
-from closeloop.integrations.jira.tracker import JiraConfig, JiraTracker, marker_label
 from tests.standins.fixtures import JIRA_SPEC, spec_validator, validated
 
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"jira": "5b10ac8d82e05b22cc7d4ef5"})
@@ -43,7 +43,7 @@ def tracker(standin: JiraStandin) -> JiraTracker:
 def request(marker: str = MARKER, title: str = "Validate config before push") -> TicketRequest:
     return TicketRequest(marker=marker, title=title,
                          body="From the postmortem of INC-42: https://closeloop.example.com/postmortems/api/INC-42",
-                         assignee=BOB, priority="P1", due_at=datetime(2026, 12, 1, 17, tzinfo=timezone.utc),
+                         assignee=BOB, priority="P1", due_at=datetime(2026, 12, 1, 17, tzinfo=UTC),
                          labels=["postmortem", "service checkout"])
 
 

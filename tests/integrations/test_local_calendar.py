@@ -3,19 +3,19 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
+from closeloop.integrations.base import Interval, SlotTaken
+from closeloop.integrations.local.calendar import LocalCalendar
 from closeloop.models import Meeting, Person
 from closeloop.store.store import Store
 from closeloop.store.tables import MeetingRow
-from closeloop.integrations.base import SlotTaken, Interval
-from closeloop.integrations.local.calendar import LocalCalendar
 
-UTC = timezone.utc
+UTC = UTC
 ANA = Person(key="ana", name="Ana", email="ana@example.com", timezone="Europe/Berlin")
 BO = Person(key="bo", name="Bo", email="bo@example.com", timezone="America/New_York")
 CY = Person(key="cy", name="Cy", email="cy@example.com")

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 
-from closeloop.models import Incident
-from closeloop.store.store import Store
 from closeloop.integrations.base import Document, IntegrationError
 from closeloop.integrations.local.publisher import LocalPublisher, safe_name
+from closeloop.models import Incident
+from closeloop.store.store import Store
 
 
 @pytest.fixture
@@ -25,7 +25,7 @@ def local_store(tmp_path: Path) -> Iterator[Store]:
 
 def _incident() -> Incident:
     return Incident(source="api", external_id="INC-7", title="Queue backlog",
-                    started_at=datetime(2026, 11, 22, 14, 5, tzinfo=timezone.utc))
+                    started_at=datetime(2026, 11, 22, 14, 5, tzinfo=UTC))
 
 
 def _document(postmortem_id: str, version: int = 1) -> Document:

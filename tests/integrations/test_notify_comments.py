@@ -5,19 +5,19 @@ tracker that is down still makes the activity retry."""
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
 from closeloop.activities.notify import NotifyActivities, NotifyInput
+from closeloop.integrations.registry import Integrations
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
-from closeloop.integrations.registry import Integrations
 from tests.integrations.test_close_ticket import github, integrations, jira, opened  # noqa: F401 - fixtures
 
-AT = datetime(2026, 11, 22, 12, tzinfo=timezone.utc)
+AT = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
 
 def notifying(integrations: Integrations) -> NotifyActivities:

@@ -5,17 +5,17 @@ violation."""
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from closeloop.models import Incident
 from closeloop.integrations.base import HttpIntegrationError, progress_to
 from closeloop.integrations.pagerduty.timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
+from closeloop.models import Incident
 from tests.standins.fixtures import PAGERDUTY_SPEC, validated
 from tests.standins.pagerduty import PagerDutyStandin
 
-T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 PATH = "GET /incidents/{id}/log_entries"
 
 

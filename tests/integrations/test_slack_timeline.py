@@ -4,18 +4,18 @@ stand-in serves is checked against Slack's Swagger 2.0 description; a test fails
 from __future__ import annotations
 
 from collections.abc import Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from closeloop.integrations.slack.settings import DEFAULT_REACTIONS
-from closeloop.models import Incident, Link, Person
 from closeloop.integrations.base import HttpIntegrationError
+from closeloop.integrations.slack.settings import DEFAULT_REACTIONS
 from closeloop.integrations.slack.timeline import SlackTimelineConfig, SlackTimelineSource, channel_from_url
+from closeloop.models import Incident, Link, Person
 from tests.standins.fixtures import SLACK_SPEC, validated
 from tests.standins.slack import SlackStandin
 
-T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 ALICE = Person(key="alice", name="Alice", email="alice@example.com", handles={"slack": "U0ALICE"})
 
 

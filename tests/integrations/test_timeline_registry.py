@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from closeloop.planning import policy_for
-from closeloop.config import ConfigError, load_config
+from closeloop.config import ConfigError
 from closeloop.integrations.github.timeline import GitHubTimelineSource
 from closeloop.integrations.pagerduty.timeline import PagerDutyTimelineSource
 from closeloop.integrations.registry import build, load
 from closeloop.integrations.slack.timeline import SlackTimelineSource
+from closeloop.planning import policy_for
 from tests.temporal_env import make_config
 
 

@@ -7,8 +7,8 @@ from typing import Any
 from temporalio.client import WorkflowHandle
 
 from closeloop.models import ActionItemSpec, DraftSubmission, Incident, ReviewDecision, ReviewVote, Stage
-from tests.temporal_env import App
 from closeloop.workflows.postmortem import PostmortemWorkflow
+from tests.temporal_env import App
 
 
 def draft(*items: ActionItemSpec, by: str = "alice") -> DraftSubmission:

@@ -10,9 +10,9 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from closeloop import search_attributes as sa
 from closeloop.models import ActionItemSpec, CompleteItem, Stage, TicketStatusEvent, VerdictInput
+from closeloop.workflows.action_item import ActionItemWorkflow
 from tests.temporal_env import DAY, App, eventually, incident, within
 from tests.workflows.drive import to_following_up
-from closeloop.workflows.action_item import ActionItemWorkflow
 
 P1_BOB = ActionItemSpec(title="Validate config before push", owner="bob", priority="P1", kind="prevent")
 
@@ -149,8 +149,8 @@ async def test_item_overdue_for_months_continues_as_new_and_keeps_its_place(app:
     inc = incident()
     handle = await app.resolve(inc, max_history_events=150)
     await app.wait_stage(handle, Stage.drafting)
-    from tests.workflows.drive import approve_all, draft
     from closeloop.workflows.postmortem import PostmortemWorkflow
+    from tests.workflows.drive import approve_all, draft
 
     await handle.execute_update(PostmortemWorkflow.submit_draft, draft(P1_BOB))
     await app.wait_stage(handle, Stage.in_review)

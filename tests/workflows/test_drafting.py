@@ -16,9 +16,9 @@ from closeloop.models import (
     ReviewVote,
     Stage,
 )
+from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.temporal_env import DAY, App, eventually, incident, within
 from tests.workflows.drive import approve_all, draft
-from closeloop.workflows.postmortem import PostmortemWorkflow
 
 
 def chase_log(app: App, postmortem_id: str, t0) -> list[tuple[str, str, float]]:  # type: ignore[no-untyped-def]

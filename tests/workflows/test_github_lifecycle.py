@@ -20,14 +20,14 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
-from closeloop.models import ActionItemSpec, Stage
-from closeloop.standins.github import GitHubStandin
 from closeloop.integrations.github.tracker import GitHubTracker, marker_tag
 from closeloop.integrations.registry import Integrations
+from closeloop.models import ActionItemSpec, Stage
+from closeloop.standins.github import GitHubStandin
+from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.standins.fixtures import GITHUB_SPEC, FakeClock, validated
 from tests.temporal_env import DAY, App, eventually, incident, running_app
 from tests.workflows.drive import approve_all, draft, to_following_up
-from closeloop.workflows.postmortem import PostmortemWorkflow
 
 CHECKOUT_REPO, DEFAULT_REPO = "acme/checkout", "acme/ops"
 MILESTONE = "Postmortem follow-ups"

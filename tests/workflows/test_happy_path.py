@@ -15,9 +15,9 @@ from closeloop.models import (
     TicketStatusEvent,
     VerdictInput,
 )
-from tests.temporal_env import DAY, App, incident, within
 from closeloop.workflows.action_item import ActionItemWorkflow
 from closeloop.workflows.postmortem import PostmortemWorkflow
+from tests.temporal_env import DAY, App, incident, within
 
 
 async def test_happy_path(app: App) -> None:

@@ -15,10 +15,11 @@ from temporalio.testing import WorkflowEnvironment
 
 from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.jira import JiraStandin
+from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.standins.fixtures import JIRA_SPEC, validated
 from tests.temporal_env import DAY, App, incident, running_app
 from tests.workflows.drive import approve_all, draft, to_following_up
-from closeloop.workflows.postmortem import PostmortemWorkflow
+
 
 @pytest.fixture
 def jira() -> Iterator[JiraStandin]:

@@ -19,7 +19,7 @@ CROWD = 300  # people nobody in the lifecycle reports to
 
 
 def crowd() -> str:
-    people = [f'[people.frank]\nname = "Frank Far"\nemail = "frank@example.com"\n']
+    people = ['[people.frank]\nname = "Frank Far"\nemail = "frank@example.com"\n']
     people += [f'[people.p{i:04d}]\nname = "P {i}"\nemail = "p{i}@example.com"\nmanager = "dave"\n'
                for i in range(CROWD)]
     return "\n".join(people)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from datetime import timedelta
 
 from closeloop.models import ActionItemSpec, Stage
+from closeloop.workflows.sweeps import StalledDigestWorkflow, SweepInput
 from tests.temporal_env import DAY, App, incident
 from tests.workflows.drive import to_following_up
-from closeloop.workflows.sweeps import StalledDigestWorkflow, SweepInput
 
 
 async def wait_done(handle):  # type: ignore[no-untyped-def]

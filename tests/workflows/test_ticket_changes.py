@@ -11,9 +11,9 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from closeloop.models import ActionItemSpec, TicketStatusEvent, WontDoReason
 from closeloop.store.tables import TicketRow
+from closeloop.workflows.action_item import ActionItemWorkflow
 from tests.temporal_env import DAY, App, eventually, incident, within
 from tests.workflows.drive import to_following_up
-from closeloop.workflows.action_item import ActionItemWorkflow
 
 ERIN_P4 = ActionItemSpec(title="Rewrite checkout", owner="erin", priority="P4")
 

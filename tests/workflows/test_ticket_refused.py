@@ -9,11 +9,11 @@ from datetime import timedelta
 
 from closeloop.models import ActionItemSpec, Stage
 from closeloop.standins.jira import JiraStandin
+from closeloop.workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.temporal_env import DAY, App, eventually, incident, record_histories
 from tests.workflows.drive import approve_all, draft
 from tests.workflows.test_jira_lifecycle import jira, jira_app  # noqa: F401 - fixtures
-from closeloop.workflows.action_item import ActionItemWorkflow
-from closeloop.workflows.postmortem import PostmortemWorkflow
 
 
 async def test_a_refused_ticket_is_reported_once_and_tried_again_until_it_opens(jira_app: App,  # noqa: F811

@@ -20,16 +20,15 @@ import pytest_asyncio
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
+from closeloop.models import ActionItem, ActionItemInput, CompleteItem, Incident, ItemStatus, SyncSummary
 from closeloop.planning import policy_for
-from closeloop.models import SyncSummary
-from closeloop.models import ActionItem, ActionItemInput, CompleteItem, Incident, ItemStatus
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
+from closeloop.workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.sweeps import SweepInput, TicketSyncWorkflow
 from tests.closeloop.cli.test_cli_lifecycle import Cli
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
 from tests.temporal_env import DAY, App, eventually, incident, make_config, running_app
-from closeloop.workflows.action_item import ActionItemWorkflow
-from closeloop.workflows.sweeps import SweepInput, TicketSyncWorkflow
 
 REPO = "acme/checkout"
 

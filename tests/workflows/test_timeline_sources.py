@@ -8,24 +8,24 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
+from closeloop.integrations.registry import Integrations
 from closeloop.models import Incident, Stage, TimelineEvent
 from closeloop.standins.github import GitHubStandin
-from closeloop.integrations.registry import Integrations
+from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.standins.fixtures import GITHUB_SPEC, PAGERDUTY_SPEC, SLACK_SPEC, validated
 from tests.standins.pagerduty import PagerDutyStandin
 from tests.standins.slack import SlackStandin
 from tests.temporal_env import App, running_app
 from tests.workflows.drive import draft
-from closeloop.workflows.postmortem import PostmortemWorkflow
 
-T0 = datetime(2026, 11, 2, 10, 0, tzinfo=timezone.utc)
+T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 M = timedelta(minutes=1)
 REPO = "acme/checkout"
 CHANNEL = "C0CHECKOUT"

@@ -18,16 +18,16 @@ import pytest
 import pytest_asyncio
 from temporalio.testing import WorkflowEnvironment
 
+from closeloop.integrations.registry import Integrations
 from closeloop.models import ActionItemSpec, CompleteItem, ItemStatus, Stage, WontDoReason
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
-from closeloop.integrations.registry import Integrations
+from closeloop.workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, validated
 from tests.temporal_env import App, eventually, incident, running_app
 from tests.workflows.drive import approve_all, draft
 from tests.workflows.test_ticket_sync import signalled, sweep
-from closeloop.workflows.action_item import ActionItemWorkflow
-from closeloop.workflows.postmortem import PostmortemWorkflow
 
 REPO = "acme/checkout"
 ITEMS = [

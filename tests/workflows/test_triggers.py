@@ -9,8 +9,8 @@ from temporalio.client import WorkflowUpdateFailedError
 
 from closeloop.client import start_postmortem
 from closeloop.models import Cancellation, Stage
-from tests.temporal_env import App, eventually, incident
 from closeloop.workflows.postmortem import PostmortemWorkflow
+from tests.temporal_env import App, eventually, incident
 
 
 async def test_policy_that_needs_no_postmortem_records_the_incident_and_skips(app: App) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 from sqlalchemy import func, select
@@ -13,7 +13,7 @@ from closeloop.store.local import LocalAdapterStorage
 from closeloop.store.records import LifecycleRecords
 from closeloop.store.tables import TicketRow
 
-UTC = timezone.utc
+UTC = UTC
 T0 = datetime(2025, 3, 10, 12, 0, tzinfo=UTC)
 PLUS5 = timezone(timedelta(hours=5))
 

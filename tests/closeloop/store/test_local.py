@@ -4,12 +4,11 @@ local calendar, on SQLite and on PostgreSQL (the `local` fixture)."""
 from __future__ import annotations
 
 import threading
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 from closeloop.store.local import LocalAdapterStorage
 from closeloop.store.tables import NotificationRow, TicketRow
 from tests.closeloop.store.helpers import PLUS5, T0, assert_utc, count, ticket
-
 
 # --------------------------------------------------------------------------- outbox
 
@@ -160,7 +159,7 @@ def test_concurrent_bookings_of_one_slot_book_it_once(local: LocalAdapterStorage
     other is told to pick again (None). Booking again under the winner's key returns the same meeting."""
     from concurrent.futures import ThreadPoolExecutor
 
-    start = datetime(2030, 1, 7, 14, tzinfo=timezone.utc)
+    start = datetime(2030, 1, 7, 14, tzinfo=UTC)
 
     def book(i: int) -> int | None:
         return local.book_meeting(idempotency_key=f"pm-{i}/meeting", title="review", start=start,

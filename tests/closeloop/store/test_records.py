@@ -10,7 +10,6 @@ from closeloop.store.records import LifecycleRecords
 from closeloop.store.tables import IncidentRow
 from tests.closeloop.store.helpers import PLUS5, T0, UTC, assert_utc, count, incident, postmortem
 
-
 # --------------------------------------------------------------------------- incidents
 
 

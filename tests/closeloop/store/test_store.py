@@ -11,7 +11,6 @@ from closeloop.store.store import Store
 from closeloop.store.tables import IncidentRow
 from tests.closeloop.store.helpers import PLUS5, T0, UTC, assert_utc, incident
 
-
 # --------------------------------------------------------------------------- one database
 
 

@@ -17,8 +17,8 @@ import pytest_asyncio
 
 from closeloop.secrets import Secrets
 from closeloop.web.app import create_app
-from tests.temporal_env import App
 from closeloop.workflows.postmortem import PostmortemWorkflow
+from tests.temporal_env import App
 
 SECRET_NAMES = {"api_tokens": "CLOSELOOP_API_TOKENS", "pagerduty_secrets": "CLOSELOOP_PAGERDUTY_SECRETS",
                 "incidentio_secrets": "CLOSELOOP_INCIDENTIO_SECRETS", "alertmanager_tokens": "CLOSELOOP_ALERTMANAGER_TOKENS",

@@ -33,9 +33,9 @@ from temporalio.service import RPCError, RPCStatusCode
 from closeloop.models import Stage, compute_fingerprint
 from closeloop.standins.spec import SPECS_DIR
 from closeloop.store.tables import IncidentRow
+from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.closeloop.web.conftest import (
     AM_TOKENS,
-    IIO_SECRETS,
     OG_TOKENS,
     PD_SECRETS,
     TOKENS,
@@ -50,7 +50,6 @@ from tests.closeloop.web.test_api import incident_body
 from tests.closeloop.web.test_incidentio import iio_event
 from tests.closeloop.web.test_opsgenie import og_event
 from tests.temporal_env import App
-from closeloop.workflows.postmortem import PostmortemWorkflow
 
 OTHER_IIO_SECRET = "whsec_" + "b3RoZXIta2V5LW5vdC1vdXJzLTAxMjM0NTY3"
 

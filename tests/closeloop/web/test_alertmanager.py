@@ -6,13 +6,12 @@ from __future__ import annotations
 import copy
 import hashlib
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from tests.closeloop.web.conftest import secrets_of
-from tests.closeloop.web.conftest import AM_BASIC, AM_TOKENS, Web, basic, make_web
+from tests.closeloop.web.conftest import AM_BASIC, AM_TOKENS, Web, basic, make_web, secrets_of
 from tests.temporal_env import App
 
 GROUP_KEY = '{}/{}:{alertname="HighErrorRate", service="checkout"}'
@@ -60,8 +59,8 @@ async def test_resolved_group_starts_one_lifecycle_with_the_incident(web: Web) -
     assert inc.title == "Checkout error rate above 5%"
     assert inc.severity == "SEV1"
     assert inc.services == ["checkout"]
-    assert inc.started_at == datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)  # min startsAt
-    assert inc.resolved_at == datetime(2024, 5, 1, 10, 45, 30, tzinfo=timezone.utc)  # max endsAt
+    assert inc.started_at == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)  # min startsAt
+    assert inc.resolved_at == datetime(2024, 5, 1, 10, 45, 30, tzinfo=UTC)  # max endsAt
     assert inc.dedup_key == "HighErrorRate"
 
 
@@ -172,7 +171,7 @@ async def test_flapping_group_opens_one_postmortem(web: Web) -> None:
     assert again.json() == {"workflow_id": wid(key), "new": False}
     state = await web.state(wid(key))
     assert state.runs == 1
-    assert state.plan.incident.resolved_at == datetime(2024, 5, 1, 10, 45, 30, tzinfo=timezone.utc)  # the first
+    assert state.plan.incident.resolved_at == datetime(2024, 5, 1, 10, 45, 30, tzinfo=UTC)  # the first
     assert len(web.app.handles) == 1
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import pytest
 
 from closeloop.secrets import load_secrets
-from tests.closeloop.web.conftest import secrets_of
-from tests.closeloop.web.conftest import TOKENS, Web, make_web
+from tests.closeloop.web.conftest import TOKENS, Web, make_web, secrets_of
 from tests.temporal_env import App
 
 
@@ -118,8 +117,9 @@ async def test_oversized_api_body_413(app: App) -> None:
 
 
 async def test_temporal_unreachable_503(app: App) -> None:
-    from closeloop.web.app import create_app
     import httpx
+
+    from closeloop.web.app import create_app
 
     calls = 0
 
@@ -139,8 +139,9 @@ async def test_temporal_unreachable_503(app: App) -> None:
 
 
 async def test_client_is_connected_once(app: App) -> None:
-    from closeloop.web.app import create_app
     import httpx
+
+    from closeloop.web.app import create_app
 
     calls = 0
 

@@ -9,10 +9,6 @@ import json
 import string
 from typing import Any
 
-import pytest
-
-import hypothesis  # a test extra: a missing install fails loudly, never skips
-
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 

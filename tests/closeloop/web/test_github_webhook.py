@@ -12,11 +12,11 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from closeloop.models import WontDoReason
 from closeloop.standins.github import GitHubStandin
 from closeloop.web.app import create_app
-from tests.closeloop.web.conftest import secrets_of
-from closeloop.models import WontDoReason
 from closeloop.workflows.action_item import ActionItemWorkflow
+from tests.closeloop.web.conftest import secrets_of
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     GH_SECRETS,
     REPO,

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import time
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from closeloop.models import Link
-from tests.closeloop.web.conftest import secrets_of
 from closeloop.integrations.incidentio.webhook import incidentio_signature_ok
-from tests.closeloop.web.conftest import IIO_SECRETS, Web, iio_headers, make_web, svix_sign
+from closeloop.models import Link
+from tests.closeloop.web.conftest import IIO_SECRETS, Web, iio_headers, make_web, secrets_of, svix_sign
 from tests.temporal_env import App
 
 EVENT = "public_incident.incident_updated_v2"
@@ -54,8 +53,8 @@ async def test_closed_incident_starts_a_lifecycle_with_the_incident(web: Web) ->
     assert inc.title == "Our database is sad"
     assert inc.severity == "Critical"
     assert inc.links == [Link(title="incident.io INC-123", url="https://app.incident.io/acme/incidents/123")]
-    assert inc.started_at == datetime(2021, 8, 17, 13, 28, 57, 801578, tzinfo=timezone.utc)
-    assert inc.resolved_at == datetime(2021, 8, 17, 14, 28, 57, 801578, tzinfo=timezone.utc)
+    assert inc.started_at == datetime(2021, 8, 17, 13, 28, 57, 801578, tzinfo=UTC)
+    assert inc.resolved_at == datetime(2021, 8, 17, 14, 28, 57, 801578, tzinfo=UTC)
 
 
 async def test_resolved_category_and_second_secret(web: Web) -> None:

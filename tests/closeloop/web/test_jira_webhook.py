@@ -12,10 +12,12 @@ from typing import Any
 import httpx
 from temporalio.client import Client
 
+from closeloop.models import ActionItemSpec, WontDoReason
+from closeloop.standins.jira import JiraStandin
 from closeloop.web.app import create_app
-from tests.closeloop.web.conftest import secrets_of
-from closeloop.models import WontDoReason
 from closeloop.workflows.action_item import ActionItemWorkflow
+from closeloop.workflows.postmortem import PostmortemWorkflow
+from tests.closeloop.web.conftest import secrets_of
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     JIRA_SECRETS,
     SECRETS,
@@ -29,12 +31,8 @@ from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     signals,
     status_item,
 )
-from closeloop.models import ActionItemSpec
-from closeloop.standins.jira import JiraStandin
 from tests.temporal_env import incident
 from tests.workflows.drive import to_following_up
-from closeloop.workflows.action_item import ActionItemWorkflow
-from closeloop.workflows.postmortem import PostmortemWorkflow
 
 
 def done(jira: JiraStandin, key: str, resolution: str = "Done") -> dict[str, Any]:

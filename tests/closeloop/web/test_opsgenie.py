@@ -4,13 +4,12 @@ secret; every other action is ignored."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from tests.closeloop.web.conftest import secrets_of
-from tests.closeloop.web.conftest import OG_TOKENS, Web, make_web
+from tests.closeloop.web.conftest import OG_TOKENS, Web, make_web, secrets_of
 from tests.temporal_env import App
 
 ALERT_ID = "70413a06-38d6-4c85-92b8-5ebc900d42e2"
@@ -59,7 +58,7 @@ async def test_closed_alert_starts_a_lifecycle_with_the_incident(web: Web) -> No
     assert inc.title == "Checkout p99 latency above 2s"
     assert inc.severity == "SEV1"
     assert inc.services == ["checkout", "cart"]
-    assert inc.started_at == datetime(2024, 5, 1, 10, 0, tzinfo=timezone.utc)
+    assert inc.started_at == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
     assert inc.resolved_at is not None
     assert inc.dedup_key == "checkout-latency"
 

@@ -4,12 +4,12 @@ envelope, idempotent starts, and clean JSON errors."""
 from __future__ import annotations
 
 import json
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
-from closeloop.models import Link
 from closeloop.integrations.pagerduty.webhook import pagerduty_signature_ok
+from closeloop.models import Link
 from tests.closeloop.web.conftest import PD_SECRETS, Web, make_web, pd_envelope, sign
 from tests.temporal_env import App
 
@@ -27,8 +27,8 @@ async def test_resolved_event_starts_one_lifecycle_with_the_incident(web: Web) -
     assert inc.severity == "SEV1"  # from the priority's summary
     assert inc.services == ["checkout"]
     assert inc.links == [Link(title="PagerDuty incident #2", url="https://acme.pagerduty.com/incidents/PGR0VU2")]
-    assert inc.resolved_at == datetime(2020, 10, 2, 18, 45, 22, 169000, tzinfo=timezone.utc)
-    assert inc.started_at == datetime(2020, 4, 9, 15, 16, 27, tzinfo=timezone.utc)
+    assert inc.resolved_at == datetime(2020, 10, 2, 18, 45, 22, 169000, tzinfo=UTC)
+    assert inc.started_at == datetime(2020, 4, 9, 15, 16, 27, tzinfo=UTC)
     assert inc.dedup_key == "d3640fbd41094207a1c11e58e46b1662"
 
 

@@ -13,12 +13,12 @@ import hypothesis  # noqa: F401 - a test extra: a missing install fails loudly, 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from closeloop.standins.github import GitHubStandin
-from closeloop.standins.jira import JiraStandin
-from closeloop.web.requests import Reject
 from closeloop.integrations.base import StatusChange
 from closeloop.integrations.github.webhook import github_change
 from closeloop.integrations.jira.webhook import jira_change
+from closeloop.standins.github import GitHubStandin
+from closeloop.standins.jira import JiraStandin
+from closeloop.web.requests import Reject
 from tests.closeloop.web.test_fuzz import json_values
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     GH_SECRETS,

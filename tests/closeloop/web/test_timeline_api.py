@@ -3,11 +3,11 @@ auth) and the alerts the Alertmanager webhook stores for the "alertmanager" time
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
-from closeloop.models import Incident
 from closeloop.integrations.alertmanager.timeline import AlertmanagerSource
 from closeloop.integrations.local.timeline import NotesSource
+from closeloop.models import Incident
 from tests.closeloop.web.conftest import Web
 from tests.closeloop.web.test_alertmanager import am_group, wid
 from tests.temporal_env import incident
@@ -27,7 +27,7 @@ async def test_a_note_is_stored_once_for_a_known_incident(web: Web) -> None:
     assert again.status_code == 200 and again.json()["added"] is False
     notes = NotesSource(web.app.store).fetch(inc)
     assert [(n.at, n.kind, n.text, n.actor, n.source) for n in notes] == [
-        (datetime(2026, 11, 2, 10, 20, tzinfo=timezone.utc), "note", "Rolled back deploy 4711", "bob", "notes")]
+        (datetime(2026, 11, 2, 10, 20, tzinfo=UTC), "note", "Rolled back deploy 4711", "bob", "notes")]
 
 
 async def test_note_errors_are_json(web: Web) -> None:

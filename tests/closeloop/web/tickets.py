@@ -34,16 +34,16 @@ from referencing.jsonschema import DRAFT202012
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from closeloop.planning import policy_for
 from closeloop.models import ActionItem, ActionItemInput, action_item_workflow_id
+from closeloop.planning import policy_for
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin
 from closeloop.standins.spec import SPEC_URI, SPECS_DIR
 from closeloop.web.app import create_app
+from closeloop.workflows.action_item import ActionItemWorkflow
 from tests.closeloop.web.conftest import TOKENS, secrets_of
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, spec_validator, validated
 from tests.temporal_env import DAY, App, incident, running_app
-from closeloop.workflows.action_item import ActionItemWorkflow
 
 JIRA_SECRETS = ("jira-hook-secret-old-0123", "jira-hook-secret-new-4567")
 GH_SECRETS = ("gh-hook-secret-0123456789", "gh-hook-secret-rotated-xyz")
