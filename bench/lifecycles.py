@@ -41,6 +41,7 @@ from temporalio.worker import Worker  # noqa: E402
 from closeloop import logging as closeloop_logging  # noqa: E402
 from closeloop.client import start_postmortem  # noqa: E402
 from closeloop.config import Config, load_config  # noqa: E402
+from closeloop.contract import action_item_workflow_id  # noqa: E402
 from closeloop.integrations.registry import build  # noqa: E402
 from closeloop.models import (  # noqa: E402
     ActionItemSpec,
@@ -52,7 +53,6 @@ from closeloop.models import (  # noqa: E402
     ReviewVote,
     Stage,
     VerdictInput,
-    action_item_workflow_id,
 )
 from closeloop.worker import build_worker  # noqa: E402
 from closeloop.workflows.action_item import ActionItemWorkflow  # noqa: E402

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -16,7 +16,6 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 
 from closeloop.directory import Directory, DirectoryError, DirectorySettings, load_directory
 from closeloop.durations import Duration
-from closeloop.planning import policy_for
 from closeloop.policy import ROLES, Policy
 
 ENV_CONFIG = "CLOSELOOP_CONFIG"
@@ -127,6 +126,7 @@ class Config(_Strict):
         """Cross-field checks that pydantic cannot do alone. Raises ConfigError with one line. The integration
         registry adds its own: `policy_problems` of each resolved policy (trackers and timeline sources it
         names), and `more` (its sections)."""
+        from closeloop.planning import policy_for  # here: loading a config (the CLI) needs no planning
         problems: list[str] = list(more or [])
         try:
             people = self.people_directory()
@@ -159,8 +159,8 @@ class Config(_Strict):
                 if policy_problems is not None:
                     problems += [f"{where}: {p}" for p in policy_problems(policy)]
         if problems:
-            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
-            raise ConfigError(f"{self.source}: {problems[0]}{more}")
+            others = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise ConfigError(f"{self.source}: {problems[0]}{others}")
 
 
 def first_error(e: ValidationError) -> str:
@@ -202,31 +202,31 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
     return None
 
 
-def load_config(path: str | os.PathLike[str] | None = None, *, env: dict[str, str] | None = None) -> Config:
+def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Config:
     """Load and validate the config. Environment variables override where things run:
     CLOSELOOP_TEMPORAL_ADDRESS, CLOSELOOP_NAMESPACE, CLOSELOOP_TASK_QUEUE, CLOSELOOP_DB_URL, CLOSELOOP_DATA_DIR,
     CLOSELOOP_UI_PORT, CLOSELOOP_WEB_HOST, CLOSELOOP_WEB_PORT."""
-    env = os.environ if env is None else env
+    environ: Mapping[str, str] = os.environ if env is None else env
     found = find_config_path(path)
     if found is None:
         data, source = tomllib.loads(builtin_config_text()), "<built-in example config>"
     else:
         data, source = _read(found), str(found)
     overrides = {
-        ("temporal", "address"): env.get("CLOSELOOP_TEMPORAL_ADDRESS"),
-        ("temporal", "namespace"): env.get("CLOSELOOP_NAMESPACE"),
-        ("temporal", "task_queue"): env.get("CLOSELOOP_TASK_QUEUE"),
-        ("store", "url"): env.get("CLOSELOOP_DB_URL"),
-        ("web", "host"): env.get("CLOSELOOP_WEB_HOST"),
-        ("web", "port"): env.get("CLOSELOOP_WEB_PORT"),
+        ("temporal", "address"): environ.get("CLOSELOOP_TEMPORAL_ADDRESS"),
+        ("temporal", "namespace"): environ.get("CLOSELOOP_NAMESPACE"),
+        ("temporal", "task_queue"): environ.get("CLOSELOOP_TASK_QUEUE"),
+        ("store", "url"): environ.get("CLOSELOOP_DB_URL"),
+        ("web", "host"): environ.get("CLOSELOOP_WEB_HOST"),
+        ("web", "port"): environ.get("CLOSELOOP_WEB_PORT"),
     }
     for (section, key), value in overrides.items():
         if value:
             data.setdefault(section, {})[key] = value
-    if env.get("CLOSELOOP_UI_PORT"):
-        data.setdefault("temporal", {})["ui_port"] = env["CLOSELOOP_UI_PORT"]
-    if env.get("CLOSELOOP_DATA_DIR"):
-        data["data_dir"] = env["CLOSELOOP_DATA_DIR"]
+    if environ.get("CLOSELOOP_UI_PORT"):
+        data.setdefault("temporal", {})["ui_port"] = environ["CLOSELOOP_UI_PORT"]
+    if environ.get("CLOSELOOP_DATA_DIR"):
+        data["data_dir"] = environ["CLOSELOOP_DATA_DIR"]
     try:
         config = Config.model_validate(data)
     except ValidationError as e:

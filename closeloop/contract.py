@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from closeloop.models import (  # noqa: F401 - the id functions are re-exported
+from closeloop.models import (
     ActionItem,
     ActionItemState,
     Cancellation,
@@ -26,19 +26,25 @@ from closeloop.models import (  # noqa: F401 - the id functions are re-exported
     TicketStatusEvent,
     VerdictInput,
     WontDoReason,
-    action_item_workflow_id,
-    postmortem_workflow_id,
 )
+from closeloop.ids import ACTION_ITEM_WORKFLOW as ACTION_ITEM_WORKFLOW
+from closeloop.ids import POSTMORTEM_WORKFLOW as POSTMORTEM_WORKFLOW
+from closeloop.ids import STALLED_DIGEST_WORKFLOW as STALLED_DIGEST_WORKFLOW
+from closeloop.ids import TICKET_SYNC_WORKFLOW as TICKET_SYNC_WORKFLOW
+from closeloop.ids import BadId as BadId
+from closeloop.ids import action_item_workflow_id as action_item_workflow_id
+from closeloop.ids import incident_of as incident_of
+from closeloop.ids import parse_item_id as parse_item_id
+from closeloop.ids import parse_postmortem_id as parse_postmortem_id
+from closeloop.ids import postmortem_of_item as postmortem_of_item
+from closeloop.ids import postmortem_workflow_id as postmortem_workflow_id
 
 In = TypeVar("In")
 Out = TypeVar("Out")
 
 # --------------------------------------------------------------------------- workflow types
 
-POSTMORTEM_WORKFLOW = "PostmortemWorkflow"
-ACTION_ITEM_WORKFLOW = "ActionItemWorkflow"
-STALLED_DIGEST_WORKFLOW = "StalledDigestWorkflow"
-TICKET_SYNC_WORKFLOW = "TicketSyncWorkflow"
+# POSTMORTEM_WORKFLOW, ACTION_ITEM_WORKFLOW, STALLED_DIGEST_WORKFLOW, TICKET_SYNC_WORKFLOW: closeloop.ids.
 
 # Workflow ids of the sweeps: the Schedules' own, and the one `closeloop tickets sync` runs by hand.
 STALLED_DIGEST_SCHEDULE_ID = "closeloop-stalled-digest"
@@ -87,62 +93,14 @@ COMPLETE_ITEM = UpdateRef("complete", CompleteItem, str)
 EXPLAIN_WONT_DO = UpdateRef("explain_wont_do", WontDoReason, str)
 VERDICT = UpdateRef("verdict", VerdictInput, str)
 TICKET_STATUS = SignalRef("ticket_status", TicketStatusEvent)
-ITEM_STATE = QueryRef("state", ActionItemState)
+ITEM_STATE: QueryRef[ActionItemState] = QueryRef("state", ActionItemState)
 
 # --------------------------------------------------------------------------- ids
 
-POSTMORTEM_PREFIX = "postmortem/"
-ITEM_PREFIX = "item-"
-
-
-class BadId(ValueError):
-    """A string that is no postmortem or action item id; the message says what one looks like."""
-
-
-# postmortem_workflow_id(source, external id): the one workflow id of an incident's lifecycle (also
-# Incident.workflow_id), so a second trigger never starts a second one. action_item_workflow_id(postmortem id,
-# "item-N"): an action item's workflow id, which is also its ActionItem.id. Both are defined with the models
-# (Incident.workflow_id needs the first) and are part of this contract.
+# postmortem_workflow_id, action_item_workflow_id, parse_postmortem_id, parse_item_id, incident_of,
+# postmortem_of_item and BadId: closeloop.ids (pure, cheap to import), re-exported here.
 
 
 def item_workflow_id(item: ActionItem) -> str:
     """The ActionItemWorkflow that owns this item (item ids are `<postmortem id>/item-N`)."""
     return action_item_workflow_id(item.postmortem_id, item.id.removeprefix(item.postmortem_id + "/"))
-
-
-def parse_postmortem_id(text: str) -> str:
-    """"postmortem/api/INC-1", "api/INC-1" or "api:INC-1" -> "postmortem/api/INC-1"; BadId otherwise."""
-    text = text.strip()
-    if text.startswith(POSTMORTEM_PREFIX):
-        rest = text[len(POSTMORTEM_PREFIX):]
-    else:
-        rest = text.replace(":", "/", 1) if ":" in text and "/" not in text else text
-    parts = rest.split("/")
-    if len(parts) != 2 or not all(parts):
-        raise BadId(f"bad postmortem id {text!r}: use postmortem/SOURCE/ID, SOURCE/ID or SOURCE:ID (e.g. api/INC-1)")
-    return postmortem_workflow_id(parts[0], parts[1])
-
-
-def parse_item_id(text: str) -> str:
-    """"postmortem/api/INC-1/item-2", "api/INC-1/item-2" or "api:INC-1/item-2" -> the full item id."""
-    text = text.strip()
-    head, sep, item = text.rpartition("/")
-    problem = (f"bad action item id {text!r}: use postmortem/SOURCE/ID/item-N or SOURCE/ID/item-N "
-               "(e.g. api/INC-1/item-2)")
-    if not sep or not item.startswith(ITEM_PREFIX) or not head:
-        raise BadId(problem)
-    try:
-        return action_item_workflow_id(parse_postmortem_id(head), item)
-    except BadId:
-        raise BadId(problem) from None
-
-
-def incident_of(postmortem_id: str) -> tuple[str, str]:
-    """(source, external id) of a postmortem id in any of the forms parse_postmortem_id takes."""
-    _, source, external_id = parse_postmortem_id(postmortem_id).split("/")
-    return source, external_id
-
-
-def postmortem_of_item(item_id: str) -> str:
-    """The postmortem id an action item id belongs to."""
-    return parse_item_id(item_id).rpartition("/")[0]

@@ -14,13 +14,15 @@ from __future__ import annotations
 import csv
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from closeloop.models import Person
 from closeloop.policy import ROLES
+
+if TYPE_CHECKING:
+    from closeloop.models import Person
 
 
 class DirectoryError(Exception):
@@ -37,7 +39,7 @@ class DirectorySettings(BaseModel):
                                                         "directory")
 
 
-class Directory(Mapping[str, Person]):
+class Directory(Mapping[str, "Person"]):
     """People by key, with the escalation chain (owner, manager, skip-level) each of them has."""
 
     def __init__(self, people: Mapping[str, Person]) -> None:
@@ -110,11 +112,15 @@ class Directory(Mapping[str, Person]):
 
 
 def _from_config(settings: DirectorySettings, people: Mapping[str, Any]) -> dict[str, Person]:
+    from closeloop.models import Person  # the models load when the directory does, not with the config
+
     return {key: Person(key=key, **(entry.model_dump() if isinstance(entry, BaseModel) else dict(entry)))
             for key, entry in people.items()}
 
 
 def _from_csv(settings: DirectorySettings, people: Mapping[str, Any]) -> dict[str, Person]:
+    from closeloop.models import Person
+
     if settings.path is None:
         raise DirectoryError("directory.path: a CSV directory needs the file's path")
     try:
@@ -144,7 +150,7 @@ def _from_csv(settings: DirectorySettings, people: Mapping[str, Any]) -> dict[st
     return out
 
 
-DirectorySource = Callable[[DirectorySettings, Mapping[str, Any]], dict[str, Person]]
+DirectorySource = Callable[[DirectorySettings, Mapping[str, Any]], "dict[str, Person]"]
 DIRECTORY_SOURCES: dict[str, DirectorySource] = {"config": _from_config, "csv": _from_csv}
 
 

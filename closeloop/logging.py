@@ -5,20 +5,23 @@ from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import MutableMapping
+from typing import Any
 
 import structlog
+from structlog.typing import Processor
 
 _SECRET_WORDS = ("secret", "token", "password", "authorization", "api_key", "apikey")
 
 
-def _redact(_: object, __: str, event: dict) -> dict:  # type: ignore[type-arg]
+def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for key in list(event):
         if any(word in key.lower() for word in _SECRET_WORDS):
             event[key] = "[redacted]"
     return event
 
 
-def _temporal_extras(_: object, __: str, event: dict) -> dict:  # type: ignore[type-arg]
+def _temporal_extras(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     record = event.get("_record")
     if record is not None:
         for attr in ("temporal_workflow", "temporal_activity"):
@@ -31,7 +34,7 @@ def _temporal_extras(_: object, __: str, event: dict) -> dict:  # type: ignore[t
 
 
 def configure(level: str = "INFO", *, json: bool = True, stream: object = None) -> None:
-    shared = [
+    shared: list[Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
@@ -57,7 +60,7 @@ def configure(level: str = "INFO", *, json: bool = True, stream: object = None) 
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 
-def _drop_extras_objects(_: object, __: str, event: dict) -> dict:  # type: ignore[type-arg]
+def _drop_extras_objects(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k in ("temporal_workflow", "temporal_activity"):
         event.pop(k, None)
     return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)) for k, v in event.items()}

@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from closeloop.durations import Duration
+from closeloop.ids import postmortem_workflow_id
 from closeloop.policy import Policy
 
 
@@ -91,16 +92,6 @@ def compute_fingerprint(services: list[str], dedup_key: str | None, title: str) 
     """What makes two incidents "the same kind": the services plus the alert/dedup key (or the title)."""
     basis = ",".join(sorted(s.lower() for s in services)) + "|" + (dedup_key or slug(title))
     return hashlib.sha256(basis.encode()).hexdigest()[:16]
-
-
-def postmortem_workflow_id(source: str, external_id: str) -> str:
-    """Part of closeloop.contract: the workflow id of an incident's lifecycle."""
-    return f"postmortem/{source}/{external_id}"
-
-
-def action_item_workflow_id(postmortem_id: str, item_id: str) -> str:
-    """Part of closeloop.contract: an action item's workflow id (and its ActionItem.id)."""
-    return f"{postmortem_id}/{item_id}"
 
 
 # --------------------------------------------------------------------------- postmortems

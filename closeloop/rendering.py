@@ -38,7 +38,14 @@ from pydantic import TypeAdapter
 
 from closeloop.durations import format_duration
 from closeloop.integrations.base import Document
-from closeloop.models import Incident, PostmortemState, ReviewDecision, TimelineEvent, clamp_non_negative
+from closeloop.models import (
+    Incident,
+    PostmortemState,
+    ReviewDecision,
+    ReviewRecord,
+    TimelineEvent,
+    clamp_non_negative,
+)
 
 NOTIFICATION_KINDS = (
     "draft_requested",
@@ -80,11 +87,11 @@ def format_dt(value: Any) -> str:
         try:
             value = datetime.fromisoformat(value.replace("Z", "+00:00"))
         except ValueError:
-            return value
+            return str(value)
     if isinstance(value, datetime):
         if value.tzinfo is None:
             value = value.replace(tzinfo=UTC)
-        return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        return str(value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC"))
     return str(value)
 
 
@@ -98,7 +105,7 @@ def format_td(value: Any) -> str:
         try:
             value = TypeAdapter(timedelta).validate_python(value)
         except ValueError:
-            return value
+            return str(value)
     if isinstance(value, timedelta):
         return format_duration(clamp_non_negative(value))
     return str(value)
@@ -195,7 +202,7 @@ def _render(env: jinja2.Environment, name: str, variables: dict[str, Any]) -> st
         ) from e
     except jinja2.TemplateNotFound as e:
         raise TemplateProblem(f"template {name}: includes a missing template {e.name}") from e
-    except jinja2.sandbox.SecurityError as e:
+    except jinja2.exceptions.SecurityError as e:
         raise TemplateProblem(f"template {name}: not allowed by the sandbox: {_one_line(str(e))}{_where(e)}") from e
     except jinja2.UndefinedError as e:
         raise TemplateProblem(f"template {name}: undefined: {_one_line(str(e))}{_where(e)}") from e
@@ -256,9 +263,9 @@ def _items(state: PostmortemState) -> list[dict[str, Any]]:
 
 
 def _review_status(state: PostmortemState) -> list[dict[str, Any]]:
-    latest: dict[str, Any] = {}
-    for r in sorted(state.reviews, key=lambda r: (r.round, r.at)):
-        latest[r.reviewer] = r
+    latest: dict[str, ReviewRecord] = {}
+    for review in sorted(state.reviews, key=lambda r: (r.round, r.at)):
+        latest[review.reviewer] = review
     order = list(dict.fromkeys([*state.plan.reviewers, *latest]))
     rows = []
     for reviewer in order:

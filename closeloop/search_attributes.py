@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from temporalio.client import Client
 from temporalio.common import SearchAttributeKey
 
@@ -13,7 +15,7 @@ SEVERITY = SearchAttributeKey.for_keyword("CloseloopSeverity")
 SERVICE = SearchAttributeKey.for_keyword_list("CloseloopService")
 STALLED = SearchAttributeKey.for_bool("CloseloopStalled")
 
-ALL = [STAGE, STAGE_DUE, OWNER, SEVERITY, SERVICE, STALLED]
+ALL: list[SearchAttributeKey[Any]] = [STAGE, STAGE_DUE, OWNER, SEVERITY, SERVICE, STALLED]
 
 _CLI_TYPES = {1: "Text", 2: "Keyword", 3: "Int", 4: "Double", 5: "Bool", 6: "Datetime", 7: "KeywordList"}
 

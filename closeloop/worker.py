@@ -19,7 +19,8 @@ from temporalio.client import Client
 from temporalio.service import RPCError
 from temporalio.worker import Worker
 
-from closeloop import activities, workflows
+import closeloop.activities as activities
+import closeloop.workflows as workflows
 from closeloop import logging as closeloop_logging
 from closeloop.client import Closeloop, connect
 from closeloop.config import Config, ConfigError, load_config

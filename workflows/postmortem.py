@@ -22,6 +22,7 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.activities.record_incident import DirectoryActivities, IncidentActivities, RecordIncidentInput
     from closeloop.activities.records import PostmortemRecord, RecordActivities, ReviewInput, TimelineInput
     from closeloop.activities.schedule_meeting import MeetingActivities, ScheduleMeetingInput
+    from closeloop.contract import action_item_workflow_id
     from closeloop.chase_plan import ChaseAction
     from closeloop.durations import format_duration
     from closeloop.models import (
@@ -42,7 +43,6 @@ with workflow.unsafe.imports_passed_through():
         Stage,
         StageChange,
         Verdict,
-        action_item_workflow_id,
     )
     from closeloop.timeline import failure_note, merge
     from closeloop.workflows._common import ChaseRunner, call, send

@@ -24,7 +24,7 @@ class CliError(click.ClickException):
 
     def __init__(self, message: str, exit_code: int = 1) -> None:
         super().__init__(message)
-        self.exit_code = exit_code
+        vars(self)["exit_code"] = exit_code  # click declares exit_code a class variable; this one is per error
 
 
 def bad_input(message: str) -> CliError:
@@ -73,8 +73,25 @@ def unreachable(config: Any) -> CliError:
     return CliError(f"cannot reach Temporal at {config.temporal.address}: start it with `closeloop dev`")
 
 
+def reachable(address: str, timeout: float = 2.0) -> bool:
+    """Whether something accepts TCP connections at host:port. Checked before the Temporal client is even
+    imported, so a command against a server that is down fails at once, with one line."""
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        return True  # not host:port: let the client say what is wrong with it
+    try:
+        with socket.create_connection((host.strip("[]") or "127.0.0.1", int(port)), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 async def connect(config: Any) -> Any:
     """closeloop.client.Closeloop on the config's Temporal; an unreachable server is one line, exit 1."""
+    if not reachable(config.temporal.address):
+        raise unreachable(config)
     from closeloop.client import Closeloop
 
     try:
@@ -127,7 +144,7 @@ def failure_message(e: BaseException) -> str:
 
 def postmortem_id(text: str) -> str:
     """"postmortem/api/INC-1", "api/INC-1" or "api:INC-1" -> "postmortem/api/INC-1" (closeloop.contract)."""
-    from closeloop.contract import BadId, parse_postmortem_id
+    from closeloop.ids import BadId, parse_postmortem_id
 
     try:
         return parse_postmortem_id(text)
@@ -137,7 +154,7 @@ def postmortem_id(text: str) -> str:
 
 def item_id(text: str) -> str:
     """"postmortem/api/INC-1/item-2", "api/INC-1/item-2" or "api:INC-1/item-2" -> the full item id."""
-    from closeloop.contract import BadId, parse_item_id
+    from closeloop.ids import BadId, parse_item_id
 
     try:
         return parse_item_id(text)
@@ -165,7 +182,7 @@ def parse_when(value: str) -> datetime:
     return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
-class IsoTime(click.ParamType):
+class IsoTime(click.ParamType[datetime]):
     name = "ISO-TIME"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> datetime:
@@ -177,7 +194,7 @@ class IsoTime(click.ParamType):
             self.fail(str(e), param, ctx)
 
 
-class DurationType(click.ParamType):
+class DurationType(click.ParamType[timedelta]):
     name = "DURATION"
 
     def convert(self, value: Any, param: Any, ctx: Any) -> timedelta:
@@ -266,7 +283,10 @@ def fmt_relative(dt: datetime | None, now: datetime | None = None) -> str:
 def table(rows: list[list[str]], headers: list[str]) -> None:
     """A plain aligned table (no colours, so it pipes and greps well)."""
     widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+
     click.echo(line(headers))
     for r in rows:
         click.echo(line(r))

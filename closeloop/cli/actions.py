@@ -71,7 +71,7 @@ def _item(value: str) -> dict[str, Any]:
     if len(parts) < 2 or len(parts) > 5 or not parts[0] or not parts[1]:
         raise bad_input(f"bad --item {value!r}: use \"TITLE|OWNER[|P1-P4[|prevent|detect|mitigate|process[|DUE]]]\"")
     spec: dict[str, Any] = {"title": parts[0], "owner": parts[1]}
-    for key, part in zip(("priority", "kind", "due_in"), parts[2:]):
+    for key, part in zip(("priority", "kind", "due_in"), parts[2:], strict=False):
         if part:
             spec[key] = part
     return spec
@@ -91,7 +91,7 @@ def _item(value: str) -> dict[str, Any]:
               help="An action item (repeatable): title|owner[|priority P1-P4[|kind prevent/detect/mitigate/process"
                    "[|due e.g. 14d]]].")
 @pass_ctx
-def draft_submit(obj: Context, postmortem: str, who: str | None, file_: str | None, items: tuple[str, ...],
+def draft_submit(obj: Context, /, postmortem: str, who: str | None, file_: str | None, items: tuple[str, ...],
                  **fields: Any) -> None:
     """Submit the postmortem draft (only the owner can), which sends it to review.
 

@@ -168,7 +168,8 @@ def _run_worker(config: Any, web: WebServing | None = None, ready: str = "") -> 
 
         async def stop_web() -> None:
             await stop.wait()
-            server.should_exit = True
+            if server is not None:
+                server.should_exit = True
 
         if server is not None and web is not None:
             serving = asyncio.create_task(server.serve(sockets=[web.sock]))
@@ -178,7 +179,8 @@ def _run_worker(config: Any, web: WebServing | None = None, ready: str = "") -> 
             await worker.run(config, stop=stop)
         except RuntimeError as e:
             if "connect" in str(e).lower():
-                raise CliError(f"cannot reach Temporal at {config.temporal.address}: start it with `closeloop dev`")
+                raise CliError(f"cannot reach Temporal at {config.temporal.address}: start it with "
+                               "`closeloop dev`") from None
             raise
         finally:
             stop.set()

@@ -77,7 +77,7 @@ def _link(value: str) -> dict[str, str]:
 @click.option("--dry-run", is_flag=True, help="Validate and print the incident; start nothing.")
 @click.option("--json", "as_json", is_flag=True, help="Print {\"workflow_id\": ..., \"new\": ...}.")
 @pass_ctx
-def resolve(obj: Context, file_: str | None, as_json: bool, dry_run: bool, **flags: Any) -> None:
+def resolve(obj: Context, /, file_: str | None, as_json: bool, dry_run: bool, **flags: Any) -> None:
     """Start the postmortem lifecycle of a resolved incident (once per incident: repeats are ignored).
 
     \b
@@ -236,9 +236,9 @@ def _print_state(wid: str, state: Any, status: str) -> None:
              i.verdict.value if i.verdict else "-"] for i in state.items]
     widths = [max(len(r[c]) for r in rows) for c in range(len(rows[0]))]
     headers = ["ID", "TITLE", "OWNER", "DUE", "TICKET", "STATUS", "VERDICT"]
-    widths = [max(w, len(h)) for w, h in zip(widths, headers)]
+    widths = [max(w, len(h)) for w, h in zip(widths, headers, strict=True)]
     for r in [headers, *rows]:
-        click.echo("    " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+        click.echo("    " + "  ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)).rstrip())
 
 
 @click.command("status")
@@ -259,16 +259,16 @@ def status(obj: Context, postmortem: str | None, limit: int, as_json: bool) -> N
       closeloop status api:INC-1 --json | jq .stage
       closeloop status
     """
-    from closeloop.contract import POSTMORTEM_WORKFLOW
+    from closeloop.ids import POSTMORTEM_WORKFLOW
 
     if postmortem:
         wid = postmortem_id(postmortem)
         config = obj.config()
 
         async def one() -> tuple[Any, str]:
+            closeloop = await connect(config)
             from temporalio.api.enums.v1 import WorkflowExecutionStatus
 
-            closeloop = await connect(config)
             with workflow_errors("postmortem", wid):
                 raw = await closeloop.describe_raw(wid)
                 if raw is None:
@@ -319,7 +319,7 @@ def stalled(obj: Context, limit: int, as_json: bool) -> None:
       closeloop stalled --json | jq '.[] | select(.type == "item")'
     """
     from closeloop.client import STALLED_QUERY
-    from closeloop.contract import ACTION_ITEM_WORKFLOW, POSTMORTEM_WORKFLOW
+    from closeloop.ids import ACTION_ITEM_WORKFLOW, POSTMORTEM_WORKFLOW
 
     config = obj.config()
     now = datetime.now(UTC)

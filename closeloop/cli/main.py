@@ -36,6 +36,10 @@ def _usage_hint(e: click.UsageError) -> str:
 
 def explain(e: BaseException, address: str | None = None) -> tuple[str, int]:
     """(one-line message, exit code) for any failure a command can raise."""
+    if isinstance(e, click.UsageError):
+        return e.format_message() + _usage_hint(e), 2
+    if isinstance(e, click.ClickException):  # our own one-line errors: nothing more to load
+        return e.format_message(), e.exit_code
     from pydantic import ValidationError
     from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
     from temporalio.service import RPCError, RPCStatusCode

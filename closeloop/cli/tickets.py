@@ -134,7 +134,7 @@ def _set_ticket(obj: Context, key: str, status: str, signal_status: str, reason:
             store.local.set_ticket_status(key, status, reason)
             if wid is None:
                 return f"{key} is now {status} (not a closeloop action item: nothing to sync)"
-            event = TicketStatusEvent(ticket_key=key, status=signal_status,  # type: ignore[arg-type]
+            event = TicketStatusEvent(ticket_key=key, status=signal_status,
                                       at=datetime.now(UTC), source="cli", reason=reason)
             try:
                 with workflow_errors("action item", wid):

@@ -52,6 +52,10 @@ async def in_store(storage: Callable[[], Awaitable[WebStorage]], fn: Callable[[W
         raise Reject(503, "the database is unavailable; try again later") from None
 
 
+def _by_ticket(tracker: str, key: str) -> Callable[[WebStorage], ActionItem | None]:
+    return lambda store: store.records.action_item_by_ticket(tracker, key)
+
+
 async def apply(change: StatusChange | str, source: str, delivery: str, *,
                 storage: Callable[[], Awaitable[WebStorage]], closeloop: Callable[[], Awaitable[Closeloop]]) -> Any:
     if isinstance(change, str):
@@ -62,7 +66,7 @@ async def apply(change: StatusChange | str, source: str, delivery: str, *,
         return JSONResponse({"duplicate": True}, status_code=200)
     item: ActionItem | None = None
     for key in change.keys:
-        item = await in_store(storage, lambda s, key=key: s.records.action_item_by_ticket(change.tracker, key))
+        item = await in_store(storage, _by_ticket(change.tracker, key))
         if item is not None:
             break
     if item is None or not item.ticket_key:

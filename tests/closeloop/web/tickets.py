@@ -34,7 +34,8 @@ from referencing.jsonschema import DRAFT202012
 from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
-from closeloop.models import ActionItem, ActionItemInput, action_item_workflow_id
+from closeloop.contract import action_item_workflow_id
+from closeloop.models import ActionItem, ActionItemInput
 from closeloop.planning import policy_for
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.jira import JiraStandin

@@ -1,0 +1,66 @@
+"""Workflow type names, and workflow ids both ways: an incident's lifecycle is `postmortem/<source>/<external id>`, its action items
+`<postmortem id>/item-N` (also their ActionItem.id). Pure string functions, cheap to import: part of
+closeloop.contract, which re-exports them."""
+
+from __future__ import annotations
+
+# Workflow types (recorded in every history: never rename).
+POSTMORTEM_WORKFLOW = "PostmortemWorkflow"
+ACTION_ITEM_WORKFLOW = "ActionItemWorkflow"
+STALLED_DIGEST_WORKFLOW = "StalledDigestWorkflow"
+TICKET_SYNC_WORKFLOW = "TicketSyncWorkflow"
+
+POSTMORTEM_PREFIX = "postmortem/"
+ITEM_PREFIX = "item-"
+
+
+class BadId(ValueError):
+    """A string that is no postmortem or action item id; the message says what one looks like."""
+
+
+def postmortem_workflow_id(source: str, external_id: str) -> str:
+    """The one workflow id of an incident's lifecycle: a second trigger never starts a second one."""
+    return f"{POSTMORTEM_PREFIX}{source}/{external_id}"
+
+
+def action_item_workflow_id(postmortem_id: str, item: str) -> str:
+    """An action item's workflow id (and its ActionItem.id): `<postmortem id>/item-N`."""
+    return f"{postmortem_id}/{item}"
+
+
+def parse_postmortem_id(text: str) -> str:
+    """"postmortem/api/INC-1", "api/INC-1" or "api:INC-1" -> "postmortem/api/INC-1"; BadId otherwise."""
+    text = text.strip()
+    if text.startswith(POSTMORTEM_PREFIX):
+        rest = text[len(POSTMORTEM_PREFIX):]
+    else:
+        rest = text.replace(":", "/", 1) if ":" in text and "/" not in text else text
+    parts = rest.split("/")
+    if len(parts) != 2 or not all(parts):
+        raise BadId(f"bad postmortem id {text!r}: use postmortem/SOURCE/ID, SOURCE/ID or SOURCE:ID (e.g. api/INC-1)")
+    return postmortem_workflow_id(parts[0], parts[1])
+
+
+def parse_item_id(text: str) -> str:
+    """"postmortem/api/INC-1/item-2", "api/INC-1/item-2" or "api:INC-1/item-2" -> the full item id."""
+    text = text.strip()
+    head, sep, item = text.rpartition("/")
+    problem = (f"bad action item id {text!r}: use postmortem/SOURCE/ID/item-N or SOURCE/ID/item-N "
+               "(e.g. api/INC-1/item-2)")
+    if not sep or not item.startswith(ITEM_PREFIX) or not head:
+        raise BadId(problem)
+    try:
+        return action_item_workflow_id(parse_postmortem_id(head), item)
+    except BadId:
+        raise BadId(problem) from None
+
+
+def incident_of(postmortem_id: str) -> tuple[str, str]:
+    """(source, external id) of a postmortem id in any of the forms parse_postmortem_id takes."""
+    _, source, external_id = parse_postmortem_id(postmortem_id).split("/")
+    return source, external_id
+
+
+def postmortem_of_item(item_id: str) -> str:
+    """The postmortem id an action item id belongs to."""
+    return parse_item_id(item_id).rpartition("/")[0]
