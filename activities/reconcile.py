@@ -24,7 +24,8 @@ each signal is still recorded where it matters: in the item's own history (`sour
 Signalled once. done, won't do and reopened change the item, so the store (where `tracked_items` reads)
 stops showing the difference once the item's workflow has saved it; so do a move (the item follows the new
 key) and a deletion of an open item's ticket (the item opens a new one). A deletion the workflow ignores
-(the item is done), and a reopen it may ignore (an item awaiting its verdict), are remembered in the store's delivery log (source "sweep", keyed by the item's
+(the item is done), and a reopen it may ignore (an item awaiting its verdict), are remembered in the store's
+delivery log (source "sweep", keyed by the item's
 state and the event) after the signal went out: the next sweep does not send them again. A workflow that
 no longer runs (not found, or completed) is skipped and counted, not an error.
 
@@ -150,8 +151,9 @@ async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Sig
                 if ticket.status in ("done", "wont_do"):
                     await asyncio.to_thread(store.deliveries.record_delivery, SOURCE, closed_seen_key(item))
                 elif ticket.status == "open":
-                    seen_closed = (await asyncio.to_thread(store.deliveries.delivery_seen, SOURCE, closed_seen_key(item))
-                                   or await asyncio.to_thread(store.deliveries.delivery_seen, SOURCE, done_signalled_key(item)))
+                    seen = store.deliveries.delivery_seen
+                    seen_closed = (await asyncio.to_thread(seen, SOURCE, closed_seen_key(item))
+                                   or await asyncio.to_thread(seen, SOURCE, done_signalled_key(item)))
                     summary.completed_in_closeloop += not seen_closed
             found = difference(item, ticket, at, seen_closed=seen_closed)
             if found is None:
@@ -170,9 +172,11 @@ async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Sig
             if remembered:
                 await asyncio.to_thread(store.deliveries.record_delivery, SOURCE, key)
             if event.status == "done" and item.status == ItemStatus.open:
-                await asyncio.to_thread(store.deliveries.record_delivery, SOURCE, done_signalled_key(item))  # the ticket was closed: evidence
+                # the ticket was closed: evidence
+                await asyncio.to_thread(store.deliveries.record_delivery, SOURCE, done_signalled_key(item))
             elif "reopened" in kinds:
-                await asyncio.to_thread(store.deliveries.forget_delivery, SOURCE, done_signalled_key(item))  # used up by this reopening
+                # used up by this reopening
+                await asyncio.to_thread(store.deliveries.forget_delivery, SOURCE, done_signalled_key(item))
             summary.signals += 1
             for kind in kinds:
                 summary.signalled[kind] += 1

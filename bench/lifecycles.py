@@ -64,7 +64,8 @@ T = TypeVar("T")
 # overrides, so that no step waits on the clock for long. Nothing is chased: drafts and reviews are due
 # in days and reminders come hourly, so no reminder, stall or escalation fires. Items are checked for
 # effectiveness 1 s after completion (often already past by the time the item gets there under load) and
-# look back 1 s for recurrences; the verdict window is long because the driver always answers at once. The meeting may fall on any 15-minute
+# look back 1 s for recurrences; the verdict window is long because the driver always answers at once. The meeting
+# may fall on any 15-minute
 # slot of the next 30 days, so every lifecycle books one (BENCH_CONFIG's three people share only a couple
 # of working hours a day; with its meeting policy most lifecycles of a large run would find no slot and
 # skip the invites, and lifecycles would not all do the same work).

@@ -13,6 +13,17 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from closeloop.ids import ACTION_ITEM_WORKFLOW as ACTION_ITEM_WORKFLOW
+from closeloop.ids import POSTMORTEM_WORKFLOW as POSTMORTEM_WORKFLOW
+from closeloop.ids import STALLED_DIGEST_WORKFLOW as STALLED_DIGEST_WORKFLOW
+from closeloop.ids import TICKET_SYNC_WORKFLOW as TICKET_SYNC_WORKFLOW
+from closeloop.ids import BadId as BadId
+from closeloop.ids import action_item_workflow_id as action_item_workflow_id
+from closeloop.ids import incident_of as incident_of
+from closeloop.ids import parse_item_id as parse_item_id
+from closeloop.ids import parse_postmortem_id as parse_postmortem_id
+from closeloop.ids import postmortem_of_item as postmortem_of_item
+from closeloop.ids import postmortem_workflow_id as postmortem_workflow_id
 from closeloop.models import (
     ActionItem,
     ActionItemState,
@@ -27,17 +38,6 @@ from closeloop.models import (
     VerdictInput,
     WontDoReason,
 )
-from closeloop.ids import ACTION_ITEM_WORKFLOW as ACTION_ITEM_WORKFLOW
-from closeloop.ids import POSTMORTEM_WORKFLOW as POSTMORTEM_WORKFLOW
-from closeloop.ids import STALLED_DIGEST_WORKFLOW as STALLED_DIGEST_WORKFLOW
-from closeloop.ids import TICKET_SYNC_WORKFLOW as TICKET_SYNC_WORKFLOW
-from closeloop.ids import BadId as BadId
-from closeloop.ids import action_item_workflow_id as action_item_workflow_id
-from closeloop.ids import incident_of as incident_of
-from closeloop.ids import parse_item_id as parse_item_id
-from closeloop.ids import parse_postmortem_id as parse_postmortem_id
-from closeloop.ids import postmortem_of_item as postmortem_of_item
-from closeloop.ids import postmortem_workflow_id as postmortem_workflow_id
 
 In = TypeVar("In")
 Out = TypeVar("Out")

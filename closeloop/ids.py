@@ -1,4 +1,5 @@
-"""Workflow type names, and workflow ids both ways: an incident's lifecycle is `postmortem/<source>/<external id>`, its action items
+"""Workflow type names, and workflow ids both ways: an incident's lifecycle is
+`postmortem/<source>/<external id>`, its action items
 `<postmortem id>/item-N` (also their ActionItem.id). Pure string functions, cheap to import: part of
 closeloop.contract, which re-exports them."""
 

@@ -63,4 +63,5 @@ def configure(level: str = "INFO", *, json: bool = True, stream: object = None) 
 def _drop_extras_objects(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     for k in ("temporal_workflow", "temporal_activity"):
         event.pop(k, None)
-    return {k: (v if isinstance(v, (str, int, float, bool, type(None), list, dict)) else str(v)) for k, v in event.items()}
+    plain = (str, int, float, bool, type(None), list, dict)
+    return {k: (v if isinstance(v, plain) else str(v)) for k, v in event.items()}

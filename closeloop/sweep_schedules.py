@@ -37,7 +37,8 @@ class SweepSchedule:
 STALLED_DIGEST = SweepSchedule(contract.STALLED_DIGEST_SCHEDULE_ID, "0 8 * * 1-5",
                                "weekday 08:00 UTC digest of stalled postmortems and overdue items to managers")
 # A missed run is worth nothing once the next one is due: no catch-up burst after an outage.
-TICKET_SYNC = SweepSchedule(contract.TICKET_SYNC_SCHEDULE_ID, "", "reconcile action items with their tickets ([sync] every)",
+TICKET_SYNC = SweepSchedule(contract.TICKET_SYNC_SCHEDULE_ID, "",
+                            "reconcile action items with their tickets ([sync] every)",
                             workflow=contract.TICKET_SYNC_WORKFLOW, every=DEFAULT_SYNC_EVERY,
                             catchup_window=timedelta(minutes=1))
 ALL = [STALLED_DIGEST, TICKET_SYNC]

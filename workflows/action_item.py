@@ -144,8 +144,8 @@ class ActionItemWorkflow:
         s = self.s
         while True:
             try:
-                return await call(TicketActivities.open_ticket, OpenTicketInput(item=s.item, incident=self.inp.incident),
-                                  EXTERNAL)
+                return await call(TicketActivities.open_ticket,
+                                  OpenTicketInput(item=s.item, incident=self.inp.incident), EXTERNAL)
             except ActivityError as e:
                 if not workflow.patched(PATCH_TICKET_REFUSED):
                     raise
@@ -231,13 +231,15 @@ class ActionItemWorkflow:
         now = workflow.now()
         since = max(s.item.completed_at, now - policy.recurrence_window)
         s.item.recurrences = await call(
-            TicketActivities.find_recurrences, RecurrenceInput(incident=self.inp.incident, since=since, until=now), STORE,
+            TicketActivities.find_recurrences, RecurrenceInput(incident=self.inp.incident, since=since, until=now),
+            STORE,
         )
         s.phase = "awaiting_verdict"
         s.verdict_due = now + policy.verdict_timeout
         await self._save()
         await self._notify(f"c{s.cycle}/verdict_request", "verdict_request", "owner",
-                           {"recurrences": s.item.recurrences, "due": s.verdict_due, "completed_at": s.item.completed_at})
+                           {"recurrences": s.item.recurrences, "due": s.verdict_due,
+                            "completed_at": s.item.completed_at})
 
     async def _conclude(self) -> None:
         s = self.s
@@ -283,7 +285,8 @@ class ActionItemWorkflow:
         await call(RecordActivities.save_action_item, self.s.item, STORE)
         parent = workflow.info().parent
         if parent:
-            await workflow.get_external_workflow_handle(parent.workflow_id).signal(contract.ITEM_UPDATED.name, self.s.item)
+            parent_handle = workflow.get_external_workflow_handle(parent.workflow_id)
+            await parent_handle.signal(contract.ITEM_UPDATED.name, self.s.item)
 
     async def _notify(self, key: str, kind: str, target: str, context: dict[str, Any]) -> str | None:
         item = self.s.item

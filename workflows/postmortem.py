@@ -22,8 +22,8 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.activities.record_incident import DirectoryActivities, IncidentActivities, RecordIncidentInput
     from closeloop.activities.records import PostmortemRecord, RecordActivities, ReviewInput, TimelineInput
     from closeloop.activities.schedule_meeting import MeetingActivities, ScheduleMeetingInput
-    from closeloop.contract import action_item_workflow_id
     from closeloop.chase_plan import ChaseAction
+    from closeloop.contract import action_item_workflow_id
     from closeloop.durations import format_duration
     from closeloop.models import (
         ActionItem,
@@ -121,7 +121,9 @@ class PostmortemWorkflow:
         if s.meeting:
             for person in s.meeting.attendees:
                 await self._notify(f"invite/{person}", "invite", person,
-                                   {"meeting_start": s.meeting.start, "meeting_end": s.meeting.end, "meeting_title": s.meeting.title, "calendar_ref": s.meeting.calendar_ref, "attendees": s.meeting.attendees})
+                                   {"meeting_start": s.meeting.start, "meeting_end": s.meeting.end,
+                                    "meeting_title": s.meeting.title, "calendar_ref": s.meeting.calendar_ref,
+                                    "attendees": s.meeting.attendees})
 
     async def _collect_timeline(self) -> None:
         s = self._state()
@@ -135,7 +137,7 @@ class PostmortemWorkflow:
             return_exceptions=True,
         )
         batches = []
-        for name, result in zip(names, results):
+        for name, result in zip(names, results, strict=True):
             if isinstance(result, BaseException):  # one failing source must not fail the timeline
                 cause = result.cause if isinstance(result, ActivityError) and result.cause else result
                 batches.append([failure_note(name, str(cause), workflow.now())])

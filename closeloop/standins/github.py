@@ -9,7 +9,8 @@ Implemented (state in memory), all under `prefix`: `GET /repos/{owner}/{repo}`,
 `page`, with `Link` headers), `GET|PATCH /repos/{owner}/{repo}/issues/{issue_number}` (`state`
 open/closed, `state_reason` completed/not_planned/reopened, title, body, labels, assignees, milestone),
 `GET|POST /repos/{owner}/{repo}/issues/{issue_number}/comments`,
-`GET /repos/{owner}/{repo}/milestones` (`state`, paged) and `/milestones/{milestone_number}`, and `GET /search/issues` (a `q` subset:
+`GET /repos/{owner}/{repo}/milestones` (`state`, paged) and `/milestones/{milestone_number}`, and
+`GET /search/issues` (a `q` subset:
 `repo:`, `label:`, `is:issue`/`is:pr`, `is:open`/`is:closed`, `state:`, `in:title|body`, quoted phrases
 and bare words; `total_count`, `incomplete_results`, `items`), and for timelines, newest first:
 `GET /repos/{owner}/{repo}/deployments` (`sha`, `ref`, `task`, `environment`),
@@ -276,9 +277,11 @@ class GitHubStandin(StandinServer):
             "commits_url": "/commits{/sha}", "compare_url": "/compare/{base}...{head}",
             "contents_url": "/contents/{+path}", "contributors_url": "/contributors", "deployments_url": "/deployments",
             "downloads_url": "/downloads", "events_url": "/events", "forks_url": "/forks",
-            "git_commits_url": "/git/commits{/sha}", "git_refs_url": "/git/refs{/sha}", "git_tags_url": "/git/tags{/sha}",
+            "git_commits_url": "/git/commits{/sha}", "git_refs_url": "/git/refs{/sha}",
+            "git_tags_url": "/git/tags{/sha}",
             "hooks_url": "/hooks", "issue_comment_url": "/issues/comments{/number}",
-            "issue_events_url": "/issues/events{/number}", "issues_url": "/issues{/number}", "keys_url": "/keys{/key_id}",
+            "issue_events_url": "/issues/events{/number}", "issues_url": "/issues{/number}",
+            "keys_url": "/keys{/key_id}",
             "labels_url": "/labels{/name}", "languages_url": "/languages", "merges_url": "/merges",
             "milestones_url": "/milestones{/number}", "notifications_url": "/notifications{?since,all,participating}",
             "pulls_url": "/pulls{/number}", "releases_url": "/releases{/id}", "stargazers_url": "/stargazers",
@@ -580,7 +583,7 @@ class GitHubStandin(StandinServer):
         if state not in ("open", "closed", "all"):
             raise HttpError(422, "Validation Failed", errors=[{"resource": "Issue", "field": "state",
                                                                 "code": "invalid"}])
-        wanted_labels = [l for l in (req.param("labels") or "").split(",") if l]
+        wanted_labels = [name for name in (req.param("labels") or "").split(",") if name]
         since = req.param("since")
         try:
             since_ts = _parse_iso(since) if since else None
@@ -593,7 +596,7 @@ class GitHubStandin(StandinServer):
             issues = list(self.repos[full_name]["issues"].values())
             chosen = [i for i in issues
                       if (state == "all" or i["state"] == state)
-                      and all(l in i["labels"] for l in wanted_labels)
+                      and all(label in i["labels"] for label in wanted_labels)
                       and (since_ts is None or i["updated"] >= since_ts)]
             key = {"updated": lambda i: (i["updated"], i["number"]),
                    "comments": lambda i: (len(i["comments"]), i["number"])}.get(sort, lambda i: i["number"])
@@ -720,7 +723,7 @@ class GitHubStandin(StandinServer):
                 for name in (repos or list(self.repos)):
                     for i in self.repos[name]["issues"].values():
                         text = " ".join(str(i[f] or "") for f in fields).lower()
-                        if ((state is None or i["state"] == state) and all(l in i["labels"] for l in labels)
+                        if ((state is None or i["state"] == state) and all(label in i["labels"] for label in labels)
                                 and all(t in text for t in terms)):
                             found.append((name, i["number"]))
             page, headers = self._page(req, found)

@@ -7,8 +7,8 @@ Implemented (state in memory): `GET /rest/api/2/serverInfo` (deploymentType Clou
 `GET /rest/api/2/myself`, `POST /rest/api/2/issue`, `GET /rest/api/2/issue/{key}`,
 `GET|POST /rest/api/2/issue/{key}/comment`, `GET|POST /rest/api/2/issue/{key}/transitions`, and
 `GET|POST /rest/api/2/search/jql` with a JQL subset (`key in (A, B)`, `labels = "x"`, `project = P`,
-`text ~ "phrase"` (whole words in the summary, description and comments), joined by AND and OR with parentheses, `ORDER BY`
-ignored) and `nextPageToken` / `isLast` paging (`maxResults`, capped at
+`text ~ "phrase"` (whole words in the summary, description and comments), joined by AND and OR with parentheses,
+`ORDER BY` ignored) and `nextPageToken` / `isLast` paging (`maxResults`, capped at
 `max_results`). Errors come as Jira's `ErrorCollection`. URLs are built from the server's own address.
 
 More projects (`projects`, key -> name; issue keys count per project), components per project
@@ -58,7 +58,8 @@ FIELDS = [  # id, name, clause names, schema type
     ("priority", "Priority", ["priority"], "priority"), ("labels", "Labels", ["labels"], "array"),
     ("assignee", "Assignee", ["assignee"], "user"), ("duedate", "Due date", ["due", "duedate"], "date"),
     ("status", "Status", ["status"], "status"), ("resolution", "Resolution", ["resolution"], "resolution"),
-    ("comment", "Comment", ["comment"], "comments-page"), ("created", "Created", ["created", "createdDate"], "datetime"),
+    ("comment", "Comment", ["comment"], "comments-page"),
+    ("created", "Created", ["created", "createdDate"], "datetime"),
     ("updated", "Updated", ["updated", "updatedDate"], "datetime"),
 ]
 ROUTES = [  # (method, template, handler name)
@@ -507,7 +508,8 @@ class _Handler(JsonHandler):
                 time.sleep(fault.kw["seconds"])
             if fault := s._take_fault(method, template, ("fail", "rate")):
                 if fault.kind == "rate":
-                    raise HttpError(429, ["Rate limit exceeded."], headers={"Retry-After": str(fault.kw["retry_after"])})
+                    raise HttpError(429, ["Rate limit exceeded."],
+                                    headers={"Retry-After": str(fault.kw["retry_after"])})
                 raise HttpError(fault.kw["status"], ["Internal server error (injected)."])
             try:
                 json_body = json.loads(raw) if raw else None

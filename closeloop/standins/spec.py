@@ -134,7 +134,8 @@ class ResponseValidator:
         self.spec = _errata(_relax(_swagger2_quirks(raw) if self.swagger2 else raw))
         # Jira: the client speaks v2, the description is v3 (same resources).
         self.path_aliases = path_aliases if path_aliases is not None else {"/rest/api/2/": "/rest/api/3/"}
-        self.registry = Registry().with_resource(SPEC_URI, Resource.from_contents(self.spec, default_specification=DRAFT4))
+        self.registry = Registry().with_resource(SPEC_URI,
+                                                 Resource.from_contents(self.spec, default_specification=DRAFT4))
         self._validators: dict[str, Any] = {}
 
     @cached_property

@@ -13,16 +13,20 @@ from closeloop.store.store import Store
 ALERT_KINDS = ("alert", "alert_resolved")
 
 
+def _mapping(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def alertmanager_events(group: dict[str, Any]) -> list[TimelineEvent]:
     """The moments an Alertmanager webhook group tells: each alert firing (`startsAt`) and, once it ended,
     resolving (`endsAt`). The earliest firing is a key moment: it is when the alerting saw the incident."""
     events: list[TimelineEvent] = []
-    common = group.get("commonLabels") if isinstance(group.get("commonLabels"), dict) else {}
+    common = _mapping(group.get("commonLabels"))
     for alert in group.get("alerts") or []:
         if not isinstance(alert, dict):
             continue
-        labels = {**common, **(alert.get("labels") if isinstance(alert.get("labels"), dict) else {})}
-        annotations = alert.get("annotations") if isinstance(alert.get("annotations"), dict) else {}
+        labels = {**common, **_mapping(alert.get("labels"))}
+        annotations = _mapping(alert.get("annotations"))
         name = str(labels.get("alertname") or "alert")
         where = f" on {labels['instance']}" if labels.get("instance") else ""
         summary = str(annotations.get("summary") or "").strip()

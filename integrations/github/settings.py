@@ -16,6 +16,8 @@ ENV_TOKEN = "CLOSELOOP_GITHUB_TOKEN"
 ENV_WEBHOOK_SECRETS = "CLOSELOOP_GITHUB_WEBHOOK_SECRET"  # the ticket webhook's signing secrets, comma-separated
 # GitHub's state reasons that close an issue without doing it: won't do, with the words closeloop shows.
 WONT_DO_REASONS = {"not_planned": "not planned", "duplicate": "duplicate"}
+TimelineKind = Literal["deployments", "pulls", "commits"]
+TIMELINE_KINDS: tuple[TimelineKind, ...] = ("deployments", "pulls", "commits")
 _REPO = re.compile(r"^[A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+$")
 
 
@@ -52,8 +54,7 @@ class GitHubTimelineSettings(_Strict):
     repositories: list[str] = Field(default_factory=list, description="for every service")
     service_repositories: dict[str, list[str]] = Field(default_factory=dict, description="service -> repositories")
     slack_before: Duration = timedelta(hours=2)
-    include: list[Literal["deployments", "pulls", "commits"]] = Field(
-        default_factory=lambda: ["deployments", "pulls", "commits"])
+    include: list[TimelineKind] = Field(default_factory=lambda: list(TIMELINE_KINDS))
     page_size: int = Field(default=100, ge=1, le=100)
     max_pages: int = Field(default=10, ge=1, description="per repository and kind; the listings are newest first")
     timeout: float = Field(default=30.0, gt=0)

@@ -38,7 +38,8 @@ T = TypeVar("T")
 
 
 class GitHubTimelineConfig(GitHubTimelineSettings):
-    """`[timeline.*]` (GitHubTimelineSettings, whose defaults are the only ones) plus what comes from the environment and
+    """`[timeline.github]` (GitHubTimelineSettings, whose defaults are the only ones) plus what comes from the
+    environment and
     tuning the config file does not expose."""
 
     token: str = Field(default="", repr=False)

@@ -15,6 +15,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from closeloop.integrations.base import StatusChange, TicketWebhook, WebhookContext
+from closeloop.models import TicketStatus
 from closeloop.web.requests import (
     Reject,
     as_dict,
@@ -52,7 +53,7 @@ def _github_key(repository: Any, issue: Any, where: tuple[str, str]) -> str:
     return f"{full_name.strip()[:200]}#{number}"
 
 
-def _github_closed(issue: dict[str, Any]) -> tuple[str, str]:
+def _github_closed(issue: dict[str, Any]) -> tuple[TicketStatus, str]:
     reason = WONT_DO_REASONS.get(as_text(issue.get("state_reason")))
     return ("wont_do", reason) if reason else ("done", "")
 
@@ -67,19 +68,23 @@ def github_change(event: str, payload: dict[str, Any]) -> StatusChange | str:
     issue = payload.get("issue")
     key = _github_key(payload.get("repository"), issue, ("repository", "issue"))
     issue = as_dict(issue)
-    at = iso_time(issue.get("closed_at") if action == "closed" else None) or iso_time(issue.get("updated_at")) or utc_now()
+    closed_at = iso_time(issue.get("closed_at")) if action == "closed" else None
+    at = closed_at or iso_time(issue.get("updated_at")) or utc_now()
     if action == "closed":
         status, reason = _github_closed(issue)
         return StatusChange("github", (key,), status, at, reason)
-    if action in ("reopened", "deleted"):
-        return StatusChange("github", (key,), action, at)
+    if action == "reopened":
+        return StatusChange("github", (key,), "reopened", at)
+    if action == "deleted":
+        return StatusChange("github", (key,), "deleted", at)
     changes = as_dict(payload.get("changes"))
     new_issue, new_repo = changes.get("new_issue"), changes.get("new_repository")
     if not isinstance(new_issue, dict) or not isinstance(new_repo, dict):
         return StatusChange("github", (key,), "deleted", at, "transferred to another repository")
     new_key = _github_key(new_repo, new_issue, ("changes.new_repository", "changes.new_issue"))
     status, reason = _github_closed(new_issue) if as_text(new_issue.get("state")) == "closed" else ("open", "")
-    return StatusChange("github", (key, new_key), status, at, reason or f"transferred to {new_key}",
+    status_after: TicketStatus = status
+    return StatusChange("github", (key, new_key), status_after, at, reason or f"transferred to {new_key}",
                         moved_to=new_key)
 
 

@@ -102,7 +102,8 @@ class IncidentioWebhook(IncidentWebhook):
         body = await read_body(request, ctx.max_body_bytes)
         secrets = ctx.secrets.values(ENV_WEBHOOK_SECRETS)
         if not secrets:
-            raise Reject(401, f"no incident.io webhook secrets are configured on this server (set {ENV_WEBHOOK_SECRETS})")
+            raise Reject(401, f"no incident.io webhook secrets are configured on this server "
+                              f"(set {ENV_WEBHOOK_SECRETS})")
         msg_id = request.headers.get("webhook-id")
         timestamp = request.headers.get("webhook-timestamp")
         header = request.headers.get("webhook-signature")

@@ -210,8 +210,8 @@ class JiraTracker(Tracker):
     def create(self, request: TicketRequest) -> Ticket:
         cfg = self.config.for_service(request.service)
         priority = cfg.priorities.get(request.priority, request.priority)
-        labels = list(dict.fromkeys(l.replace(" ", "-") for l in [*cfg.labels, *request.labels,
-                                                                     marker_label(request.marker)]))
+        labels = list(dict.fromkeys(label.replace(" ", "-")
+                                    for label in [*cfg.labels, *request.labels, marker_label(request.marker)]))
         fields: dict[str, Any] = {
             "project": {"key": cfg.project},
             "issuetype": {"name": cfg.issue_type},

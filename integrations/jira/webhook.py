@@ -16,6 +16,8 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from closeloop.integrations.base import StatusChange, TicketWebhook, WebhookContext
+from closeloop.integrations.jira.settings import ENV_WEBHOOK_SECRETS
+from closeloop.models import TicketStatus
 from closeloop.web.requests import (
     Reject,
     as_dict,
@@ -31,8 +33,6 @@ from closeloop.web.requests import (
 )
 
 MAX_REASON = 500
-
-from closeloop.integrations.jira.settings import ENV_WEBHOOK_SECRETS
 
 
 def jira_change(payload: dict[str, Any], wont_do_resolutions: list[str]) -> StatusChange | str:
@@ -62,6 +62,7 @@ def jira_change(payload: dict[str, Any], wont_do_resolutions: list[str]) -> Stat
 
     category = str_field(payload, "issue.fields.status.statusCategory.key").strip().lower()
     resolution = as_text(as_dict(as_dict(as_dict(payload["issue"]).get("fields")).get("resolution")).get("name"))
+    status: TicketStatus
     if category == "done":
         wont_do = {r.casefold() for r in wont_do_resolutions}
         status, reason = ("wont_do", resolution[:MAX_REASON]) if resolution.casefold() in wont_do else ("done", "")

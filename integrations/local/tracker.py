@@ -8,7 +8,7 @@ from closeloop.store.tables import TicketRow
 
 
 def _ticket(row: TicketRow) -> Ticket:
-    return Ticket(key=row.key, url=f"closeloop://tickets/{row.key}", status=row.status,  # type: ignore[arg-type]
+    return Ticket(key=row.key, url=f"closeloop://tickets/{row.key}", status=row.status,
                   resolution=row.resolution)
 
 

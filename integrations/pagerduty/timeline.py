@@ -53,7 +53,8 @@ class PagerDutyError(HttpIntegrationError):
 
 
 class PagerDutyTimelineConfig(PagerDutyTimelineSettings):
-    """`[timeline.*]` (PagerDutyTimelineSettings, whose defaults are the only ones) plus what comes from the environment and
+    """`[timeline.pagerduty]` (PagerDutyTimelineSettings, whose defaults are the only ones) plus what comes from the
+    environment and
     tuning the config file does not expose."""
 
     token: str = Field(default="", repr=False)
@@ -133,9 +134,11 @@ class PagerDutyTimelineSource(TimelineSource):
         except (KeyError, ValueError):
             return None
         kind, key = KINDS.get(str(entry.get("type")), ("event", False))
-        agent = entry.get("agent") if isinstance(entry.get("agent"), dict) else {}
+        agent_value = entry.get("agent")
+        agent: dict[str, Any] = agent_value if isinstance(agent_value, dict) else {}
         summary = str(entry.get("summary") or entry.get("type") or "log entry").strip()
-        note = entry.get("note") or ((entry.get("channel") or {}).get("summary") if kind == "note" else None)
+        channel = entry.get("channel")
+        note = entry.get("note") or (channel.get("summary") if kind == "note" and isinstance(channel, dict) else None)
         text = f"{summary}: {note}" if note and str(note) not in summary else summary
         return TimelineEvent(at=at, source="pagerduty", kind=kind, text=" ".join(text.split())[:2000],
                              actor=agent.get("summary") if agent.get("type") == "user_reference" else None,

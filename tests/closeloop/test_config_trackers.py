@@ -105,7 +105,8 @@ def test_registry_builds_both_trackers_with_secrets_from_the_environment(tmp_pat
 
 
 @pytest.mark.parametrize(("change", "message"), [
-    (lambda t: t + '\n[trackers.gitlab]\nrepo = "acme/ops"\n', "trackers.gitlab: no integration has [trackers.gitlab] settings (known: github, jira)"),
+    (lambda t: t + '\n[trackers.gitlab]\nrepo = "acme/ops"\n',
+     "trackers.gitlab: no integration has [trackers.gitlab] settings (known: github, jira)"),
     (lambda t: t.replace('repo = "acme/ops"\n', ""), "trackers.github.repo: Field required"),
     (lambda t: t.split("[trackers.github]")[0],
      "policy for severity SEV3, service checkout: tracker 'github' has no [trackers.github] section"),

@@ -184,7 +184,8 @@ def test_document_contents() -> None:
                  "## Lessons learned\n\nCanary deploys.",
                  "| Review meeting | Postmortem review: checkout, 2026-11-24 14:05 UTC – 2026-11-24 15:05 UTC",
                  "- Time to mitigate: 1h 25m\n",
-                 "| Add canary stage | bob | P2 | 2026-12-22 14:05 UTC | [LOCAL-7](https://tickets.example/LOCAL-7) | open |",
+                 "| Add canary stage | bob | P2 | 2026-12-22 14:05 UTC | [LOCAL-7](https://tickets.example/LOCAL-7) "
+                 "| open |",
                  "Reviewers: bob, carol",
                  "- bob: approved (2026-11-26 14:05 UTC, round 2): LGTM\n",
                  "- carol: approved (2026-11-26 15:05 UTC, round 2)\n\nApproved by: bob, carol",
@@ -232,8 +233,10 @@ def test_user_template_overrides_packaged(tmp_path: Path) -> None:
     (tmp_path / "draft.md.j2").write_text("Custom draft for {{ incident.title }} ({{ timeline | length }} events)\n")
     (tmp_path / "notify").mkdir()
     (tmp_path / "notify" / "reminder.txt.j2").write_text("Hey {{ ctx.get('recipient', 'you') }}\nWrite it.\n")
-    assert render_draft(make_state(), template_dir=tmp_path) == "Custom draft for Checkout API returns 500s (4 events)\n"
-    assert render_notification("reminder", {"recipient": "Alice"}, template_dir=tmp_path) == ("Hey Alice", "Write it.\n")
+    assert render_draft(make_state(), template_dir=tmp_path) == \
+        "Custom draft for Checkout API returns 500s (4 events)\n"
+    assert render_notification("reminder", {"recipient": "Alice"}, template_dir=tmp_path) == \
+        ("Hey Alice", "Write it.\n")
     # Templates not overridden still come from the package.
     assert render_notification("cancelled", {}, template_dir=tmp_path)[0].startswith("Cancelled:")
     assert render_document(approved_state(), template_dir=tmp_path).markdown.startswith("# Postmortem:")

@@ -263,7 +263,7 @@ def check_escalations(scope: str, sent: dict[int, tuple[str, str]], owner_chain:
     problems = []
     if sorted(sent) != list(range(len(sent))):
         problems.append(f"{scope}: escalation steps {sorted(sent)} are not contiguous from 0")
-    for i, (kind, recipient) in sent.items():
+    for i, (_kind, recipient) in sent.items():
         want = owner_chain[ESCALATION_TARGETS[i]]
         if recipient != want:
             problems.append(f"{scope}: escalation {i} went to {recipient}, not {want}")

@@ -74,7 +74,7 @@ def test_ensure_ticket_again_returns_the_same_issue(tracker: JiraTracker, standi
 
 
 def test_lost_create_response_then_retry_finds_the_issue(tracker: JiraTracker, standin: JiraStandin) -> None:
-    tracker.client  # connect first (serverInfo), so the fault hits the create
+    _ = tracker.client  # connect first (serverInfo), so the fault hits the create
     standin.lose_next_create_response()
     with pytest.raises(IntegrationError) as lost:
         tracker.ensure_ticket(request())
@@ -106,7 +106,7 @@ def test_statuses_of_120_keys_are_few_searches(tracker: JiraTracker, standin: Ji
 
 
 def test_rate_limit_is_a_retryable_error_with_retry_after(tracker: JiraTracker, standin: JiraStandin) -> None:
-    tracker.client
+    _ = tracker.client
     standin.rate_limit_next(retry_after=7)
     with pytest.raises(IntegrationError) as err:
         tracker.ensure_ticket(request())
@@ -117,7 +117,7 @@ def test_rate_limit_is_a_retryable_error_with_retry_after(tracker: JiraTracker, 
 
 
 def test_server_error_is_retryable_and_client_errors_are_not(tracker: JiraTracker, standin: JiraStandin) -> None:
-    tracker.client
+    _ = tracker.client
     standin.fail_next(1, status=500)
     with pytest.raises(IntegrationError) as err:
         tracker.statuses(["CL-1"])
@@ -134,7 +134,7 @@ def test_server_error_is_retryable_and_client_errors_are_not(tracker: JiraTracke
 
 
 def test_timeout_is_retryable(tracker: JiraTracker, standin: JiraStandin) -> None:
-    tracker.client
+    _ = tracker.client
     standin.delay_next(2.0, path="/rest/api/2/search/jql")
     with pytest.raises(IntegrationError) as err:
         tracker.statuses(["CL-1"])

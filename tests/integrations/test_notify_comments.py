@@ -21,12 +21,14 @@ AT = datetime(2026, 11, 22, 12, tzinfo=UTC)
 
 
 def notifying(integrations: Integrations) -> NotifyActivities:
-    return NotifyActivities(integrations.directory, integrations.notifiers, integrations.tracker, integrations.template_dir)
+    return NotifyActivities(integrations.directory, integrations.notifiers, integrations.tracker,
+                            integrations.template_dir)
 
 
 def reminder(tracker: str, ticket_key: str, n: int) -> NotifyInput:
     return NotifyInput(key=f"postmortem/api/INC-7/item-{n}/c0/reminder/{n}", kind="item_reminder", target="owner",
-                       relative_to="bob", postmortem_id="postmortem/api/INC-7", item_id=f"postmortem/api/INC-7/item-{n}",
+                       relative_to="bob", postmortem_id="postmortem/api/INC-7",
+                       item_id=f"postmortem/api/INC-7/item-{n}",
                        at=AT, context={"item_title": f"Item {n}"}, tracker=tracker, ticket_key=ticket_key)
 
 

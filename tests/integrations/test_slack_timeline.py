@@ -29,7 +29,8 @@ def standin() -> Iterator[SlackStandin]:
 def source(standin: SlackStandin, *, token: str = "xoxb-test", page_size: int = 200,
            **kw: object) -> SlackTimelineSource:
     settings = dict(token=token, base_url=standin.base_url, service_channels={"checkout": "C0INCIDENT"},
-                    reactions=dict(DEFAULT_REACTIONS), slack_before=timedelta(minutes=30), page_size=page_size, timeout=2.0)
+                    reactions=dict(DEFAULT_REACTIONS), slack_before=timedelta(minutes=30), page_size=page_size,
+                    timeout=2.0)
     settings.update(kw)
     return SlackTimelineSource(SlackTimelineConfig(**settings), people={"alice": ALICE})  # type: ignore[arg-type]
 

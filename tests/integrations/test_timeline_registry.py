@@ -25,7 +25,8 @@ def test_a_named_source_without_its_section_is_a_config_error(tmp_path: Path) ->
         make_config(tmp_path, extra='\n[severity.SEV1]\ntimeline_sources = ["pagrduty"]\n')
     assert "unknown timeline source 'pagrduty'" in str(unknown.value)
     with pytest.raises(ConfigError) as jira:
-        make_config(tmp_path, extra='\n[severity.SEV1]\ntimeline_sources = ["jira"]\n\n[timeline.jira]\nproject = "CL"\n')
+        make_config(tmp_path,
+                    extra='\n[severity.SEV1]\ntimeline_sources = ["jira"]\n\n[timeline.jira]\nproject = "CL"\n')
     assert "needs [timeline.jira] url or a [trackers.jira] section" in str(jira.value)
     with pytest.raises(ConfigError) as bad_key:
         make_config(tmp_path, extra='\n[timeline.slack]\nchanel = "C1"\n')

@@ -65,7 +65,8 @@ async def test_reopened_ticket_revokes_completion(app: App) -> None:
     item = state.items[0]
     h = app.client.get_workflow_handle(item.id)
     now = await app.now()
-    await h.signal(ActionItemWorkflow.ticket_status, TicketStatusEvent(ticket_key=item.ticket_key, status="done", at=now))
+    await h.signal(ActionItemWorkflow.ticket_status,
+                   TicketStatusEvent(ticket_key=item.ticket_key, status="done", at=now))
     await app.wait_for(h, lambda s: s.phase == "waiting_effectiveness")
     await app.env.sleep(2 * DAY)
     await h.signal(ActionItemWorkflow.ticket_status,
@@ -74,7 +75,8 @@ async def test_reopened_ticket_revokes_completion(app: App) -> None:
     assert st.item.status.value == "open" and st.item.completed_at is None and st.cycle == 1
     # a signal for some other ticket changes nothing
     await h.signal(ActionItemWorkflow.ticket_status, TicketStatusEvent(ticket_key="LOCAL-999", status="done", at=now))
-    await h.signal(ActionItemWorkflow.ticket_status, TicketStatusEvent(ticket_key=item.ticket_key, status="done", at=now))
+    await h.signal(ActionItemWorkflow.ticket_status,
+                   TicketStatusEvent(ticket_key=item.ticket_key, status="done", at=now))
     st = await app.wait_for(h, lambda s: s.phase == "waiting_effectiveness")
     assert st.sync_events == 4
 

@@ -70,7 +70,8 @@ async def test_extension_within_policy_moves_the_due_date_and_beyond_is_refused(
 
     await app.env.sleep(DAY + timedelta(hours=12))
     msg = await handle.execute_update(PostmortemWorkflow.request_extension,
-                                      ExtensionRequest(by="alice", extra=timedelta(days=3), reason="waiting on vendor RCA"))
+                                      ExtensionRequest(by="alice", extra=timedelta(days=3),
+                                                       reason="waiting on vendor RCA"))
     assert "due" in msg
     with pytest.raises(WorkflowUpdateFailedError) as refused:
         await handle.execute_update(PostmortemWorkflow.request_extension,
@@ -117,7 +118,8 @@ async def test_reassigning_the_owner_moves_the_chase(app: App) -> None:
     await app.wait_stage(handle, Stage.in_review)
     # erin owns it now, so she does not review it: bob's approval is enough
     with pytest.raises(WorkflowUpdateFailedError) as own:
-        await handle.execute_update(PostmortemWorkflow.review, ReviewVote(reviewer="erin", decision=ReviewDecision.approve))
+        await handle.execute_update(PostmortemWorkflow.review,
+                                    ReviewVote(reviewer="erin", decision=ReviewDecision.approve))
     assert "not a reviewer" in str(own.value.cause)
     await handle.execute_update(PostmortemWorkflow.review, ReviewVote(reviewer="bob", decision=ReviewDecision.approve))
     assert (await handle.result()).stage == Stage.closed
@@ -139,7 +141,8 @@ async def test_changes_requested_returns_to_drafting_and_restarts_reminders(app:
         assert reason in str(rejected.value.cause)
     await handle.execute_update(PostmortemWorkflow.review, ReviewVote(reviewer="erin", decision=ReviewDecision.approve))
     with pytest.raises(WorkflowUpdateFailedError) as twice:
-        await handle.execute_update(PostmortemWorkflow.review, ReviewVote(reviewer="erin", decision=ReviewDecision.approve))
+        await handle.execute_update(PostmortemWorkflow.review,
+                                    ReviewVote(reviewer="erin", decision=ReviewDecision.approve))
     assert "already voted in review round 1" in str(twice.value.cause)
     await handle.execute_update(PostmortemWorkflow.review, ReviewVote(
         reviewer="bob", decision=ReviewDecision.request_changes, comment="root cause is a symptom; dig deeper"))
@@ -197,7 +200,8 @@ async def test_months_long_chase_continues_as_new_with_bounded_history(app: App)
     assert keys == [f"{inc.workflow_id}/draft/0/reminder/{n}" for n in range(120)]
     times = [at for kind, _w, _k, at in app.outbox(inc.workflow_id) if kind == "reminder"]
     assert all(within(at, t0 + (n + 1) * DAY) for n, at in enumerate(times))
-    assert [who for kind, who, _k, _at in app.outbox(inc.workflow_id) if kind == "escalation"] == ["alice", "carol", "dave"]
+    escalated = [who for kind, who, _k, _at in app.outbox(inc.workflow_id) if kind == "escalation"]
+    assert escalated == ["alice", "carol", "dave"]
 
     # and the lifecycle still works after all those runs
     await handle.execute_update(PostmortemWorkflow.submit_draft, draft())

@@ -210,7 +210,7 @@ async def test_content_creation_stays_under_the_limit_and_extra_attempts_wait(pa
         assert len(created()) == LIMIT * minute  # and nothing more went out
         clock.advance(61)  # the minute has passed: the retries that fire now find free slots
         await app.env.sleep(20)
-        await eventually(lambda: len(created()) == LIMIT * (minute + 1), timeout=30)
+        await eventually(lambda minute=minute: len(created()) == LIMIT * (minute + 1), timeout=30)
 
     final = await app.wait_for(handle, lambda s: len(s.items) == 3 and all(i.ticket_key for i in s.items))
     assert len(all_issues(github)) == 3 and github.requests["POST /repos/{owner}/{repo}/issues"] == 3

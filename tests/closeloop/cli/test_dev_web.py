@@ -79,5 +79,6 @@ def test_the_app_warns_once_per_unset_secret_and_never_shows_one(tmp_path: Path,
     assert events == [("no_api_tokens", ""), ("webhook_secret_unset", "/webhooks/incidentio"),
                       ("webhook_secret_unset", "/webhooks/opsgenie")]
     assert not any(secret in repr(e) for e in logs
-                   for secret in ("pd-very-secret-value", "also-secret", "jira-hook-secret-value", "gh-hook-secret-value"))
+                   for secret in ("pd-very-secret-value", "also-secret", "jira-hook-secret-value",
+                                  "gh-hook-secret-value"))
     assert {route.path for route in app.routes} >= {"/healthz", "/webhooks/pagerduty", "/api/incidents"}

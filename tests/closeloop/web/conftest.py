@@ -21,7 +21,8 @@ from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.temporal_env import App
 
 SECRET_NAMES = {"api_tokens": "CLOSELOOP_API_TOKENS", "pagerduty_secrets": "CLOSELOOP_PAGERDUTY_SECRETS",
-                "incidentio_secrets": "CLOSELOOP_INCIDENTIO_SECRETS", "alertmanager_tokens": "CLOSELOOP_ALERTMANAGER_TOKENS",
+                "incidentio_secrets": "CLOSELOOP_INCIDENTIO_SECRETS",
+                "alertmanager_tokens": "CLOSELOOP_ALERTMANAGER_TOKENS",
                 "alertmanager_basic": "CLOSELOOP_ALERTMANAGER_BASIC", "opsgenie_tokens": "CLOSELOOP_OPSGENIE_TOKENS",
                 "jira_webhook_secrets": "CLOSELOOP_JIRA_WEBHOOK_SECRET",
                 "github_webhook_secrets": "CLOSELOOP_GITHUB_WEBHOOK_SECRET"}

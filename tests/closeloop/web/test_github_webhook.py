@@ -76,7 +76,8 @@ async def test_reopened_issue_revokes_the_completion(hooks: Hooks, github: GitHu
     assert state.item.status.value == "open" and state.item.completed_at is None
 
 
-async def test_closed_as_not_planned_asks_the_owner_why_then_ends_the_item_as_wont_do(hooks: Hooks, github: GitHubStandin) -> None:
+async def test_closed_as_not_planned_asks_the_owner_why_then_ends_the_item_as_wont_do(
+        hooks: Hooks, github: GitHubStandin) -> None:
     handle, _ = await hooks.start_item("github")
     r = await hooks.github(closed(github, "not_planned"))
     assert r.status_code == 202 and r.json()["status"] == "wont_do", r.text

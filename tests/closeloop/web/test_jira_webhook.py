@@ -88,7 +88,8 @@ async def test_reopened_issue_revokes_the_completion(hooks: Hooks, jira: JiraSta
     assert state.item.status.value == "open" and state.item.completed_at is None
 
 
-async def test_wont_do_resolution_asks_the_owner_why_then_ends_the_item_as_wont_do(hooks: Hooks, jira: JiraStandin) -> None:
+async def test_wont_do_resolution_asks_the_owner_why_then_ends_the_item_as_wont_do(
+        hooks: Hooks, jira: JiraStandin) -> None:
     handle, _ = await hooks.start_item("jira")
     r = await hooks.jira(done(jira, "CL-1", resolution="Won't Do"))
     assert r.status_code == 202 and r.json()["status"] == "wont_do", r.text
