@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import tomllib
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
@@ -17,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from closeloop.directory import Directory, DirectoryError, DirectorySettings, load_directory
 from closeloop.durations import Duration
 from closeloop.policy import ROLES, Policy
+from closeloop.validation import first_problem
 
 ENV_CONFIG = "CLOSELOOP_CONFIG"
 
@@ -164,9 +166,8 @@ class Config(_Strict):
 
 
 def first_error(e: ValidationError) -> str:
-    err = e.errors()[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    return f"{loc}: {err['msg']}" if loc else err["msg"]
+    """"<dotted path>: <what is wrong>" of the first error (closeloop.validation)."""
+    return replace(first_problem(e), others=0).line()
 
 
 def _read(path: Path) -> dict[str, Any]:

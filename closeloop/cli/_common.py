@@ -9,7 +9,7 @@ import os
 import sys
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -228,15 +228,14 @@ def read_json(path: str) -> Any:
 
 def validation_message(e: Any, what: str = "", fields: dict[str, str] | None = None) -> str:
     """One line from a pydantic ValidationError, naming the field (and its command-line flag)."""
-    errors = e.errors()
-    err = errors[0]
-    loc = ".".join(str(p) for p in err["loc"])
+    from closeloop.validation import first_problem
+
+    err = e.errors()[0]
     flag = (fields or {}).get(str(err["loc"][0])) if err["loc"] else None
-    where = f"{loc} ({flag})" if flag else loc
-    msg = err["msg"].removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
-    prefix = f"invalid {what}: " if what else "invalid input: "
-    return f"{prefix}{where}: {msg}{more}" if where else f"{prefix}{msg}{more}"
+    problem = first_problem(e)
+    if flag:
+        problem = replace(problem, where=f"{problem.where} ({flag})")
+    return problem.line(prefix=f"invalid {what}: " if what else "invalid input: ", more="more problem(s)")
 
 
 # --------------------------------------------------------------------------- output

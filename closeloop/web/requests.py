@@ -19,6 +19,7 @@ from pydantic import ValidationError
 
 from closeloop.models import Incident
 from closeloop.secrets import ENV_API_TOKENS
+from closeloop.validation import first_problem
 
 log = structlog.get_logger("closeloop.web")
 
@@ -41,13 +42,7 @@ def error_response(status: int, message: str, headers: dict[str, str] | None = N
 
 
 def validation_message(e: ValidationError, prefix: str = "") -> str:
-    errors = e.errors()
-    err = errors[0]
-    loc = ".".join(str(p) for p in err["loc"])
-    msg = str(err["msg"]).removeprefix("Value error, ")
-    more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
-    where = f"{prefix}{loc}" if loc else prefix.rstrip(".")
-    return f"invalid incident: {where}: {msg}{more}" if where else f"invalid incident: {msg}{more}"
+    return first_problem(e, base=prefix).line(prefix="invalid incident: ")
 
 
 async def read_body(request: Request, limit: int) -> bytes:
@@ -99,10 +94,9 @@ def incident_or_reject(fields: dict[str, Any], where: dict[str, str]) -> Inciden
     try:
         return Incident.model_validate(fields)
     except ValidationError as e:
-        err = e.errors()[0]
-        name = str(err["loc"][0]) if err["loc"] else ""
-        msg = str(err["msg"]).removeprefix("Value error, ")
-        raise Reject(422, f"invalid field {where.get(name, name)}: {msg}") from None
+        loc = e.errors()[0]["loc"]
+        name = str(loc[0]) if loc else ""
+        raise Reject(422, f"invalid field {where.get(name, name)}: {first_problem(e).message}") from None
 
 
 def severity_name(name: str) -> str:
