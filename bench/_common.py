@@ -12,6 +12,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -24,65 +25,9 @@ from temporalio.testing import WorkflowEnvironment  # noqa: E402
 
 from closeloop import search_attributes as sa  # noqa: E402
 
-# The config the benchmarks run closeloop with (after a `data_dir = ...` line): five people with their managers,
-# one service, the policy; SEV4 needs no postmortem, every other severity gets a lifecycle. The same text as
-# the tests' TEST_CONFIG (tests/temporal_env.py) when it was copied here; the benchmarks keep their own so
-# that a change to the tests' config does not change what they measure.
-BENCH_CONFIG = """
-default_owner = "alice"
-
-[policy]
-draft_due = "5d"
-review_due = "3d"
-reminder_every = "1d"
-max_extension = "4d"
-reviewers = ["bob", "erin"]
-effectiveness_delay = "14d"
-recurrence_window = "14d"
-verdict_timeout = "3d"
-item_reminders_before = ["7d", "1d"]
-escalation = [
-  { after = "0s", notify = "owner" },
-  { after = "2d", notify = "manager" },
-  { after = "5d", notify = "skip_level" },
-]
-item_due = { P1 = "7d", P2 = "14d", P3 = "30d", P4 = "60d" }
-
-[severity.SEV4]
-postmortem_required = false
-
-[services.checkout]
-owner = "alice"
-
-[people.alice]
-name = "Alice Owner"
-email = "alice@example.com"
-timezone = "Europe/Berlin"
-manager = "carol"
-
-[people.bob]
-name = "Bob Reviewer"
-email = "bob@example.com"
-timezone = "America/New_York"
-manager = "carol"
-
-[people.erin]
-name = "Erin Reviewer"
-email = "erin@example.com"
-timezone = "Europe/London"
-manager = "carol"
-
-[people.carol]
-name = "Carol Manager"
-email = "carol@example.com"
-timezone = "Europe/Berlin"
-manager = "dave"
-
-[people.dave]
-name = "Dave Director"
-email = "dave@example.com"
-timezone = "America/New_York"
-"""
+# The config the benchmarks run closeloop with (after a `data_dir = ...` line): closeloop/examples/team.toml, five
+# people with their managers, one service, the policy; SEV4 needs no postmortem. The tests run the same one.
+BENCH_CONFIG = resources.files("closeloop").joinpath("examples/team.toml").read_text()
 
 
 class BenchError(Exception):

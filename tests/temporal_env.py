@@ -15,6 +15,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -45,61 +46,7 @@ def _binary(name: str) -> str:
     return found
 
 
-TEST_CONFIG = """
-default_owner = "alice"
-
-[policy]
-draft_due = "5d"
-review_due = "3d"
-reminder_every = "1d"
-max_extension = "4d"
-reviewers = ["bob", "erin"]
-effectiveness_delay = "14d"
-recurrence_window = "14d"
-verdict_timeout = "3d"
-item_reminders_before = ["7d", "1d"]
-escalation = [
-  { after = "0s", notify = "owner" },
-  { after = "2d", notify = "manager" },
-  { after = "5d", notify = "skip_level" },
-]
-item_due = { P1 = "7d", P2 = "14d", P3 = "30d", P4 = "60d" }
-
-[severity.SEV4]
-postmortem_required = false
-
-[services.checkout]
-owner = "alice"
-
-[people.alice]
-name = "Alice Owner"
-email = "alice@example.com"
-timezone = "Europe/Berlin"
-manager = "carol"
-
-[people.bob]
-name = "Bob Reviewer"
-email = "bob@example.com"
-timezone = "America/New_York"
-manager = "carol"
-
-[people.erin]
-name = "Erin Reviewer"
-email = "erin@example.com"
-timezone = "Europe/London"
-manager = "carol"
-
-[people.carol]
-name = "Carol Manager"
-email = "carol@example.com"
-timezone = "Europe/Berlin"
-manager = "dave"
-
-[people.dave]
-name = "Dave Director"
-email = "dave@example.com"
-timezone = "America/New_York"
-"""
+TEST_CONFIG = resources.files("closeloop").joinpath("examples/team.toml").read_text()
 
 
 def make_config(tmp_path: Path, *, db_url: str | None = None, extra: str = "", task_queue: str = "closeloop") -> Config:
