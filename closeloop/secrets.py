@@ -22,8 +22,8 @@ class Secrets:
     """The secrets of the environment (or of a given mapping, in tests)."""
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        self._env = dict(os.environ if env is None else env)
-        self._env = {k: v for k, v in self._env.items() if k.startswith("CLOSELOOP_")}
+        source = os.environ if env is None else env
+        self._env = {k: v for k, v in source.items() if k.startswith("CLOSELOOP_")}
 
     def values(self, name: str) -> tuple[str, ...]:
         """The comma-separated values of `name` (each once, in order); () when unset."""
