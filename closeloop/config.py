@@ -103,6 +103,7 @@ class Config(_Strict):
 
     _directory: Directory | None = PrivateAttr(default=None)
     _plugin_settings: dict[tuple[str, str], BaseModel] = PrivateAttr(default_factory=dict)
+    _plugins_checked: bool = PrivateAttr(default=False)
 
     # ------------------------------------------------------------------ derived
 
@@ -120,6 +121,14 @@ class Config(_Strict):
     def plugin_settings(self) -> dict[tuple[str, str], BaseModel]:
         """(kind, plugin) -> its validated settings; filled by closeloop.integrations.registry.check."""
         return self._plugin_settings
+
+    @property
+    def plugins_checked(self) -> bool:
+        """Whether closeloop.integrations.registry.check has validated the plugin sections."""
+        return self._plugins_checked
+
+    def mark_plugins_checked(self) -> None:
+        self._plugins_checked = True
 
     # ------------------------------------------------------------------ validation
 

@@ -126,6 +126,7 @@ def check(config: Config) -> None:
         return found
 
     config.check(policy_problems=policy_problems, more=problems)
+    config.mark_plugins_checked()
 
 
 def context(config: Config, store: Store | None = None, secrets: Secrets | None = None) -> PluginContext:
@@ -155,7 +156,7 @@ def build(config: Config, store: Store | None = None, *, secrets: Secrets | None
 
 def webhooks(config: Config, secrets: Secrets | None = None) -> Webhooks:
     """The web app's webhooks (the config's plugin sections are validated first, if they were not)."""
-    if not config.plugin_settings:
+    if not config.plugins_checked:
         check(config)
     ctx = context(config, None, secrets)
     every = plugins()
