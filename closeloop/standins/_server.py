@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -109,6 +110,8 @@ class StandinServer:
         self.violations: list[str] = []
         self._faults: list[Fault] = []
         self._lock = threading.RLock()
+        self._down_until = 0.0  # time.monotonic() until which every request fails (an outage)
+        self.outage_failures = 0  # requests failed by outages
 
     # ------------------------------------------------------------------ faults
     def fail_next(self, n: int = 1, status: int = 500, path: str | None = None) -> None:
@@ -117,12 +120,31 @@ class StandinServer:
     def rate_limit_next(self, retry_after: int = 1, path: str | None = None) -> None:
         self._faults.append(Fault("rate", path, retry_after=retry_after))
 
+    def outage(self, seconds: float, status: int = 503) -> None:
+        """Every request fails with `status` for the next `seconds` (the vendor is down), then all is well."""
+        with self._lock:
+            self._down_until = time.monotonic() + seconds
+            self._down_status = status
+
+    def restore(self) -> None:
+        """End an outage now."""
+        with self._lock:
+            self._down_until = 0.0
+
+    @property
+    def down(self) -> bool:
+        return time.monotonic() < self._down_until
+
     def _fault_matches(self, fault: Fault, method: str, template: str) -> bool:
         return fault.matches(method, template)
 
     def _take_fault(self, method: str, template: str, kinds: tuple[str, ...] | None = None) -> Fault | None:
-        """The first queued fault of one of `kinds` (any kind when None) for this request, removed."""
+        """The first queued fault of one of `kinds` (any kind when None) for this request, removed; during an
+        outage, a failure for every request."""
         with self._lock:
+            if (kinds is None or "fail" in kinds) and time.monotonic() < self._down_until:
+                self.outage_failures += 1
+                return Fault("fail", None, status=self._down_status)
             for fault in self._faults:
                 if (kinds is None or fault.kind in kinds) and self._fault_matches(fault, method, template):
                     self._faults.remove(fault)
