@@ -94,6 +94,7 @@ class Config(_Strict):
     notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     calendars: dict[str, dict[str, Any]] = Field(default_factory=dict)
     publishers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    webhooks: dict[str, dict[str, Any]] = Field(default_factory=dict)  # incident sources: severity maps...
     sync: SyncSettings = Field(default_factory=SyncSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)

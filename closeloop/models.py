@@ -53,6 +53,10 @@ class Incident(Model):
     links: list[Link] = Field(default_factory=list)
     dedup_key: str | None = Field(default=None, description="alert or dedup key from the source")
     fingerprint: str = ""
+    unmapped_severity: str | None = Field(
+        default=None, max_length=100,
+        description="the source's severity name that its severity map does not know (the severity is then the "
+                    "default, and the lifecycle's timeline says so); None when mapped")
 
     @field_validator("source")
     @classmethod

@@ -6,12 +6,14 @@ GitHub ticket status: closeloop.integrations.<vendor>.webhook).
 
 Every request that starts something calls `Closeloop.start_postmortem`, whose workflow id is
 `postmortem/<source>/<external_id>`: a repeated delivery never starts a second lifecycle, so the handlers
-keep no state of their own. Bodies are read raw (the signature covers the exact bytes) and capped at
-`[web] max_body_bytes`. Every error is a JSON `{"error": ...}`; never a traceback."""
+keep no state of their own. Bodies are read raw (the signature covers the exact bytes) and capped: the API's
+at `[web] max_body_bytes`, each webhook's at its vendor's documented maximum (`Webhook.max_body_bytes`).
+Every error is a JSON `{"error": ...}`; never a traceback."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -263,7 +265,10 @@ def _mount(app: FastAPI, webhook: Webhook, context: _Context) -> None:
     kind = "incident" if isinstance(webhook, IncidentWebhook) else "ticket" if isinstance(webhook, TicketWebhook) \
         else "other"
 
+    route_context = copy.copy(context)  # the webhook's own body limit, from its vendor's documented maximum
+    route_context.max_body_bytes = webhook.max_body_bytes
+
     async def receive(request: Request) -> Response:
-        return await webhook.handle(request, context)
+        return await webhook.handle(request, route_context)
 
     app.add_api_route(f"/webhooks/{webhook.path}", receive, methods=["POST"], name=f"{kind}_webhook_{webhook.path}")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-import re
 from datetime import UTC, datetime
 from typing import Any
 
@@ -24,7 +23,6 @@ from closeloop.validation import first_problem
 log = structlog.get_logger("closeloop.web")
 
 MAX_SIGNATURES = 16  # more than any rotation needs; bounds the work an unsigned request can cause
-_PRIORITY = re.compile(r"(?:p|sev)\s*-?\s*(\d)", re.IGNORECASE)
 
 
 class Reject(Exception):
@@ -97,12 +95,6 @@ def incident_or_reject(fields: dict[str, Any], where: dict[str, str]) -> Inciden
         loc = e.errors()[0]["loc"]
         name = str(loc[0]) if loc else ""
         raise Reject(422, f"invalid field {where.get(name, name)}: {first_problem(e).message}") from None
-
-
-def severity_name(name: str) -> str:
-    """"P1" / "SEV1" -> "SEV1"; any other name kept as it is (at most 32 characters)."""
-    m = _PRIORITY.fullmatch(name.strip())
-    return f"SEV{m.group(1)}" if m else name.strip()[:32]
 
 
 def check_bearer(request: Request, tokens: tuple[str, ...]) -> None:

@@ -158,14 +158,15 @@ og_events = st.fixed_dictionaries({}, optional={
 
 
 # mostly valid closings, so the paths that start a lifecycle get fuzzed too
-iio_closed = st.fixed_dictionaries({"event_type": st.just(IIO_EVENT), IIO_EVENT: st.fixed_dictionaries({
-    "incident": st.fixed_dictionaries({
-        "id": st.sampled_from(["01FUZZC1", "01FUZZC2"]), "name": st.text(min_size=1, max_size=600),
-        "incident_status": st.fixed_dictionaries({"category": st.sampled_from(["closed", "resolved"])}),
-    }, optional={"severity": st.one_of(json_values, st.fixed_dictionaries({"name": json_values})),
-                 "permalink": json_values, "reference": json_values, "created_at": json_values,
-                 "updated_at": json_values}),
-})})
+_iio_incident = st.fixed_dictionaries({
+    "id": st.sampled_from(["01FUZZC1", "01FUZZC2"]), "name": st.text(min_size=1, max_size=600),
+    "incident_status": st.fixed_dictionaries({"category": st.sampled_from(["closed", "learning"])}),
+}, optional={"severity": st.one_of(json_values, st.fixed_dictionaries({"name": json_values})),
+             "permalink": json_values, "reference": json_values, "created_at": json_values,
+             "updated_at": json_values})
+# both documented shapes: the incident itself (created, updated), or wrapped (status_updated)
+iio_closed = st.fixed_dictionaries({"event_type": st.just(IIO_EVENT), IIO_EVENT: st.one_of(
+    _iio_incident, st.fixed_dictionaries({"incident": _iio_incident}))})
 am_resolved = st.fixed_dictionaries({
     "version": st.just("4"), "status": st.just("resolved"), "groupKey": st.sampled_from(["fz1", "fz2", "\ud800"]),
     "alerts": st.lists(st.fixed_dictionaries({"labels": st.fixed_dictionaries({"alertname": st.text(min_size=1,
