@@ -55,6 +55,11 @@ MARKER_PREFIX = "closeloop-marker: "
 COMMENT_PREFIX = "closeloop-comment: "
 
 
+def jql_string(value: str) -> str:
+    """A JQL string literal holding exactly `value` (backslashes and quotes escaped): data never becomes JQL."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def marker_label(marker: str) -> str:
     return "closeloop-" + hashlib.sha1(marker.encode()).hexdigest()[:12]
 
@@ -254,7 +259,7 @@ class JiraTracker(Tracker):
         for i in range(0, len(keys), size):
             chunk = keys[i:i + size]
             answered: dict[str, Ticket] = {}
-            for raw in self._search(f"key in ({', '.join(chunk)})", "status,resolution"):
+            for raw in self._search(f"key in ({', '.join(map(jql_string, chunk))})", "status,resolution"):
                 ticket = self._ticket(raw)
                 answered[ticket.key] = ticket
             found.update(answered)
