@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from closeloop.durations import Duration
-from closeloop.ids import postmortem_workflow_id
+from closeloop.ids import check_external_id, check_source, postmortem_workflow_id
 from closeloop.policy import Policy
 
 
@@ -61,16 +61,12 @@ class Incident(Model):
     @field_validator("source")
     @classmethod
     def _source(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", v):
-            raise ValueError("source must be a short lowercase name such as 'pagerduty' or 'api'")
-        return v
+        return check_source(v)
 
     @field_validator("external_id")
     @classmethod
     def _external_id(cls, v: str) -> str:
-        if any(c.isspace() for c in v) or "/" in v:
-            raise ValueError("external_id must not contain whitespace or '/'")
-        return v
+        return check_external_id(v)  # the one rule (closeloop.ids): it also goes into URLs and searches
 
     @field_validator("started_at", "detected_at", "mitigated_at", "resolved_at")
     @classmethod

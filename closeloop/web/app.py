@@ -1,6 +1,7 @@
 """The HTTP app: `GET /healthz`, the generic incident API (`POST /api/incidents`,
 `POST /api/incidents/{source}/{external_id}/resolve`, `POST /api/incidents/{source}/{external_id}/notes`
-(a timeline note); bearer tokens from CLOSELOOP_API_TOKENS), and the webhooks of the integration plugins,
+(a timeline note); bearer tokens from CLOSELOOP_API_TOKENS, each for source `api` unless it names others:
+closeloop.web.requests.api_tokens), and the webhooks of the integration plugins,
 each at `POST /webhooks/<path>` (PagerDuty, incident.io, Alertmanager and Opsgenie incidents; Jira and
 GitHub ticket status: closeloop.integrations.<vendor>.webhook).
 
@@ -38,8 +39,12 @@ from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import ticket_status
 from closeloop.web.requests import (
+    API_SOURCE,
     Reject,
+    api_tokens,
     check_bearer,
+    check_incident_path,
+    check_source,
     error_response,
     json_object,
     read_body,
@@ -206,13 +211,13 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
 
-    api_tokens = secrets.values(ENV_API_TOKENS)
+    tokens = api_tokens(secrets.values(ENV_API_TOKENS))
 
     @app.post("/api/incidents")
     async def api_incident(request: Request) -> Response:
-        check_bearer(request, api_tokens)
+        token = check_bearer(request, tokens)
         data = json_object(await read_body(request, limit))
-        data.setdefault("source", "api")
+        check_source(token, data.setdefault("source", API_SOURCE))
         if data.get("resolved_at") is None:
             data["resolved_at"] = datetime.now(UTC)
         try:
@@ -223,7 +228,9 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     @app.post("/api/incidents/{source}/{external_id}/resolve")
     async def api_resolve(source: str, external_id: str, request: Request) -> Response:
-        check_bearer(request, api_tokens)
+        token = check_bearer(request, tokens)
+        check_incident_path(source, external_id)
+        check_source(token, source)
         data = json_object(await read_body(request, limit), empty_ok=True)
         for key, value in (("source", source), ("external_id", external_id)):
             if key in data and data[key] != value:
@@ -245,7 +252,9 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     @app.post("/api/incidents/{source}/{external_id}/notes")
     async def api_note(source: str, external_id: str, request: Request) -> Response:
-        check_bearer(request, api_tokens)
+        token = check_bearer(request, tokens)
+        check_incident_path(source, external_id)
+        check_source(token, source)
         event = note_from_json(json_object(await read_body(request, limit)))
         records = (await the_store()).records
         incident = await asyncio.to_thread(records.get_incident, source, external_id)
