@@ -62,7 +62,7 @@ def bounded_message(prefix: str, e: BaseException, limit: int = MAX_FAILURE_MESS
         seen.add(id(cause))
         parts.append(f"{type(cause).__name__}: {cause}" if parts else str(cause) or type(cause).__name__)
         cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
-    told = [_shorten(p, limit // 2) for p in parts[:MAX_CHAIN]]
+    told = [_shorten(p, limit // (MAX_CHAIN + 1)) for p in parts[:MAX_CHAIN]]
     more = f" (and {len(parts) - MAX_CHAIN} more causes)" if len(parts) > MAX_CHAIN else ""
     return _shorten(prefix + " <- caused by ".join(told) + more, limit)
 

@@ -278,7 +278,6 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
     config = obj.config(**env_extra, CLOSELOOP_TEMPORAL_ADDRESS=address)
     obj._config = config
     data = Path(config.data_dir).resolve()
-    lock = lock_data_dir(data)  # first: two dev servers on one temporal.db corrupt each other's shards
     binary = temporal_binary()
 
     if port_open("127.0.0.1", port):
@@ -288,8 +287,8 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
         raise CliError(f"the UI port {ui_port} is already in use: stop what uses it, or use --ui-port")
     web_host, web_port = config.web.host, web_port or config.web.port
     web_sock = None if no_web else bind_web(web_host, web_port)
-
-    data.mkdir(parents=True, exist_ok=True)
+    # Before anything touches the data directory: two dev servers on one temporal.db take each other's shards.
+    lock = lock_data_dir(data)
     click.echo(f"migrating the store ({safe_url(config.db_url)})...")
     Store(config.db_url).close()
 

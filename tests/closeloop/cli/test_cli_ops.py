@@ -164,3 +164,16 @@ def test_stalled_help_and_behaviour_agree() -> None:
         apply(chase, action)
     assert kinds[0] == ("stall", chase.due_at)  # stalled at the due time, before any escalation
     assert kinds[1] == ("escalation", chase.due_at) and kinds[2] == ("escalation", chase.due_at + timedelta(days=2))
+
+
+def test_a_worker_without_config_says_where_it_runs_before_connecting(tmp_path: Path) -> None:
+    proc = run_py([str(REPO / "worker.py")], tmp_path, CLOSELOOP_DATA_DIR=str(tmp_path / "data"),
+                  CLOSELOOP_TEMPORAL_ADDRESS="127.0.0.1:1")
+    assert proc.returncode == EXIT_UNAVAILABLE, proc.stderr[-2000:]
+    records = [json.loads(line) for line in proc.stderr.splitlines() if line.startswith("{")]
+    starting = [r for r in records if r["event"] == "worker starting"]
+    assert starting, proc.stderr[-2000:]
+    assert starting[0]["address"] == "127.0.0.1:1" and starting[0]["namespace"] == "default"
+    assert starting[0]["task_queue"] == "closeloop" and starting[0]["config"].startswith("built-in defaults")
+    errors = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("{")]
+    assert len(errors) == 1 and errors[0].startswith("closeloop worker: cannot reach Temporal at 127.0.0.1:1"), errors
