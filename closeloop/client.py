@@ -8,6 +8,7 @@ never a workflow class, so callers load no workflow, activity or store code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -175,8 +176,9 @@ def namespace_not_found(e: RPCError) -> bool:
         details = []
     if any(d.type_url.endswith("NamespaceNotFoundFailure") for d in details):
         return True
-    text = e.message.lower()
-    return "namespace" in text and "not found" in text
+    # Servers without the detail: Temporal words it "Namespace nope is not found." (a missing workflow's message
+    # may name its namespace too, so only this exact shape counts)
+    return re.fullmatch(r"namespace \S+ is not found\.?", e.message.strip().lower()) is not None
 
 
 def workflow_not_found(e: RPCError) -> bool:

@@ -6,8 +6,10 @@ from __future__ import annotations
 import pytest
 from temporalio.exceptions import ApplicationError
 
-from closeloop.activities.support import MAX_FAILURE_MESSAGE, external_errors
+from closeloop.activities.support import external_errors
 from closeloop.integrations.base import IntegrationError
+
+MAX_FAILURE_MESSAGE = 2000  # characters: far below Temporal's failure size limit
 
 
 def _long_chain(depth: int, size: int) -> IntegrationError:

@@ -16,12 +16,13 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from closeloop.cli._common import EXIT_BAD_INPUT, EXIT_FAILED, EXIT_UNAVAILABLE
 from closeloop.cli.main import cli
 from tests.closeloop.cli.test_cli_errors import CLEAN_ENV, invoke, one_line_error
 from tests.temporal_env import make_config
 
 REPO = Path(__file__).resolve().parents[3]
+# The documented exit codes (closeloop --help, README), as numbers: they are the contract with scripts.
+EXIT_FAILED, EXIT_BAD_INPUT, EXIT_UNAVAILABLE = 1, 2, 3
 CLOSED_PG = "postgresql+psycopg://postgres@127.0.0.1:1/closeloop"  # nothing listens on port 1
 
 
