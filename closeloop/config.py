@@ -31,11 +31,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def check_address(address: str) -> str:
+    """A Temporal frontend address, HOST:PORT (e.g. 127.0.0.1:7233, temporal.internal:7233, [::1]:7233), or
+    ValueError saying what is wrong: the SDK's own error for a bad one is a bare ValueError deep in a connect."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or any(c.isspace() for c in address):
+        raise ValueError(f"{address!r} is not HOST:PORT (e.g. 127.0.0.1:7233)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{address!r}: the port must be a number from 1 to 65535")
+    return address
+
+
 class TemporalSettings(_Strict):
     address: str = "127.0.0.1:7233"
     namespace: str = "default"
     task_queue: str = "closeloop"
     ui_port: int = 8233
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        return check_address(v)
 
 
 class StoreSettings(_Strict):
@@ -182,20 +198,32 @@ def first_error(e: ValidationError) -> str:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); save it "
+                          "as UTF-8") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text) or {}
         else:
             data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'TOML'}: "
-                          f"{str(e).splitlines()[0]}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    except tomllib.TOMLDecodeError as e:  # its message says "(at line N, column M)"
+        raise ConfigError(f"{path}: not valid TOML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table/mapping")
     return data
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's problem with the line and column it names (1-based), on one line."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e).splitlines()[0]
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def builtin_config_text() -> str:

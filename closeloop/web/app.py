@@ -25,6 +25,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.responses import Response
 from temporalio.client import Client
@@ -33,6 +34,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from closeloop.client import Closeloop
 from closeloop.config import Config
 from closeloop.contract import postmortem_workflow_id
+from closeloop.db_errors import db_reason, unreachable_database
 from closeloop.integrations.base import IncidentWebhook, StatusChange, TicketWebhook, Webhook
 from closeloop.models import Incident, TimelineEvent
 from closeloop.secrets import ENV_API_TOKENS, Secrets
@@ -54,6 +56,7 @@ from closeloop.web.storage import WebStorage
 
 log = structlog.get_logger("closeloop.web")
 
+RETRY_AFTER = "30"  # seconds, on every 503 (Temporal or the database unavailable)
 ClientFactory = Callable[[], Awaitable[Client]]
 StorageOpener = Callable[[str], WebStorage]
 
@@ -190,6 +193,8 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     @app.exception_handler(Reject)
     async def _reject(_: Request, e: Reject) -> JSONResponse:
+        if e.status == 503:  # every 503 tells the sender when to retry
+            return error_response(e.status, e.message, {"Retry-After": RETRY_AFTER, **(e.headers or {})})
         return error_response(e.status, e.message, e.headers)
 
     @app.exception_handler(StarletteHTTPException)
@@ -199,6 +204,16 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid request")
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, e: SQLAlchemyError) -> JSONResponse:
+        """A database outage on any route is 503 with Retry-After (the sender retries), as for the ticket
+        webhooks; any other database error is a 500. The driver's words go to the log only."""
+        if unreachable_database(e):
+            log.warning("database_unavailable", path=request.url.path, error=type(e).__name__, reason=db_reason(e))
+            return error_response(503, "the database is unavailable; try again later", {"Retry-After": RETRY_AFTER})
+        log.error("database_error", path=request.url.path, error=type(e).__name__, reason=db_reason(e))
+        return error_response(500, "internal error")
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:
