@@ -55,7 +55,8 @@ async def run(config: Config, *, stop: asyncio.Event | None = None) -> None:
     with ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity") as executor:
         worker = build_worker(client, integrations, config.temporal.task_queue, executor=executor)
         try:
-            schedules = await apply_schedules(client, config.temporal.task_queue, sync_every=config.sync.every)
+            schedules = await apply_schedules(client, config.temporal.task_queue, sync_every=config.sync.every,
+                                              retention_every=config.retention.every)
             log.info("schedules applied", schedules=schedules)
         except RPCError as e:  # a server without schedules must not stop the worker
             log.warning("schedules not applied", error=str(e))
