@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Table, and_, delete, exists, func, not_, or_, select
+from sqlalchemy import ColumnElement, CursorResult, and_, delete, exists, func, not_, or_, select
 from sqlalchemy.orm import Session
 
 from closeloop.models import PruneResult
@@ -77,6 +77,11 @@ class Cutoffs:
 Progress = Callable[[str], None]
 
 
+def _rowcount(result: Any) -> int:
+    """Rows a DELETE removed (a CursorResult's rowcount)."""
+    return int(result.rowcount) if isinstance(result, CursorResult) else 0
+
+
 class Retention:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -102,7 +107,7 @@ class Retention:
             while True:
                 with self.db.session() as s:
                     ids = select(row.id).where(where).order_by(row.id).limit(batch_size)
-                    n = s.execute(delete(row).where(row.id.in_(ids))).rowcount
+                    n = _rowcount(s.execute(delete(row).where(row.id.in_(ids))))
                 if not n:
                     break
                 result.deleted[name] += n
@@ -170,7 +175,7 @@ class Retention:
         shared = set(s.scalars(select(PostmortemRow.incident_id).where(  # by a postmortem that stays
             PostmortemRow.incident_id.in_(referred), PostmortemRow.id.not_in(ids))))
         incidents = [i for i in referred if i not in shared]
-        steps: list[tuple[Table | Any, ColumnElement[bool]]] = [
+        steps: list[tuple[Any, ColumnElement[bool]]] = [
             (TicketCommentRow, TicketCommentRow.ticket_key.in_(tickets)),
             (TicketRow, TicketRow.key.in_(tickets)),
             (MeetingRow, MeetingRow.idempotency_key.in_([f"{i}/meeting" for i in ids])),  # schedule_meeting's key
@@ -187,6 +192,6 @@ class Retention:
             if count_only:
                 n = s.scalar(select(func.count()).select_from(row).where(where)) or 0
             else:
-                n = s.execute(delete(row).where(where)).rowcount
+                n = _rowcount(s.execute(delete(row).where(where)))
             out.append((row.__tablename__, n))
         return out
