@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from closeloop import retention as keep
 from closeloop.directory import Directory, DirectoryError, DirectorySettings, load_directory
 from closeloop.durations import Duration
 from closeloop.policy import ROLES, Policy
@@ -96,6 +97,55 @@ class SyncSettings(_Strict):
         return v
 
 
+class RetentionSettings(_Strict):
+    """`[retention]`: how long the store keeps what it no longer needs; the `closeloop-retention` Schedule (every
+    `every`) and `closeloop db prune` delete older rows in batches of `batch_size` (closeloop/retention.py)."""
+
+    deliveries: Duration = Field(default=keep.DEFAULT_DELIVERIES,
+                                 description="webhook delivery log (at least the 7d replay window)")
+    notifications: Duration = Field(default=keep.DEFAULT_NOTIFICATIONS, description="notification outbox")
+    rate_events: Duration = Field(default=keep.DEFAULT_RATE_EVENTS, description="rate limit events (at least 1d)")
+    closed_records: Duration | None = Field(
+        default=None, description="closed lifecycles' records (at least 30d); unset: kept forever")
+    every: Duration = Field(default=keep.DEFAULT_EVERY, description="the clean-up's interval (at least 1h)")
+    batch_size: int = Field(default=keep.DEFAULT_BATCH, ge=1, le=100_000, description="rows per transaction")
+
+    @field_validator("deliveries")
+    @classmethod
+    def _deliveries(cls, v: timedelta) -> timedelta:
+        if v < keep.REPLAY_WINDOW:
+            raise ValueError("must be at least 7d (senders may replay a delivery for that long: GitHub, Jira)")
+        return v
+
+    @field_validator("notifications")
+    @classmethod
+    def _notifications(cls, v: timedelta) -> timedelta:
+        if v < timedelta(days=1):
+            raise ValueError("must be at least 1d (a retried notification must still find its outbox row)")
+        return v
+
+    @field_validator("rate_events")
+    @classmethod
+    def _rate_events(cls, v: timedelta) -> timedelta:
+        if v < keep.MAX_RATE_WINDOW:
+            raise ValueError("must be at least 1d (the longest rate limit window)")
+        return v
+
+    @field_validator("closed_records")
+    @classmethod
+    def _closed(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v < keep.MIN_CLOSED_RECORDS:
+            raise ValueError("must be at least 30d (or unset: closed lifecycles are kept forever)")
+        return v
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: timedelta) -> timedelta:
+        if v < timedelta(hours=1):
+            raise ValueError("must be at least 1h")
+        return v
+
+
 class Config(_Strict):
     source: str = Field(default="<built-in>", exclude=True)
     data_dir: Path = Path(".closeloop")
@@ -112,6 +162,7 @@ class Config(_Strict):
     publishers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     webhooks: dict[str, dict[str, Any]] = Field(default_factory=dict)  # incident sources: severity maps...
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)

@@ -12,6 +12,7 @@ POSTMORTEM_WORKFLOW = "PostmortemWorkflow"
 ACTION_ITEM_WORKFLOW = "ActionItemWorkflow"
 STALLED_DIGEST_WORKFLOW = "StalledDigestWorkflow"
 TICKET_SYNC_WORKFLOW = "TicketSyncWorkflow"
+RETENTION_WORKFLOW = "RetentionWorkflow"
 
 POSTMORTEM_PREFIX = "postmortem/"
 ITEM_PREFIX = "item-"

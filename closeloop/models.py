@@ -435,3 +435,18 @@ def clamp_non_negative(td: timedelta) -> timedelta:
 
 PostmortemInput.model_rebuild()
 ActionItemInput.model_rebuild()
+
+
+class PruneResult(Model):
+    """What a retention clean-up deleted (or, on a dry run, would delete): rows per table
+    (RetentionWorkflow's result, `closeloop db prune --json`)."""
+
+    at: datetime = Field(description="rows older than the retention before this time went")
+    dry_run: bool = False
+    deleted: dict[str, int] = Field(default_factory=dict, description="rows per table")
+    lifecycles: int = Field(default=0, description="closed lifecycles deleted with their records")
+    batches: int = Field(default=0, description="transactions that deleted rows")
+
+    @property
+    def total(self) -> int:
+        return sum(self.deleted.values())

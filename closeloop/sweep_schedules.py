@@ -26,6 +26,7 @@ from temporalio.client import (
 
 from closeloop import contract
 from closeloop.models import SweepInput
+from closeloop.retention import DEFAULT_EVERY as DEFAULT_RETENTION_EVERY
 
 log = structlog.get_logger("closeloop.schedules")
 
@@ -49,7 +50,12 @@ TICKET_SYNC = SweepSchedule(contract.TICKET_SYNC_SCHEDULE_ID, "",
                             "reconcile action items with their tickets ([sync] every)",
                             workflow=contract.TICKET_SYNC_WORKFLOW, every=DEFAULT_SYNC_EVERY,
                             catchup_window=timedelta(minutes=1))
-ALL = [STALLED_DIGEST, TICKET_SYNC]
+# Daily by default ([retention] every); a run missed in an outage is made up within the hour, later ones wait.
+RETENTION = SweepSchedule(contract.RETENTION_SCHEDULE_ID, "",
+                          "delete what is past its retention ([retention]; every [retention] every)",
+                          workflow=contract.RETENTION_WORKFLOW, every=DEFAULT_RETENTION_EVERY,
+                          catchup_window=timedelta(hours=1))
+ALL = [STALLED_DIGEST, TICKET_SYNC, RETENTION]
 
 
 def _schedule(task_queue: str, sweep: SweepSchedule) -> Schedule:
@@ -63,18 +69,21 @@ def _schedule(task_queue: str, sweep: SweepSchedule) -> Schedule:
     )
 
 
-def sweeps(sync_every: timedelta = DEFAULT_SYNC_EVERY) -> list[SweepSchedule]:
-    """The schedules, with the ticket sweep's interval from the config (`[sync] every`)."""
-    return [replace(s, every=sync_every) if s is TICKET_SYNC else s for s in ALL]
+def sweeps(sync_every: timedelta = DEFAULT_SYNC_EVERY,
+           retention_every: timedelta = DEFAULT_RETENTION_EVERY) -> list[SweepSchedule]:
+    """The schedules, with the ticket sweep's and the clean-up's intervals from the config (`[sync] every`,
+    `[retention] every`)."""
+    every = {TICKET_SYNC.schedule_id: sync_every, RETENTION.schedule_id: retention_every}
+    return [replace(s, every=every[s.schedule_id]) if s.schedule_id in every else s for s in ALL]
 
 
 async def apply(client: Client, task_queue: str, *, sync_every: timedelta = DEFAULT_SYNC_EVERY,
-                update: bool = False) -> dict[str, str]:
+                retention_every: timedelta = DEFAULT_RETENTION_EVERY, update: bool = False) -> dict[str, str]:
     """Create the missing schedules; leave an existing one as it is when it already matches, or when its settings
     differ and `update` is False (a warning names the differences). Returns what became of each:
     "created", "unchanged", "kept" (differs, left alone) or "updated"."""
     outcome: dict[str, str] = {}
-    for sweep in sweeps(sync_every):
+    for sweep in sweeps(sync_every, retention_every):
         schedule = _schedule(task_queue, sweep)
         try:
             await client.create_schedule(sweep.schedule_id, schedule)
