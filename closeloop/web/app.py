@@ -23,6 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -35,6 +36,7 @@ from closeloop.models import Incident, TimelineEvent
 from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import ticket_status
+from closeloop.web.deadlines import BodyDeadline
 from closeloop.web.requests import (
     Reject,
     check_bearer,
@@ -193,6 +195,12 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid request")
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> Response:
+        # The client left mid-request: nobody reads the answer, and it is not our error.
+        log.debug("client_disconnected", path=request.url.path)
+        return Response(status_code=499)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:
         log.error("unexpected_error", path=request.url.path, error=f"{type(e).__name__}: {e}")
@@ -256,6 +264,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     for webhook in webhooks:
         _mount(app, webhook, context)
+    app.add_middleware(BodyDeadline, seconds=config.web.body_timeout.total_seconds())
     return app
 
 
