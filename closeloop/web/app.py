@@ -6,8 +6,9 @@ GitHub ticket status: closeloop.integrations.<vendor>.webhook).
 
 Every request that starts something calls `Closeloop.start_postmortem`, whose workflow id is
 `postmortem/<source>/<external_id>`: a repeated delivery never starts a second lifecycle, so the handlers
-keep no state of their own. Bodies are read raw (the signature covers the exact bytes) and capped at
-`[web] max_body_bytes`. Every error is a JSON `{"error": ...}`; never a traceback."""
+keep no state of their own. Bodies are read raw (the signature covers the exact bytes), capped at
+`[web] max_body_bytes` and due within `[web] body_timeout` (closeloop/web/deadlines.py). Every error is a JSON
+`{"error": ...}`; never a traceback. A client that leaves mid-request is logged at debug only."""
 
 from __future__ import annotations
 
