@@ -107,7 +107,7 @@ def _figures(values: list[float]) -> dict[str, Any]:
             "max_ms": round(finite[-1] * 1000, 1)}
 
 
-def measure(clients: int, hold: float, part: int, limits: bool, log: Path) -> dict[str, Any]:
+def measure(clients: int, hold: float, part: int, limits: bool, log: Path, waves: int = 1) -> dict[str, Any]:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < clients + 200:
         resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, clients + 200), hard))
@@ -127,6 +127,9 @@ def measure(clients: int, hold: float, part: int, limits: bool, log: Path) -> di
                     raise BenchError(f"closeloop serve did not start (log: {log})")
                 time.sleep(0.2)
             result = _run(proc.pid, port, clients, hold, part)
+            result["rss_mib_after_each_wave"] = [result["rss_mib"]["after"]]
+            for _ in range(waves - 1):  # the same again: memory freed by one wave is reused by the next
+                result["rss_mib_after_each_wave"].append(_run(proc.pid, port, clients, hold, part)["rss_mib"]["after"])
         finally:
             proc.send_signal(signal.SIGTERM)
             try:
@@ -206,12 +209,14 @@ def main() -> int:
     parser.add_argument("--part", type=int, default=1000, help="bytes of the body each client sends")
     parser.add_argument("--no-limits", action="store_true", help="no [web] limits in the config")
     parser.add_argument("--log", type=Path, default=Path(tempfile.gettempdir()) / "closeloop-bench-serve.log")
+    parser.add_argument("--waves", type=int, default=1, help="runs of the N clients, one after the other")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not 1 <= args.clients <= 20000 or not 0 < args.part < len(INCIDENT):
         print(f"bench: --clients must be 1..20000 and --part 1..{len(INCIDENT) - 1}", file=sys.stderr)
         return 1
-    result = run_reporting_errors(lambda: measure(args.clients, args.hold, args.part, not args.no_limits, args.log))
+    result = run_reporting_errors(lambda: measure(args.clients, args.hold, args.part, not args.no_limits, args.log,
+                                                     max(1, args.waves)))
     if isinstance(result, int):
         return result
     if args.json:
@@ -220,7 +225,8 @@ def main() -> int:
     rss, calm, burst = result["rss_mib"], result["healthz_while_hanging"], result["healthz_arrival_and_cutoff"]
     print(f"clients             {result['clients']} (each {result['body_part_bytes']} bytes of a "
           f"{len(INCIDENT)}-byte body), refused {result['refused']}")
-    print(f"RSS MiB             before {rss['before']}, peak {rss['peak']}, after {rss['after']}")
+    print(f"RSS MiB             before {rss['before']}, peak {rss['peak']}, after {rss['after']}; after each wave "
+          f"{result['rss_mib_after_each_wave']}")
     print(f"/healthz idle       {result['healthz_idle']}")
     print(f"/healthz hanging    {calm}")
     print(f"/healthz bursts     {burst}")
