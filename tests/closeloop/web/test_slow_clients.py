@@ -166,15 +166,17 @@ def _read_all(sock: socket.socket) -> bytes:
     return b"".join(chunks)
 
 
-def _serve(tmp_path: Path, web: str) -> Iterator[Served]:
+def _serve(tmp_path: Path, web: str, open_files: int | None = None) -> Iterator[Served]:
     config = tmp_path / "closeloop.toml"
     config.write_text(f'data_dir = "{tmp_path / "data"}"\n' + TEST_CONFIG + "\n[web]\n" + web)
     port = _free_port()
     log = tmp_path / "serve.log"
     env = {**os.environ, "CLOSELOOP_PAGERDUTY_SECRETS": PD_SECRET, "CLOSELOOP_API_TOKENS": "slow-clients-token"}
     with log.open("wb") as out:
+        hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+        limit = None if open_files is None else (lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, hard)))
         proc = subprocess.Popen([CLOSELOOP, "--config", str(config), "serve", "--port", str(port)],
-                                stdout=out, stderr=subprocess.STDOUT, env=env)
+                                stdout=out, stderr=subprocess.STDOUT, env=env, preexec_fn=limit)
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -339,6 +341,18 @@ def test_the_limits_are_in_serve_help_and_default_sanely() -> None:
     web = WebSettings()
     assert (web.header_timeout.total_seconds(), web.body_timeout.total_seconds(),
             web.keep_alive_timeout.total_seconds(), web.max_connections) == (10, 30, 5, 2048)
+
+
+def test_serve_raises_its_open_files_limit_to_fit_max_connections(tmp_path: Path) -> None:
+    """Started with a soft limit of 256 open files (a common default is 1024), the server could not hold its
+    2048 connections: accept() would fail, and asyncio log an error on every try. It raises its soft limit."""
+    hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+    if hard != resource.RLIM_INFINITY and hard < 2048 + 256:
+        pytest.skip(f"the hard limit of open files here is {hard}")
+    for served_low in _serve(tmp_path, "", open_files=256):
+        limits = Path(f"/proc/{served_low.proc.pid}/limits").read_text()
+        soft = int(next(line for line in limits.splitlines() if line.startswith("Max open files")).split()[3])
+        assert soft >= 2048 + 256, limits
 
 
 # ---------------------------------------------------------------------------------------------------- many clients
