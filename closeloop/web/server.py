@@ -9,7 +9,8 @@ acts before a request arrives, so this subclass of its h11 protocol adds them fr
   to the app reading it; here, a second later, the connection is closed whatever reads it (a client still
   sending a body after its answer, e.g. a 401, is not kept for ever);
 - beyond `max_connections` open connections, a new one gets 503 at once and is closed, so an excess of
-  clients costs a socket for a moment, never a buffer.
+  clients costs a socket for a moment, never a buffer;
+- a request head h11 cannot parse gets 400 with a JSON reason (uvicorn's is plain text).
 
 Cut-offs are logged at debug: a flood of them must not flood the log. The h11 protocol is used whether or not
 httptools is installed, so the behaviour does not depend on what else is."""
@@ -76,6 +77,12 @@ class GuardedProtocol(H11Protocol):
         self._cancel_head()
         self._cancel_body()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """A request h11 cannot parse (a malformed or over 16 KiB head): 400 with a JSON reason, like every
+        other error of closeloop's (uvicorn's own is plain text)."""
+        self.transport.write(_canned(400, "Bad Request", "invalid HTTP request (malformed, or a head over 16 KiB)"))
+        self.transport.close()
 
     def handle_events(self) -> None:
         super().handle_events()

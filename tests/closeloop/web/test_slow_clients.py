@@ -287,6 +287,17 @@ def test_a_client_that_leaves_mid_body_logs_no_error(served: Served) -> None:
     assert not any("Traceback" in json.dumps(line) for line in new)
 
 
+@pytest.mark.parametrize("head", [
+    b"GET /healthz HTTP/1.1\r\nHost: closeloop\r\nX-Padding: " + b"a" * 20000,  # and no end in sight
+    b"GET /healthz HTTP/1.1\r\nHost: closeloop\r\nNo colon here\r\n\r\n",
+], ids=["head over 16 KiB", "malformed header"])
+def test_a_request_head_that_cannot_be_parsed_gets_400_json(served: Served, head: bytes) -> None:
+    with served.connect() as sock:
+        sock.sendall(head)
+        answer = _read_all(sock)
+    assert _error_of(answer) == (400, "invalid HTTP request (malformed, or a head over 16 KiB)")
+
+
 def test_an_idle_kept_alive_connection_is_closed_after_the_keep_alive_timeout(served: Served) -> None:
     with served.connect() as sock:
         sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: closeloop\r\n\r\n")
