@@ -66,6 +66,20 @@ class WebSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     max_body_bytes: int = Field(default=256 * 1024, ge=1, description="larger request bodies get 413")
+    # Against slow and too many clients (closeloop/web/server.py): a client gets this long for its request line
+    # and headers, then this long for the whole body (else 408), and an idle kept-alive connection is closed
+    # after keep_alive_timeout. Connections beyond max_connections get 503 at once and are closed.
+    header_timeout: Duration = Field(default=timedelta(seconds=10), description="request line and headers")
+    body_timeout: Duration = Field(default=timedelta(seconds=30), description="the whole body, after the headers")
+    keep_alive_timeout: Duration = Field(default=timedelta(seconds=5), description="an idle connection")
+    max_connections: int = Field(default=2048, ge=1, le=65536, description="open connections at once")
+
+    @field_validator("header_timeout", "body_timeout", "keep_alive_timeout")
+    @classmethod
+    def _timeout(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= v <= timedelta(minutes=10):
+            raise ValueError("must be between 1s and 10m")
+        return v
 
 
 class PersonConfig(_Strict):

@@ -158,6 +158,7 @@ class WebServing:
     app: Any
     sock: socket.socket
     log_level: str
+    limits: Any = None  # [web] (closeloop.config.WebSettings): timeouts and the connection cap
 
 
 def _web_server(web: WebServing) -> Any:
@@ -176,7 +177,7 @@ def _web_server(web: WebServing) -> Any:
             pass
 
     host, port = web.sock.getsockname()[:2]
-    return Server(uvicorn_config(web.app, host, port, web.log_level))
+    return Server(uvicorn_config(web.app, host, port, web.log_level, web.limits))
 
 
 def _run_worker(config: Any, web: WebServing | None = None, ready: str = "", update_schedules: bool = False) -> None:
@@ -320,7 +321,7 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
         if web_sock is not None:
             from closeloop.cli.serve import web_app
 
-            web = WebServing(web_app(config), web_sock, log_level)
+            web = WebServing(web_app(config), web_sock, log_level, config.web)
             shown = f"[{web_host}]" if ":" in web_host else web_host
             click.echo(f"web app on http://{shown}:{web_port} (incident API and webhooks; GET /healthz)")
         # SIGINT/SIGTERM stop the worker and the web app gracefully from the moment this line is printed.

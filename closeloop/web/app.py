@@ -8,8 +8,9 @@ GitHub ticket status: closeloop.integrations.<vendor>.webhook).
 Every request that starts something calls `Closeloop.start_postmortem`, whose workflow id is
 `postmortem/<source>/<external_id>`: a repeated delivery never starts a second lifecycle, so the handlers
 keep no state of their own. Bodies are read raw (the signature covers the exact bytes) and capped: the API's
-at `[web] max_body_bytes`, each webhook's at its vendor's documented maximum (`Webhook.max_body_bytes`).
-Every error is a JSON `{"error": ...}`; never a traceback."""
+at `[web] max_body_bytes`, each webhook's at its vendor's documented maximum (`Webhook.max_body_bytes`); a
+body is due within `[web] body_timeout` (closeloop/web/deadlines.py). Every error is a JSON `{"error": ...}`;
+never a traceback. A client that leaves mid-request is logged at debug only."""
 
 from __future__ import annotations
 
@@ -27,6 +28,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -40,6 +42,7 @@ from closeloop.models import Incident, TimelineEvent
 from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import ticket_status
+from closeloop.web.deadlines import BodyDeadline
 from closeloop.web.requests import (
     API_SOURCE,
     Reject,
@@ -215,6 +218,12 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         log.error("database_error", path=request.url.path, error=type(e).__name__, reason=db_reason(e))
         return error_response(500, "internal error")
 
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> Response:
+        # The client left mid-request: nobody reads the answer, and it is not our error.
+        log.debug("client_disconnected", path=request.url.path)
+        return Response(status_code=499)
+
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:
         log.error("unexpected_error", path=request.url.path, error=f"{type(e).__name__}: {e}")
@@ -282,6 +291,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     for webhook in webhooks:
         _mount(app, webhook, context)
+    app.add_middleware(BodyDeadline, seconds=config.web.body_timeout.total_seconds())
     return app
 
 
