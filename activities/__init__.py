@@ -16,6 +16,7 @@ from closeloop.activities.notify import NotifyActivities
 from closeloop.activities.reconcile import ReconcileActivities
 from closeloop.activities.record_incident import DirectoryActivities, IncidentActivities
 from closeloop.activities.records import RecordActivities
+from closeloop.activities.retention import RetentionActivities
 from closeloop.activities.schedule_meeting import MeetingActivities
 from closeloop.activities.tickets import TicketActivities
 from closeloop.client import Closeloop
@@ -36,6 +37,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
     digest = DigestActivities(i.store, people, i.notifiers, i.template_dir)
     reconcile = ReconcileActivities(i.store, i.tracker, closeloop)
     directory = DirectoryActivities(people)
+    retention = RetentionActivities(i.store, i.config.retention, i.config.retention.batch_size)
     return [
         incidents.record_incident,
         directory.lookup_people,
@@ -53,4 +55,5 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
         tickets.find_recurrences,
         digest.send_stalled_digest,
         reconcile.reconcile_tickets,
+        retention.prune_store,
     ]

@@ -46,6 +46,16 @@ BEST_EFFORT = ActivityOptions(
                              non_retryable_error_types=NON_RETRYABLE),
 )
 
+# The retention clean-up: many small transactions, a heartbeat after each; a day's backlog fits in 30 minutes, and
+# what is left waits for the next run (idempotent), so a few tries only.
+HOUSEKEEPING = ActivityOptions(
+    start_to_close_timeout=timedelta(minutes=30),
+    heartbeat_timeout=timedelta(minutes=2),
+    retry_policy=RetryPolicy(initial_interval=timedelta(seconds=10), backoff_coefficient=2.0,
+                             maximum_interval=timedelta(minutes=2), maximum_attempts=3,
+                             non_retryable_error_types=NON_RETRYABLE),
+)
+
 # Periodic sweeps: one pass over many items. The next scheduled run is the real retry, so a few tries only
 # (with the Schedule's SKIP overlap policy a sweep retrying forever would hold back every later run).
 SWEEP = ActivityOptions(

@@ -41,10 +41,35 @@ def external_errors(what: str) -> Iterator[None]:
     except IntegrationError as e:
         retry_after = getattr(e, "retry_after", None)
         raise ApplicationError(
-            f"{what}: {e}", type="NonRetryable" if not e.retryable else type(e).__name__,
+            bounded_message(f"{what}: ", e), type="NonRetryable" if not e.retryable else type(e).__name__,
             non_retryable=not e.retryable,
             next_retry_delay=timedelta(seconds=retry_after) if e.retryable and retry_after else None,
-        ) from e
+        ) from None  # the chain is in the message, bounded: a raw chain can exceed Temporal's failure size limit
+
+
+MAX_FAILURE_MESSAGE = 2000  # characters; Temporal refuses a whole failure past its size limit
+MAX_CHAIN = 5  # causes told in the message; the rest are counted
+
+
+def bounded_message(prefix: str, e: BaseException, limit: int = MAX_FAILURE_MESSAGE) -> str:
+    """`prefix` + `str(e)` and its causes ("... <- caused by Type: message"), each cause shortened, the whole at
+    most `limit` characters: the message of an ApplicationError raised `from None`, so that a long chain never
+    becomes a failure Temporal refuses ("Failure exceeds size limit") and nobody sees why the activity failed."""
+    parts: list[str] = []
+    seen: set[int] = set()
+    cause: BaseException | None = e
+    while cause is not None and id(cause) not in seen:
+        seen.add(id(cause))
+        parts.append(f"{type(cause).__name__}: {cause}" if parts else str(cause) or type(cause).__name__)
+        cause = cause.__cause__ or (None if cause.__suppress_context__ else cause.__context__)
+    told = [_shorten(p, limit // (MAX_CHAIN + 1)) for p in parts[:MAX_CHAIN]]
+    more = f" (and {len(parts) - MAX_CHAIN} more causes)" if len(parts) > MAX_CHAIN else ""
+    return _shorten(prefix + " <- caused by ".join(told) + more, limit)
+
+
+def _shorten(text: str, limit: int) -> str:
+    text = " ".join(text.split())  # one line
+    return text if len(text) <= limit else text[: max(limit - 25, 0)] + f"... ({len(text)} characters)"
 
 
 def heartbeat(*details: Any) -> None:

@@ -8,6 +8,7 @@ never a workflow class, so callers load no workflow, activity or store code.
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import timedelta
@@ -109,7 +110,7 @@ class Closeloop:
             return await self.temporal.workflow_service.describe_workflow_execution(DescribeWorkflowExecutionRequest(
                 namespace=self.temporal.namespace, execution=Execution(workflow_id=workflow_id)))
         except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND:
+            if workflow_not_found(e):
                 return None
             raise
 
@@ -141,7 +142,7 @@ class Closeloop:
         try:
             await self.temporal.get_workflow_handle(workflow_id).signal(ref.name, arg, rpc_timeout=rpc_timeout)
         except RPCError as e:
-            if e.status == RPCStatusCode.NOT_FOUND and missing_ok:
+            if workflow_not_found(e) and missing_ok:
                 return False
             raise
         return True
@@ -163,6 +164,26 @@ class Closeloop:
             result_type=SyncSummary)
         summary: SyncSummary = await handle.result()
         return summary
+
+
+def namespace_not_found(e: RPCError) -> bool:
+    """Whether Temporal's NOT_FOUND is about the namespace (a wrong `--namespace`), not the workflow."""
+    if e.status != RPCStatusCode.NOT_FOUND:
+        return False
+    try:
+        details = list(e.grpc_status.details)
+    except Exception:  # noqa: BLE001 - an undecodable status: go by the message
+        details = []
+    if any(d.type_url.endswith("NamespaceNotFoundFailure") for d in details):
+        return True
+    # Servers without the detail: Temporal words it "Namespace nope is not found." (a missing workflow's message
+    # may name its namespace too, so only this exact shape counts)
+    return re.fullmatch(r"namespace \S+ is not found\.?", e.message.strip().lower()) is not None
+
+
+def workflow_not_found(e: RPCError) -> bool:
+    """Whether Temporal's answer means "no such workflow" (and not "no such namespace")."""
+    return e.status == RPCStatusCode.NOT_FOUND and not namespace_not_found(e)
 
 
 async def start_postmortem(client: Client, task_queue: str, incident: Incident, **extra: Any) -> Started:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from closeloop import retention as keep
 from closeloop.directory import Directory, DirectoryError, DirectorySettings, load_directory
 from closeloop.durations import Duration
 from closeloop.policy import ROLES, Policy
@@ -31,11 +32,27 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+def check_address(address: str) -> str:
+    """A Temporal frontend address, HOST:PORT (e.g. 127.0.0.1:7233, temporal.internal:7233, [::1]:7233), or
+    ValueError saying what is wrong: the SDK's own error for a bad one is a bare ValueError deep in a connect."""
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or any(c.isspace() for c in address):
+        raise ValueError(f"{address!r} is not HOST:PORT (e.g. 127.0.0.1:7233)")
+    if not port.isdigit() or not 1 <= int(port) <= 65535:
+        raise ValueError(f"{address!r}: the port must be a number from 1 to 65535")
+    return address
+
+
 class TemporalSettings(_Strict):
     address: str = "127.0.0.1:7233"
     namespace: str = "default"
     task_queue: str = "closeloop"
     ui_port: int = 8233
+
+    @field_validator("address")
+    @classmethod
+    def _address(cls, v: str) -> str:
+        return check_address(v)
 
 
 class StoreSettings(_Strict):
@@ -49,6 +66,20 @@ class WebSettings(_Strict):
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
     max_body_bytes: int = Field(default=256 * 1024, ge=1, description="larger request bodies get 413")
+    # Against slow and too many clients (closeloop/web/server.py): a client gets this long for its request line
+    # and headers, then this long for the whole body (else 408), and an idle kept-alive connection is closed
+    # after keep_alive_timeout. Connections beyond max_connections get 503 at once and are closed.
+    header_timeout: Duration = Field(default=timedelta(seconds=10), description="request line and headers")
+    body_timeout: Duration = Field(default=timedelta(seconds=30), description="the whole body, after the headers")
+    keep_alive_timeout: Duration = Field(default=timedelta(seconds=5), description="an idle connection")
+    max_connections: int = Field(default=2048, ge=1, le=65536, description="open connections at once")
+
+    @field_validator("header_timeout", "body_timeout", "keep_alive_timeout")
+    @classmethod
+    def _timeout(cls, v: timedelta) -> timedelta:
+        if not timedelta(seconds=1) <= v <= timedelta(minutes=10):
+            raise ValueError("must be between 1s and 10m")
+        return v
 
 
 class PersonConfig(_Strict):
@@ -80,6 +111,55 @@ class SyncSettings(_Strict):
         return v
 
 
+class RetentionSettings(_Strict):
+    """`[retention]`: how long the store keeps what it no longer needs; the `closeloop-retention` Schedule (every
+    `every`) and `closeloop db prune` delete older rows in batches of `batch_size` (closeloop/retention.py)."""
+
+    deliveries: Duration = Field(default=keep.DEFAULT_DELIVERIES,
+                                 description="webhook delivery log (at least the 7d replay window)")
+    notifications: Duration = Field(default=keep.DEFAULT_NOTIFICATIONS, description="notification outbox")
+    rate_events: Duration = Field(default=keep.DEFAULT_RATE_EVENTS, description="rate limit events (at least 1d)")
+    closed_records: Duration | None = Field(
+        default=None, description="closed lifecycles' records (at least 30d); unset: kept forever")
+    every: Duration = Field(default=keep.DEFAULT_EVERY, description="the clean-up's interval (at least 1h)")
+    batch_size: int = Field(default=keep.DEFAULT_BATCH, ge=1, le=100_000, description="rows per transaction")
+
+    @field_validator("deliveries")
+    @classmethod
+    def _deliveries(cls, v: timedelta) -> timedelta:
+        if v < keep.REPLAY_WINDOW:
+            raise ValueError("must be at least 7d (senders may replay a delivery for that long: GitHub, Jira)")
+        return v
+
+    @field_validator("notifications")
+    @classmethod
+    def _notifications(cls, v: timedelta) -> timedelta:
+        if v < timedelta(days=1):
+            raise ValueError("must be at least 1d (a retried notification must still find its outbox row)")
+        return v
+
+    @field_validator("rate_events")
+    @classmethod
+    def _rate_events(cls, v: timedelta) -> timedelta:
+        if v < keep.MAX_RATE_WINDOW:
+            raise ValueError("must be at least 1d (the longest rate limit window)")
+        return v
+
+    @field_validator("closed_records")
+    @classmethod
+    def _closed(cls, v: timedelta | None) -> timedelta | None:
+        if v is not None and v < keep.MIN_CLOSED_RECORDS:
+            raise ValueError("must be at least 30d (or unset: closed lifecycles are kept forever)")
+        return v
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: timedelta) -> timedelta:
+        if v < timedelta(hours=1):
+            raise ValueError("must be at least 1h")
+        return v
+
+
 class Config(_Strict):
     source: str = Field(default="<built-in>", exclude=True)
     data_dir: Path = Path(".closeloop")
@@ -94,7 +174,9 @@ class Config(_Strict):
     notifiers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     calendars: dict[str, dict[str, Any]] = Field(default_factory=dict)
     publishers: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    webhooks: dict[str, dict[str, Any]] = Field(default_factory=dict)  # incident sources: severity maps...
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)
@@ -181,20 +263,32 @@ def first_error(e: ValidationError) -> str:
 
 def _read(path: Path) -> dict[str, Any]:
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as e:
         raise ConfigError(f"cannot read config {path}: {e.strerror}") from None
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not UTF-8 text (byte 0x{e.object[e.start]:02x} at offset {e.start}); save it "
+                          "as UTF-8") from None
     try:
         if path.suffix in (".yaml", ".yml"):
             data = yaml.safe_load(text) or {}
         else:
             data = tomllib.loads(text)
-    except (tomllib.TOMLDecodeError, yaml.YAMLError) as e:
-        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'TOML'}: "
-                          f"{str(e).splitlines()[0]}") from None
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {_yaml_problem(e)}") from None
+    except tomllib.TOMLDecodeError as e:  # its message says "(at line N, column M)"
+        raise ConfigError(f"{path}: not valid TOML: {str(e).splitlines()[0]}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a table/mapping")
     return data
+
+
+def _yaml_problem(e: yaml.YAMLError) -> str:
+    """PyYAML's problem with the line and column it names (1-based), on one line."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    problem = getattr(e, "problem", None) or getattr(e, "context", None) or str(e).splitlines()[0]
+    where = f" (line {mark.line + 1}, column {mark.column + 1})" if mark is not None else ""
+    return f"{problem}{where}"
 
 
 def builtin_config_text() -> str:

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from closeloop.ids import ACTION_ITEM_WORKFLOW as ACTION_ITEM_WORKFLOW
 from closeloop.ids import POSTMORTEM_WORKFLOW as POSTMORTEM_WORKFLOW
+from closeloop.ids import RETENTION_WORKFLOW as RETENTION_WORKFLOW
 from closeloop.ids import STALLED_DIGEST_WORKFLOW as STALLED_DIGEST_WORKFLOW
 from closeloop.ids import TICKET_SYNC_WORKFLOW as TICKET_SYNC_WORKFLOW
 from closeloop.ids import BadId as BadId
@@ -44,12 +45,14 @@ Out = TypeVar("Out")
 
 # --------------------------------------------------------------------------- workflow types
 
-# POSTMORTEM_WORKFLOW, ACTION_ITEM_WORKFLOW, STALLED_DIGEST_WORKFLOW, TICKET_SYNC_WORKFLOW: closeloop.ids.
+# POSTMORTEM_WORKFLOW, ACTION_ITEM_WORKFLOW, STALLED_DIGEST_WORKFLOW, TICKET_SYNC_WORKFLOW, RETENTION_WORKFLOW:
+# closeloop.ids.
 
 # Workflow ids of the sweeps: the Schedules' own, and the one `closeloop tickets sync` runs by hand.
 STALLED_DIGEST_SCHEDULE_ID = "closeloop-stalled-digest"
 TICKET_SYNC_SCHEDULE_ID = "closeloop-ticket-sync"
 TICKET_SYNC_MANUAL_ID = "closeloop-ticket-sync/cli"
+RETENTION_SCHEDULE_ID = "closeloop-retention"
 
 # --------------------------------------------------------------------------- handlers, typed
 

@@ -9,6 +9,7 @@ from typing import Annotated, Any
 from pydantic import BeforeValidator, PlainSerializer
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+MAX_SECONDS = 100 * 365 * 86400  # longer is a typo; timedelta itself overflows at 999,999,999 days
 _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])")
 
 
@@ -20,7 +21,7 @@ def parse_duration(value: Any) -> Any:
     if not text or text.startswith("p") or text.startswith("-p"):
         return value  # ISO 8601, pydantic handles it
     if re.fullmatch(r"\d+(\.\d+)?", text):
-        return timedelta(seconds=float(text))
+        return _seconds(float(text), value)
     pos, total = 0, 0.0
     for match in _PART.finditer(text):
         if text[pos : match.start()].strip():
@@ -29,8 +30,15 @@ def parse_duration(value: Any) -> Any:
         pos = match.end()
     else:
         if pos and not text[pos:].strip():
-            return timedelta(seconds=total)
+            return _seconds(total, value)
     raise ValueError(f"invalid duration {value!r}: use e.g. '90s', '30m', '4h', '3d', '2w' or '1d 12h'")
+
+
+def _seconds(total: float, value: str) -> timedelta:
+    """timedelta(seconds=total), or ValueError (not OverflowError) past what a timedelta holds."""
+    if total > MAX_SECONDS:
+        raise ValueError(f"invalid duration {value!r}: longer than {MAX_SECONDS // (365 * 86400):,} years")
+    return timedelta(seconds=total)
 
 
 def format_duration(td: timedelta) -> str:

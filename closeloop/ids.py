@@ -5,11 +5,14 @@ closeloop.contract, which re-exports them."""
 
 from __future__ import annotations
 
+import re
+
 # Workflow types (recorded in every history: never rename).
 POSTMORTEM_WORKFLOW = "PostmortemWorkflow"
 ACTION_ITEM_WORKFLOW = "ActionItemWorkflow"
 STALLED_DIGEST_WORKFLOW = "StalledDigestWorkflow"
 TICKET_SYNC_WORKFLOW = "TicketSyncWorkflow"
+RETENTION_WORKFLOW = "RetentionWorkflow"
 
 POSTMORTEM_PREFIX = "postmortem/"
 ITEM_PREFIX = "item-"
@@ -17,6 +20,30 @@ ITEM_PREFIX = "item-"
 
 class BadId(ValueError):
     """A string that is no postmortem or action item id; the message says what one looks like."""
+
+
+# An incident's id at its source: every real one passes (PagerDuty `Q1R2ABC`, incident.io `01FDAG4SAP...`,
+# Opsgenie UUIDs, Alertmanager's hashed group key, `INC-42`), and it is safe in a workflow id, a URL path segment
+# and a search: no `/`, `?`, `#`, `%`, quotes, spaces or control characters, and no leading `.` (so never `..`).
+EXTERNAL_ID_RULE = "1 to 200 of A-Z a-z 0-9 . _ : @ + - (not starting with '.')"
+_EXTERNAL_ID = re.compile(r"[A-Za-z0-9_:@+-][A-Za-z0-9._:@+-]{0,199}")
+
+
+_SOURCE = re.compile(r"[a-z][a-z0-9_-]{0,31}")
+
+
+def check_source(value: str) -> str:
+    """`value` when it is a source name (`pagerduty`, `api`), else BadId."""
+    if not _SOURCE.fullmatch(value):
+        raise BadId("source must be a short lowercase name such as 'pagerduty' or 'api'")
+    return value
+
+
+def check_external_id(value: str) -> str:
+    """`value` when it is a safe external id (EXTERNAL_ID_RULE), else BadId saying what one looks like."""
+    if not _EXTERNAL_ID.fullmatch(value):
+        raise BadId(f"external_id must be {EXTERNAL_ID_RULE}")
+    return value
 
 
 def postmortem_workflow_id(source: str, external_id: str) -> str:

@@ -1,5 +1,8 @@
 """structlog JSON logging for everything: our own loggers, the Temporal SDK's stdlib loggers (workflow.logger
-and activity.logger carry the workflow and activity ids), and third-party libraries."""
+and activity.logger carry the workflow and activity ids), the SDK's Rust core (forwarded to the
+`temporalio.core` logger instead of its own coloured console lines), and third-party libraries. An exception
+is logged structured (`exception`: type, message and frames of each exception in the chain) in JSON, as a
+plain traceback in the console format."""
 
 from __future__ import annotations
 
@@ -48,20 +51,45 @@ def configure(level: str = "INFO", *, json: bool = True, stream: object = None) 
         wrapper_class=structlog.stdlib.BoundLogger,
         cache_logger_on_first_use=True,
     )
+    # Structured exceptions, without the frames' local variables (they can hold secrets).
+    exceptions: Processor = (structlog.processors.ExceptionRenderer(
+        structlog.tracebacks.ExceptionDictTransformer(show_locals=False)) if json
+        else structlog.processors.format_exc_info)
     handler = logging.StreamHandler(stream or sys.stderr)  # type: ignore[arg-type]
     handler.setFormatter(structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder(), _temporal_extras],
-        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, _drop_extras_objects, renderer],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, exceptions, _drop_extras_objects,
+                    renderer],
     ))
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     for noisy in ("alembic", "urllib3", "httpx", "httpcore"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
+    forward_temporal_core("INFO" if root.level <= logging.DEBUG else "WARN")
+
+
+CORE_LOGGER = "temporalio.core"
+_forwarding: list[bool] = []
+
+
+def forward_temporal_core(level: str = "WARN") -> None:
+    """Send the Temporal SDK's Rust core logs (WARN and above) through Python logging, so they come out in our
+    format: by default the core writes its own lines to stderr, with ANSI colours, even among JSON lines. Takes
+    effect for the clients and workers created afterwards (the default Runtime); once per process."""
+    if _forwarding:
+        return
+    from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
+
+    core = LoggingConfig(filter=TelemetryFilter(core_level=level, other_level="ERROR"),
+                         forwarding=LogForwardingConfig(logger=logging.getLogger(CORE_LOGGER)))
+    Runtime.set_default(Runtime(telemetry=TelemetryConfig(logging=core)), error_if_already_set=False)
+    _forwarding.append(True)
 
 
 def _drop_extras_objects(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    for k in ("temporal_workflow", "temporal_activity"):
+    for k in ("temporal_workflow", "temporal_activity", "temporal_log"):
         event.pop(k, None)
+    event.pop("exc_info", None)  # rendered into "exception" already; a raw tuple is no use to anyone
     plain = (str, int, float, bool, type(None), list, dict)
     return {k: (v if isinstance(v, plain) else str(v)) for k, v in event.items()}

@@ -12,7 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from closeloop.durations import Duration
-from closeloop.ids import postmortem_workflow_id
+from closeloop.ids import check_external_id, check_source, postmortem_workflow_id
 from closeloop.policy import Policy
 
 
@@ -53,20 +53,20 @@ class Incident(Model):
     links: list[Link] = Field(default_factory=list)
     dedup_key: str | None = Field(default=None, description="alert or dedup key from the source")
     fingerprint: str = ""
+    unmapped_severity: str | None = Field(
+        default=None, max_length=100,
+        description="the source's severity name that its severity map does not know (the severity is then the "
+                    "default, and the lifecycle's timeline says so); None when mapped")
 
     @field_validator("source")
     @classmethod
     def _source(cls, v: str) -> str:
-        if not re.fullmatch(r"[a-z][a-z0-9_-]{0,31}", v):
-            raise ValueError("source must be a short lowercase name such as 'pagerduty' or 'api'")
-        return v
+        return check_source(v)
 
     @field_validator("external_id")
     @classmethod
     def _external_id(cls, v: str) -> str:
-        if any(c.isspace() for c in v) or "/" in v:
-            raise ValueError("external_id must not contain whitespace or '/'")
-        return v
+        return check_external_id(v)  # the one rule (closeloop.ids): it also goes into URLs and searches
 
     @field_validator("started_at", "detected_at", "mitigated_at", "resolved_at")
     @classmethod
@@ -435,3 +435,18 @@ def clamp_non_negative(td: timedelta) -> timedelta:
 
 PostmortemInput.model_rebuild()
 ActionItemInput.model_rebuild()
+
+
+class PruneResult(Model):
+    """What a retention clean-up deleted (or, on a dry run, would delete): rows per table
+    (RetentionWorkflow's result, `closeloop db prune --json`)."""
+
+    at: datetime = Field(description="rows older than the retention before this time went")
+    dry_run: bool = False
+    deleted: dict[str, int] = Field(default_factory=dict, description="rows per table")
+    lifecycles: int = Field(default=0, description="closed lifecycles deleted with their records")
+    batches: int = Field(default=0, description="transactions that deleted rows")
+
+    @property
+    def total(self) -> int:
+        return sum(self.deleted.values())

@@ -21,6 +21,10 @@ Variables available to `notify/<kind>.txt.j2`: `kind` and `ctx` (the free-form c
 
 Filters: `dt` (aware datetime -> "2026-11-22 14:05 UTC"), `duration` (timedelta -> "1h 25m"),
 `cell` (one-line text safe for a Markdown table cell), `safe_url` (only http(s)/mailto/relative links).
+
+Escaping: HTML templates autoescape; Markdown templates (`*.md.j2`) escape `&`, `<` and `>` in every `{{ ... }}`
+they print (`md_escape`), because a Markdown document is often shown as HTML and Markdown passes raw HTML
+through (a `<script>` in a title would run). Plain-text notifications print values as they are.
 """
 
 from __future__ import annotations
@@ -118,6 +122,14 @@ def md_cell(value: Any) -> str:
     return " ".join(str(value).split()).replace("|", "\\|")
 
 
+def md_escape(value: Any) -> Any:
+    """What a Markdown template prints: `&`, `<`, `>` as entities, so no value becomes raw HTML (the rest of
+    the Markdown stays readable: quotes and Markdown punctuation are kept)."""
+    if value is None:
+        return value
+    return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
 def safe_url(value: Any) -> str:
     """A link target that cannot run script: http(s), mailto or relative links; anything else becomes "#"."""
     if value is None:
@@ -139,10 +151,12 @@ def _loader(user_template_dir: Path | None) -> jinja2.BaseLoader:
     return ChoiceLoader([FileSystemLoader(str(user_template_dir)), packaged])
 
 
-def _environment(user_template_dir: Path | None, *, autoescape: bool) -> ImmutableSandboxedEnvironment:
+def _environment(user_template_dir: Path | None, *, autoescape: bool,
+                 markdown: bool = False) -> ImmutableSandboxedEnvironment:
     env = ImmutableSandboxedEnvironment(
         loader=_loader(user_template_dir),
         autoescape=autoescape,
+        finalize=md_escape if markdown else None,
         undefined=StrictUndefined,
         trim_blocks=True,
         lstrip_blocks=True,
@@ -159,16 +173,23 @@ def _environment(user_template_dir: Path | None, *, autoescape: bool) -> Immutab
 def make_environment(
     user_template_dir: Path | None,
 ) -> tuple[ImmutableSandboxedEnvironment, ImmutableSandboxedEnvironment]:
-    """(Markdown/plain-text environment, HTML environment). Both sandboxed; only HTML autoescapes."""
-    return _environment(user_template_dir, autoescape=False), _environment(user_template_dir, autoescape=True)
+    """(Markdown environment, HTML environment). Both sandboxed; HTML autoescapes, Markdown escapes with
+    `md_escape`."""
+    return (_environment(user_template_dir, autoescape=False, markdown=True),
+            _environment(user_template_dir, autoescape=True))
+
+
+Envs = tuple[ImmutableSandboxedEnvironment, ImmutableSandboxedEnvironment, ImmutableSandboxedEnvironment]
 
 
 @lru_cache(maxsize=16)
-def _cached(key: str | None) -> tuple[ImmutableSandboxedEnvironment, ImmutableSandboxedEnvironment]:
-    return make_environment(Path(key) if key is not None else None)
+def _cached(key: str | None) -> Envs:
+    template_dir = Path(key) if key is not None else None
+    return (*make_environment(template_dir), _environment(template_dir, autoescape=False))
 
 
-def _envs(template_dir: Path | str | None) -> tuple[ImmutableSandboxedEnvironment, ImmutableSandboxedEnvironment]:
+def _envs(template_dir: Path | str | None) -> Envs:
+    """(Markdown, HTML, plain text) environments of a template directory, made once."""
     return _cached(str(Path(template_dir).absolute()) if template_dir is not None else None)
 
 
@@ -309,13 +330,13 @@ def _variables(state: PostmortemState) -> dict[str, Any]:
 
 def render_draft(state: PostmortemState, *, template_dir: Path | None = None) -> str:
     """The Markdown draft handed to the owner: incident facts and timeline filled in, the rest to write."""
-    env_md, _ = _envs(template_dir)
+    env_md, _, _ = _envs(template_dir)
     return _render(env_md, "draft.md.j2", _variables(state))
 
 
 def render_document(state: PostmortemState, *, template_dir: Path | None = None) -> Document:
     """The approved postmortem as Markdown and as a self-contained HTML page."""
-    env_md, env_html = _envs(template_dir)
+    env_md, env_html, _ = _envs(template_dir)
     variables = _variables(state)
     return Document(
         postmortem_id=state.plan.postmortem_id,
@@ -330,8 +351,8 @@ def render_notification(kind: str, context: dict[str, Any], *, template_dir: Pat
     if not kind or not all(c.isalnum() or c == "_" for c in kind):
         raise TemplateProblem(f"template notify/{kind}.txt.j2: invalid notification kind {kind!r}")
     name = f"notify/{kind}.txt.j2"
-    env_md, _ = _envs(template_dir)
-    text = _render(env_md, name, {"kind": kind, "ctx": dict(context)})
+    _, _, env_text = _envs(template_dir)
+    text = _render(env_text, name, {"kind": kind, "ctx": dict(context)})
     subject, _, body = text.lstrip("\n").partition("\n")
     subject = subject.strip()
     if not subject:

@@ -1,15 +1,21 @@
-"""Temporal Schedules for closeloop's periodic sweeps. Applied by the worker at start (idempotent)."""
+"""Temporal Schedules for closeloop's periodic sweeps. Applied by the worker at start: a missing Schedule is
+created; an existing one whose settings differ from the config's (another deployment's task queue, an edited
+interval, a paused Schedule) is left alone with a warning, unless the worker is told to update it
+(`--update-schedules`): a worker started on the wrong server must not rewrite that server's Schedules."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from datetime import timedelta
+from typing import Any
 
+import structlog
 from temporalio.client import (
     Client,
     Schedule,
     ScheduleActionStartWorkflow,
     ScheduleAlreadyRunningError,
+    ScheduleCalendarSpec,
     ScheduleIntervalSpec,
     ScheduleOverlapPolicy,
     SchedulePolicy,
@@ -20,6 +26,9 @@ from temporalio.client import (
 
 from closeloop import contract
 from closeloop.models import SweepInput
+from closeloop.retention import DEFAULT_EVERY as DEFAULT_RETENTION_EVERY
+
+log = structlog.get_logger("closeloop.schedules")
 
 DEFAULT_SYNC_EVERY = timedelta(minutes=5)
 
@@ -41,7 +50,12 @@ TICKET_SYNC = SweepSchedule(contract.TICKET_SYNC_SCHEDULE_ID, "",
                             "reconcile action items with their tickets ([sync] every)",
                             workflow=contract.TICKET_SYNC_WORKFLOW, every=DEFAULT_SYNC_EVERY,
                             catchup_window=timedelta(minutes=1))
-ALL = [STALLED_DIGEST, TICKET_SYNC]
+# Daily by default ([retention] every); a run missed in an outage is made up within the hour, later ones wait.
+RETENTION = SweepSchedule(contract.RETENTION_SCHEDULE_ID, "",
+                          "delete what is past its retention ([retention]; every [retention] every)",
+                          workflow=contract.RETENTION_WORKFLOW, every=DEFAULT_RETENTION_EVERY,
+                          catchup_window=timedelta(hours=1))
+ALL = [STALLED_DIGEST, TICKET_SYNC, RETENTION]
 
 
 def _schedule(task_queue: str, sweep: SweepSchedule) -> Schedule:
@@ -55,21 +69,91 @@ def _schedule(task_queue: str, sweep: SweepSchedule) -> Schedule:
     )
 
 
-def sweeps(sync_every: timedelta = DEFAULT_SYNC_EVERY) -> list[SweepSchedule]:
-    """The schedules, with the ticket sweep's interval from the config (`[sync] every`)."""
-    return [replace(s, every=sync_every) if s is TICKET_SYNC else s for s in ALL]
+def sweeps(sync_every: timedelta = DEFAULT_SYNC_EVERY,
+           retention_every: timedelta = DEFAULT_RETENTION_EVERY) -> list[SweepSchedule]:
+    """The schedules, with the ticket sweep's and the clean-up's intervals from the config (`[sync] every`,
+    `[retention] every`)."""
+    every = {TICKET_SYNC.schedule_id: sync_every, RETENTION.schedule_id: retention_every}
+    return [replace(s, every=every[s.schedule_id]) if s.schedule_id in every else s for s in ALL]
 
 
-async def apply(client: Client, task_queue: str, *, sync_every: timedelta = DEFAULT_SYNC_EVERY) -> list[str]:
-    """Create the schedules, or bring existing ones up to date. Returns their ids."""
-    wanted = sweeps(sync_every)
-    for sweep in wanted:
+async def apply(client: Client, task_queue: str, *, sync_every: timedelta = DEFAULT_SYNC_EVERY,
+                retention_every: timedelta = DEFAULT_RETENTION_EVERY, update: bool = False) -> dict[str, str]:
+    """Create the missing schedules; leave an existing one as it is when it already matches, or when its settings
+    differ and `update` is False (a warning names the differences). Returns what became of each:
+    "created", "unchanged", "kept" (differs, left alone) or "updated"."""
+    outcome: dict[str, str] = {}
+    for sweep in sweeps(sync_every, retention_every):
         schedule = _schedule(task_queue, sweep)
         try:
             await client.create_schedule(sweep.schedule_id, schedule)
+            outcome[sweep.schedule_id] = "created"
+            continue
         except ScheduleAlreadyRunningError:
+            pass
+        handle = client.get_schedule_handle(sweep.schedule_id)
+        diffs = differences((await handle.describe()).schedule, schedule)
+        if not diffs:
+            outcome[sweep.schedule_id] = "unchanged"
+        elif not update:
+            log.warning("schedule differs from the config; left as it is (start the worker with --update-schedules "
+                        "to apply the config's)", schedule=sweep.schedule_id, differences=diffs)
+            outcome[sweep.schedule_id] = "kept"
+        else:
             async def updater(_: ScheduleUpdateInput, s: Schedule = schedule) -> ScheduleUpdate:
                 return ScheduleUpdate(schedule=s)
 
-            await client.get_schedule_handle(sweep.schedule_id).update(updater)
-    return [s.schedule_id for s in wanted]
+            await handle.update(updater)
+            log.warning("schedule updated to the config's settings", schedule=sweep.schedule_id, differences=diffs)
+            outcome[sweep.schedule_id] = "updated"
+    log.info("schedules applied", schedules=outcome)
+    return outcome
+
+
+def differences(existing: Schedule, wanted: Schedule) -> list[str]:
+    """What applying `wanted` would change in `existing`, one "what: existing -> wanted" each (empty: the same).
+    The server keeps a cron expression as calendar ranges, so a cron is compared as those."""
+    def facts(schedule: Schedule) -> dict[str, Any]:
+        action, spec, policy = schedule.action, schedule.spec, schedule.policy
+        return {
+            "workflow": getattr(action, "workflow", None), "workflow id": getattr(action, "id", None),
+            "task queue": getattr(action, "task_queue", None),
+            "intervals": sorted((i.every, i.offset or timedelta(0)) for i in spec.intervals),
+            "calendars": sorted([_calendar(c) for c in spec.calendars]
+                                + [_cron_calendar(c) for c in spec.cron_expressions]),
+            "time zone": spec.time_zone_name or "UTC", "overlap": policy.overlap,
+            "catchup window": policy.catchup_window, "paused": schedule.state.paused,
+        }
+
+    have, want = facts(existing), facts(wanted)
+    return [f"{key}: {_show(have[key])} -> {_show(want[key])}" for key in want if have[key] != want[key]]
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, timedelta):
+        return f"{value.total_seconds():g}s"
+    return getattr(value, "name", None) or str(value)
+
+
+_Ranges = tuple[tuple[int, int, int], ...]
+_CALENDAR_FIELDS = ("second", "minute", "hour", "day_of_month", "month", "year", "day_of_week")
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day_of_month", 1, 31), ("month", 1, 12), ("day_of_week", 0, 6))
+
+
+def _calendar(spec: ScheduleCalendarSpec) -> tuple[_Ranges, ...]:
+    """A calendar as plain (start, end, step) ranges per field, as the server normalises them."""
+    return tuple(tuple((r.start, max(r.start, r.end), r.step or 1) for r in getattr(spec, f))
+                 for f in _CALENDAR_FIELDS)
+
+
+def _cron_calendar(cron: str) -> tuple[_Ranges, ...]:
+    """A five-field cron expression (numbers, `*`, `a-b`, `/step`, lists) as the server's calendar ranges."""
+    fields: dict[str, _Ranges] = {"second": ((0, 0, 1),), "year": ()}
+    for text, (name, low, high) in zip(cron.split(), _CRON_FIELDS, strict=True):
+        ranges = []
+        for item in text.split(","):
+            span, _, step = item.partition("/")
+            start, _, end = (f"{low}-{high}" if span == "*" else span).partition("-")
+            ranges.append((int(start), int(end or (high if step else start)), int(step or 1)))
+        fields[name] = tuple(ranges)
+    return tuple(fields[f] for f in _CALENDAR_FIELDS)

@@ -1,6 +1,7 @@
 """The closeloop worker: runs every workflow and activity on the configured task queue.
 
     python worker.py            # or: closeloop worker (worker.py at the top is its launcher)
+    python worker.py --update-schedules   # also bring existing Schedules in line with the config
 Config: closeloop.toml (or CLOSELOOP_CONFIG) plus CLOSELOOP_TEMPORAL_ADDRESS, CLOSELOOP_NAMESPACE,
 CLOSELOOP_TASK_QUEUE, CLOSELOOP_DB_URL. SIGTERM or SIGINT shuts down gracefully: in-flight activities
 get `graceful_shutdown_timeout` to finish, and anything unfinished is retried by the next worker."""
@@ -45,22 +46,28 @@ def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
     )
 
 
-async def run(config: Config, *, stop: asyncio.Event | None = None) -> None:
+async def run(config: Config, *, stop: asyncio.Event | None = None, update_schedules: bool = False) -> None:
+    """Run the worker until `stop` (or SIGTERM/SIGINT). Existing Schedules whose settings differ from the
+    config's are left alone (a warning) unless `update_schedules`."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    # Before anything connects: which server, namespace and config this is (a worker started without a config
+    # runs on the built-in defaults, 127.0.0.1:7233, and says so).
+    log.info("worker starting", address=config.temporal.address, namespace=config.temporal.namespace,
+             task_queue=config.temporal.task_queue, config=config_origin(config), store=_safe_url(config.db_url))
     integrations = build(config)
     client = await connect(config.temporal)
     with ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity") as executor:
         worker = build_worker(client, integrations, config.temporal.task_queue, executor=executor)
         try:
-            schedules = await apply_schedules(client, config.temporal.task_queue, sync_every=config.sync.every)
-            log.info("schedules applied", schedules=schedules)
+            await apply_schedules(client, config.temporal.task_queue, sync_every=config.sync.every,
+                                  retention_every=config.retention.every, update=update_schedules)
         except RPCError as e:  # a server without schedules must not stop the worker
-            log.warning("schedules not applied", error=str(e))
+            log.warning("schedules not applied", error=e.message)
         log.info("worker started", address=config.temporal.address, namespace=config.temporal.namespace,
-                 task_queue=config.temporal.task_queue, config=config.source)
+                 task_queue=config.temporal.task_queue, config=config_origin(config))
         async with worker:
             await stop.wait()
             log.info("shutting down")
@@ -68,7 +75,32 @@ async def run(config: Config, *, stop: asyncio.Event | None = None) -> None:
     log.info("worker stopped")
 
 
-def main() -> int:
+def config_origin(config: Config) -> str:
+    """The config file the worker runs on, or that it runs on the built-in defaults."""
+    return config.source if not config.source.startswith("<") else f"built-in defaults {config.source}"
+
+
+def _safe_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - only for the log
+        return "<unparsable URL>"
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python worker.py [--update-schedules]`: every failure is one line on stderr, with the exit codes of the
+    `closeloop` commands (2 bad config, 3 Temporal or the database unreachable)."""
+    from sqlalchemy.exc import SQLAlchemyError
+
+    from closeloop.db_errors import db_reason, unreachable_database
+
+    args = sys.argv[1:] if argv is None else argv
+    unknown = [a for a in args if a != "--update-schedules"]
+    if unknown:
+        print(f"closeloop worker: unknown argument {unknown[0]!r} (only --update-schedules)", file=sys.stderr)
+        return 2
     closeloop_logging.configure()
     try:
         config = load_config()
@@ -76,10 +108,14 @@ def main() -> int:
         print(f"closeloop worker: {e}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(run(config))
+        asyncio.run(run(config, update_schedules="--update-schedules" in args))
     except (ConnectionError, RuntimeError) as e:
         print(f"closeloop worker: cannot reach Temporal at {config.temporal.address}: {e}", file=sys.stderr)
-        return 1
+        return 3
+    except SQLAlchemyError as e:
+        what = "cannot reach the database" if unreachable_database(e) else "database error"
+        print(f"closeloop worker: {what}: {db_reason(e)}", file=sys.stderr)
+        return 3 if unreachable_database(e) else 1
     return 0
 
 

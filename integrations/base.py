@@ -228,7 +228,8 @@ class StatusChange:
 
 
 class WebhookContext(Protocol):
-    """What the web app gives a webhook: the body limit, the secrets, and the roads into closeloop."""
+    """What the web app gives a webhook: its route's body limit (`Webhook.max_body_bytes`), the secrets, and the
+    roads into closeloop."""
 
     max_body_bytes: int
     secrets: Secrets
@@ -251,6 +252,9 @@ class Webhook(ABC):
 
     path: str
     secret_names: tuple[str, ...] = ()  # the environment variables that authenticate it (any one suffices)
+    # The largest body this route takes (413 above), from the vendor's documented maximum: `ctx.max_body_bytes`
+    # is this for the webhook's route. [web] max_body_bytes is the API's limit only.
+    max_body_bytes: int = 1024 * 1024
 
     @abstractmethod
     async def handle(self, request: Request, ctx: WebhookContext) -> Response: ...

@@ -8,7 +8,8 @@ A plugin is a class decorated with `@register` in its folder's `__init__.py`. It
 - `secrets`: the environment variables it reads (through closeloop.secrets.Secrets, never os.environ);
 and builds its implementations of the interfaces of closeloop.integrations.base from a PluginContext:
 trackers, notifiers, calendars, publishers, timeline sources (in the worker), incident and ticket webhooks
-(in the web app). Anything it leaves out it does not provide. Implementation modules are imported inside
+(in the web app; an incident webhook's `[webhooks.<name>]` section, e.g. its severity map, is optional).
+Anything it leaves out it does not provide. Implementation modules are imported inside
 those methods, so loading a plugin costs only its settings.
 
 Adding a vendor is one folder with an `@register`ed plugin: closeloop finds every folder of this package
@@ -42,7 +43,7 @@ if TYPE_CHECKING:
     )
     from closeloop.store.store import Store
 
-SECTION_KINDS = ("trackers", "timeline", "notifiers", "calendars", "publishers")
+SECTION_KINDS = ("trackers", "timeline", "notifiers", "calendars", "publishers", "webhooks")
 ENTRY_POINT_GROUP = "closeloop.integrations"
 
 
@@ -95,7 +96,7 @@ class Plugin:
     def timeline_sources(self, ctx: PluginContext) -> list[TimelineSource]:
         return []
 
-    def incident_webhooks(self) -> list[IncidentWebhook]:
+    def incident_webhooks(self, ctx: PluginContext) -> list[IncidentWebhook]:
         return []
 
     def ticket_webhooks(self, ctx: PluginContext) -> list[TicketWebhook]:

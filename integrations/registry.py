@@ -160,7 +160,7 @@ def webhooks(config: Config, secrets: Secrets | None = None) -> Webhooks:
         check(config)
     ctx = context(config, None, secrets)
     every = plugins()
-    return Webhooks(incident=[w for p in every for w in p.incident_webhooks()],
+    return Webhooks(incident=[w for p in every for w in p.incident_webhooks(ctx)],
                     ticket=[w for p in every for w in p.ticket_webhooks(ctx)])
 
 

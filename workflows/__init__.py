@@ -2,6 +2,6 @@
 
 from closeloop.workflows.action_item import ActionItemWorkflow
 from closeloop.workflows.postmortem import PostmortemWorkflow
-from closeloop.workflows.sweeps import StalledDigestWorkflow, TicketSyncWorkflow
+from closeloop.workflows.sweeps import RetentionWorkflow, StalledDigestWorkflow, TicketSyncWorkflow
 
-ALL = [PostmortemWorkflow, ActionItemWorkflow, StalledDigestWorkflow, TicketSyncWorkflow]
+ALL = [PostmortemWorkflow, ActionItemWorkflow, StalledDigestWorkflow, TicketSyncWorkflow, RetentionWorkflow]

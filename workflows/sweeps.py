@@ -9,9 +9,10 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from closeloop import contract
     from closeloop.activities.digest import DigestActivities, DigestInput
-    from closeloop.activities.options import EXTERNAL, SWEEP
+    from closeloop.activities.options import EXTERNAL, HOUSEKEEPING, SWEEP
     from closeloop.activities.reconcile import ReconcileActivities, SyncInput
-    from closeloop.models import DigestResult, SweepInput, SyncSummary
+    from closeloop.activities.retention import PruneInput, RetentionActivities
+    from closeloop.models import DigestResult, PruneResult, SweepInput, SyncSummary
     from closeloop.workflows._common import call
 
 
@@ -34,3 +35,13 @@ class TicketSyncWorkflow:
     @workflow.run
     async def run(self, inp: SweepInput) -> SyncSummary:
         return await call(ReconcileActivities.reconcile_tickets, SyncInput(at=workflow.now()), SWEEP)
+
+
+@workflow.defn(name=contract.RETENTION_WORKFLOW)
+class RetentionWorkflow:
+    """Delete what is past its retention (`[retention]`, activities/retention.py): the delivery log, the outbox,
+    rate events and, when configured, closed lifecycles."""
+
+    @workflow.run
+    async def run(self, inp: SweepInput) -> PruneResult:
+        return await call(RetentionActivities.prune_store, PruneInput(at=workflow.now()), HOUSEKEEPING)

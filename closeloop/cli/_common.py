@@ -19,16 +19,30 @@ import click
 T = TypeVar("T")
 
 
-class CliError(click.ClickException):
-    """A failure worded for the person at the terminal. exit_code 1 = runtime, 2 = bad input."""
+# The exit codes of every command, defined once (listed in `closeloop --help` and the README).
+EXIT_OK = 0
+EXIT_FAILED = 1  # refused or not found: an unknown id, an update the workflow rejected, a failed step
+EXIT_BAD_INPUT = 2  # a bad flag, file or config (click's usage errors too)
+EXIT_UNAVAILABLE = 3  # a service closeloop needs does not answer: Temporal or the database
+EXIT_INTERRUPTED = 130  # Ctrl-C
+EXIT_CODES_HELP = ("Exit codes: 0 ok; 1 refused or not found; 2 bad input or config; 3 Temporal or the database "
+                   "unreachable; 130 interrupted.")
 
-    def __init__(self, message: str, exit_code: int = 1) -> None:
+
+class CliError(click.ClickException):
+    """A failure worded for the person at the terminal, with its exit code (EXIT_*)."""
+
+    def __init__(self, message: str, exit_code: int = EXIT_FAILED) -> None:
         super().__init__(message)
         vars(self)["exit_code"] = exit_code  # click declares exit_code a class variable; this one is per error
 
 
 def bad_input(message: str) -> CliError:
-    return CliError(message, exit_code=2)
+    return CliError(message, exit_code=EXIT_BAD_INPUT)
+
+
+def unavailable(message: str) -> CliError:
+    return CliError(message, exit_code=EXIT_UNAVAILABLE)
 
 
 # --------------------------------------------------------------------------- context: config and client
@@ -70,7 +84,7 @@ def run(coro: Awaitable[T]) -> T:
 
 
 def unreachable(config: Any) -> CliError:
-    return CliError(f"cannot reach Temporal at {config.temporal.address}: start it with `closeloop dev`")
+    return unavailable(f"cannot reach Temporal at {config.temporal.address}: start it with `closeloop dev`")
 
 
 def reachable(address: str, timeout: float = 2.0) -> bool:
@@ -89,7 +103,7 @@ def reachable(address: str, timeout: float = 2.0) -> bool:
 
 
 async def connect(config: Any) -> Any:
-    """closeloop.client.Closeloop on the config's Temporal; an unreachable server is one line, exit 1."""
+    """closeloop.client.Closeloop on the config's Temporal; an unreachable server is one line, exit 3."""
     if not reachable(config.temporal.address):
         raise unreachable(config)
     from closeloop.client import Closeloop
@@ -111,7 +125,7 @@ def open_store(obj: Context) -> Any:
 def workflow_errors(kind: str, workflow_id: str) -> Iterator[None]:
     """Turn the Temporal errors of one workflow call into one line: unknown id, finished, rejected update."""
     from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
-    from temporalio.service import RPCError, RPCStatusCode
+    from temporalio.service import RPCError
 
     try:
         yield
@@ -120,7 +134,9 @@ def workflow_errors(kind: str, workflow_id: str) -> Iterator[None]:
     except WorkflowQueryFailedError as e:
         raise CliError(f"query on {workflow_id} failed: {e.message}") from None
     except RPCError as e:
-        if e.status == RPCStatusCode.NOT_FOUND:
+        from closeloop.client import workflow_not_found
+
+        if workflow_not_found(e):  # a missing namespace is not a missing workflow: explain() words that
             if "complete" in e.message.lower():
                 raise CliError(f"{kind} {workflow_id} has already finished ({e.message})") from None
             raise CliError(f"no {kind} {workflow_id}") from None

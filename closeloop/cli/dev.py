@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import signal
 import socket
@@ -14,11 +15,11 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import click
 
-from closeloop.cli._common import CliError, Context, pass_ctx, safe_url
+from closeloop.cli._common import CliError, Context, pass_ctx, safe_url, unavailable
 
 READY_TIMEOUT = 60.0
 STOP_TIMEOUT = 10.0
@@ -55,6 +56,33 @@ def _last_line(log: Path) -> str:
         return ""
     errors = [line for line in lines if "error" in line.lower() or "address already in use" in line.lower()]
     return (errors or lines or [""])[-1][:300]
+
+
+def lock_data_dir(data: Path) -> IO[str]:
+    """An exclusive lock on `<data>/lock`, held while the returned file is open (the OS drops it when the process
+    ends, however it ends). A second `closeloop dev` on the same data directory fails at once with one line,
+    instead of starting a second Temporal dev server on the same temporal.db (ShardOwnershipLostError)."""
+    import fcntl
+
+    try:
+        data.mkdir(parents=True, exist_ok=True)
+        f = open(data / "lock", "a+")  # noqa: SIM115 - held open for the life of `closeloop dev`
+    except OSError as e:
+        raise CliError(f"cannot use the data directory {data}: {e.strerror or e}") from None
+    try:
+        fcntl.flock(f.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        f.seek(0)
+        holder = f.read().strip()
+        f.close()
+        raise CliError(f"the data directory {data} is in use by another `closeloop dev`"
+                       + (f" (pid {holder})" if holder.isdigit() else "")
+                       + ": stop it, or use another --data-dir") from None
+    f.seek(0)
+    f.truncate()
+    f.write(f"{os.getpid()}\n")
+    f.flush()
+    return f
 
 
 def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork and exec
@@ -130,6 +158,7 @@ class WebServing:
     app: Any
     sock: socket.socket
     log_level: str
+    limits: Any = None  # [web] (closeloop.config.WebSettings): timeouts and the connection cap
 
 
 def _web_server(web: WebServing) -> Any:
@@ -148,10 +177,10 @@ def _web_server(web: WebServing) -> Any:
             pass
 
     host, port = web.sock.getsockname()[:2]
-    return Server(uvicorn_config(web.app, host, port, web.log_level))
+    return Server(uvicorn_config(web.app, host, port, web.log_level, web.limits))
 
 
-def _run_worker(config: Any, web: WebServing | None = None, ready: str = "") -> None:
+def _run_worker(config: Any, web: WebServing | None = None, ready: str = "", update_schedules: bool = False) -> None:
     """Run the worker (and the web app) until SIGINT/SIGTERM; `ready` is printed once those signals already
     mean a graceful stop, so a Ctrl-C right after it is never an abrupt interrupt."""
     from closeloop import worker
@@ -176,11 +205,11 @@ def _run_worker(config: Any, web: WebServing | None = None, ready: str = "") -> 
             serving.add_done_callback(lambda _: stop.set())  # the web app ending stops the worker too
             tasks = [serving, asyncio.create_task(stop_web())]
         try:
-            await worker.run(config, stop=stop)
+            await worker.run(config, stop=stop, update_schedules=update_schedules)
         except RuntimeError as e:
             if "connect" in str(e).lower():
-                raise CliError(f"cannot reach Temporal at {config.temporal.address}: start it with "
-                               "`closeloop dev`") from None
+                raise unavailable(f"cannot reach Temporal at {config.temporal.address}: start it with "
+                                  "`closeloop dev`") from None
             raise
         finally:
             stop.set()
@@ -190,6 +219,12 @@ def _run_worker(config: Any, web: WebServing | None = None, ready: str = "") -> 
             raise CliError(f"the web app stopped: {tasks[0].exception()}")
 
     asyncio.run(go())
+
+
+UPDATE_SCHEDULES = click.option(
+    "--update-schedules", is_flag=True,
+    help="Bring existing Temporal Schedules whose settings differ in line with this config (without it they are "
+         "left as they are, with a warning).")
 
 
 class _Terminated(Exception):
@@ -213,9 +248,10 @@ def _raise_terminated(signum: int, frame: Any) -> None:
 @click.option("--json-logs", is_flag=True, help="Log JSON lines instead of the readable console format.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@UPDATE_SCHEDULES
 @pass_ctx
 def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | None, web_port: int | None,
-        no_web: bool, json_logs: bool, log_level: str) -> None:
+        no_web: bool, json_logs: bool, log_level: str, update_schedules: bool) -> None:
     """Run everything locally: a persistent Temporal dev server, the migrations, a worker and the web app
     (the incident API and webhooks of `closeloop serve`, on [web] host and port).
 
@@ -252,8 +288,8 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
         raise CliError(f"the UI port {ui_port} is already in use: stop what uses it, or use --ui-port")
     web_host, web_port = config.web.host, web_port or config.web.port
     web_sock = None if no_web else bind_web(web_host, web_port)
-
-    data.mkdir(parents=True, exist_ok=True)
+    # Before anything touches the data directory: two dev servers on one temporal.db take each other's shards.
+    lock = lock_data_dir(data)
     click.echo(f"migrating the store ({safe_url(config.db_url)})...")
     Store(config.db_url).close()
 
@@ -285,11 +321,12 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
         if web_sock is not None:
             from closeloop.cli.serve import web_app
 
-            web = WebServing(web_app(config), web_sock, log_level)
+            web = WebServing(web_app(config), web_sock, log_level, config.web)
             shown = f"[{web_host}]" if ":" in web_host else web_host
             click.echo(f"web app on http://{shown}:{web_port} (incident API and webhooks; GET /healthz)")
         # SIGINT/SIGTERM stop the worker and the web app gracefully from the moment this line is printed.
-        _run_worker(config, web, ready=f"worker running on task queue {config.temporal.task_queue}; Ctrl-C to stop")
+        _run_worker(config, web, ready=f"worker running on task queue {config.temporal.task_queue}; Ctrl-C to stop",
+                    update_schedules=update_schedules)
         click.echo(("web app and worker" if web else "worker") + " stopped; stopping the Temporal dev server...")
     except (KeyboardInterrupt, _Terminated):
         click.echo("interrupted; stopping the Temporal dev server...")
@@ -304,6 +341,7 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
         if web_sock is not None:
             web_sock.close()
         signal.signal(signal.SIGTERM, previous_term)
+        lock.close()  # releases the data directory (the exit would too)
     if proc.returncode not in (0, -signal.SIGTERM, -signal.SIGKILL):
         click.echo(f"the Temporal dev server exited with code {proc.returncode} (log: {log_path})", err=True)
     click.echo("stopped")
@@ -314,8 +352,9 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
               help="JSON log lines (for log shippers) or a readable console format.")
 @click.option("--log-level", default="INFO", show_default=True,
               type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"], case_sensitive=False))
+@UPDATE_SCHEDULES
 @pass_ctx
-def worker_cmd(obj: Context, json_logs: bool, log_level: str) -> None:
+def worker_cmd(obj: Context, json_logs: bool, log_level: str, update_schedules: bool) -> None:
     """Run only the worker (every workflow and activity) against an existing Temporal server.
 
     Same as `python worker.py`. SIGTERM or Ctrl-C shuts it down gracefully.
@@ -327,7 +366,7 @@ def worker_cmd(obj: Context, json_logs: bool, log_level: str) -> None:
     """
     config = obj.config()
     _configure_logging(json_logs, log_level)
-    _run_worker(config)
+    _run_worker(config, update_schedules=update_schedules)
 
 
 COMMANDS = [dev, worker_cmd]

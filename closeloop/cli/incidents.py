@@ -311,8 +311,9 @@ def status(obj: Context, postmortem: str | None, limit: int, as_json: bool) -> N
 def stalled(obj: Context, limit: int, as_json: bool) -> None:
     """List stalled postmortems and overdue action items (one visibility query).
 
-    A postmortem stalls when its draft or review is past due and the escalation has run out; an action item
-    when it is open past its due date.
+    A postmortem stalls the moment its draft or review passes its due time (when the escalation starts, not
+    when it has run out), until the draft is submitted or the review decided; an action item stalls when it
+    is open past its due date.
 
     \b
     Example:

@@ -1,7 +1,8 @@
 """`closeloop`: run the dev stack or a worker, start postmortems, act on them, and look at what is going on.
 
-Every failure is one line on stderr: exit 2 for bad input or config, 1 for runtime problems
-(Temporal unreachable, an unknown id, an update the workflow rejected). CLOSELOOP_DEBUG=1 shows tracebacks."""
+Every failure is one line on stderr, with one exit code per kind of failure for every command (EXIT_* in
+closeloop.cli._common): 1 refused or not found, 2 bad input or config, 3 Temporal or the database unreachable.
+CLOSELOOP_DEBUG=1 shows tracebacks."""
 
 from __future__ import annotations
 
@@ -12,7 +13,14 @@ from typing import Any
 
 import click
 
-from closeloop.cli._common import Context
+from closeloop.cli._common import (
+    EXIT_BAD_INPUT,
+    EXIT_CODES_HELP,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_UNAVAILABLE,
+    Context,
+)
 
 EPILOG = """\b
 Examples:
@@ -22,7 +30,8 @@ Examples:
   closeloop draft submit api/INC-1 --as alice --file draft.json
   closeloop review approve api/INC-1 --as bob
   closeloop stalled
-"""
+
+""" + EXIT_CODES_HELP
 
 
 def _one_line(text: str) -> str:
@@ -34,12 +43,19 @@ def _usage_hint(e: click.UsageError) -> str:
     return f" (see `{path} --help`)"
 
 
-def explain(e: BaseException, address: str | None = None) -> tuple[str, int]:
+def _rpc_message(e: Any) -> str:
+    """Temporal's own words for an RPC error, for the person at the terminal (never for API clients)."""
+    return _one_line(e.message)[:300] if e.message else "no details"
+
+
+def explain(e: BaseException, address: str | None = None, namespace: str | None = None) -> tuple[str, int]:
     """(one-line message, exit code) for any failure a command can raise."""
     if isinstance(e, click.UsageError):
-        return e.format_message() + _usage_hint(e), 2
+        return e.format_message() + _usage_hint(e), EXIT_BAD_INPUT
     if isinstance(e, click.ClickException):  # our own one-line errors: nothing more to load
         return e.format_message(), e.exit_code
+    if isinstance(e, (KeyboardInterrupt, click.Abort)):
+        return "interrupted", EXIT_INTERRUPTED
     from pydantic import ValidationError
     from temporalio.client import WorkflowFailureError, WorkflowUpdateFailedError
     from temporalio.service import RPCError, RPCStatusCode
@@ -47,42 +63,55 @@ def explain(e: BaseException, address: str | None = None) -> tuple[str, int]:
     from closeloop.cli._common import failure_message, validation_message
     from closeloop.config import ConfigError
 
-    if isinstance(e, click.UsageError):
-        return e.format_message() + _usage_hint(e), 2
-    if isinstance(e, click.ClickException):
-        return e.format_message(), e.exit_code
     if isinstance(e, ConfigError):
-        return str(e), 2
+        return str(e), EXIT_BAD_INPUT
     if isinstance(e, ValidationError):
-        return validation_message(e, e.title), 2
+        return validation_message(e, e.title), EXIT_BAD_INPUT
     if isinstance(e, json.JSONDecodeError):
-        return f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})", 2
+        return f"not valid JSON: {e.msg} (line {e.lineno}, column {e.colno})", EXIT_BAD_INPUT
     if isinstance(e, WorkflowUpdateFailedError):
-        return f"rejected: {failure_message(e)}", 1
+        return f"rejected: {failure_message(e)}", EXIT_FAILED
     if isinstance(e, WorkflowFailureError):
-        return f"workflow failed: {failure_message(e)}", 1
+        return f"workflow failed: {failure_message(e)}", EXIT_FAILED
     if isinstance(e, RPCError):
+        from closeloop.client import namespace_not_found
+
         where = address or "the configured address"
+        if namespace_not_found(e):
+            return (f"the Temporal server at {where} has no namespace {namespace or ''!r} (--namespace, "
+                    "$CLOSELOOP_NAMESPACE or [temporal] namespace)"), EXIT_BAD_INPUT
         if e.status in (RPCStatusCode.UNAVAILABLE, RPCStatusCode.DEADLINE_EXCEEDED):
-            return f"cannot reach Temporal at {where}: start it with `closeloop dev`", 1
+            return f"cannot reach Temporal at {where}: start it with `closeloop dev`", EXIT_UNAVAILABLE
         if e.status == RPCStatusCode.UNIMPLEMENTED:
-            return f"the Temporal server at {where} does not support this call: {e.message}", 1
-        return f"Temporal error ({e.status.name if e.status else 'unknown'}): {e.message}", 1
-    try:
-        from sqlalchemy.exc import SQLAlchemyError
-    except ImportError:  # pragma: no cover
-        SQLAlchemyError = ()  # type: ignore[assignment,misc]  # noqa: N806
+            return f"the Temporal server at {where} does not support this call: {_rpc_message(e)}", EXIT_FAILED
+        return f"Temporal error ({e.status.name if e.status else 'unknown'}): {_rpc_message(e)}", EXIT_FAILED
+    from sqlalchemy.exc import SQLAlchemyError
+
     if isinstance(e, SQLAlchemyError):
-        return f"database error: {_one_line(str(e).split(chr(10))[0])}", 1
+        from closeloop.db_errors import db_reason, unreachable_database
+
+        if unreachable_database(e):
+            return f"cannot reach the database: {db_reason(e)}", EXIT_UNAVAILABLE
+        return f"database error: {db_reason(e)}", EXIT_FAILED
     if isinstance(e, OSError):
         name = f"{e.filename}: " if getattr(e, "filename", None) else ""
-        return f"{name}{e.strerror or e}", 1
-    if isinstance(e, (KeyboardInterrupt, click.Abort)):
-        return "interrupted", 130
-    return f"unexpected error: {type(e).__name__}: {e}", 1
+        return f"{name}{e.strerror or e}", EXIT_FAILED
+    return f"unexpected error: {type(e).__name__}: {e}", EXIT_FAILED
 
 
 _current: dict[str, Context] = {}
+
+
+def _address(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """--address must be HOST:PORT (exit 2 with one line), checked before anything connects."""
+    if value is None:
+        return None
+    from closeloop.config import check_address
+
+    try:
+        return check_address(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e), ctx, param) from None
 
 
 class CloseloopGroup(click.Group):
@@ -98,8 +127,8 @@ class CloseloopGroup(click.Group):
             if os.environ.get("CLOSELOOP_DEBUG") == "1" and not isinstance(e, click.ClickException):
                 raise
             ctx_obj = _current.pop("ctx", None)
-            address = ctx_obj._config.temporal.address if ctx_obj is not None and ctx_obj._config else None
-            message, code = explain(e, address)
+            temporal = ctx_obj._config.temporal if ctx_obj is not None and ctx_obj._config else None
+            message, code = explain(e, temporal and temporal.address, temporal and temporal.namespace)
             try:
                 click.echo(f"closeloop: {_one_line(message)}", err=True)
             except Exception:  # noqa: BLE001 - stderr gone (closed pipe): nothing left to tell
@@ -113,8 +142,8 @@ class CloseloopGroup(click.Group):
 @click.option("--config", "config_path", metavar="PATH", type=click.Path(dir_okay=False),
               help="Config file (TOML or YAML). Default: $CLOSELOOP_CONFIG, ./closeloop.toml, or the built-in "
                    "example config.")
-@click.option("--address", metavar="HOST:PORT", help="Temporal frontend address (overrides the config and "
-                                                      "$CLOSELOOP_TEMPORAL_ADDRESS).")
+@click.option("--address", metavar="HOST:PORT", callback=_address,
+              help="Temporal frontend address (overrides the config and $CLOSELOOP_TEMPORAL_ADDRESS).")
 @click.option("--namespace", metavar="NAME", help="Temporal namespace (overrides the config and "
                                                   "$CLOSELOOP_NAMESPACE).")
 @click.version_option(package_name="closeloop", prog_name="closeloop")

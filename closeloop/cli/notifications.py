@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from closeloop.cli._common import Context, echo_json, fmt_time, open_store, pass_ctx, postmortem_id, table
+from closeloop.cli._common import CliError, Context, echo_json, fmt_time, open_store, pass_ctx, postmortem_id, table
 
 
 @click.command("notifications")
@@ -15,7 +15,8 @@ from closeloop.cli._common import Context, echo_json, fmt_time, open_store, pass
 def notifications(obj: Context, postmortem: str | None, body: bool, as_json: bool) -> None:
     """List the notification outbox (what the built-in notifier sent), oldest first.
 
-    ID (postmortem/api/INC-1, api/INC-1 or api:INC-1) limits it to one postmortem and its action items.
+    ID (postmortem/api/INC-1, api/INC-1 or api:INC-1) limits it to one postmortem and its action items; an
+    ID closeloop has no incident for is an error (exit 1), as for `closeloop status`.
 
     \b
     Examples:
@@ -25,6 +26,9 @@ def notifications(obj: Context, postmortem: str | None, body: bool, as_json: boo
     wid = postmortem_id(postmortem) if postmortem else None
     store = open_store(obj)
     try:
+        if wid is not None and store.records.incident_id(*wid.split("/")[1:]) is None:
+            # as `closeloop status` does: an unknown postmortem is "not found" (exit 1), not an empty list
+            raise CliError(f"no postmortem {wid} (no incident {wid.removeprefix('postmortem/')} is recorded)")
         rows = store.local.notifications(wid)
     finally:
         store.close()

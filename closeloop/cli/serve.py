@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 from typing import Any
 
 import click
@@ -16,13 +17,22 @@ def web_app(config: Any) -> Any:
     return build_web_app(config)
 
 
-def uvicorn_config(app: Any, host: str, port: int, log_level: str) -> Any:
+def uvicorn_config(app: Any, host: str, port: int, log_level: str, web: Any = None) -> Any:
     """uvicorn's settings for the app: closeloop's logging (no uvicorn log config), no access log, no
-    Server header."""
+    Server header, and the limits of `web` ([web], closeloop.config.WebSettings; its defaults when None)
+    against slow and too many clients (closeloop/web/server.py)."""
     import uvicorn
 
+    from closeloop.config import WebSettings
+    from closeloop.web.server import guarded_protocol, raise_open_files
+
+    web = WebSettings() if web is None else web
+    protocol = guarded_protocol(header_timeout=web.header_timeout.total_seconds(),
+                                body_timeout=web.body_timeout.total_seconds(), max_connections=web.max_connections)
+    raise_open_files(web.max_connections)
     return uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower(),
-                          access_log=False, server_header=False)
+                          access_log=False, server_header=False, http=protocol,
+                          timeout_keep_alive=web.keep_alive_timeout.total_seconds())
 
 
 @click.command("serve")
@@ -55,6 +65,11 @@ def serve(obj: Context, host: str | None, port: int | None, json_logs: bool, log
     (comma-separated; several at once during a rotation). Without one, its
     endpoints answer 401 with a JSON reason. `closeloop dev` serves the same app.
 
+    Against slow and too many clients, from [web]: header_timeout (10s: the request line and headers, else
+    408), body_timeout (30s: the whole body after them, else 408), keep_alive_timeout (5s: an idle
+    connection is closed) and max_connections (2048: more get 503 at once). Put a reverse proxy in front
+    for TLS (deploy/reverse-proxy.md).
+
     \b
     Examples:
       CLOSELOOP_API_TOKENS=s3cret closeloop serve
@@ -72,6 +87,10 @@ def serve(obj: Context, host: str | None, port: int | None, json_logs: bool, log
     bind_port = port or config.web.port
     structlog.get_logger("closeloop.web").info("serving", host=bind_host, port=bind_port,
                                                temporal=config.temporal.address)
-    uvicorn.Server(uvicorn_config(app, bind_host, bind_port, log_level)).run()
+    server = uvicorn.Server(uvicorn_config(app, bind_host, bind_port, log_level, config.web))
+    # What start-up made (modules, the app) lives as long as the process: out of the collector's way, so a full
+    # collection under many open connections does not pause the event loop for as long.
+    gc.freeze()
+    server.run()
 
 COMMANDS = [serve]

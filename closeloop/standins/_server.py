@@ -1,5 +1,5 @@
 """What every stand-in server shares: a threaded HTTP server on a free loopback port, started and
-stopped around a `with` block, the state every test reads (`requests`, `violations`), the queue of injected
+stopped around a `with` block, the state every test reads (`requests`, `paths`, `violations`), the queue of injected
 faults (`fail_next`, `rate_limit_next`, each consumed by the next matching request), and the routing of a
 request to a handler by route template (`compile_routes`, `match_route`)."""
 
@@ -13,6 +13,7 @@ from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import unquote
 
 Validator = Callable[[str, str, int, Any], None]
 Route = tuple[str, str, re.Pattern[str], str]  # (method, template, regex, handler name)
@@ -35,11 +36,12 @@ def compile_routes(routes: list[tuple[str, str, str]]) -> list[Route]:
 
 
 def match_route(routes: list[Route], method: str, path: str) -> tuple[str, str, dict[str, str]] | None:
-    """(template, handler name, captured segments) of the first route for `method` and `path`, else None."""
+    """(template, handler name, captured segments) of the first route for `method` and `path`, else None. A
+    captured segment is percent-decoded, as a server reads it (`%2F` is a `/` inside one segment)."""
     for m, template, regex, name in routes:
         match = regex.match(path)
         if m == method and match:
-            return template, name, match.groupdict()
+            return template, name, {k: unquote(v) for k, v in match.groupdict().items()}
     return None
 
 
@@ -56,19 +58,24 @@ class JsonHandler(BaseHTTPRequestHandler):
         pass
 
     def do_GET(self) -> None:
-        self._dispatch("GET")
+        self._record("GET")
 
     def do_POST(self) -> None:
-        self._dispatch("POST")
+        self._record("POST")
 
     def do_PUT(self) -> None:
-        self._dispatch("PUT")
+        self._record("PUT")
 
     def do_PATCH(self) -> None:
-        self._dispatch("PATCH")
+        self._record("PATCH")
 
     def do_DELETE(self) -> None:
-        self._dispatch("DELETE")
+        self._record("DELETE")
+
+    def _record(self, method: str) -> None:
+        with self.standin._lock:
+            self.standin.paths.append(f"{method} {self.path}")
+        self._dispatch(method)
 
     def _dispatch(self, method: str) -> None:
         raise NotImplementedError
@@ -100,13 +107,15 @@ class JsonHandler(BaseHTTPRequestHandler):
 
 class StandinServer:
     """Base of the stand-ins: `url`, `start()`, `stop()`, and use as a context manager; `requests` (Counter of
-    "METHOD /route/{template}"), `violations` (what `validator` raised), and the fault queue."""
+    "METHOD /route/{template}"), `paths` (every request as "METHOD /raw/path?query", as it arrived), `violations`
+    (what `validator` raised), and the fault queue."""
 
     thread_name = "standin"
 
     def __init__(self, validator: Validator | None = None) -> None:
         self.validator = validator
         self.requests: Counter[str] = Counter()
+        self.paths: list[str] = []
         self.violations: list[str] = []
         self._faults: list[Fault] = []
         self._lock = threading.RLock()

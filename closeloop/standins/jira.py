@@ -7,16 +7,19 @@ Implemented (state in memory): `GET /rest/api/2/serverInfo` (deploymentType Clou
 `GET /rest/api/2/myself`, `POST /rest/api/2/issue`, `GET /rest/api/2/issue/{key}`,
 `GET|POST /rest/api/2/issue/{key}/comment`, `GET|POST /rest/api/2/issue/{key}/transitions`, and
 `GET|POST /rest/api/2/search/jql` with a JQL subset (`key in (A, B)`, `labels = "x"`, `project = P`,
-`text ~ "phrase"` (whole words in the summary, description and comments), joined by AND and OR with parentheses,
-`ORDER BY` ignored) and `nextPageToken` / `isLast` paging (`maxResults`, capped at
-`max_results`). Errors come as Jira's `ErrorCollection`. URLs are built from the server's own address.
+`text ~ "words"` (whole words in the summary, description and comments; the string is a Lucene query as on
+Jira: `\\"a phrase\\"` matches literally, `\\`-escaped characters are literal, an unescaped `*` is a wildcard
+and `OR` joins alternatives), JQL strings with `\\"` and `\\\\` escapes, joined by AND and OR with parentheses,
+`ORDER BY` ignored) and `nextPageToken` / `isLast` paging (`maxResults`, capped at `max_results`). Errors come
+as Jira's `ErrorCollection`. URLs are built from the server's own address.
 
 More projects (`projects`, key -> name; issue keys count per project), components per project
 (`components`, project key -> names; `fields.components` by name or id, an unknown one is refused with 400)
 and custom fields (`custom_fields`, id -> name; listed by `/field`, any JSON value stored and returned as
 set). Any other field on create is refused with 400, as on a screen without it. `port` binds a fixed port.
 
-Test hooks: `issues` (key -> dict), `requests` (Counter of "METHOD /route/{template}"), `users`
+Test hooks: `issues` (key -> dict), `jql` (every JQL query searched, in order), `requests` (Counter of
+"METHOD /route/{template}"), `users`
 (accountId -> display name; an unknown assignee is refused with 400 as on Jira), `set_status()`,
 `add_issue()` (an issue straight into the state, no request: as someone made it at a given time,
 optionally resolved at another, or many for benchmarks), `move(key, project)` (a project move as on Jira:
@@ -107,6 +110,7 @@ class JiraStandin(StandinServer):
         self.users = dict(users or {})
         self.issues: dict[str, dict[str, Any]] = {}
         self.aliases: dict[str, str] = {}  # old key -> current key, after a move
+        self.jql: list[str] = []  # every query searched, as sent
         self._numbers: dict[str, int] = {}  # project key -> last issue number given
         self._next_id = 10000
         self._next_comment_id = 20000
@@ -372,6 +376,8 @@ class JiraStandin(StandinServer):
         data = req.json if req.method == "POST" else None
         get = (lambda k: data.get(k)) if data is not None else req.param
         jql = get("jql") or ""
+        with self._lock:
+            self.jql.append(jql)
         token = get("nextPageToken")
         limit = int(get("maxResults") or 50)
         limit = max(1, min(limit, self.max_results))
@@ -395,7 +401,7 @@ class JiraStandin(StandinServer):
 
     def _query(self, jql: str) -> list[str]:
         text = re.split(r"\s+order\s+by\s+", jql.strip(), flags=re.I)[0].strip()
-        tokens = re.findall(r'"[^"]*"|\(|\)|[^\s()"]+', text)
+        tokens = re.findall(r'"(?:[^"\\]|\\.)*"|\(|\)|[^\s()"]+', text)
         pos = 0
 
         def clause_text(parts: list[str]) -> str:
@@ -451,14 +457,8 @@ class JiraStandin(StandinServer):
             return lambda i, w=self._current(m.group(1)): i["key"].upper() == w
         if m := re.fullmatch(r"labels\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
             return lambda i, w=(m.group(1) or m.group(2)): w in i["labels"]
-        if m := re.fullmatch(r"text\s*~\s*\"([^\"]*)\"", clause, re.I):
-            words = re.findall(r"\w+", m.group(1).lower())  # a phrase of whole words, as Jira's index sees it
-
-            def mentions(i: dict[str, Any], w: list[str] = words) -> bool:
-                body = re.findall(r"\w+", " ".join([i["summary"] or "", i["description"] or "",
-                                                    *(c["body"] for c in i["comments"])]).lower())
-                return any(body[k:k + len(w)] == w for k in range(len(body) - len(w) + 1))
-            return mentions
+        if m := re.fullmatch(r'text\s*~\s*"((?:[^"\\]|\\.)*)"', clause, re.I):
+            return _lucene(re.sub(r"\\(.)", r"\1", m.group(1)))  # the JQL string's value is a Lucene query
         if m := re.fullmatch(r"project\s*=\s*(?:\"([^\"]*)\"|(\S+))", clause, re.I):
             wanted = m.group(1) or m.group(2)
             project = next((k for k, p in self.projects.items() if wanted in (k, p["id"], p["name"])), None)
@@ -472,6 +472,27 @@ class JiraStandin(StandinServer):
         key = key.upper()
         with self._lock:
             return self.aliases.get(key, key).upper()
+
+
+def _lucene(query: str) -> Callable[[dict[str, Any]], bool]:
+    """What Jira's `text ~` makes of a Lucene query, in part: `"a phrase"` matches its words in a row; outside
+    a phrase, `OR` joins alternatives and an unescaped `*` ends a word prefix; `\\x` is a literal x."""
+    query = query.strip()
+    if len(query) >= 2 and query[0] == query[-1] == '"' and not re.search(r'(?<!\\)"', query[1:-1]):
+        alternatives = [[re.escape(w) for w in re.findall(r"\w+", re.sub(r"\\(.)", r"\1", query[1:-1]).lower())]]
+    else:
+        alternatives = []
+        for part in re.split(r"\s+OR\s+|(?<!\\)\|\|", query):
+            marked = re.sub(r"(?<!\\)\*", "\0", part)  # an unescaped wildcard
+            words = re.findall(r"[\w\0]+", re.sub(r"\\(.)", r"\1", marked).lower())
+            alternatives.append([re.escape(w).replace("\0", r"\w*") for w in words])
+
+    def mentions(i: dict[str, Any]) -> bool:
+        body = re.findall(r"\w+", " ".join([i["summary"] or "", i["description"] or "",
+                                            *(c["body"] for c in i["comments"])]).lower())
+        return any(w and any(all(re.fullmatch(p, b) for p, b in zip(w, body[k:k + len(w)], strict=True))
+                             for k in range(len(body) - len(w) + 1)) for w in alternatives)
+    return mentions
 
 
 class _Request:

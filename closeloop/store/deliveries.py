@@ -3,7 +3,9 @@ applied, so a replay is acknowledged and not applied twice."""
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select, update
 
 from closeloop.store.database import Database
 from closeloop.store.tables import WebhookDeliveryRow
@@ -14,8 +16,16 @@ class DeliveryLog:
         self.db = db
 
     def record_delivery(self, source: str, delivery_id: str) -> bool:
-        """Remember a webhook delivery; False when it was seen before (a replay: acknowledge, don't apply)."""
-        return self.db.insert_once(WebhookDeliveryRow(source=source, delivery_id=delivery_id[:200]))
+        """Remember a webhook delivery; False when it was seen before (a replay: acknowledge, don't apply).
+        Seen before, it is remembered afresh: retention (`[retention] deliveries`) counts from the last time a
+        delivery, or the ticket sweep's evidence it records on every pass, was seen."""
+        if self.db.insert_once(WebhookDeliveryRow(source=source, delivery_id=delivery_id[:200])):
+            return True
+        with self.db.session() as s:
+            s.execute(update(WebhookDeliveryRow).where(WebhookDeliveryRow.source == source,
+                                                       WebhookDeliveryRow.delivery_id == delivery_id[:200])
+                      .values(received_at=datetime.now(UTC)))
+        return False
 
     def delivery_seen(self, source: str, delivery_id: str) -> bool:
         """Whether `record_delivery` already recorded this delivery (checked before acting, recorded after)."""

@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import delete, select, text
 
+from closeloop.retention import MAX_RATE_WINDOW
 from closeloop.store.database import Database
 from closeloop.store.tables import RateEventRow
 
@@ -19,7 +20,10 @@ class RateLimits:
     def take_rate_slot(self, bucket: str, *, limit: int, window: timedelta, now: datetime | None = None) -> float:
         """Count one call against `limit` calls per `window` in `bucket`, shared by every process on this
         database. Returns 0 when the call may go ahead (and is counted), else the seconds until a slot frees
-        (nothing counted): the caller retries then, through its activity's retry, never by sleeping."""
+        (nothing counted): the caller retries then, through its activity's retry, never by sleeping. `window` is
+        at most MAX_RATE_WINDOW (1 day), so retention may delete older events (`[retention] rate_events`)."""
+        if window > MAX_RATE_WINDOW:
+            raise ValueError(f"a rate limit window is at most {MAX_RATE_WINDOW} (retention deletes older events)")
         now = now or datetime.now(UTC)
         with self.db.write_lock, self.db.session() as s:
             if s.bind is not None and s.bind.dialect.name == "postgresql":

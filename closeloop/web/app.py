@@ -1,17 +1,21 @@
 """The HTTP app: `GET /healthz`, the generic incident API (`POST /api/incidents`,
 `POST /api/incidents/{source}/{external_id}/resolve`, `POST /api/incidents/{source}/{external_id}/notes`
-(a timeline note); bearer tokens from CLOSELOOP_API_TOKENS), and the webhooks of the integration plugins,
+(a timeline note); bearer tokens from CLOSELOOP_API_TOKENS, each for source `api` unless it names others:
+closeloop.web.requests.api_tokens), and the webhooks of the integration plugins,
 each at `POST /webhooks/<path>` (PagerDuty, incident.io, Alertmanager and Opsgenie incidents; Jira and
 GitHub ticket status: closeloop.integrations.<vendor>.webhook).
 
 Every request that starts something calls `Closeloop.start_postmortem`, whose workflow id is
 `postmortem/<source>/<external_id>`: a repeated delivery never starts a second lifecycle, so the handlers
-keep no state of their own. Bodies are read raw (the signature covers the exact bytes) and capped at
-`[web] max_body_bytes`. Every error is a JSON `{"error": ...}`; never a traceback."""
+keep no state of their own. Bodies are read raw (the signature covers the exact bytes) and capped: the API's
+at `[web] max_body_bytes`, each webhook's at its vendor's documented maximum (`Webhook.max_body_bytes`); a
+body is due within `[web] body_timeout` (closeloop/web/deadlines.py). Every error is a JSON `{"error": ...}`;
+never a traceback. A client that leaves mid-request is logged at debug only."""
 
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -22,7 +26,9 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
@@ -30,14 +36,20 @@ from temporalio.service import RPCError, RPCStatusCode
 from closeloop.client import Closeloop
 from closeloop.config import Config
 from closeloop.contract import postmortem_workflow_id
+from closeloop.db_errors import db_reason, unreachable_database
 from closeloop.integrations.base import IncidentWebhook, StatusChange, TicketWebhook, Webhook
 from closeloop.models import Incident, TimelineEvent
 from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import ticket_status
+from closeloop.web.deadlines import BodyDeadline
 from closeloop.web.requests import (
+    API_SOURCE,
     Reject,
+    api_tokens,
     check_bearer,
+    check_incident_path,
+    check_source,
     error_response,
     json_object,
     read_body,
@@ -47,6 +59,7 @@ from closeloop.web.storage import WebStorage
 
 log = structlog.get_logger("closeloop.web")
 
+RETRY_AFTER = "30"  # seconds, on every 503 (Temporal or the database unavailable)
 ClientFactory = Callable[[], Awaitable[Client]]
 StorageOpener = Callable[[str], WebStorage]
 
@@ -183,6 +196,8 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     @app.exception_handler(Reject)
     async def _reject(_: Request, e: Reject) -> JSONResponse:
+        if e.status == 503:  # every 503 tells the sender when to retry
+            return error_response(e.status, e.message, {"Retry-After": RETRY_AFTER, **(e.headers or {})})
         return error_response(e.status, e.message, e.headers)
 
     @app.exception_handler(StarletteHTTPException)
@@ -192,6 +207,22 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, e: RequestValidationError) -> JSONResponse:
         return error_response(422, "invalid request")
+
+    @app.exception_handler(SQLAlchemyError)
+    async def _database(request: Request, e: SQLAlchemyError) -> JSONResponse:
+        """A database outage on any route is 503 with Retry-After (the sender retries), as for the ticket
+        webhooks; any other database error is a 500. The driver's words go to the log only."""
+        if unreachable_database(e):
+            log.warning("database_unavailable", path=request.url.path, error=type(e).__name__, reason=db_reason(e))
+            return error_response(503, "the database is unavailable; try again later", {"Retry-After": RETRY_AFTER})
+        log.error("database_error", path=request.url.path, error=type(e).__name__, reason=db_reason(e))
+        return error_response(500, "internal error")
+
+    @app.exception_handler(ClientDisconnect)
+    async def _gone(request: Request, _: ClientDisconnect) -> Response:
+        # The client left mid-request: nobody reads the answer, and it is not our error.
+        log.debug("client_disconnected", path=request.url.path)
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, e: Exception) -> JSONResponse:
@@ -204,13 +235,13 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
 
-    api_tokens = secrets.values(ENV_API_TOKENS)
+    tokens = api_tokens(secrets.values(ENV_API_TOKENS))
 
     @app.post("/api/incidents")
     async def api_incident(request: Request) -> Response:
-        check_bearer(request, api_tokens)
+        token = check_bearer(request, tokens)
         data = json_object(await read_body(request, limit))
-        data.setdefault("source", "api")
+        check_source(token, data.setdefault("source", API_SOURCE))
         if data.get("resolved_at") is None:
             data["resolved_at"] = datetime.now(UTC)
         try:
@@ -221,7 +252,9 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     @app.post("/api/incidents/{source}/{external_id}/resolve")
     async def api_resolve(source: str, external_id: str, request: Request) -> Response:
-        check_bearer(request, api_tokens)
+        token = check_bearer(request, tokens)
+        check_incident_path(source, external_id)
+        check_source(token, source)
         data = json_object(await read_body(request, limit), empty_ok=True)
         for key, value in (("source", source), ("external_id", external_id)):
             if key in data and data[key] != value:
@@ -243,7 +276,9 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     @app.post("/api/incidents/{source}/{external_id}/notes")
     async def api_note(source: str, external_id: str, request: Request) -> Response:
-        check_bearer(request, api_tokens)
+        token = check_bearer(request, tokens)
+        check_incident_path(source, external_id)
+        check_source(token, source)
         event = note_from_json(json_object(await read_body(request, limit)))
         records = (await the_store()).records
         incident = await asyncio.to_thread(records.get_incident, source, external_id)
@@ -256,6 +291,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     for webhook in webhooks:
         _mount(app, webhook, context)
+    app.add_middleware(BodyDeadline, seconds=config.web.body_timeout.total_seconds())
     return app
 
 
@@ -263,7 +299,10 @@ def _mount(app: FastAPI, webhook: Webhook, context: _Context) -> None:
     kind = "incident" if isinstance(webhook, IncidentWebhook) else "ticket" if isinstance(webhook, TicketWebhook) \
         else "other"
 
+    route_context = copy.copy(context)  # the webhook's own body limit, from its vendor's documented maximum
+    route_context.max_body_bytes = webhook.max_body_bytes
+
     async def receive(request: Request) -> Response:
-        return await webhook.handle(request, context)
+        return await webhook.handle(request, route_context)
 
     app.add_api_route(f"/webhooks/{webhook.path}", receive, methods=["POST"], name=f"{kind}_webhook_{webhook.path}")

@@ -9,6 +9,7 @@ import hashlib
 import hmac
 import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -17,6 +18,8 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
+from closeloop.ids import BadId, check_external_id
+from closeloop.ids import check_source as check_source_name
 from closeloop.models import Incident
 from closeloop.secrets import ENV_API_TOKENS
 from closeloop.validation import first_problem
@@ -24,7 +27,6 @@ from closeloop.validation import first_problem
 log = structlog.get_logger("closeloop.web")
 
 MAX_SIGNATURES = 16  # more than any rotation needs; bounds the work an unsigned request can cause
-_PRIORITY = re.compile(r"(?:p|sev)\s*-?\s*(\d)", re.IGNORECASE)
 
 
 class Reject(Exception):
@@ -99,13 +101,57 @@ def incident_or_reject(fields: dict[str, Any], where: dict[str, str]) -> Inciden
         raise Reject(422, f"invalid field {where.get(name, name)}: {first_problem(e).message}") from None
 
 
-def severity_name(name: str) -> str:
-    """"P1" / "SEV1" -> "SEV1"; any other name kept as it is (at most 32 characters)."""
-    m = _PRIORITY.fullmatch(name.strip())
-    return f"SEV{m.group(1)}" if m else name.strip()[:32]
+API_SOURCE = "api"  # the namespace of every incident the API starts, unless its token names other sources
+_SOURCES = re.compile(r"(?:\*|[a-z][a-z0-9_-]{0,31})(?:\+(?:\*|[a-z][a-z0-9_-]{0,31}))*")
 
 
-def check_bearer(request: Request, tokens: tuple[str, ...]) -> None:
+@dataclass(frozen=True)
+class ApiToken:
+    """A bearer token of /api/... and the named sources it may act on besides `api` (`*`: any)."""
+
+    secret: str
+    sources: frozenset[str] = frozenset()
+
+    def __repr__(self) -> str:  # never print the secret
+        return f"ApiToken(sources={sorted(self.sources)})"
+
+    def may_use(self, source: str) -> bool:
+        return source == API_SOURCE or "*" in self.sources or source in self.sources
+
+
+def api_tokens(values: tuple[str, ...]) -> tuple[ApiToken, ...]:
+    """CLOSELOOP_API_TOKENS entries: `TOKEN` (source `api` only) or `TOKEN:SOURCE+SOURCE...` (also those sources,
+    e.g. `s3cret:pagerduty+opsgenie`; `*` for any). A bare token keeps working as before, for `api`."""
+    tokens = []
+    for value in values:
+        secret, sep, named = value.rpartition(":")
+        if sep and secret and _SOURCES.fullmatch(named):
+            tokens.append(ApiToken(secret, frozenset(named.split("+"))))
+        else:
+            tokens.append(ApiToken(value))
+    return tuple(tokens)
+
+
+def check_source(token: ApiToken, source: object) -> None:
+    """Reject(403) unless the token may act on incidents of `source` (a non-string is the model's to refuse)."""
+    if isinstance(source, str) and not token.may_use(source):
+        raise Reject(403, f"this API token may not act on source {source[:40]!r}: it is for source "
+                          f"{API_SOURCE!r}{''.join(f', {s!r}' for s in sorted(token.sources))} "
+                          f"(a token's sources are set in {ENV_API_TOKENS} as TOKEN:SOURCE+SOURCE)")
+
+
+def check_incident_path(source: str, external_id: str) -> None:
+    """Reject(422) unless `/api/incidents/{source}/{external_id}/...` names an incident closeloop could have."""
+    try:
+        check_source_name(source)
+        check_external_id(external_id)
+    except BadId as e:
+        raise Reject(422, f"invalid incident: {e}") from None
+
+
+def check_bearer(request: Request, tokens: tuple[ApiToken, ...]) -> ApiToken:
+    """The token the request's `Authorization: Bearer` matches (every token compared, in constant time), or
+    Reject(401)."""
     challenge = {"WWW-Authenticate": "Bearer"}
     if not tokens:
         raise Reject(401, f"no API tokens are configured on this server (set {ENV_API_TOKENS})", challenge)
@@ -113,8 +159,14 @@ def check_bearer(request: Request, tokens: tuple[str, ...]) -> None:
     scheme, _, given = header.partition(" ")
     if scheme.lower() != "bearer" or not given.strip():
         raise Reject(401, "missing bearer token (Authorization: Bearer <token>)", challenge)
-    if not matches_any(given.strip().encode("utf-8", "surrogateescape"), tokens):
+    presented = given.strip().encode("utf-8", "surrogateescape")
+    matched: ApiToken | None = None
+    for token in tokens:  # no early exit
+        if hmac.compare_digest(presented, token.secret.encode("utf-8", "surrogateescape")) and matched is None:
+            matched = token
+    if matched is None:
         raise Reject(401, "invalid bearer token", challenge)
+    return matched
 
 
 def field(obj: Any, path: str) -> Any:

@@ -36,12 +36,20 @@ from closeloop.web.requests import (
 log = structlog.get_logger("closeloop.web")
 
 
-from closeloop.integrations.alertmanager.settings import ENV_BASIC, ENV_TOKENS  # noqa: E402
+from closeloop.integrations.alertmanager.settings import (  # noqa: E402
+    ENV_BASIC,
+    ENV_TOKENS,
+    AlertmanagerWebhookSettings,
+)
 from closeloop.integrations.alertmanager.timeline import alertmanager_events  # noqa: E402
+from closeloop.integrations.severities import SeverityMap  # noqa: E402
 
-AM_SEVERITY = {"critical": "SEV1", "high": "SEV2", "error": "SEV2", "warning": "SEV3"}
 AM_FIELDS = {"title": "commonAnnotations.summary", "services": "labels.service",
-             "started_at": "alerts.startsAt", "resolved_at": "alerts.endsAt", "dedup_key": "labels.alertname"}
+             "started_at": "alerts.startsAt", "resolved_at": "alerts.endsAt", "dedup_key": "labels.alertname",
+             "unmapped_severity": "labels.severity"}
+# Alertmanager documents no maximum: a group carries every alert unless the receiver sets `max_alerts`, and each
+# alert its labels and annotations. 10 MiB holds thousands of alerts.
+MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
 def check_alertmanager_auth(request: Request, ctx: WebhookContext) -> None:
@@ -84,7 +92,7 @@ def _label(group: dict[str, Any], alerts: list[dict[str, Any]], name: str) -> st
     return None
 
 
-def alertmanager_incident(group: dict[str, Any]) -> Incident:
+def alertmanager_incident(group: dict[str, Any], severities: SeverityMap | None = None) -> Incident:
     group_key = str_field(group, "groupKey")
     alerts = field(group, "alerts")
     if not isinstance(alerts, list) or not alerts or not all(isinstance(a, dict) for a in alerts):
@@ -101,13 +109,14 @@ def alertmanager_incident(group: dict[str, Any]) -> Incident:
             if a.get("endsAt") is not None]
     ends = [t for t in ends if t.year > 1]  # Go's zero time: not ended
     severity = _label(group, alerts, "severity")
+    mapper = severities or SeverityMap("alertmanager", AlertmanagerWebhookSettings().severities)
     fields: dict[str, Any] = {
         "source": "alertmanager",
         "external_id": hashlib.sha256(group_key.encode("utf-8", "surrogatepass")).hexdigest()[:16],
         "title": title_text(title),
-        "severity": AM_SEVERITY.get(severity.lower(), "SEV3") if severity else "SEV3",
         "resolved_at": max(ends) if ends else datetime.now(UTC),
     }
+    fields["severity"], fields["unmapped_severity"] = mapper.resolve(severity)
     if starts:
         fields["started_at"] = min(starts)
     services = sorted({str(a["labels"]["service"]).strip()[:200] for a in alerts
@@ -136,6 +145,10 @@ async def record_alerts(group: dict[str, Any], incident: Incident, ctx: WebhookC
 class AlertmanagerWebhook(IncidentWebhook):
     path = "alertmanager"
     secret_names = (ENV_TOKENS, ENV_BASIC)
+    max_body_bytes = MAX_BODY_BYTES
+
+    def __init__(self, *, severities: SeverityMap | None = None) -> None:
+        self.severities = severities
 
     async def handle(self, request: Request, ctx: WebhookContext) -> Response:
         body = await read_body(request, ctx.max_body_bytes)
@@ -146,12 +159,12 @@ class AlertmanagerWebhook(IncidentWebhook):
             log.info("alertmanager_group_ignored", status=status)
             if isinstance(group.get("groupKey"), str) and isinstance(group.get("alerts"), list):
                 try:
-                    firing = alertmanager_incident(group)
+                    firing = alertmanager_incident(group, self.severities)
                 except Reject:
                     firing = None
                 if firing is not None:
                     await record_alerts(group, firing, ctx, known_only=True)
             return JSONResponse({"ignored": status}, status_code=202)
-        incident = alertmanager_incident(group)
+        incident = alertmanager_incident(group, self.severities)
         await record_alerts(group, incident, ctx, known_only=False)
         return await ctx.start(incident, "alertmanager")

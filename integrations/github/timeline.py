@@ -30,7 +30,7 @@ from pydantic import Field
 
 from closeloop.integrations.base import TimelineSource, report_progress
 from closeloop.integrations.github.settings import GitHubTimelineSettings
-from closeloop.integrations.github.tracker import GitHubError, _wrap
+from closeloop.integrations.github.tracker import GitHubError, _wrap, repo_path
 from closeloop.models import Incident, Person, TimelineEvent
 from closeloop.timeline import incident_window
 
@@ -110,7 +110,7 @@ class GitHubTimelineSource(TimelineSource):
         return events
 
     def _repository(self, full_name: str, start: datetime, end: datetime) -> list[TimelineEvent]:
-        repo = self.client.get_repo(full_name)
+        repo = self.client.get_repo(repo_path(full_name))
         branch = repo.default_branch
         events: list[TimelineEvent] = []
         if "deployments" in self.config.include:

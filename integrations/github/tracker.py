@@ -61,6 +61,7 @@ from pydantic import Field
 
 from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 from closeloop.integrations.github.settings import WONT_DO_REASONS, GitHubSettings
+from closeloop.integrations.urls import segment
 from closeloop.models import Person
 
 if TYPE_CHECKING:
@@ -85,6 +86,11 @@ def comment_tag(key: str) -> str:
 
 def _safe(text: str) -> str:
     return text.replace("--", "- -").replace("\n", " ")  # nothing that ends the HTML comment early
+
+
+def repo_path(full_name: str) -> str:
+    """`owner/repo` as PyGithub's get_repo puts it into `/repos/{full_name}`: two quoted path segments."""
+    return "/".join(segment(part) for part in full_name.split("/", 1))
 
 
 def ticket_key(repo: str, number: int) -> str:
@@ -203,7 +209,7 @@ class GitHubTracker(Tracker):
         name = full_name or self.config.repo
         if name not in self._repos:
             with self._errors(f"get repository {name}"):
-                self._repos[name] = self.client.get_repo(name)
+                self._repos[name] = self.client.get_repo(repo_path(name))
         return self._repos[name]
 
     @contextmanager

@@ -5,11 +5,14 @@
 `deleted` -> "deleted"; `transferred` -> the item follows the issue: its state in the new repository ("open", or
 done / won't do as for `closed`) with `moved_to` = `new_repository.full_name#new_issue.number` (a transfer
 without `changes.new_issue` / `new_repository` -> "deleted": the issue left the repository and cannot be
-followed). `ping` -> 200; other events and actions -> 202 ignored. The delivery id is `X-GitHub-Delivery`."""
+followed). `ping` -> 200; other events and actions -> 202 ignored. The delivery id is `X-GitHub-Delivery`.
+Both of GitHub's content types are taken: `application/json`, and `application/x-www-form-urlencoded` (the JSON
+in a `payload` form field); the signature covers the raw body either way."""
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -30,6 +33,8 @@ from closeloop.web.requests import (
 )
 
 MAX_REASON = 500
+MAX_BODY_BYTES = 25 * 1024 * 1024  # "Payloads are capped at 25 MB" (GitHub's webhook docs)
+FORM = "application/x-www-form-urlencoded"
 
 import structlog  # noqa: E402
 
@@ -88,9 +93,25 @@ def github_change(event: str, payload: dict[str, Any]) -> StatusChange | str:
                         moved_to=new_key)
 
 
+def github_payload(body: bytes, content_type: str) -> dict[str, Any]:
+    """The delivery's JSON object: the body itself, or its `payload` field when GitHub sends a form
+    (`Content type: application/x-www-form-urlencoded` in the webhook's settings)."""
+    if content_type.split(";")[0].strip().lower() != FORM:
+        return json_object(body)
+    try:
+        form = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=True, max_num_fields=100)
+    except (UnicodeDecodeError, ValueError):
+        raise Reject(400, f"malformed form body ({FORM})") from None
+    payload = form.get("payload")
+    if not payload or len(payload) != 1:
+        raise Reject(400, f"a {FORM} delivery must carry one payload field (GitHub's form encoding)")
+    return json_object(payload[0].encode("utf-8"))
+
+
 class GitHubTicketWebhook(TicketWebhook):
     path = "github"
     secret_names = (ENV_WEBHOOK_SECRETS,)
+    max_body_bytes = MAX_BODY_BYTES
 
     async def handle(self, request: Request, ctx: WebhookContext) -> Response:
         body = await read_body(request, ctx.max_body_bytes)
@@ -100,7 +121,7 @@ class GitHubTicketWebhook(TicketWebhook):
         event = (request.headers.get("x-github-event") or "").strip()
         if not event:
             raise Reject(400, "missing X-GitHub-Event")
-        payload = json_object(body)
+        payload = github_payload(body, request.headers.get("content-type", ""))
         if event == "ping":
             log.info("github_webhook_ping", delivery=delivery[:100])
             return JSONResponse({"ok": True}, status_code=200)

@@ -1,8 +1,10 @@
 """incident.io's webhook: `POST /webhooks/incidentio`, Standard Webhooks (Svix) signatures: `webhook-id`,
 `webhook-timestamp` (unix seconds, at most 5 minutes away from now either way) and `webhook-signature`
 (space-separated `v1,<base64 HMAC-SHA256>`) over `"{id}.{timestamp}.{body}"`, keyed by the base64 part of
-`whsec_...` secrets (CLOSELOOP_INCIDENTIO_SECRETS). A `public_incident.incident_*` event whose incident's status
-category is closed or resolved starts a lifecycle (source "incidentio", external_id = incident id)."""
+`whsec_...` secrets (CLOSELOOP_INCIDENTIO_SECRETS). A `public_incident.incident_*` event (every documented shape)
+whose incident's status category is one of `[webhooks.incidentio] start_on` (default learning, closed) starts a
+lifecycle (source "incidentio", external_id = incident id, severity through the severity map); other events and
+categories, and private incidents' events (`{id}` only), answer 202 ignored."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ import binascii
 import hashlib
 import hmac
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -27,7 +29,6 @@ from closeloop.web.requests import (
     incident_or_reject,
     json_object,
     read_body,
-    severity_name,
     str_field,
     title_text,
 )
@@ -35,7 +36,8 @@ from closeloop.web.requests import (
 log = structlog.get_logger("closeloop.web")
 
 
-from closeloop.integrations.incidentio.settings import ENV_WEBHOOK_SECRETS  # noqa: E402
+from closeloop.integrations.incidentio.settings import ENV_WEBHOOK_SECRETS, IncidentioWebhookSettings  # noqa: E402
+from closeloop.integrations.severities import SeverityMap  # noqa: E402
 
 TIMESTAMP_TOLERANCE = 5 * 60  # seconds, either way (Standard Webhooks' recommendation)
 
@@ -65,21 +67,33 @@ def incidentio_signature_ok(msg_id: str, timestamp: str, body: bytes, header: st
     return matched
 
 
-INCIDENTIO_CLOSED = {"closed", "resolved"}
-INCIDENTIO_FIELDS = {
-    "external_id": "incident.id", "title": "incident.name", "severity": "incident.severity.name",
-    "links": "incident.permalink", "started_at": "incident.created_at", "resolved_at": "incident.updated_at",
-}
+# The events incident.io documents (WebhookPayloadDefinitionsV2): created and updated carry the incident
+# object directly under the event key; status_updated wraps it as {incident, new_status, previous_status, message}.
+# A private incident's events carry only {id}: starting a lifecycle would need a fetch with an API key.
+PRIVATE_IGNORED = ("private incidents carry only their id; closeloop does not fetch them (subscribe to the "
+                   "public_incident events)")
+MAX_BODY_BYTES = 5 * 1024 * 1024  # incident.io documents no maximum; an incident with many custom fields is large
 
 
-def incidentio_incident(incident: dict[str, Any]) -> Incident:
-    external_id = str_field({"incident": incident}, "incident.id")
-    title = str_field({"incident": incident}, "incident.name")
-    fields: dict[str, Any] = {"source": "incidentio", "external_id": external_id, "title": title_text(title),
+def incidentio_incident(incident: dict[str, Any], severities: SeverityMap | None = None,
+                        where: str = "incident") -> Incident:
+    """The closeloop Incident of incident.io's incident object (IncidentV2); `where` names it in errors."""
+    fields_at = {"external_id": f"{where}.id", "title": f"{where}.name", "severity": f"{where}.severity.name",
+                 "links": f"{where}.permalink", "started_at": f"{where}.created_at",
+                 "resolved_at": f"{where}.updated_at", "unmapped_severity": f"{where}.severity.name"}
+    for name in ("id", "name"):
+        value = incident.get(name)
+        if value is None:
+            raise Reject(422, f"missing field {where}.{name}")
+        if not isinstance(value, str) or not value.strip():
+            raise Reject(422, f"field {where}.{name} must be a non-empty string")
+    fields: dict[str, Any] = {"source": "incidentio", "external_id": incident["id"],
+                              "title": title_text(incident["name"]),
                               "resolved_at": incident.get("updated_at") or datetime.now(UTC)}
     severity = incident.get("severity")
-    if isinstance(severity, dict) and isinstance(severity.get("name"), str) and severity["name"].strip():
-        fields["severity"] = severity_name(severity["name"])
+    given = severity.get("name") if isinstance(severity, dict) else None
+    mapper = severities or SeverityMap("incidentio", IncidentioWebhookSettings().severities)
+    fields["severity"], fields["unmapped_severity"] = mapper.resolve(given if isinstance(given, str) else None)
     permalink = incident.get("permalink")
     if isinstance(permalink, str) and permalink:
         reference = incident.get("reference")
@@ -87,15 +101,24 @@ def incidentio_incident(incident: dict[str, Any]) -> Incident:
         fields["links"] = [{"title": label[:200], "url": permalink}]
     if incident.get("created_at") is not None:
         fields["started_at"] = incident["created_at"]
-    return incident_or_reject(fields, INCIDENTIO_FIELDS)
+    return incident_or_reject(fields, fields_at)
+
+
+def _category(status: Any) -> str | None:
+    category = status.get("category") if isinstance(status, dict) else None
+    return category.strip().lower()[:50] if isinstance(category, str) else None
 
 
 class IncidentioWebhook(IncidentWebhook):
     path = "incidentio"
     secret_names = (ENV_WEBHOOK_SECRETS,)
+    max_body_bytes = MAX_BODY_BYTES
 
-    def __init__(self, now: Callable[[], float] = time.time) -> None:
+    def __init__(self, now: Callable[[], float] = time.time, *, start_on: Iterable[str] = ("learning", "closed"),
+                 severities: SeverityMap | None = None) -> None:
         self.now = now
+        self.start_on = frozenset(start_on)
+        self.severities = severities
 
     async def handle(self, request: Request, ctx: WebhookContext) -> Response:
         now = self.now
@@ -120,16 +143,21 @@ class IncidentioWebhook(IncidentWebhook):
         envelope = json_object(body)
         event_type = str_field(envelope, "event_type")[:100]
         payload = envelope.get(event_type)
+        if event_type.startswith("private_incident."):
+            log.info("incidentio_event_ignored", event_type=event_type, webhook_id=msg_id[:100], private=True)
+            return JSONResponse({"ignored": event_type, "reason": PRIVATE_IGNORED}, status_code=202)
         if not event_type.startswith("public_incident.incident_"):
             log.info("incidentio_event_ignored", event_type=event_type, webhook_id=msg_id[:100])
             return JSONResponse({"ignored": event_type}, status_code=202)
-        if not isinstance(payload, dict) or not isinstance(payload.get("incident"), dict):
-            raise Reject(422, f"missing field {event_type}.incident")
-        incident = payload["incident"]
-        status = incident.get("incident_status")
-        category = status.get("category") if isinstance(status, dict) else None
-        if not isinstance(category, str) or category.lower() not in INCIDENTIO_CLOSED:
-            shown = category[:50] if isinstance(category, str) else None
-            log.info("incidentio_event_ignored", event_type=event_type, status=shown, webhook_id=msg_id[:100])
-            return JSONResponse({"ignored": event_type, "status": shown}, status_code=202)
-        return await ctx.start(incidentio_incident(incident), "incidentio")
+        if not isinstance(payload, dict):
+            raise Reject(422, f"missing field {event_type} (the incident)")
+        if isinstance(payload.get("incident"), dict):  # incident_status_updated_v2: {incident, new_status, ...}
+            incident, where = payload["incident"], f"{event_type}.incident"
+            category = _category(incident.get("incident_status")) or _category(payload.get("new_status"))
+        else:  # incident_created_v2, incident_updated_v2: the incident itself
+            incident, where = payload, event_type
+            category = _category(incident.get("incident_status"))
+        if category not in self.start_on:
+            log.info("incidentio_event_ignored", event_type=event_type, status=category, webhook_id=msg_id[:100])
+            return JSONResponse({"ignored": event_type, "status": category}, status_code=202)
+        return await ctx.start(incidentio_incident(incident, self.severities, where), "incidentio")

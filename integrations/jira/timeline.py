@@ -1,7 +1,8 @@
 """Timeline source: Jira issues linked to the incident, through the `jira` library.
 
 It searches (`GET /rest/api/2/search/jql`, `nextPageToken` / `isLast` paging, as the Jira tracker does) for
-issues whose text mentions the incident's id (`text ~ "<external_id>"`) or that carry the configured label
+issues whose text mentions the incident's id (`text ~ "\"<external_id>\""`: a Lucene phrase, every Lucene special
+character escaped, so no id widens the search with an operator or a wildcard) or that carry the configured label
 (`label`, with `{external_id}` and `{source}` filled in), optionally within one project, and yields one
 `ticket` event when each was created and one when it was resolved (`resolutiondate`).
 
@@ -23,7 +24,7 @@ from pydantic import Field
 
 from closeloop.integrations.base import TimelineSource, report_progress
 from closeloop.integrations.jira.settings import JiraTimelineSettings
-from closeloop.integrations.jira.tracker import JiraError, _wrap
+from closeloop.integrations.jira.tracker import JiraError, _wrap, jql_string
 from closeloop.models import Incident, TimelineEvent
 
 FIELDS = "summary,created,resolutiondate,resolution,status"
@@ -54,6 +55,17 @@ def _quoted(value: str) -> str:
     return '"' + re.sub(r'["\\]', " ", value).strip() + '"'
 
 
+LUCENE_SPECIAL = frozenset('+-&|!(){}[]^"~*?:\\/')
+
+
+def text_phrase(value: str) -> str:
+    """The JQL operand of `text ~` that searches for `value` as one literal phrase: Jira passes the string to
+    Lucene, where `OR`, `*`, `?`, `-` and the rest are syntax; inside a phrase, with every special character
+    escaped, none of them is."""
+    escaped = "".join("\\" + c if c in LUCENE_SPECIAL else c for c in " ".join(value.split()))
+    return jql_string(f'"{escaped}"')
+
+
 class JiraTimelineSource(TimelineSource):
     name = "jira"
 
@@ -80,7 +92,7 @@ class JiraTimelineSource(TimelineSource):
     def jql(self, incident: Incident) -> str | None:
         linked = []
         if self.config.mention:
-            linked.append(f"text ~ {_quoted(incident.external_id)}")
+            linked.append(f"text ~ {text_phrase(incident.external_id)}")
         if self.config.label:
             label = self.config.label.format(external_id=incident.external_id, source=incident.source)
             linked.append(f"labels = {_quoted(label.replace(' ', '-'))}")

@@ -17,7 +17,8 @@ Moved issues: Jira answers `key in (OLD-1)` with the issue under its new key (`N
 so the asked key is missing from the answer and an unasked one is in it. When a batch answer carries such
 unasked keys, each asked key missing from it costs one `GET /issue/{key}` (few: moves are rare), which Jira
 answers under the new key, or with 404 when the issue is really gone; `statuses` then returns
-`Ticket(key="NEW-5")` for the asked key `OLD-1`. When the answer carries no unasked key, a missing key is
+`Ticket(key="NEW-5")` for the asked key `OLD-1`. An issue key in a path is one quoted segment
+(closeloop.integrations.urls), in JQL a quoted string. When the answer carries no unasked key, a missing key is
 `deleted` without asking again. `request_count` counts the HTTP requests made (the constructor's
 serverInfo included), for the reconciliation sweep's report.
 
@@ -49,10 +50,16 @@ from pydantic import Field
 
 from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 from closeloop.integrations.jira.settings import JiraSettings
+from closeloop.integrations.urls import segment
 from closeloop.models import Person
 
 MARKER_PREFIX = "closeloop-marker: "
 COMMENT_PREFIX = "closeloop-comment: "
+
+
+def jql_string(value: str) -> str:
+    """A JQL string literal holding exactly `value` (backslashes and quotes escaped): data never becomes JQL."""
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def marker_label(marker: str) -> str:
@@ -237,7 +244,7 @@ class JiraTracker(Tracker):
         with self._errors("comment"):
             start = 0
             while True:
-                page = self.client._get_json(f"issue/{ticket_key}/comment",
+                page = self.client._get_json(f"issue/{segment(ticket_key)}/comment",
                                              params={"startAt": start, "maxResults": 100})
                 comments = page.get("comments") or []
                 if any(tag in str(c.get("body") or "") for c in comments):
@@ -245,7 +252,7 @@ class JiraTracker(Tracker):
                 start += len(comments)
                 if not comments or start >= int(page.get("total") or 0):
                     break
-            self.client.add_comment(ticket_key, f"{body.rstrip()}\n\n{tag}")
+            self.client.add_comment(segment(ticket_key), f"{body.rstrip()}\n\n{tag}")
 
     def statuses(self, ticket_keys: list[str]) -> dict[str, Ticket]:
         keys = list(dict.fromkeys(ticket_keys))
@@ -254,7 +261,7 @@ class JiraTracker(Tracker):
         for i in range(0, len(keys), size):
             chunk = keys[i:i + size]
             answered: dict[str, Ticket] = {}
-            for raw in self._search(f"key in ({', '.join(chunk)})", "status,resolution"):
+            for raw in self._search(f"key in ({', '.join(map(jql_string, chunk))})", "status,resolution"):
                 ticket = self._ticket(raw)
                 answered[ticket.key] = ticket
             found.update(answered)
@@ -270,7 +277,7 @@ class JiraTracker(Tracker):
         when it is gone (404)."""
         try:
             with self._errors("get issue"):
-                raw = self.client._get_json(f"issue/{key}", params={"fields": "status,resolution"})
+                raw = self.client._get_json(f"issue/{segment(key)}", params={"fields": "status,resolution"})
         except JiraError as e:
             if e.status == 404:
                 return None
@@ -288,7 +295,7 @@ class JiraTracker(Tracker):
             if current.status != "open":
                 return current
             fields = {"resolution": {"name": resolution}} if resolution else None
-            self.client.transition_issue(ticket_key, cfg.done_transition, fields=fields)
+            self.client.transition_issue(segment(ticket_key), cfg.done_transition, fields=fields)
         return self.statuses([ticket_key])[ticket_key]
 
     def reopen(self, ticket_key: str) -> Ticket:
@@ -298,5 +305,5 @@ class JiraTracker(Tracker):
             current = self.statuses([ticket_key])[ticket_key]
             if current.status == "open":
                 return current
-            self.client.transition_issue(ticket_key, cfg.reopen_transition)
+            self.client.transition_issue(segment(ticket_key), cfg.reopen_transition)
         return self.statuses([ticket_key])[ticket_key]

@@ -33,6 +33,9 @@ from closeloop.web.requests import (
 )
 
 MAX_REASON = 500
+# Atlassian documents no maximum. A delivery carries the whole issue: every field (a text field holds up to
+# 32,767 characters, four bytes each in UTF-8), the changelog and the user; 10 MiB holds dozens of full fields.
+MAX_BODY_BYTES = 10 * 1024 * 1024
 
 
 def jira_change(payload: dict[str, Any], wont_do_resolutions: list[str]) -> StatusChange | str:
@@ -85,6 +88,7 @@ def jira_change(payload: dict[str, Any], wont_do_resolutions: list[str]) -> Stat
 class JiraTicketWebhook(TicketWebhook):
     path = "jira"
     secret_names = (ENV_WEBHOOK_SECRETS,)
+    max_body_bytes = MAX_BODY_BYTES
 
     def __init__(self, wont_do_resolutions: list[str]) -> None:
         self.wont_do_resolutions = wont_do_resolutions

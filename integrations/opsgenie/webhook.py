@@ -26,11 +26,14 @@ from closeloop.web.requests import (
 log = structlog.get_logger("closeloop.web")
 
 
-from closeloop.integrations.opsgenie.settings import ENV_TOKENS  # noqa: E402
+from closeloop.integrations.opsgenie.settings import ENV_TOKENS, OpsgenieWebhookSettings  # noqa: E402
+from closeloop.integrations.severities import SeverityMap  # noqa: E402
 
-OG_PRIORITY = {"P1": "SEV1", "P2": "SEV2", "P3": "SEV3", "P4": "SEV4", "P5": "SEV4"}
 OG_FIELDS = {"external_id": "alert.alertId", "title": "alert.message", "services": "alert.tags",
-             "started_at": "alert.createdAt", "dedup_key": "alert.alias"}
+             "started_at": "alert.createdAt", "dedup_key": "alert.alias", "unmapped_severity": "alert.priority"}
+# Opsgenie documents no maximum; its webhook truncates an alert's description and details to 1000 characters,
+# so a delivery is small: 1 MiB leaves room for many tags, teams and recipients.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def check_opsgenie_token(request: Request, ctx: WebhookContext) -> None:
@@ -44,7 +47,7 @@ def check_opsgenie_token(request: Request, ctx: WebhookContext) -> None:
         raise Reject(401, "invalid X-Closeloop-Token")
 
 
-def opsgenie_incident(envelope: dict[str, Any]) -> Incident:
+def opsgenie_incident(envelope: dict[str, Any], severities: SeverityMap | None = None) -> Incident:
     alert = field(envelope, "alert")
     if not isinstance(alert, dict):
         raise Reject(422, "field alert must be an object")
@@ -55,7 +58,8 @@ def opsgenie_incident(envelope: dict[str, Any]) -> Incident:
         "resolved_at": datetime.now(UTC),
     }
     priority = alert.get("priority")
-    fields["severity"] = OG_PRIORITY.get(priority.strip().upper(), "SEV3") if isinstance(priority, str) else "SEV3"
+    mapper = severities or SeverityMap("opsgenie", OpsgenieWebhookSettings().severities)
+    fields["severity"], fields["unmapped_severity"] = mapper.resolve(priority if isinstance(priority, str) else None)
     tags = alert.get("tags")
     if isinstance(tags, list):
         services = [t.split(":", 1)[1].strip()[:200] for t in tags
@@ -74,6 +78,10 @@ def opsgenie_incident(envelope: dict[str, Any]) -> Incident:
 class OpsgenieWebhook(IncidentWebhook):
     path = "opsgenie"
     secret_names = (ENV_TOKENS,)
+    max_body_bytes = MAX_BODY_BYTES
+
+    def __init__(self, *, severities: SeverityMap | None = None) -> None:
+        self.severities = severities
 
     async def handle(self, request: Request, ctx: WebhookContext) -> Response:
         body = await read_body(request, ctx.max_body_bytes)
@@ -83,4 +91,4 @@ class OpsgenieWebhook(IncidentWebhook):
         if action != "Close":
             log.info("opsgenie_action_ignored", action=action)
             return JSONResponse({"ignored": action}, status_code=202)
-        return await ctx.start(opsgenie_incident(envelope), "opsgenie")
+        return await ctx.start(opsgenie_incident(envelope, self.severities), "opsgenie")

@@ -23,6 +23,7 @@ from pydantic import Field
 
 from closeloop.integrations.base import HttpIntegrationError, TimelineSource, report_progress
 from closeloop.integrations.pagerduty.settings import PagerDutyTimelineSettings
+from closeloop.integrations.urls import segment
 from closeloop.models import Incident, TimelineEvent
 
 # log entry type -> (timeline kind, key moment)
@@ -105,7 +106,7 @@ class PagerDutyTimelineSource(TimelineSource):
         """Every log entry of the incident, following `more` page by page."""
         headers = {"Authorization": f"Token token={self.config.token}",
                    "Accept": "application/vnd.pagerduty+json;version=2"}
-        path = f"/incidents/{incident_id}/log_entries"
+        path = f"/incidents/{segment(incident_id)}/log_entries"
         entries: list[dict[str, Any]] = []
         with httpx.Client(base_url=self.config.url.rstrip("/"), headers=headers,
                           timeout=self.config.timeout) as client:

@@ -15,7 +15,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from closeloop.integrations.base import IncidentWebhook, WebhookContext
-from closeloop.integrations.pagerduty.settings import ENV_WEBHOOK_SECRETS
+from closeloop.integrations.pagerduty.settings import ENV_WEBHOOK_SECRETS, PagerDutyWebhookSettings
+from closeloop.integrations.severities import SeverityMap
 from closeloop.models import Incident
 from closeloop.web.requests import (
     MAX_SIGNATURES,
@@ -24,7 +25,6 @@ from closeloop.web.requests import (
     incident_or_reject,
     json_object,
     read_body,
-    severity_name,
     str_field,
 )
 
@@ -44,7 +44,7 @@ def pagerduty_signature_ok(body: bytes, header: str, secrets: tuple[str, ...]) -
     return matched
 
 
-PD_URGENCY = {"high": "SEV2", "low": "SEV3"}
+MAX_BODY_BYTES = 256 * 1024  # "All webhooks with a final size greater than 256 KB are always dropped" (v3 docs)
 
 
 def _summary(obj: Any) -> str | None:
@@ -53,14 +53,24 @@ def _summary(obj: Any) -> str | None:
     return None
 
 
-def pagerduty_severity(data: dict[str, Any]) -> str:
-    """The priority's summary when the incident has one ("P1" -> "SEV1"; any other name kept as is),
-    else the urgency: high -> SEV2, low -> SEV3."""
+def _default_maps() -> tuple[SeverityMap, SeverityMap]:
+    defaults = PagerDutyWebhookSettings()
+    return SeverityMap("pagerduty", defaults.severities), SeverityMap("pagerduty", defaults.urgencies)
+
+
+def pagerduty_severity(data: dict[str, Any], priorities: SeverityMap | None = None,
+                       urgencies: SeverityMap | None = None) -> tuple[str, str | None]:
+    """(severity, the unmapped name): the priority's name through `[webhooks.pagerduty] severities` (P1 -> SEV1;
+    an account's own names such as "Critical" when mapped); else, and for an unmapped priority, the urgency
+    through `urgencies` (high -> SEV2, low -> SEV3). An unmapped priority is flagged."""
+    if priorities is None or urgencies is None:
+        priorities, urgencies = _default_maps()
     priority = _summary(data.get("priority"))
-    if priority:
-        return severity_name(priority)
+    if priority and priorities.lookup(priority) is not None:
+        return priorities.resolve(priority)
     urgency = data.get("urgency")
-    return PD_URGENCY.get(urgency.lower(), "SEV3") if isinstance(urgency, str) else "SEV3"
+    by_urgency, unmapped_urgency = urgencies.resolve(urgency if isinstance(urgency, str) else None)
+    return priorities.resolve(priority, by_urgency) if priority else (by_urgency, unmapped_urgency)
 
 
 # Where each Incident field comes from in the v3 envelope, so a validation error names the sender's field.
@@ -68,11 +78,12 @@ PD_FIELDS = {
     "external_id": "event.data.id", "title": "event.data.title", "severity": "event.data.priority.summary",
     "services": "event.data.service.summary", "links": "event.data.html_url",
     "started_at": "event.data.created_at", "resolved_at": "event.occurred_at",
-    "dedup_key": "event.data.incident_key",
+    "dedup_key": "event.data.incident_key", "unmapped_severity": "event.data.priority.summary",
 }
 
 
-def pagerduty_incident(envelope: dict[str, Any]) -> Incident:
+def pagerduty_incident(envelope: dict[str, Any], priorities: SeverityMap | None = None,
+                       urgencies: SeverityMap | None = None) -> Incident:
     """The closeloop Incident of an `incident.resolved` v3 envelope. Reject(422) when a needed field is
     missing or invalid."""
     event = envelope["event"]
@@ -85,9 +96,9 @@ def pagerduty_incident(envelope: dict[str, Any]) -> Incident:
         "source": "pagerduty",
         "external_id": external_id,
         "title": " ".join(title.split())[:500],
-        "severity": pagerduty_severity(data),
         "resolved_at": event.get("occurred_at") or datetime.now(UTC),
     }
+    fields["severity"], fields["unmapped_severity"] = pagerduty_severity(data, priorities, urgencies)
     service = _summary(data.get("service"))
     if service:
         fields["services"] = [service[:200]]
@@ -105,6 +116,10 @@ def pagerduty_incident(envelope: dict[str, Any]) -> Incident:
 class PagerDutyWebhook(IncidentWebhook):
     path = "pagerduty"
     secret_names = (ENV_WEBHOOK_SECRETS,)
+    max_body_bytes = MAX_BODY_BYTES
+
+    def __init__(self, *, priorities: SeverityMap | None = None, urgencies: SeverityMap | None = None) -> None:
+        self.priorities, self.urgencies = priorities, urgencies
 
     async def handle(self, request: Request, ctx: WebhookContext) -> Response:
         body = await read_body(request, ctx.max_body_bytes)
@@ -124,4 +139,4 @@ class PagerDutyWebhook(IncidentWebhook):
         if event_type != "incident.resolved":
             log.info("pagerduty_event_ignored", event_type=event_type, webhook_id=request.headers.get("x-webhook-id"))
             return JSONResponse({"ignored": event_type}, status_code=202)
-        return await ctx.start(pagerduty_incident(envelope), "pagerduty")
+        return await ctx.start(pagerduty_incident(envelope, self.priorities, self.urgencies), "pagerduty")

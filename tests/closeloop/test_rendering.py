@@ -205,7 +205,7 @@ def test_document_lists_proposed_items_before_tickets_exist() -> None:
     assert "| Add canary stage | bob | P2 | within 30d |  | proposed |" in md
 
 
-def test_html_escapes_and_markdown_keeps_raw() -> None:
+def test_html_escapes_and_markdown_keeps_raw_html_inert() -> None:
     evil = "<script>alert(1)</script>"
     state = approved_state(title=evil)
     state.timeline.append(TimelineEvent(at=T0, source="x", text="<b>bold</b>", url="javascript:alert(2)"))
@@ -214,8 +214,31 @@ def test_html_escapes_and_markdown_keeps_raw() -> None:
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in doc.html
     assert "&lt;b&gt;bold&lt;/b&gt;" in doc.html
     assert "javascript:" not in doc.html
-    assert f"# Postmortem: {evil}\n" in doc.markdown
-    assert doc.title == f"Postmortem: {evil}"
+    assert doc.title == f"Postmortem: {evil}"  # a plain-text title; each publisher escapes it for its own format
+
+
+def test_markdown_escapes_raw_html_in_titles_and_draft_fields() -> None:
+    evil = '<script>alert(1)</script>'
+    state = approved_state(title=f"Checkout & {evil}")
+    assert state.draft is not None
+    state = state.model_copy(update={"draft": state.draft.model_copy(update={
+        "summary": f"Deploy 812 broke checkout {evil}", "root_cause": '<img src=x onerror="alert(2)">',
+        "lessons": "Use `canary` deploys & *small* batches."})})
+    state.timeline.append(TimelineEvent(at=T0, source="x", text="<b>bold</b>", actor="<i>eve</i>"))
+    draft = render_draft(state)
+    assert draft.startswith("# Postmortem draft: Checkout &amp; &lt;script&gt;")
+    assert "<!--\n  Pre-filled by closeloop" in draft  # the template's own text is not escaped
+    for markdown in (render_document(state).markdown, draft):
+        assert "<script" not in markdown and "<img" not in markdown and "<b>" not in markdown and "<i>" not in markdown
+        assert "# Postmortem" in markdown and "Checkout &amp; &lt;script&gt;alert(1)&lt;/script&gt;\n" in markdown
+        assert "Deploy 812 broke checkout &lt;script&gt;alert(1)&lt;/script&gt;" in markdown
+        assert "&lt;b&gt;bold&lt;/b&gt;" in markdown and "&lt;i&gt;eve&lt;/i&gt;" in markdown
+    md = render_document(state).markdown
+    assert '&lt;img src=x onerror="alert(2)"&gt;' in md  # quotes stay readable
+    assert "Use `canary` deploys &amp; *small* batches." in md  # Markdown itself is kept
+    # Plain-text notifications are no HTML: nothing is escaped there.
+    subject, _ = render_notification("reminder", {"incident_title": "A & <B>"})
+    assert '"A & <B>"' in subject
 
 
 # --------------------------------------------------------------------------- user templates and the sandbox

@@ -319,3 +319,14 @@ def test_issue_and_comment_creation_is_paced_through_the_store(tmp_path: Path, s
         assert again.value.retry_after == pytest.approx(10)  # type: ignore[attr-defined]
     finally:
         store.close()
+
+
+@pytest.mark.parametrize(("key", "sent"), [("acme?admin=1/checkout#1", "acme%3Fadmin%3D1/checkout"),
+                                           ("acme/x%2F..#1", "acme/x%252F.."), ("../..#1", None)])
+def test_a_repository_in_a_key_is_quoted_path_segments(tracker: GitHubTracker, standin: GitHubStandin, key: str,
+                                                       sent: str | None) -> None:
+    """The owner and repository of a ticket key never reach another resource (`..`) or a query (`?`)."""
+    with pytest.raises(IntegrationError) as refused:
+        tracker.close(key)
+    assert not refused.value.retryable
+    assert [p.split("?")[0] for p in standin.paths] == ([f"GET /api/v3/repos/{sent}"] if sent else [])

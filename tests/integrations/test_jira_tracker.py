@@ -298,3 +298,21 @@ def test_unknown_component_or_field_is_a_clear_non_retryable_error(two_projects:
         tracker.create(request())
     assert not template.value.retryable and "nope" in str(template.value)
     assert two_projects.issues == {}
+
+
+@pytest.mark.parametrize(("key", "sent"), [("x?admin=1#", "x%3Fadmin%3D1%23"), ("CL-1/../CL-2", "CL-1%2F..%2FCL-2"),
+                                           ("..", None), (".", None)])
+def test_an_issue_key_is_one_path_segment(tracker: JiraTracker, standin: JiraStandin, key: str,
+                                          sent: str | None) -> None:
+    """A key never reaches another resource (`/`, `..`), a query (`?`) or a fragment (`#`) of the Jira API.
+    `..` cannot be one segment at all (requests sends `%2E%2E` as `..`): refused before any request."""
+    first = tracker.ensure_ticket(request()).key
+    before = len(standin.paths)
+    with pytest.raises(IntegrationError) as refused:
+        tracker.comment(key, "Closed by closeloop", "idem-1")
+    assert not refused.value.retryable
+    if sent is None:
+        assert len(standin.paths) == before
+    else:
+        assert [p.split("?")[0] for p in standin.paths[before:]] == [f"GET /rest/api/2/issue/{sent}/comment"]
+    assert standin.issues[first]["comments"] == []

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from closeloop.integrations.base import HttpIntegrationError, progress_to
+from closeloop.integrations.base import HttpIntegrationError, IntegrationError, progress_to
 from closeloop.integrations.pagerduty.timeline import PagerDutyTimelineConfig, PagerDutyTimelineSource
 from closeloop.models import Incident
 from tests.standins.fixtures import PAGERDUTY_SPEC, validated
@@ -101,3 +101,24 @@ def test_server_errors_are_retryable_and_auth_errors_are_not(standin: PagerDutyS
     assert not missing.value.retryable and missing.value.status == 404
     assert len(source(standin).fetch(pd_incident())) == 7  # and after the faults, everything
 
+
+
+@pytest.mark.parametrize(("external_id", "sent"), [
+    ("x?admin=1#", "/incidents/x%3Fadmin%3D1%23/log_entries"),
+    ("PABC123/../..", "/incidents/PABC123%2F..%2F../log_entries"),
+    ("..", None),
+])
+def test_an_id_is_one_path_segment_never_another_resource(standin: PagerDutyStandin, external_id: str,
+                                                          sent: str | None) -> None:
+    """`..` would make the fetch the account-wide /log_entries (every incident's entries): it is refused before
+    any request; `?`/`#`/`/` stay inside the one segment. (model_construct: such ids are refused at the edge
+    now, but one recorded before may still be fetched.)"""
+    lifecycle(standin, "PABC123")
+    lifecycle(standin, "POTHER1")
+    inc = Incident.model_construct(source="pagerduty", external_id=external_id, title="x", started_at=T0,
+                                   resolved_at=T0 + timedelta(hours=1))
+    with pytest.raises(IntegrationError) as refused:
+        source(standin).fetch(inc)
+    assert not refused.value.retryable
+    assert [p.split("?")[0] for p in standin.paths] == ([f"GET {sent}"] if sent else [])
+    assert standin.requests == ({PATH: 1} if sent else {})

@@ -3,7 +3,8 @@
     with PagerDutyStandin(token="pd-token") as pd:      # 127.0.0.1, a free port; pd.url is the base URL
         pd.add_incident("PABC123", [("trigger_log_entry", t0, "Triggered through the API"), ...])
 
-Implemented (state in memory): `GET /incidents/{id}/log_entries` with offset pagination (`offset`,
+Implemented (state in memory): `GET /incidents/{id}/log_entries` (and the account-wide `GET /log_entries`) with
+offset pagination (`offset`,
 `limit` capped at `max_limit`, default 25, `more`, `total` only with `total=true`), `since` / `until`
 (ISO 8601, [since, until)), sorted by `created_at`. Authentication is `Authorization: Token token=<token>`
 (401 otherwise). Errors come as PagerDuty's `{"error": {"message", "code"}}`. Every URL in a response is built
@@ -24,7 +25,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from closeloop.standins._server import JsonHandler, StandinServer, Validator, compile_routes, match_route
 
-ROUTES = [("GET", "/incidents/{id}/log_entries", "log_entries")]
+ROUTES = [("GET", "/incidents/{id}/log_entries", "log_entries"), ("GET", "/log_entries", "all_log_entries")]
 _ROUTES = compile_routes(ROUTES)
 CHANNELS = {"trigger_log_entry": "api", "annotate_log_entry": "note", "resolve_log_entry": "website",
             "acknowledge_log_entry": "website", "notify_log_entry": "auto", "escalate_log_entry": "auto",
@@ -101,8 +102,11 @@ class PagerDutyStandin(StandinServer):
         return out
 
     # ------------------------------------------------------------------ handlers
+    def h_all_log_entries(self, req: _Request) -> tuple[int, Any]:
+        return self.h_log_entries(req)
+
     def h_log_entries(self, req: _Request) -> tuple[int, Any]:
-        incident_id = req.args["id"]
+        incident_id = req.args.get("id")
         try:
             limit = int(req.param("limit") or 25)
             offset = int(req.param("offset") or 0)
@@ -121,12 +125,13 @@ class PagerDutyStandin(StandinServer):
             bounds.append(parsed.replace(tzinfo=parsed.tzinfo or UTC) if parsed else None)
         since, until = bounds
         with self._lock:
-            if incident_id not in self.incidents:
+            if incident_id is not None and incident_id not in self.incidents:
                 raise HttpError(404, "Not Found")
-            chosen = [e for e in self.incidents[incident_id]
+            logs = [(i, e) for i, log in self.incidents.items() if incident_id in (None, i) for e in log]
+            chosen = [(i, e) for i, e in sorted(logs, key=lambda ie: (ie[1]["at"], ie[1]["id"]))
                       if (since is None or e["at"] >= since) and (until is None or e["at"] < until)]
             page = chosen[offset:offset + limit]
-            body = {"log_entries": [self._entry(incident_id, e) for e in page], "limit": limit, "offset": offset,
+            body = {"log_entries": [self._entry(i, e) for i, e in page], "limit": limit, "offset": offset,
                     "more": offset + limit < len(chosen),
                     "total": len(chosen) if (req.param("total") or "").lower() == "true" else None}
         return 200, body

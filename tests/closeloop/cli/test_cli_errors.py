@@ -173,10 +173,10 @@ def test_config_check_ok(config_path: Path) -> None:
 
 
 def test_unreachable_temporal(config_path: Path) -> None:
-    one_line_error(invoke(["--address", UNREACHABLE, "status", "api/INC-1"], config_path), 1,
+    one_line_error(invoke(["--address", UNREACHABLE, "status", "api/INC-1"], config_path), 3,
                    f"cannot reach Temporal at {UNREACHABLE}", "closeloop dev")
     one_line_error(invoke(["--address", UNREACHABLE, "incident", "resolve", "--id", "INC-1", "--title", "x"],
-                          config_path), 1, "cannot reach Temporal")
+                          config_path), 3, "cannot reach Temporal")
 
 
 def test_unknown_ticket(config_path: Path) -> None:
@@ -198,7 +198,7 @@ def test_busy_block(config_path: Path) -> None:
 
 
 def test_local_listings_on_an_empty_store(config_path: Path) -> None:
-    for args in (["tickets", "--json"], ["notifications", "--json"], ["notifications", "api/INC-1", "--json"]):
+    for args in (["tickets", "--json"], ["notifications", "--json"]):
         result = invoke(args, config_path)
         assert result.exit_code == 0, result.output
         assert json.loads(result.stdout) == []
@@ -219,3 +219,40 @@ def test_every_command_has_help_with_an_example() -> None:
         result = CliRunner().invoke(cli, [*path, "--help"], env=CLEAN_ENV)
         assert result.exit_code == 0, (path, result.output)
         assert "Example" in result.output, path
+
+
+def test_db_prune_deletes_what_is_past_retention_and_a_dry_run_only_counts(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sqlalchemy import update
+
+    from closeloop.store.store import Store
+    from closeloop.store.tables import WebhookDeliveryRow
+
+    config = make_config(tmp_path)
+    store = Store(config.db_url)
+    try:
+        for delivery in ("old-1", "old-2", "young"):
+            store.deliveries.record_delivery("github", delivery)
+        with store.db.session() as s:
+            s.execute(update(WebhookDeliveryRow).where(WebhookDeliveryRow.delivery_id.startswith("old-"))
+                      .values(received_at=datetime.now(UTC) - timedelta(days=31)))
+        path = tmp_path / "closeloop.toml"
+        dry = invoke(["db", "prune", "--dry-run", "--json"], path)
+        assert dry.exit_code == 0, dry.output
+        counted = json.loads(dry.stdout)
+        assert counted["dry_run"] is True and counted["deleted"]["webhook_deliveries"] == 2
+        assert store.deliveries.delivery_seen("github", "old-1")  # nothing deleted
+        run = invoke(["db", "prune"], path)
+        assert run.exit_code == 0 and run.stdout.startswith("deleted 2 webhook_deliveries"), run.output
+        assert not store.deliveries.delivery_seen("github", "old-1")
+        assert store.deliveries.delivery_seen("github", "young")
+        assert invoke(["db", "prune"], path).stdout.startswith("deleted nothing")
+    finally:
+        store.close()
+
+
+def test_db_prune_on_an_unreachable_database_is_one_line(config_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--config", str(config_path), "db", "prune"],
+                                env={**CLEAN_ENV, "CLOSELOOP_DB_URL": "postgresql+psycopg://nobody@127.0.0.1:1/x"})
+    one_line_error(result, 1, "failed")

@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 import pytest_asyncio
 
+from closeloop.config import load_config
 from closeloop.secrets import Secrets
 from closeloop.web.app import create_app
 from closeloop.workflows.postmortem import PostmortemWorkflow
@@ -146,6 +147,14 @@ class Web:
     async def state(self, workflow_id: str) -> Any:
         handle = self.app.client.get_workflow_handle_for(PostmortemWorkflow.run, workflow_id)
         return await self.app.wait_for(handle, lambda s: s is not None)
+
+
+def webhook_limit(path: str) -> int:
+    """The body limit of `POST /webhooks/<path>`: its vendor's documented maximum (Webhook.max_body_bytes)."""
+    from closeloop.integrations.registry import webhooks
+
+    found = webhooks(load_config(None, env={}))
+    return next(w.max_body_bytes for w in [*found.incident, *found.ticket] if w.path == path)
 
 
 def make_web(app: App, secrets: Secrets | None = None, max_body_bytes: int | None = None) -> httpx.AsyncClient:

@@ -190,3 +190,97 @@ def test_serve_command_is_registered() -> None:
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0, result.output
     assert "/webhooks/pagerduty" in result.output
+
+
+# --------------------------------------------------------------------------- sources and ids (issue 9)
+
+NAMED = "tok-named-0123456789"
+
+
+def named_sources_web(app: App):  # type: ignore[no-untyped-def]
+    from tests.closeloop.web.conftest import PD_SECRETS
+
+    return make_web(app, secrets=secrets_of(api_tokens=(TOKENS[0], f"{NAMED}:pagerduty+opsgenie"),
+                                            pagerduty_secrets=PD_SECRETS))
+
+
+async def test_a_plain_token_cannot_claim_a_vendors_incident_first(web: Web) -> None:
+    """Claiming PagerDuty's id first would make the real signed webhook answer {"new": false}: no postmortem."""
+    from tests.closeloop.web.conftest import pd_envelope
+
+    r = await web.api("/api/incidents", incident_body("PGR0VU2", source="pagerduty"))
+    assert r.status_code == 403, r.text
+    assert "may not act on source 'pagerduty'" in r.json()["error"]
+    assert TOKENS[0] not in r.text
+    real = await web.pagerduty(pd_envelope("PGR0VU2"))
+    assert real.status_code == 202, real.text
+    assert real.json() == {"workflow_id": "postmortem/pagerduty/PGR0VU2", "new": True}
+    for url in ["/api/incidents/pagerduty/PGR0VU2/resolve", "/api/incidents/pagerduty/PGR0VU2/notes"]:
+        r = await web.api(url, {"title": "x"} if url.endswith("resolve") else {"text": "claimed"})
+        assert r.status_code == 403 and "may not act on source 'pagerduty'" in r.json()["error"], (url, r.text)
+    r = await web.api("/api/incidents", incident_body("INC-OWN", source="api"))
+    assert r.status_code == 202 and r.json()["workflow_id"] == "postmortem/api/INC-OWN"
+
+
+async def test_a_token_with_named_sources_may_use_them_and_no_others(app: App) -> None:
+    async with named_sources_web(app) as http:
+        headers = {"Authorization": f"Bearer {NAMED}"}
+        r = await http.post("/api/incidents", json=incident_body("PNAMED1", source="pagerduty"), headers=headers)
+        assert r.status_code == 202, r.text
+        app.handles.append(app.client.get_workflow_handle(r.json()["workflow_id"]))
+        assert r.json() == {"workflow_id": "postmortem/pagerduty/PNAMED1", "new": True}
+        r = await http.post("/api/incidents", json=incident_body("INC-N1"), headers=headers)  # api: always
+        assert r.status_code == 202, r.text
+        app.handles.append(app.client.get_workflow_handle(r.json()["workflow_id"]))
+        r = await http.post("/api/incidents", json=incident_body("01X", source="incidentio"), headers=headers)
+        assert r.status_code == 403 and "'api', 'opsgenie', 'pagerduty'" in r.json()["error"], r.text
+        plain = {"Authorization": f"Bearer {TOKENS[0]}"}
+        r = await http.post("/api/incidents", json=incident_body("PNAMED2", source="pagerduty"), headers=plain)
+        assert r.status_code == 403, r.text
+        r = await http.post("/api/incidents", json=incident_body(), headers={"Authorization": "Bearer tok-named"})
+        assert r.status_code == 401  # the sources are no part of the secret
+
+
+@pytest.mark.parametrize("bad", ["..", ".", ".hidden", "x?admin=1#", "a%2Fb", "a#b", "tab\there", "nul\x00",
+                                 'x"OR"project!=CL"OR"x', "a*", "é", "x" * 201])
+async def test_unsafe_external_ids_are_refused_422(web: Web, bad: str) -> None:
+    r = await web.api("/api/incidents", incident_body(bad))
+    assert r.status_code == 422, r.text
+    assert "external_id" in r.json()["error"]
+    if len(bad) <= 200:
+        assert "external_id must be 1 to 200 of A-Z a-z 0-9 . _ : @ + -" in r.json()["error"]
+    assert web.app.handles == []
+
+
+@pytest.mark.parametrize("path_id", ["..%2F..", "x%3Fadmin%3D1%23", "%2E%2E", "a%25b"])
+async def test_unsafe_ids_in_the_path_are_refused_422(web: Web, path_id: str) -> None:
+    for action, body in [("resolve", {"title": "x"}), ("notes", {"text": "x"})]:
+        r = await web.api(f"/api/incidents/api/{path_id}/{action}", body)
+        assert r.status_code in (404, 422), r.text  # 404: a router that splits %2F; never a lookup of the id
+        assert "error" in r.json()
+        if r.status_code == 422:
+            assert "external_id must be" in r.json()["error"]
+    assert web.app.handles == []
+
+
+@pytest.mark.parametrize("real", ["PGR0VU2", "Q1R2ABC3DEF4GH", "01FDAG4SAP5TYPT98WGR2N7W91",
+                                  "8418d193-2dab-4490-b331-8c02cdd196b7",
+                                  "70413a06-38d6-4c85-92b8-5ebc900d42e2-1574787869094", "INC-42", "3b7a1c0e9f2d4a51",
+                                  "1234", "team:checkout@eu+1", "x" * 200])
+def test_real_vendor_ids_pass(real: str) -> None:
+    from closeloop.ids import check_external_id
+    from closeloop.models import Incident
+
+    assert check_external_id(real) == real
+    assert Incident(source="pagerduty", external_id=real, title="x").external_id == real
+
+
+def test_api_tokens_with_named_sources() -> None:
+    from closeloop.web.requests import ApiToken, api_tokens
+
+    parsed = api_tokens(("plain", "named:pagerduty+opsgenie", "any:*", "not:Sources", "a:b:api"))
+    assert parsed == (ApiToken("plain"), ApiToken("named", frozenset({"pagerduty", "opsgenie"})),
+                      ApiToken("any", frozenset({"*"})), ApiToken("not:Sources"), ApiToken("a:b", frozenset({"api"})))
+    assert parsed[1].may_use("api") and parsed[1].may_use("opsgenie") and not parsed[1].may_use("incidentio")
+    assert parsed[2].may_use("incidentio") and not parsed[0].may_use("pagerduty")
+    assert "named" not in repr(parsed[1]) and "plain" not in repr(parsed)

@@ -16,7 +16,7 @@ from closeloop.models import WontDoReason
 from closeloop.standins.github import GitHubStandin
 from closeloop.web.app import create_app
 from closeloop.workflows.action_item import ActionItemWorkflow
-from tests.closeloop.web.conftest import secrets_of
+from tests.closeloop.web.conftest import secrets_of, webhook_limit
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     GH_SECRETS,
     REPO,
@@ -206,7 +206,7 @@ async def test_bad_json_bad_shape_and_missing_event_are_4xx_json(hooks: Hooks, g
 
 
 async def test_body_over_the_limit_413(hooks: Hooks) -> None:
-    limit = hooks.app.config.web.max_body_bytes
+    limit = webhook_limit("github")  # the vendor's documented maximum, not [web] max_body_bytes (the API's)
     r = await hooks.github(None, body=b'{"pad": "' + b"x" * limit + b'"}')
     assert r.status_code == 413 and r.json() == {"error": f"body too large: the limit is {limit} bytes"}
 

@@ -1,5 +1,6 @@
-"""POST /webhooks/incidentio: Standard Webhooks (Svix) signatures with a timestamp tolerance, closed
-incidents start one lifecycle, everything else is ignored."""
+"""POST /webhooks/incidentio: Standard Webhooks (Svix) signatures with a timestamp tolerance, incidents in a
+starting status category (default learning, closed) start one lifecycle, everything else is ignored. The
+vendor's own examples, verbatim, are in test_vendor_payloads.py."""
 
 from __future__ import annotations
 
@@ -12,15 +13,25 @@ import pytest
 
 from closeloop.integrations.incidentio.webhook import incidentio_signature_ok
 from closeloop.models import Link
-from tests.closeloop.web.conftest import IIO_SECRETS, Web, iio_headers, make_web, secrets_of, svix_sign
+from tests.closeloop.web.conftest import (
+    IIO_SECRETS,
+    Web,
+    iio_headers,
+    make_web,
+    secrets_of,
+    svix_sign,
+    webhook_limit,
+)
 from tests.temporal_env import App
 
 EVENT = "public_incident.incident_updated_v2"
+STATUS = "public_incident.incident_status_updated_v2"  # the one event that wraps it: {incident, new_status, ...}
 
 
 def iio_event(incident_id: str = "01FDAG4SAP5TYPT98WGR2N7W91", category: str = "closed",
               event_type: str = EVENT, **incident: Any) -> dict[str, Any]:
-    """Shaped as incident.io's documented public_incident.incident_updated_v2 payload."""
+    """Shaped as incident.io's documented public_incident.incident_updated_v2 payload: the incident directly
+    under the event key (tests/payloads/incidentio/), with a few of its fields."""
     base: dict[str, Any] = {
         "id": incident_id,
         "name": "Our database is sad",
@@ -37,7 +48,7 @@ def iio_event(incident_id: str = "01FDAG4SAP5TYPT98WGR2N7W91", category: str = "
         "summary": "Our database is really really sad, and we don't know why yet.",
     }
     base.update(incident)
-    return {"event_type": event_type, event_type: {"incident": base}}
+    return {"event_type": event_type, event_type: base}
 
 
 WID = "postmortem/incidentio/01FDAG4SAP5TYPT98WGR2N7W91"
@@ -51,14 +62,16 @@ async def test_closed_incident_starts_a_lifecycle_with_the_incident(web: Web) ->
     assert inc.source == "incidentio"
     assert inc.external_id == "01FDAG4SAP5TYPT98WGR2N7W91"
     assert inc.title == "Our database is sad"
-    assert inc.severity == "Critical"
+    assert inc.severity == "SEV1"  # "Critical", through the default severity map
+    assert inc.unmapped_severity is None
     assert inc.links == [Link(title="incident.io INC-123", url="https://app.incident.io/acme/incidents/123")]
     assert inc.started_at == datetime(2021, 8, 17, 13, 28, 57, 801578, tzinfo=UTC)
     assert inc.resolved_at == datetime(2021, 8, 17, 14, 28, 57, 801578, tzinfo=UTC)
 
 
-async def test_resolved_category_and_second_secret(web: Web) -> None:
-    r = await web.incidentio(iio_event("01RESOLVED", category="resolved", severity={"name": "SEV2"}),
+async def test_learning_category_and_second_secret(web: Web) -> None:
+    """"Post-incident" (category learning) starts it too: a team using incident.io's post-incident flow."""
+    r = await web.incidentio(iio_event("01LEARNING", category="learning", severity={"name": "SEV2"}),
                              secret=IIO_SECRETS[1])
     assert r.status_code == 202, r.text
     assert (await web.state(r.json()["workflow_id"])).plan.incident.severity == "SEV2"
@@ -129,13 +142,13 @@ async def test_malformed_json_400(web: Web) -> None:
 
 @pytest.mark.parametrize(("payload", "field"), [
     ({}, "event_type"),
-    ({"event_type": EVENT}, f"{EVENT}.incident"),
-    ({"event_type": EVENT, EVENT: {"incident": {"incident_status": {"category": "closed"}, "name": "x"}}},
-     "incident.id"),
-    ({"event_type": EVENT, EVENT: {"incident": {"incident_status": {"category": "closed"}, "id": "01X"}}},
-     "incident.name"),
-    ({"event_type": EVENT, EVENT: {"incident": {"incident_status": {"category": "closed"}, "id": "0 1",
-                                                "name": "x"}}}, "incident.id"),
+    ({"event_type": EVENT}, f"missing field {EVENT}"),
+    ({"event_type": EVENT, EVENT: {"incident_status": {"category": "closed"}, "name": "x"}}, f"{EVENT}.id"),
+    ({"event_type": EVENT, EVENT: {"incident_status": {"category": "closed"}, "id": "01X"}}, f"{EVENT}.name"),
+    ({"event_type": EVENT, EVENT: {"incident_status": {"category": "closed"}, "id": "0 1", "name": "x"}},
+     f"{EVENT}.id"),
+    ({"event_type": STATUS, STATUS: {"incident": {"incident_status": {"category": "closed"}, "name": "x"}}},
+     f"{STATUS}.incident.id"),
 ])
 async def test_missing_or_invalid_field_422(web: Web, payload: dict, field: str) -> None:
     r = await web.incidentio(payload)
@@ -145,11 +158,12 @@ async def test_missing_or_invalid_field_422(web: Web, payload: dict, field: str)
 
 
 async def test_oversized_body_413(app: App) -> None:
-    async with make_web(app, max_body_bytes=1024) as http:
-        raw = json.dumps(iio_event("01BIG", name="x" * 2000)).encode()
+    limit = webhook_limit("incidentio")
+    async with make_web(app, max_body_bytes=1024) as http:  # the API's limit does not apply
+        raw = json.dumps(iio_event("01BIG", name="x" * limit)).encode()
         r = await http.post("/webhooks/incidentio", content=raw, headers=iio_headers(raw))
         assert r.status_code == 413
-        assert "limit is 1024 bytes" in r.json()["error"]
+        assert f"limit is {limit} bytes" in r.json()["error"]
 
 
 async def test_duplicate_delivery_one_lifecycle(web: Web) -> None:
@@ -162,7 +176,7 @@ async def test_duplicate_delivery_one_lifecycle(web: Web) -> None:
 
 
 async def test_open_incidents_and_other_events_are_ignored(web: Web) -> None:
-    for category in ["live", "triage", "learning", "canceled"]:
+    for category in ["live", "triage", "canceled", "declined", "merged", "paused", "resolved"]:
         r = await web.incidentio(iio_event("01IGN", category=category))
         assert r.status_code == 202, r.text
         assert r.json() == {"ignored": EVENT, "status": category}

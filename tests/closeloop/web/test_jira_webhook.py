@@ -17,7 +17,7 @@ from closeloop.standins.jira import JiraStandin
 from closeloop.web.app import create_app
 from closeloop.workflows.action_item import ActionItemWorkflow
 from closeloop.workflows.postmortem import PostmortemWorkflow
-from tests.closeloop.web.conftest import secrets_of
+from tests.closeloop.web.conftest import secrets_of, webhook_limit
 from tests.closeloop.web.tickets import (  # noqa: F401 - fixtures
     JIRA_SECRETS,
     SECRETS,
@@ -206,7 +206,7 @@ async def test_bad_json_and_bad_shape_are_4xx_json(hooks: Hooks) -> None:
 
 
 async def test_body_over_the_limit_413(hooks: Hooks) -> None:
-    limit = hooks.app.config.web.max_body_bytes
+    limit = webhook_limit("jira")  # the vendor's documented maximum, not [web] max_body_bytes (the API's)
     raw = b'{"webhookEvent": "jira:issue_deleted", "pad": "' + b"x" * limit + b'"}'
     r = await hooks.jira(None, body=raw)
     assert r.status_code == 413 and r.json() == {"error": f"body too large: the limit is {limit} bytes"}
