@@ -40,7 +40,14 @@ from typing import Any, TypeVar
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from _common import BENCH_CONFIG, ROOT, BenchError, run_reporting_errors, temporal_binary  # noqa: E402
+from _common import (  # noqa: E402
+    BENCH_CONFIG,
+    ROOT,
+    BenchError,
+    run_reporting_errors,
+    stdout_to_stderr,
+    temporal_binary,
+)
 from _faults import DevServerProcess, TcpProxy  # noqa: E402
 
 T = TypeVar("T")
@@ -332,12 +339,17 @@ async def chaos(args: argparse.Namespace, rng: random.Random, workers: Workers, 
                 say(f"{workers.kills} worker kills")
 
     async def tracker() -> None:
-        if args.tracker_outage and await at(args.tracker_at):
-            say(f"tracker down for {args.tracker_outage:.0f}s")
-            jira.outage(args.tracker_outage)
-            did["tracker_outage"] = args.tracker_outage
-            await at(args.tracker_at + args.tracker_outage)
-            say("tracker back")
+        # From `--tracker-at` s, as soon as closeloop talks to the tracker (before that, an outage hits nobody).
+        if not (args.tracker_outage and await at(args.tracker_at)):
+            return
+        while not sum(jira.requests.values()):
+            if not await at(loop.time() - start + 0.1):
+                return
+        say(f"tracker down for {args.tracker_outage:.0f}s")
+        jira.outage(args.tracker_outage)
+        did["tracker_outage"] = args.tracker_outage
+        await at(loop.time() - start + args.tracker_outage)
+        say("tracker back")
 
     async def temporal() -> None:
         if args.temporal_down >= 0 and await at(args.temporal_at):
@@ -502,7 +514,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="seconds it stays down (default 5; negative: no restart)")
     p.add_argument("--pg-at", type=float, default=70.0, help="when PostgreSQL goes down (s, default 70)")
     p.add_argument("--pg-outage", type=float, default=60.0, help="seconds PostgreSQL is down (default 60; 0: none)")
-    p.add_argument("--tracker-at", type=float, default=15.0, help="when the tracker goes down (s, default 15)")
+    p.add_argument("--tracker-at", type=float, default=15.0,
+                   help="when the tracker goes down (s, default 15; or later, when closeloop first calls it)")
     p.add_argument("--tracker-outage", type=float, default=60.0, help="seconds it fails (default 60; 0: none)")
     p.add_argument("--timeout", type=float, default=1200.0, help="seconds the whole run may take (default 1200)")
     p.add_argument("--seed", type=int, default=None, help="random seed of the kills (default: random)")
@@ -514,7 +527,8 @@ def main(argv: list[str] | None = None) -> int:
     args.kills_wanted = args.kills
 
     def go() -> dict[str, Any]:
-        figures, extra = asyncio.run(run_async(args))
+        with stdout_to_stderr():  # the Temporal client's own log lines: stdout carries only the figures
+            figures, extra = asyncio.run(run_async(args))
         return {"figures": figures, "extra": extra}
 
     result = run_reporting_errors(go)

@@ -18,8 +18,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_lifecycles_complete_exactly_once_through_kills_and_outages() -> None:
-    cmd = [sys.executable, "bench/chaos.py", "--n", "6", "--kills", "6", "--kill-every", "4", "--tracker-at", "3",
-           "--tracker-outage", "10", "--temporal-at", "12", "--temporal-down", "3", "--pg-at", "20",
+    cmd = [sys.executable, "bench/chaos.py", "--n", "6", "--kills", "6", "--kill-every", "4", "--tracker-at", "0",
+           "--tracker-outage", "10", "--temporal-at", "8", "--temporal-down", "3", "--pg-at", "20",
            "--pg-outage", "15", "--timeout", "420", "--seed", "9", "--json"]
     run = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode in (0, 2), run.stderr[-3000:]
