@@ -53,8 +53,8 @@ class Started:
 def initial_search_attributes(incident: Incident) -> TypedSearchAttributes:
     return TypedSearchAttributes([
         SearchAttributePair(sa.STAGE, "starting"),
-        SearchAttributePair(sa.SEVERITY, incident.severity),
-        SearchAttributePair(sa.SERVICE, incident.services),
+        SearchAttributePair(sa.SEVERITY, sa.keyword(incident.severity)),
+        SearchAttributePair(sa.SERVICE, sa.keyword_list(incident.services)),
         SearchAttributePair(sa.STALLED, False),
     ])
 

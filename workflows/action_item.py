@@ -274,9 +274,9 @@ class ActionItemWorkflow:
         workflow.upsert_search_attributes([
             sa.STAGE.value_set(f"item_{s.phase}"),
             sa.STAGE_DUE.value_set(s.item.due_at),
-            sa.OWNER.value_set(s.item.owner),
-            sa.SEVERITY.value_set(self.inp.incident.severity),
-            sa.SERVICE.value_set(self.inp.incident.services),
+            sa.OWNER.value_set(sa.keyword(s.item.owner)),
+            sa.SEVERITY.value_set(sa.keyword(self.inp.incident.severity)),
+            sa.SERVICE.value_set(sa.keyword_list(self.inp.incident.services)),
             sa.STALLED.value_set(bool(s.chase and s.chase.stalled and s.phase == "tracking")),
         ])
 

@@ -334,9 +334,9 @@ class PostmortemWorkflow:
         workflow.upsert_search_attributes([
             sa.STAGE.value_set(s.stage.value),
             sa.STAGE_DUE.value_set(due) if due else sa.STAGE_DUE.value_unset(),
-            sa.OWNER.value_set(s.owner),
-            sa.SEVERITY.value_set(s.plan.incident.severity),
-            sa.SERVICE.value_set(s.plan.incident.services),
+            sa.OWNER.value_set(sa.keyword(s.owner)),
+            sa.SEVERITY.value_set(sa.keyword(s.plan.incident.severity)),
+            sa.SERVICE.value_set(sa.keyword_list(s.plan.incident.services)),
             sa.STALLED.value_set(s.stalled),
         ])
 
