@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from closeloop.durations import Duration
 from closeloop.ids import postmortem_workflow_id
@@ -26,6 +26,16 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+# C0 and C1 control characters but tab, newline and carriage return: a NUL byte is refused by SQLite
+# ("embedded null byte") and PostgreSQL (DataError), and no retry fixes that; the others are never meant.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def without_controls(text: str) -> str:
+    """Text with its control characters removed (tab, newline and carriage return stay)."""
+    return _CONTROL.sub("", text)
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "incident"
 
@@ -36,6 +46,11 @@ def slug(text: str) -> str:
 class Link(Model):
     title: str
     url: str
+
+    @field_validator("title", "url")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return without_controls(v)
 
 
 class Incident(Model):
@@ -66,7 +81,26 @@ class Incident(Model):
     def _external_id(cls, v: str) -> str:
         if any(c.isspace() for c in v) or "/" in v:
             raise ValueError("external_id must not contain whitespace or '/'")
+        if _CONTROL.search(v):  # an id is kept exact (cleaning could make two incidents one): refused
+            raise ValueError("external_id must not contain control characters")
         return v
+
+    @field_validator("title", "severity", "commander", "dedup_key")
+    @classmethod
+    def _text(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """The edge for every source (webhooks, API, CLI): control characters are dropped, not refused, so an
+        incident is never lost for one (Alertmanager and others do not retry a 4xx)."""
+        if v is None:
+            return None
+        cleaned = without_controls(v)
+        if info.field_name == "title" and not cleaned.strip():
+            raise ValueError("title must contain text, not only control characters")
+        return cleaned
+
+    @field_validator("services", "participants")
+    @classmethod
+    def _texts(cls, v: list[str]) -> list[str]:
+        return [without_controls(x) for x in v]
 
     @field_validator("started_at", "detected_at", "mitigated_at", "resolved_at")
     @classmethod
