@@ -113,6 +113,11 @@ class Closeloop:
                 return None
             raise
 
+    async def running(self, workflow_id: str) -> bool:
+        """Whether the workflow (its latest run) is running; False when it ended or never existed."""
+        described = await self.describe_raw(workflow_id)
+        return described is not None and described.workflow_execution_info.status == 1  # RUNNING
+
     async def postmortem_state(self, workflow_id: str) -> PostmortemState | None:
         result: PostmortemState | None = await self.query(contract.POSTMORTEM_STATE, workflow_id)
         return result

@@ -80,6 +80,13 @@ class SyncSettings(_Strict):
         return v
 
 
+class TicketSettings(_Strict):
+    """`[tickets]`: what happens to the tickets of action items that closeloop stops following."""
+
+    close_on_cancel: bool = Field(default=True, description="close the tickets of a cancelled lifecycle's open "
+                                  "items as won't do (they always get a comment saying why)")
+
+
 class Config(_Strict):
     source: str = Field(default="<built-in>", exclude=True)
     data_dir: Path = Path(".closeloop")
@@ -95,6 +102,7 @@ class Config(_Strict):
     calendars: dict[str, dict[str, Any]] = Field(default_factory=dict)
     publishers: dict[str, dict[str, Any]] = Field(default_factory=dict)
     sync: SyncSettings = Field(default_factory=SyncSettings)
+    tickets: TicketSettings = Field(default_factory=TicketSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)

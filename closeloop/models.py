@@ -277,6 +277,7 @@ class ItemStatus(str, Enum):
     open = "open"
     done = "done"
     wont_do = "wont_do"
+    cancelled = "cancelled"  # its lifecycle was cancelled or terminated while it was open: nothing is owed
 
 
 class Verdict(str, Enum):
@@ -456,6 +457,8 @@ class SyncSummary(Model):
     signals: int = 0
     already_signalled: int = Field(default=0, description="differences an earlier sweep signalled already")
     workflows_gone: int = Field(default=0, description="items whose workflow no longer runs (skipped)")
+    cancelled: int = Field(default=0, description="open items whose workflow no longer runs (a terminated "
+                                                  "lifecycle): closed as cancelled, their tickets told")
     completed_in_closeloop: int = Field(default=0, description="done items whose ticket is open and was never "
                                                                "seen closed (left alone: no reopening)")
     trackers: list[TrackerReport] = Field(default_factory=list)

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from closeloop import contract
@@ -49,6 +49,8 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.workflows.action_item import ActionItemWorkflow
 
 TERMINAL = (Stage.closed, Stage.skipped, Stage.cancelled)
+# Patches (workflow.patched) for behaviour added while lifecycles were running; each guards only the new path.
+PATCH_CANCEL_REQUEST = "a-cancellation-request-cancels-the-lifecycle-and-its-items"
 
 
 @workflow.defn(name=contract.POSTMORTEM_WORKFLOW)
@@ -60,11 +62,28 @@ class PostmortemWorkflow:
         self.chase: ChaseRunner | None = None
         # Updates whose handler is looking people up in the directory: a second one of the same kind waits its turn.
         self.looking_up: set[str] = set()
+        self.item_tasks: list[asyncio.Future[None]] = []  # the action items' children, while following up
 
     # ------------------------------------------------------------------ main line
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemSummary:
+        try:
+            await self._lifecycle(inp)
+        except (asyncio.CancelledError, ActivityError) as e:
+            # A cancellation request (`temporal workflow cancel`, the client's cancel()) ends the lifecycle as the
+            # CANCEL Update does: its open items are cancelled and their tickets told, the owner hears of it.
+            if (not is_cancelled_exception(e) or self.s is None or self.s.stage in TERMINAL
+                    or not workflow.patched(PATCH_CANCEL_REQUEST)):
+                raise
+            if self.s.cancelled is None:
+                self.s.cancelled = Cancellation(by="an operator", reason="the lifecycle's workflow was cancelled")
+            await self._stop_items()
+            await self._cancel()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._summary()
+
+    async def _lifecycle(self, inp: PostmortemInput) -> None:
         if self.s is None:
             plan = await call(
                 IncidentActivities.record_incident,
@@ -73,7 +92,7 @@ class PostmortemWorkflow:
             self.s = PostmortemState(plan=plan, owner=plan.owner)
             if not plan.policy.postmortem_required:
                 await self._enter(Stage.skipped)
-                return self._summary()
+                return
             await self._enter(Stage.scheduling)
         else:
             self.s.runs += 1
@@ -108,8 +127,6 @@ class PostmortemWorkflow:
                 if not self.s.cancelled:
                     self.s.closed_at = workflow.now()
                     await self._enter(Stage.closed)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._summary()
 
     # ------------------------------------------------------------------ stages
 
@@ -274,13 +291,18 @@ class PostmortemWorkflow:
                 )
                 for n, spec in enumerate(s.draft.action_items, start=1)
             ]
-        pending = [item for item in s.items if item.verdict is None and item.status != ItemStatus.wont_do]
-        tasks = [asyncio.ensure_future(self._run_item(item)) for item in pending]
+        pending = [item for item in s.items
+                   if item.verdict is None and item.status not in (ItemStatus.wont_do, ItemStatus.cancelled)]
+        tasks = self.item_tasks = [asyncio.ensure_future(self._run_item(item)) for item in pending]
         await workflow.wait_condition(lambda: all(t.done() for t in tasks) or s.cancelled is not None)
         if s.cancelled:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_items()
+
+    async def _stop_items(self) -> None:
+        """Cancel the running action items and wait until each has closed (ActionItemWorkflow._cancelled)."""
+        for t in self.item_tasks:
+            t.cancel()
+        await asyncio.gather(*self.item_tasks, return_exceptions=True)
 
     async def _run_item(self, item: ActionItem) -> None:
         s = self._state()
