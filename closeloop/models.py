@@ -229,6 +229,13 @@ class Cancellation(Model):
     reason: str = Field(min_length=1)
 
 
+class RetryRequest(Model):
+    """An operator's go-ahead for a lifecycle stalled by a failure no retry could fix (the `retry` signal)."""
+
+    by: str = ""
+    note: str = ""
+
+
 class ReviewRecord(Model):
     round: int
     reviewer: str
@@ -331,6 +338,8 @@ class PostmortemState(Model):
     document_ref: str | None = None
     items: list[ActionItem] = Field(default_factory=list)
     cancelled: Cancellation | None = None
+    failure: str | None = Field(default=None, description="why the lifecycle stopped: a step failed in a way no "
+                                "retry fixes; it waits for the `retry` signal (or a cancellation)")
     runs: int = 1
     closed_at: datetime | None = None
 
