@@ -7,9 +7,9 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from closeloop.durations import Duration
 from closeloop.ids import postmortem_workflow_id
@@ -34,6 +34,10 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 def without_controls(text: str) -> str:
     """Text with its control characters removed (tab, newline and carriage return stay)."""
     return _CONTROL.sub("", text)
+
+
+# What people write (drafts, reasons, comments, notes): stored and rendered, so cleaned at the edge too.
+CleanText = Annotated[str, AfterValidator(without_controls)]
 
 
 def slug(text: str) -> str:
@@ -164,7 +168,7 @@ class TimelineEvent(Model):
     at: datetime
     source: str
     kind: str = "event"  # detection, acknowledge, escalation, mitigation, resolution, deploy, note, ...
-    text: str
+    text: CleanText
     actor: str | None = None
     url: str | None = None
     key_moment: bool = False
@@ -183,8 +187,8 @@ ItemKind = Literal["prevent", "detect", "mitigate", "process"]
 
 
 class ActionItemSpec(Model):
-    title: str = Field(min_length=1, max_length=300)
-    description: str = ""
+    title: CleanText = Field(min_length=1, max_length=300)
+    description: CleanText = ""
     owner: str
     priority: Priority = "P3"
     kind: ItemKind = "prevent"
@@ -193,24 +197,24 @@ class ActionItemSpec(Model):
 
 class DraftSubmission(Model):
     by: str
-    summary: str = Field(min_length=1)
-    impact: str = ""
-    root_cause: str = ""
-    resolution: str = ""
-    lessons: str = ""
+    summary: CleanText = Field(min_length=1)
+    impact: CleanText = ""
+    root_cause: CleanText = ""
+    resolution: CleanText = ""
+    lessons: CleanText = ""
     action_items: list[ActionItemSpec] = Field(default_factory=list)
 
 
 class ExtensionRequest(Model):
     by: str
     extra: Duration
-    reason: str = Field(min_length=1)
+    reason: CleanText = Field(min_length=1)
 
 
 class Reassignment(Model):
     by: str
     new_owner: str
-    reason: str = ""
+    reason: CleanText = ""
 
 
 class ReviewDecision(str, Enum):
@@ -221,12 +225,12 @@ class ReviewDecision(str, Enum):
 class ReviewVote(Model):
     reviewer: str
     decision: ReviewDecision
-    comment: str = ""
+    comment: CleanText = ""
 
 
 class Cancellation(Model):
     by: str
-    reason: str = Field(min_length=1)
+    reason: CleanText = Field(min_length=1)
 
 
 class RetryRequest(Model):
@@ -391,20 +395,20 @@ class TicketStatusEvent(Model):
 
 class CompleteItem(Model):
     by: str
-    note: str = ""
+    note: CleanText = ""
 
 
 class VerdictInput(Model):
     by: str
     effective: bool
-    note: str = ""
+    note: CleanText = ""
 
 
 class WontDoReason(Model):
     """The owner's reason for closing an action item without doing it."""
 
     by: str
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: CleanText = Field(min_length=3, max_length=2000)
 
 
 ItemPhase = Literal["opening", "tracking", "awaiting_reason", "waiting_effectiveness", "awaiting_verdict", "closed"]

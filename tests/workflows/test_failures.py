@@ -15,8 +15,9 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from closeloop import search_attributes as sa
-from closeloop.models import Incident
+from closeloop.models import ActionItemSpec, Incident
 from tests.temporal_env import App, eventually, incident, record_histories, running_app
+from tests.workflows.drive import to_following_up
 
 
 async def _failed_tries(handle: WorkflowHandle[Any, Any]) -> int:
@@ -83,3 +84,16 @@ def test_errors_no_retry_fixes_are_non_retryable() -> None:
     long = classify(ValueError("x" * 10_000 + "\nsecond line"))
     assert long is not None and len(long.message) < 600 and "second line" not in long.message
     assert classify(ConnectionError("reset")) is None
+
+
+async def test_a_nul_in_a_drafts_action_item_is_cleaned_and_the_item_is_stored(
+        time_env: WorkflowEnvironment, tmp_path: Path, pg_database_url: str) -> None:
+    """What people write goes to the store too: a NUL in an action item's title (pasted into `closeloop draft
+    submit`) made PostgreSQL refuse the item for ever. Cleaned at the edge, the item is stored and tracked."""
+    async with running_app(time_env, tmp_path, db_url=pg_database_url) as app:
+        inc = incident()
+        _handle, state = await to_following_up(
+            app, inc, ActionItemSpec(title="Validate\u0000 config", description="see\u0000 runbook", owner="bob"))
+        assert state.items[0].title == "Validate config"
+        await eventually(lambda: [i.title for i in app.store.records.action_items(inc.workflow_id)]
+                         == ["Validate config"], timeout=15)
