@@ -33,9 +33,9 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
     timeline = TimelineActivities(i.timeline_sources)
     documents = DocumentActivities(i.publisher, i.config.data_dir / "drafts", i.template_dir)
     notify = NotifyActivities(people, i.notifiers, i.tracker, i.template_dir)
-    tickets = TicketActivities(people, i.tracker, i.store)
+    tickets = TicketActivities(people, i.tracker, i.store, close_on_cancel=i.config.tickets.close_on_cancel)
     digest = DigestActivities(i.store, people, i.notifiers, i.template_dir)
-    reconcile = ReconcileActivities(i.store, i.tracker, closeloop)
+    reconcile = ReconcileActivities(i.store, i.tracker, closeloop, close_on_cancel=i.config.tickets.close_on_cancel)
     directory = DirectoryActivities(people)
     retention = RetentionActivities(i.store, i.config.retention, i.config.retention.batch_size)
     return [
@@ -52,6 +52,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
         notify.notify,
         tickets.open_ticket,
         tickets.close_ticket,
+        tickets.cancel_ticket,
         tickets.find_recurrences,
         digest.send_stalled_digest,
         reconcile.reconcile_tickets,

@@ -7,6 +7,7 @@ from pathlib import Path
 from temporalio import activity
 
 from closeloop.activities.support import log
+from closeloop.ids import file_stem
 from closeloop.integrations.base import Publisher
 from closeloop.models import PostmortemState
 from closeloop.rendering import render_document, render_draft
@@ -23,7 +24,9 @@ class DocumentActivities:
     @activity.defn(name="prepare_draft")
     def prepare_draft(self, state: PostmortemState) -> str:
         markdown = render_draft(state, template_dir=self.template_dir)
-        path = self.drafts_dir / (state.plan.postmortem_id.replace("/", "_") + ".md")
+        # Injective: "api/x_y" and "api_x/y" get two files. A running lifecycle keeps the path it was given
+        # (draft_ref, in its state); an id without "_", "%" or other escaped characters keeps its old name.
+        path = self.drafts_dir / (file_stem(state.plan.postmortem_id) + ".md")
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         tmp.write_text(markdown)

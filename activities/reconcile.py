@@ -29,6 +29,14 @@ delivery log (source "sweep", keyed by the item's
 state and the event) after the signal went out: the next sweep does not send them again. A workflow that
 no longer runs (not found, or completed) is skipped and counted, not an error.
 
+Items of a terminated lifecycle. Terminating a lifecycle (or its item) runs no workflow code, so its open
+items would stay open in the store: tracked by every sweep and nagged about by the digest, forever. So each
+sweep asks Temporal whether the workflow of every open item still runs (`running`, a describe per open item,
+16 at a time); one that does not is closed here as `cancelled`: its ticket gets a comment and is closed as
+won't do when `[tickets] close_on_cancel` says so (a tracker that fails leaves it for the next sweep; a ticket
+that is gone does not), and it is tracked no more. An item completes its workflow only after saving its last
+status, so an open item without a running workflow is one that was ended from outside.
+
 Reopened needs evidence. An item can be completed in closeloop (`closeloop item complete`) while its
 ticket stays open; that is no reopening, and signalling one would revoke the completion every few minutes.
 So a sweep that finds a done item with a closed ticket records that (`closed-seen`, keyed by the item's
@@ -51,8 +59,10 @@ from typing import Any
 
 import structlog
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from closeloop.activities.support import heartbeat, log
+from closeloop.activities.tickets import cancel_ticket
 from closeloop.client import Closeloop
 from closeloop.contract import item_workflow_id
 from closeloop.integrations.base import IntegrationError, Ticket, Tracker
@@ -62,6 +72,8 @@ from closeloop.store.store import Store
 SOURCE = "sweep"
 REMEMBERED = frozenset({"reopened", "deleted", "moved"})  # kinds the store may not reflect after the signal
 HEARTBEAT_EVERY = 50  # signals
+LIVENESS_CONCURRENCY = 16  # describes in flight
+TERMINATED = "its lifecycle was ended (terminated) before the item was done"
 
 # (workflow id, event) -> True when delivered, False when the workflow no longer runs
 Signal = Callable[[str, TicketStatusEvent], Awaitable[bool]]
@@ -120,14 +132,50 @@ def _logger() -> Any:
     return log() if activity.in_activity() else structlog.get_logger("closeloop.reconcile")
 
 
-async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, at: datetime) -> SyncSummary:
+async def _ended(items: list[ActionItem], running: Callable[[str], Awaitable[bool]]) -> set[str]:
+    """Ids of the open items whose workflow no longer runs."""
+    limit = asyncio.Semaphore(LIVENESS_CONCURRENCY)
+
+    async def ended(item: ActionItem) -> str | None:
+        async with limit:
+            return None if await running(item_workflow_id(item)) else item.id
+
+    found = await asyncio.gather(*(ended(i) for i in items if i.status == ItemStatus.open))
+    return {i for i in found if i}
+
+
+async def _cancel_item(store: Store, tracker: Callable[[str], Tracker], item: ActionItem, *, close: bool) -> bool:
+    """Close an open item of an ended lifecycle as cancelled (see the module docstring); False when its tracker
+    failed and the next sweep should try again."""
+    try:
+        await asyncio.to_thread(cancel_ticket, tracker, item, TERMINATED, close=close)
+    except (ApplicationError, LookupError) as e:
+        if isinstance(e, ApplicationError) and e.non_retryable:  # the ticket is gone or refuses: cancel all the same
+            _logger().warning("ticket of a cancelled item not told", item=item.id, error=str(e)[:300])
+        else:
+            _logger().warning("ticket sweep: could not tell the ticket of a cancelled item; next sweep",
+                              item=item.id, error=str(e)[:300])
+            return False
+    cancelled = item.model_copy(update={"status": ItemStatus.cancelled, "verdict_note": TERMINATED})
+    await asyncio.to_thread(store.records.upsert_action_item, cancelled)
+    _logger().info("ticket sweep: item of an ended lifecycle cancelled", item=item.id, ticket=item.ticket_key)
+    return True
+
+
+async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Signal, at: datetime, *,
+                    running: Callable[[str], Awaitable[bool]] | None = None,
+                    close_on_cancel: bool = True) -> SyncSummary:
     """One sweep over the store's tracked items (see the module docstring). `tracker(name)` gives the
-    tracker of that name (LookupError when none is configured); `signal` delivers one event."""
+    tracker of that name (LookupError when none is configured); `signal` delivers one event; `running(id)`
+    says whether a workflow runs (open items of an ended lifecycle are cancelled; None: not checked)."""
     logger = _logger()
     summary = SyncSummary(at=at)
     by_tracker: dict[str, list[ActionItem]] = defaultdict(list)
-    for item in await asyncio.to_thread(store.records.tracked_items):
-        by_tracker[item.tracker].append(item)
+    tracked = await asyncio.to_thread(store.records.tracked_items)
+    ended = await _ended(tracked, running) if running is not None else set()
+    for item in tracked:
+        if item.id not in ended:
+            by_tracker[item.tracker].append(item)
     sent = 0
     for name, items in sorted(by_tracker.items()):
         heartbeat(f"tracker {name}: {len(items)} items")
@@ -185,10 +233,14 @@ async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Sig
             sent += 1
             if sent % HEARTBEAT_EVERY == 0:
                 heartbeat(f"tracker {name}: {sent} signals")
+    for item in tracked:  # after the status pass, so a tracker's calls for them never hold up the others
+        if item.id in ended and await _cancel_item(store, tracker, item, close=close_on_cancel):
+            summary.cancelled += 1
     counted = [t.calls for t in summary.trackers if t.calls is not None]
     summary.calls = sum(counted) if counted else None
     summary.failures = [f"{t.tracker}: {t.error}" for t in summary.trackers if t.error]
     logger.info("ticket sweep", items=summary.items_checked, signals=summary.signals, calls=summary.calls,
+                cancelled=summary.cancelled,
                 **{k: v for k, v in summary.signalled.items() if v}, failures=summary.failures)
     return summary
 
@@ -196,12 +248,15 @@ async def reconcile(store: Store, tracker: Callable[[str], Tracker], signal: Sig
 class ReconcileActivities:
     """The ticket sweep; holds the store, the trackers (by name) and the worker's closeloop client."""
 
-    def __init__(self, store: Store, tracker: Callable[[str], Tracker], closeloop: Closeloop) -> None:
+    def __init__(self, store: Store, tracker: Callable[[str], Tracker], closeloop: Closeloop, *,
+                 close_on_cancel: bool = True) -> None:
         self.store = store
         self.tracker = tracker
         self.closeloop = closeloop
+        self.close_on_cancel = close_on_cancel  # [tickets] close_on_cancel
 
     @activity.defn(name="reconcile_tickets")
     async def reconcile_tickets(self, inp: SyncInput) -> SyncSummary:
         """The sweep as an activity, on the worker's event loop (blocking store and tracker calls in threads)."""
-        return await reconcile(self.store, self.tracker, self.closeloop.signal_ticket_status, inp.at)
+        return await reconcile(self.store, self.tracker, self.closeloop.signal_ticket_status, inp.at,
+                               running=self.closeloop.running, close_on_cancel=self.close_on_cancel)

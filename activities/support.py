@@ -9,10 +9,15 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
+from pydantic import ValidationError
+from sqlalchemy import exc as sa_exc
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
+from temporalio.worker import ActivityInboundInterceptor, ExecuteActivityInput, Interceptor
 
 from closeloop.integrations.base import IntegrationError
+
+MAX_FAILURE_MESSAGE = 500  # characters: a failure travels in the history (Temporal limits its size)
 
 
 def log() -> Any:
@@ -29,6 +34,58 @@ def log() -> Any:
 def non_retryable(message: str) -> ApplicationError:
     """A failure no retry can fix (bad data, a missing setting): the activity fails at once."""
     return ApplicationError(message, type="NonRetryable", non_retryable=True)
+
+
+def _unique_violation(e: sa_exc.IntegrityError) -> bool:
+    """A duplicate key: two writers raced, and the retry finds the row the other one wrote."""
+    code = getattr(e.orig, "sqlstate", None) or getattr(e.orig, "pgcode", None)
+    return code == "23505" or "UNIQUE constraint failed" in str(e.orig)
+
+
+def bounded(text: str, limit: int = MAX_FAILURE_MESSAGE) -> str:
+    """The first line of a message, at most `limit` characters (SQLAlchemy appends the SQL and its parameters)."""
+    first = text.strip().splitlines()[0] if text.strip() else ""
+    return first if len(first) <= limit else first[:limit - 3] + "..."
+
+
+def classify(e: BaseException) -> ApplicationError | None:
+    """A non-retryable ApplicationError for a failure no retry can fix, else None (retried with backoff):
+    a value the database refuses (DataError; a constraint other than a duplicate key; a driver's ValueError,
+    e.g. "embedded null byte"), data that does not validate, a TypeError or ValueError of our own code."""
+    if isinstance(e, ApplicationError):
+        return None  # classified where it was raised
+    if isinstance(e, sa_exc.DataError) or (isinstance(e, sa_exc.IntegrityError) and not _unique_violation(e)):
+        reason = f"the database refused a value: {bounded(str(e.orig))}"
+    elif isinstance(e, sa_exc.StatementError) and isinstance(e.orig, ValueError | TypeError | UnicodeError):
+        reason = f"the database driver refused a value: {bounded(str(e.orig))}"
+    elif isinstance(e, sa_exc.SQLAlchemyError):
+        return None  # connection lost, deadlock, timeout: transient
+    elif isinstance(e, ValidationError | ValueError | TypeError | UnicodeError):
+        reason = f"{type(e).__name__}: {bounded(str(e))}"
+    else:
+        return None
+    return ApplicationError(reason, type="NonRetryable", non_retryable=True)
+
+
+class ClassifyErrors(Interceptor):
+    """The worker's activity interceptor: every activity's failure goes through `classify`, so a failure no retry
+    can fix fails the activity at once (the workflow then stalls the lifecycle and tells people), instead of
+    being retried forever."""
+
+    def intercept_activity(self, next: ActivityInboundInterceptor) -> ActivityInboundInterceptor:
+        return _ClassifyInbound(next)
+
+
+class _ClassifyInbound(ActivityInboundInterceptor):
+    async def execute_activity(self, input: ExecuteActivityInput) -> Any:
+        try:
+            return await super().execute_activity(input)
+        except Exception as e:
+            failure = classify(e)
+            if failure is None:
+                raise
+            log().error("activity failed; no retry can fix it", error=failure.message, kind=type(e).__name__)
+            raise failure from None
 
 
 @contextmanager

@@ -42,19 +42,44 @@ def ticket_context(item: ActionItem, incident: Incident) -> dict[str, str]:
             "kind": item.kind, "owner": item.owner, "due": item.due_at.date().isoformat()}
 
 
+class CancelTicketInput(Model):
+    item: ActionItem
+    reason: str  # why the item is cancelled, for the comment on its ticket
+
+
 class RecurrenceInput(Model):
     incident: Incident
     since: datetime
     until: datetime
 
 
+def cancel_ticket(tracker: Callable[[str], Tracker], item: ActionItem, reason: str, *, close: bool) -> Ticket | None:
+    """Comment on a cancelled item's ticket and close it (`close`) as won't do; the cancel_ticket activity and the
+    ticket sweep (items of a terminated lifecycle) share it."""
+    if not item.ticket_key:
+        return None
+    impl = tracker(item.tracker)
+    text = (f"closeloop: this action item is cancelled: {reason}. Nothing more is tracked for it"
+            + (", so the ticket is closed." if close else "; the ticket is left as it is."))
+    with external_errors(f"commenting on the ticket {item.ticket_key} of {item.id}"):
+        impl.comment(item.ticket_key, text, f"{item.id}/cancelled")
+    ticket = None
+    if close:
+        with external_errors(f"closing the ticket {item.ticket_key} of {item.id}"):
+            ticket = impl.close(item.ticket_key, wont_do=True)
+    log().info("ticket of a cancelled item", item=item.id, ticket=item.ticket_key, closed=close)
+    return ticket
+
+
 class TicketActivities:
     """Tickets and recurrences; holds the directory, the trackers (by name) and the store."""
 
-    def __init__(self, people: Directory, tracker: Callable[[str], Tracker], store: Store) -> None:
+    def __init__(self, people: Directory, tracker: Callable[[str], Tracker], store: Store, *,
+                 close_on_cancel: bool = True) -> None:
         self.people = people
         self.tracker = tracker
         self.store = store
+        self.close_on_cancel = close_on_cancel  # [tickets] close_on_cancel
 
     @activity.defn(name="open_ticket")
     def open_ticket(self, inp: OpenTicketInput) -> Ticket:
@@ -88,10 +113,17 @@ class TicketActivities:
         without a ticket, or still open, closes nothing (None)."""
         if not item.ticket_key or item.status == ItemStatus.open:
             return None
+        wont_do = item.status in (ItemStatus.wont_do, ItemStatus.cancelled)
         with external_errors(f"closing the ticket {item.ticket_key} of {item.id}"):
-            ticket = self.tracker(item.tracker).close(item.ticket_key, wont_do=item.status == ItemStatus.wont_do)
+            ticket = self.tracker(item.tracker).close(item.ticket_key, wont_do=wont_do)
         log().info("ticket closed", item=item.id, ticket=ticket.key, status=ticket.status, resolution=ticket.resolution)
         return ticket
+
+    @activity.defn(name="cancel_ticket")
+    def cancel_ticket(self, inp: CancelTicketInput) -> Ticket | None:
+        """The item was cancelled with its lifecycle: say so on its ticket (once, by key), and close the ticket as
+        won't do when `[tickets] close_on_cancel` (the default) says so. None when the item has no ticket."""
+        return cancel_ticket(self.tracker, inp.item, inp.reason, close=self.close_on_cancel)
 
     @activity.defn(name="find_recurrences")
     def find_recurrences(self, inp: RecurrenceInput) -> list[str]:

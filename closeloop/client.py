@@ -54,8 +54,8 @@ class Started:
 def initial_search_attributes(incident: Incident) -> TypedSearchAttributes:
     return TypedSearchAttributes([
         SearchAttributePair(sa.STAGE, "starting"),
-        SearchAttributePair(sa.SEVERITY, incident.severity),
-        SearchAttributePair(sa.SERVICE, incident.services),
+        SearchAttributePair(sa.SEVERITY, sa.keyword(incident.severity)),
+        SearchAttributePair(sa.SERVICE, sa.keyword_list(incident.services)),
         SearchAttributePair(sa.STALLED, False),
     ])
 
@@ -113,6 +113,11 @@ class Closeloop:
             if workflow_not_found(e):
                 return None
             raise
+
+    async def running(self, workflow_id: str) -> bool:
+        """Whether the workflow (its latest run) is running; False when it ended or never existed."""
+        described = await self.describe_raw(workflow_id)
+        return described is not None and described.workflow_execution_info.status == 1  # RUNNING
 
     async def postmortem_state(self, workflow_id: str) -> PostmortemState | None:
         result: PostmortemState | None = await self.query(contract.POSTMORTEM_STATE, workflow_id)

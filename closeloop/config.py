@@ -158,6 +158,11 @@ class RetentionSettings(_Strict):
         if v < timedelta(hours=1):
             raise ValueError("must be at least 1h")
         return v
+class TicketSettings(_Strict):
+    """`[tickets]`: what happens to the tickets of action items that closeloop stops following."""
+
+    close_on_cancel: bool = Field(default=True, description="close the tickets of a cancelled lifecycle's open "
+                                  "items as won't do (they always get a comment saying why)")
 
 
 class Config(_Strict):
@@ -177,6 +182,7 @@ class Config(_Strict):
     webhooks: dict[str, dict[str, Any]] = Field(default_factory=dict)  # incident sources: severity maps...
     sync: SyncSettings = Field(default_factory=SyncSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    tickets: TicketSettings = Field(default_factory=TicketSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)
     services: dict[str, ServiceConfig] = Field(default_factory=dict)

@@ -34,6 +34,7 @@ from closeloop.models import (
     ExtensionRequest,
     PostmortemState,
     Reassignment,
+    RetryRequest,
     ReviewVote,
     TicketStatusEvent,
     VerdictInput,
@@ -89,6 +90,7 @@ REASSIGN_OWNER = UpdateRef("reassign_owner", Reassignment, str)
 REVIEW = UpdateRef("review", ReviewVote, str)
 CANCEL = UpdateRef("cancel", Cancellation, str)
 ITEM_UPDATED = SignalRef("item_updated", ActionItem)
+RETRY = SignalRef("retry", RetryRequest)  # an operator: try the failed step again
 POSTMORTEM_STATE: QueryRef[PostmortemState | None] = QueryRef("state", PostmortemState | None)
 
 # ActionItemWorkflow

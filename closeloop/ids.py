@@ -92,3 +92,31 @@ def incident_of(postmortem_id: str) -> tuple[str, str]:
 def postmortem_of_item(item_id: str) -> str:
     """The postmortem id an action item id belongs to."""
     return parse_item_id(item_id).rpartition("/")[0]
+
+
+_FILE_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-")
+_FILE_STEM_MAX = 200  # bytes; file systems allow 255 per name, and a suffix (.md, .html, .tmp) follows
+
+
+def file_stem(postmortem_id: str) -> str:
+    """The file name (without suffix) of a postmortem's draft and document: injective, so two incidents never
+    share a file. "/" becomes "_"; every other character outside [A-Za-z0-9.-] (so "_" and "%" too, and a
+    leading ".") is percent-encoded (UTF-8). "postmortem/api/INC-7" -> "postmortem_api_INC-7" (as before),
+    "postmortem/api/x_y" -> "postmortem_api_x%5Fy", "postmortem/api_x/y" -> "postmortem_api%5Fx_y". A name
+    longer than the file system allows keeps its head and ends in "~" plus a hash of the whole id ("~" is
+    always encoded, so such a name never equals an unshortened one)."""
+    out: list[str] = []
+    for n, c in enumerate(postmortem_id):
+        if c == "/":
+            out.append("_")
+        elif c in _FILE_SAFE and not (n == 0 and c == "."):
+            out.append(c)
+        else:
+            out.append("".join(f"%{b:02X}" for b in c.encode("utf-8", "surrogatepass")))
+    stem = "".join(out) or "%"
+    if len(stem) > _FILE_STEM_MAX:
+        import hashlib
+
+        digest = hashlib.sha256(postmortem_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+        stem = f"{stem[:_FILE_STEM_MAX - 33]}~{digest}"
+    return stem

@@ -7,9 +7,9 @@ import hashlib
 import re
 from datetime import UTC, datetime, timedelta
 from enum import Enum
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from closeloop.durations import Duration
 from closeloop.ids import check_external_id, check_source, postmortem_workflow_id
@@ -26,6 +26,20 @@ def _aware(value: datetime | None) -> datetime | None:
     return value
 
 
+# C0 and C1 control characters but tab, newline and carriage return: a NUL byte is refused by SQLite
+# ("embedded null byte") and PostgreSQL (DataError), and no retry fixes that; the others are never meant.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def without_controls(text: str) -> str:
+    """Text with its control characters removed (tab, newline and carriage return stay)."""
+    return _CONTROL.sub("", text)
+
+
+# What people write (drafts, reasons, comments, notes): stored and rendered, so cleaned at the edge too.
+CleanText = Annotated[str, AfterValidator(without_controls)]
+
+
 def slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:60] or "incident"
 
@@ -36,6 +50,11 @@ def slug(text: str) -> str:
 class Link(Model):
     title: str
     url: str
+
+    @field_validator("title", "url")
+    @classmethod
+    def _text(cls, v: str) -> str:
+        return without_controls(v)
 
 
 class Incident(Model):
@@ -67,6 +86,23 @@ class Incident(Model):
     @classmethod
     def _external_id(cls, v: str) -> str:
         return check_external_id(v)  # the one rule (closeloop.ids): it also goes into URLs and searches
+
+    @field_validator("title", "severity", "commander", "dedup_key")
+    @classmethod
+    def _text(cls, v: str | None, info: ValidationInfo) -> str | None:
+        """The edge for every source (webhooks, API, CLI): control characters are dropped, not refused, so an
+        incident is never lost for one (Alertmanager and others do not retry a 4xx)."""
+        if v is None:
+            return None
+        cleaned = without_controls(v)
+        if info.field_name == "title" and not cleaned.strip():
+            raise ValueError("title must contain text, not only control characters")
+        return cleaned
+
+    @field_validator("services", "participants")
+    @classmethod
+    def _texts(cls, v: list[str]) -> list[str]:
+        return [without_controls(x) for x in v]
 
     @field_validator("started_at", "detected_at", "mitigated_at", "resolved_at")
     @classmethod
@@ -130,7 +166,7 @@ class TimelineEvent(Model):
     at: datetime
     source: str
     kind: str = "event"  # detection, acknowledge, escalation, mitigation, resolution, deploy, note, ...
-    text: str
+    text: CleanText
     actor: str | None = None
     url: str | None = None
     key_moment: bool = False
@@ -149,8 +185,8 @@ ItemKind = Literal["prevent", "detect", "mitigate", "process"]
 
 
 class ActionItemSpec(Model):
-    title: str = Field(min_length=1, max_length=300)
-    description: str = ""
+    title: CleanText = Field(min_length=1, max_length=300)
+    description: CleanText = ""
     owner: str
     priority: Priority = "P3"
     kind: ItemKind = "prevent"
@@ -159,24 +195,24 @@ class ActionItemSpec(Model):
 
 class DraftSubmission(Model):
     by: str
-    summary: str = Field(min_length=1)
-    impact: str = ""
-    root_cause: str = ""
-    resolution: str = ""
-    lessons: str = ""
+    summary: CleanText = Field(min_length=1)
+    impact: CleanText = ""
+    root_cause: CleanText = ""
+    resolution: CleanText = ""
+    lessons: CleanText = ""
     action_items: list[ActionItemSpec] = Field(default_factory=list)
 
 
 class ExtensionRequest(Model):
     by: str
     extra: Duration
-    reason: str = Field(min_length=1)
+    reason: CleanText = Field(min_length=1)
 
 
 class Reassignment(Model):
     by: str
     new_owner: str
-    reason: str = ""
+    reason: CleanText = ""
 
 
 class ReviewDecision(str, Enum):
@@ -187,12 +223,19 @@ class ReviewDecision(str, Enum):
 class ReviewVote(Model):
     reviewer: str
     decision: ReviewDecision
-    comment: str = ""
+    comment: CleanText = ""
 
 
 class Cancellation(Model):
     by: str
-    reason: str = Field(min_length=1)
+    reason: CleanText = Field(min_length=1)
+
+
+class RetryRequest(Model):
+    """An operator's go-ahead for a lifecycle stalled by a failure no retry could fix (the `retry` signal)."""
+
+    by: str = ""
+    note: str = ""
 
 
 class ReviewRecord(Model):
@@ -243,6 +286,7 @@ class ItemStatus(str, Enum):
     open = "open"
     done = "done"
     wont_do = "wont_do"
+    cancelled = "cancelled"  # its lifecycle was cancelled or terminated while it was open: nothing is owed
 
 
 class Verdict(str, Enum):
@@ -296,6 +340,8 @@ class PostmortemState(Model):
     document_ref: str | None = None
     items: list[ActionItem] = Field(default_factory=list)
     cancelled: Cancellation | None = None
+    failure: str | None = Field(default=None, description="why the lifecycle stopped: a step failed in a way no "
+                                "retry fixes; it waits for the `retry` signal (or a cancellation)")
     runs: int = 1
     closed_at: datetime | None = None
 
@@ -347,20 +393,20 @@ class TicketStatusEvent(Model):
 
 class CompleteItem(Model):
     by: str
-    note: str = ""
+    note: CleanText = ""
 
 
 class VerdictInput(Model):
     by: str
     effective: bool
-    note: str = ""
+    note: CleanText = ""
 
 
 class WontDoReason(Model):
     """The owner's reason for closing an action item without doing it."""
 
     by: str
-    reason: str = Field(min_length=3, max_length=2000)
+    reason: CleanText = Field(min_length=3, max_length=2000)
 
 
 ItemPhase = Literal["opening", "tracking", "awaiting_reason", "waiting_effectiveness", "awaiting_verdict", "closed"]
@@ -422,6 +468,8 @@ class SyncSummary(Model):
     signals: int = 0
     already_signalled: int = Field(default=0, description="differences an earlier sweep signalled already")
     workflows_gone: int = Field(default=0, description="items whose workflow no longer runs (skipped)")
+    cancelled: int = Field(default=0, description="open items whose workflow no longer runs (a terminated "
+                                                  "lifecycle): closed as cancelled, their tickets told")
     completed_in_closeloop: int = Field(default=0, description="done items whose ticket is open and was never "
                                                                "seen closed (left alone: no reopening)")
     trackers: list[TrackerReport] = Field(default_factory=list)

@@ -71,6 +71,7 @@ NOTIFICATION_KINDS = (
     "wont_do_reason_request",
     "wont_do_unexplained",
     "cancelled",
+    "lifecycle_failed",
 )
 # Not about one postmortem, so not in the list above: the managers' digest (activities/digest.py).
 DIGEST_KINDS = ("stalled_digest",)

@@ -23,6 +23,7 @@ from temporalio.worker import Worker
 import closeloop.activities as activities
 import closeloop.workflows as workflows
 from closeloop import logging as closeloop_logging
+from closeloop.activities.support import ClassifyErrors
 from closeloop.client import Closeloop, connect
 from closeloop.config import Config, ConfigError, load_config
 from closeloop.integrations.registry import Integrations, build
@@ -43,6 +44,7 @@ def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,  # never more activities than threads to run them
         graceful_shutdown_timeout=timedelta(seconds=10),
+        interceptors=[ClassifyErrors()],  # a failure no retry can fix is not retried (activities/support.py)
     )
 
 

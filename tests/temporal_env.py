@@ -122,13 +122,14 @@ class App:
 
 @asynccontextmanager
 async def running_app(time_env: WorkflowEnvironment, tmp_path: Path, *, extra: str = "",
-                      adjust: Callable[[Integrations], None] | None = None) -> AsyncIterator[App]:
+                      adjust: Callable[[Integrations], None] | None = None,
+                      db_url: str | None = None) -> AsyncIterator[App]:
     """A closeloop installation on the test config plus `extra` (TOML), on its own task queue: the
     integrations built from the config (`adjust` may change them, before the worker starts), the worker
     running the real workflows and activities. On leaving, what the test left running is terminated, then
     the worker stops and the store closes."""
     task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
-    config = make_config(tmp_path, task_queue=task_queue, extra=extra)
+    config = make_config(tmp_path, task_queue=task_queue, extra=extra, db_url=db_url)
     integrations = build(config)
     if adjust is not None:
         adjust(integrations)

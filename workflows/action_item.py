@@ -6,17 +6,18 @@ did the same kind of incident recur, and what does the owner say?"""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError
+from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
     from closeloop import contract
     from closeloop import search_attributes as sa
     from closeloop.activities.options import EXTERNAL, STORE
     from closeloop.activities.records import RecordActivities
-    from closeloop.activities.tickets import OpenTicketInput, RecurrenceInput, TicketActivities
+    from closeloop.activities.tickets import CancelTicketInput, OpenTicketInput, RecurrenceInput, TicketActivities
     from closeloop.chase_plan import ChaseAction, skip_past_reminders
     from closeloop.durations import format_duration
     from closeloop.integrations.base import Ticket
@@ -41,6 +42,7 @@ PATCH_TICKET_CHANGES = "ticket-deleted-or-moved"
 PATCH_WONT_DO_REASON = "wont-do-asks-for-a-reason"
 PATCH_CLOSE_TICKET = "close-the-ticket-of-an-item-completed-in-closeloop"
 PATCH_TICKET_REFUSED = "a-refused-ticket-is-tried-again"
+PATCH_CANCELLED = "a-cancelled-item-is-closed-and-its-ticket-told"
 
 
 @workflow.defn(name=contract.ACTION_ITEM_WORKFLOW)
@@ -53,7 +55,19 @@ class ActionItemWorkflow:
 
     @workflow.run
     async def run(self, inp: ActionItemInput) -> ActionItem:
-        s, policy = self.s, inp.policy
+        try:
+            await self._run()
+        except (asyncio.CancelledError, ActivityError) as e:
+            # The lifecycle was cancelled (its CANCEL Update, or a cancellation request), maybe while an activity
+            # ran: an open item is closed as cancelled, so nothing nags about it, and its ticket is told.
+            if not is_cancelled_exception(e) or not workflow.patched(PATCH_CANCELLED):
+                raise
+            await self._cancelled()
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self.s.item
+
+    async def _run(self) -> None:
+        s, inp, policy = self.s, self.inp, self.inp.policy
         if inp.resume:
             s.runs += 1
             self._upsert_search_attributes()
@@ -99,8 +113,6 @@ class ActionItemWorkflow:
                 assert s.verdict_due is not None
                 await wait_until(lambda: s.owner_verdict is not None, s.verdict_due)
                 await self._conclude()
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return s.item
 
     # ------------------------------------------------------------------ phases
 
@@ -149,6 +161,8 @@ class ActionItemWorkflow:
             except ActivityError as e:
                 if not workflow.patched(PATCH_TICKET_REFUSED):
                     raise
+                if is_cancelled_exception(e) and workflow.patched(PATCH_CANCELLED):
+                    raise  # cancelled while opening: no refusal
                 s.ticket_failures += 1
                 error = str(e.cause or e)[:500]
                 workflow.logger.warning("the tracker refused the ticket; trying again later",
@@ -195,6 +209,8 @@ class ActionItemWorkflow:
         try:
             await call(TicketActivities.close_ticket, s.item, EXTERNAL)
         except ActivityError as e:
+            if is_cancelled_exception(e) and workflow.patched(PATCH_CANCELLED):
+                raise
             workflow.logger.warning("the ticket could not be closed; the item stays done",
                                     extra={"ticket": s.item.ticket_key, "error": str(e.cause or e)})
 
@@ -224,6 +240,28 @@ class ActionItemWorkflow:
         await self._save()
         await self._notify(f"c{s.cycle}/wont_do_unexplained", "wont_do_unexplained", "manager",
                            {"resolution": closed_as.strip(" ()")})
+
+    async def _cancelled(self) -> None:
+        """Close the item after a cancellation. An open item (or one awaiting its won't-do reason) becomes
+        `cancelled` and its ticket gets a comment, and is closed when `[tickets] close_on_cancel` says so; a done
+        item keeps its status (its effectiveness review is what stops). A ticket that cannot be told is logged."""
+        s = self.s
+        if s.phase == "closed":
+            return
+        was_open = s.item.status == ItemStatus.open or s.phase == "awaiting_reason"
+        if was_open:
+            s.item.status, s.item.verdict_note = ItemStatus.cancelled, "cancelled with its postmortem"
+        s.phase = "closed"
+        if s.chase:
+            s.chase.stalled = False
+        await self._save()
+        if was_open and s.item.ticket_key:
+            try:
+                await call(TicketActivities.cancel_ticket,
+                           CancelTicketInput(item=s.item, reason="its postmortem was cancelled"), EXTERNAL)
+            except ActivityError as e:
+                workflow.logger.warning("the ticket of a cancelled item could not be told",
+                                        extra={"ticket": s.item.ticket_key, "error": str(e.cause or e)[:500]})
 
     async def _check_recurrence(self) -> None:
         s, policy = self.s, self.inp.policy
@@ -274,9 +312,9 @@ class ActionItemWorkflow:
         workflow.upsert_search_attributes([
             sa.STAGE.value_set(f"item_{s.phase}"),
             sa.STAGE_DUE.value_set(s.item.due_at),
-            sa.OWNER.value_set(s.item.owner),
-            sa.SEVERITY.value_set(self.inp.incident.severity),
-            sa.SERVICE.value_set(self.inp.incident.services),
+            sa.OWNER.value_set(sa.keyword(s.item.owner)),
+            sa.SEVERITY.value_set(sa.keyword(self.inp.incident.severity)),
+            sa.SERVICE.value_set(sa.keyword_list(self.inp.incident.services)),
             sa.STALLED.value_set(bool(s.chase and s.chase.stalled and s.phase == "tracking")),
         ])
 

@@ -11,7 +11,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from temporalio import workflow
-from temporalio.exceptions import ActivityError, ApplicationError, ChildWorkflowError
+from temporalio.exceptions import (
+    ActivityError,
+    ApplicationError,
+    ChildWorkflowError,
+    RetryState,
+    is_cancelled_exception,
+)
 
 with workflow.unsafe.imports_passed_through():
     from closeloop import contract
@@ -37,6 +43,7 @@ with workflow.unsafe.imports_passed_through():
         PostmortemState,
         PostmortemSummary,
         Reassignment,
+        RetryRequest,
         ReviewDecision,
         ReviewRecord,
         ReviewVote,
@@ -49,6 +56,11 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.workflows.action_item import ActionItemWorkflow
 
 TERMINAL = (Stage.closed, Stage.skipped, Stage.cancelled)
+# Patches (workflow.patched) for behaviour added while lifecycles were running; each guards only the new path.
+PATCH_CANCEL_REQUEST = "a-cancellation-request-cancels-the-lifecycle-and-its-items"
+PATCH_STALL_ON_FAILURE = "a-failure-no-retry-fixes-stalls-the-lifecycle"
+GAVE_UP = (RetryState.NON_RETRYABLE_FAILURE, RetryState.MAXIMUM_ATTEMPTS_REACHED)
+MAX_ERROR = 500  # characters of a failure kept in the state and the notification
 
 
 @workflow.defn(name=contract.POSTMORTEM_WORKFLOW)
@@ -60,11 +72,81 @@ class PostmortemWorkflow:
         self.chase: ChaseRunner | None = None
         # Updates whose handler is looking people up in the directory: a second one of the same kind waits its turn.
         self.looking_up: set[str] = set()
+        self.item_tasks: list[asyncio.Future[None]] = []  # the action items' children, while following up
+        self.retry_request: RetryRequest | None = None  # an operator's go-ahead after a failure (`retry` signal)
+        self.failures = 0  # in this run
 
     # ------------------------------------------------------------------ main line
 
     @workflow.run
     async def run(self, inp: PostmortemInput) -> PostmortemSummary:
+        resumed, failure = inp.resume is not None, None
+        while True:
+            try:
+                if failure is not None:
+                    await self._failed(failure)
+                    failure = None
+                await self._lifecycle(inp, resumed)
+                break
+            except (asyncio.CancelledError, ActivityError) as e:
+                if is_cancelled_exception(e):
+                    # A cancellation request (`temporal workflow cancel`, the client's cancel()) ends the lifecycle
+                    # as the CANCEL Update does: its open items are cancelled and their tickets told.
+                    if (self.s is None or self.s.stage in TERMINAL
+                            or not workflow.patched(PATCH_CANCEL_REQUEST)):
+                        raise
+                    if self.s.cancelled is None:
+                        self.s.cancelled = Cancellation(by="an operator",
+                                                        reason="the lifecycle's workflow was cancelled")
+                    await self._stop_items()
+                    await self._cancel()
+                    break
+                # A step failed in a way no retry fixes (bad data the store refuses, a setting the tracker rejects):
+                # stall and tell people, then wait for an operator, rather than fail the lifecycle or retry forever.
+                if (not isinstance(e, ActivityError) or e.retry_state not in GAVE_UP
+                        or not workflow.patched(PATCH_STALL_ON_FAILURE)):
+                    raise
+                failure, resumed = e, False
+        await workflow.wait_condition(workflow.all_handlers_finished)
+        return self._summary()
+
+    async def _failed(self, e: ActivityError) -> None:
+        """A step failed for good: the lifecycle is marked stalled (CloseloopStalled, so `closeloop stalled` lists
+        it), the error is logged and kept in the state, the owner and their manager (before a plan, the incident's
+        commander) are told, and it waits for the `retry` signal (then the failed stage runs again) or a
+        cancellation. Never a loop: one try per operator action."""
+        s, incident, pid = self.s, self.inp.incident, workflow.info().workflow_id
+        error = f"{e.activity_type}: {str(e.cause or e)[:MAX_ERROR]}"
+        workflow.logger.error("lifecycle stalled: a step failed in a way no retry fixes",
+                              extra={"postmortem": pid, "error": error})
+        if s is not None:
+            s.failure = error
+        workflow.upsert_search_attributes([sa.STALLED.value_set(True)])
+        targets = [("owner", s.owner), ("manager", s.owner)] if s else \
+            [(incident.commander, incident.commander)] if incident.commander else []
+        self.failures += 1
+        at = workflow.now()
+        for target, relative_to in targets:
+            try:
+                await send(key=f"{pid}/failed/{at:%Y%m%dT%H%M%S}/{self.failures}/{target}", kind="lifecycle_failed",
+                           target=target, relative_to=relative_to, postmortem_id=pid,
+                           context={"incident_title": incident.title, "incident": incident.key, "error": error,
+                                    "stage": s.stage.value if s else "recording the incident"})
+            except ActivityError as told:
+                if is_cancelled_exception(told):
+                    raise
+                workflow.logger.error("the failure could not be told", extra={"postmortem": pid, "target": target,
+                                                                             "error": str(told.cause or told)[:300]})
+        self.retry_request = None
+        await workflow.wait_condition(
+            lambda: self.retry_request is not None or (self.s is not None and self.s.cancelled is not None))
+        if self.s is not None:
+            self.s.failure = None
+        workflow.upsert_search_attributes([sa.STALLED.value_set(bool(self.s and self.s.stalled))])
+        workflow.logger.info("lifecycle resumed after a failure",
+                             extra={"postmortem": pid, "by": self.retry_request.by if self.retry_request else ""})
+
+    async def _lifecycle(self, inp: PostmortemInput, resumed: bool) -> None:
         if self.s is None:
             plan = await call(
                 IncidentActivities.record_incident,
@@ -73,10 +155,11 @@ class PostmortemWorkflow:
             self.s = PostmortemState(plan=plan, owner=plan.owner)
             if not plan.policy.postmortem_required:
                 await self._enter(Stage.skipped)
-                return self._summary()
+                return
             await self._enter(Stage.scheduling)
         else:
-            self.s.runs += 1
+            if resumed:  # a continue-as-new run, not a retry after a failure
+                self.s.runs += 1
             self._upsert_search_attributes()
 
         while self.s.stage not in TERMINAL:
@@ -108,8 +191,6 @@ class PostmortemWorkflow:
                 if not self.s.cancelled:
                     self.s.closed_at = workflow.now()
                     await self._enter(Stage.closed)
-        await workflow.wait_condition(workflow.all_handlers_finished)
-        return self._summary()
 
     # ------------------------------------------------------------------ stages
 
@@ -274,13 +355,18 @@ class PostmortemWorkflow:
                 )
                 for n, spec in enumerate(s.draft.action_items, start=1)
             ]
-        pending = [item for item in s.items if item.verdict is None and item.status != ItemStatus.wont_do]
-        tasks = [asyncio.ensure_future(self._run_item(item)) for item in pending]
+        pending = [item for item in s.items
+                   if item.verdict is None and item.status not in (ItemStatus.wont_do, ItemStatus.cancelled)]
+        tasks = self.item_tasks = [asyncio.ensure_future(self._run_item(item)) for item in pending]
         await workflow.wait_condition(lambda: all(t.done() for t in tasks) or s.cancelled is not None)
         if s.cancelled:
-            for t in tasks:
-                t.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await self._stop_items()
+
+    async def _stop_items(self) -> None:
+        """Cancel the running action items and wait until each has closed (ActionItemWorkflow._cancelled)."""
+        for t in self.item_tasks:
+            t.cancel()
+        await asyncio.gather(*self.item_tasks, return_exceptions=True)
 
     async def _run_item(self, item: ActionItem) -> None:
         s = self._state()
@@ -334,9 +420,9 @@ class PostmortemWorkflow:
         workflow.upsert_search_attributes([
             sa.STAGE.value_set(s.stage.value),
             sa.STAGE_DUE.value_set(due) if due else sa.STAGE_DUE.value_unset(),
-            sa.OWNER.value_set(s.owner),
-            sa.SEVERITY.value_set(s.plan.incident.severity),
-            sa.SERVICE.value_set(s.plan.incident.services),
+            sa.OWNER.value_set(sa.keyword(s.owner)),
+            sa.SEVERITY.value_set(sa.keyword(s.plan.incident.severity)),
+            sa.SERVICE.value_set(sa.keyword_list(s.plan.incident.services)),
             sa.STALLED.value_set(s.stalled),
         ])
 
@@ -408,6 +494,11 @@ class PostmortemWorkflow:
     @workflow.query(name=contract.POSTMORTEM_STATE.name)
     def state(self) -> PostmortemState | None:
         return self.s
+
+    @workflow.signal(name=contract.RETRY.name)
+    def retry(self, req: RetryRequest) -> None:
+        """An operator fixed the cause of a failure: the failed stage runs again."""
+        self.retry_request = req
 
     @workflow.signal(name=contract.ITEM_UPDATED.name)
     def item_updated(self, item: ActionItem) -> None:

@@ -95,7 +95,8 @@ def tickets_sync(obj: Context, as_json: bool) -> None:
         calls = f", {summary.calls} tracker calls" if summary.calls is not None else ""
         click.echo(f"checked {summary.items_checked} items{calls}: signalled {kinds}; {summary.unchanged} unchanged"
                    + (f", {summary.already_signalled} signalled before" if summary.already_signalled else "")
-                   + (f", {summary.workflows_gone} no longer running" if summary.workflows_gone else ""))
+                   + (f", {summary.workflows_gone} no longer running" if summary.workflows_gone else "")
+                   + (f", {summary.cancelled} cancelled (lifecycle ended)" if summary.cancelled else ""))
         for t in summary.trackers:
             click.echo(f"  {t.tracker}: {t.items} items" + (f", {t.calls} calls" if t.calls is not None else "")
                        + (f", FAILED: {t.error}" if t.error else ""))

@@ -3,18 +3,18 @@
 from __future__ import annotations
 
 import os
-import re
 import tempfile
 from pathlib import Path
 
+from closeloop.ids import file_stem
 from closeloop.integrations.base import Document, IntegrationError, Publisher
 from closeloop.store.store import Store
 
 
 def safe_name(postmortem_id: str) -> str:
-    """A file name for a postmortem id: "postmortem/pagerduty/P1" -> "postmortem_pagerduty_P1"."""
-    name = re.sub(r"[^A-Za-z0-9._-]", "_", postmortem_id.replace("/", "_")).lstrip(".")
-    return name or "postmortem"
+    """A file name for a postmortem id: "postmortem/pagerduty/P1" -> "postmortem_pagerduty_P1"; injective
+    (closeloop.ids.file_stem), so two incidents never publish to the same files."""
+    return file_stem(postmortem_id)
 
 
 def _write_atomically(path: Path, text: str) -> None:

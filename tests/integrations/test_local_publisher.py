@@ -34,9 +34,41 @@ def _document(postmortem_id: str, version: int = 1) -> Document:
 
 
 def test_safe_name() -> None:
-    assert safe_name("postmortem/api/INC-7") == "postmortem_api_INC-7"
-    assert safe_name("../../etc/passwd") == "_.._etc_passwd"
+    assert safe_name("postmortem/api/INC-7") == "postmortem_api_INC-7"  # the name it always had
+    assert safe_name("../../etc/passwd") == "%2E._.._etc_passwd"
     assert "/" not in safe_name("a/b\\c d")
+    assert "\\" not in safe_name("a/b\\c d")
+
+
+def test_safe_name_is_injective() -> None:
+    """Two incidents never share a file: "_", ":", "%" and "/" all stay apart."""
+    ids = ["postmortem/api/x_y", "postmortem/api_x/y", "postmortem/api/x:y", "postmortem/api/x%5Fy",
+           "postmortem/api/x%3Ay", "postmortem/api/x__y", "postmortem/api/.x", "postmortem/api/%2Ex",
+           "postmortem/api/é", "postmortem/api/%C3%A9", "postmortem/api/" + "a" * 200,
+           "postmortem/api/" + "a" * 199 + "b", "postmortem/api/" + "ü" * 200]
+    names = [safe_name(i) for i in ids]
+    assert len(set(names)) == len(ids), names
+    for name in names:
+        assert "/" not in name and not name.startswith(".")
+        assert len(name.encode()) <= 200
+
+
+def test_colliding_ids_publish_to_their_own_files(local_store: Store, tmp_path: Path) -> None:
+    """api/x:y and api/x_y used to publish to the same files: the second overwrote the first."""
+    out = tmp_path / "published"
+    publisher = LocalPublisher(local_store, out)
+    refs = {}
+    for external_id in ("x:y", "x_y"):
+        incident = Incident(source="api", external_id=external_id, title="Queue backlog")
+        local_store.records.upsert_postmortem(incident.workflow_id, incident, owner="alice", stage="in_review",
+                                              stalled=False, stage_due_at=None)
+        doc = Document(postmortem_id=incident.workflow_id, title="Postmortem", markdown=f"# {external_id}\n",
+                       html=f"<h1>{external_id}</h1>\n")
+        refs[external_id] = publisher.publish(doc, f"{incident.workflow_id}/publish")
+    assert refs["x:y"] != refs["x_y"]
+    assert Path(refs["x:y"]).read_text() == "<h1>x:y</h1>\n"
+    assert Path(refs["x_y"]).read_text() == "<h1>x_y</h1>\n"
+    assert len(list(out.iterdir())) == 4
 
 
 def test_publish_writes_files_and_records_document(local_store: Store, tmp_path: Path) -> None:

@@ -26,7 +26,9 @@ def test_histories_cover_every_scenario() -> None:
                      "duplicate_trigger", "reopened", "wont_do", "reassigning", "digest",
                      "wont_do_without_a_reason", "wont_do_left_unexplained", "reason_is_asked_goes_back",
                      "deleted_ticket_of_an_open_item", "moved_ticket", "move_that_comes_with_a_close",
-                     "completing_in_closeloop_closes_the_ticket", "refused_ticket"):
+                     "completing_in_closeloop_closes_the_ticket", "refused_ticket",
+                     "cancel_update_cancels_open_items", "cancellation_request_cancels_the_lifecycle",
+                     "failure_no_retry_fixes_stalls"):
         assert scenario in names, f"no recorded history for {scenario}"
     assert any("--run-" in p.name for p in HISTORIES), "no continued-as-new run recorded"
     assert any("_item-" in p.name for p in HISTORIES), "no action item history recorded"

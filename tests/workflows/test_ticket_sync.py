@@ -228,7 +228,7 @@ async def test_a_failing_tracker_fails_only_its_part(sync_app: App, jira: JiraSt
                                                      tmp_path: Path) -> None:
     app = sync_app
     j, g, gone = await start_items(app, incident(), ["jira", "github", "jira"])
-    # an item whose workflow no longer runs (terminated once it is idle): skipped, not an error
+    # an item whose workflow no longer runs (terminated once it is idle): cancelled, its ticket told, not an error
     await eventually(lambda: bool(jira.issues[gone.key]["comments"]))  # its "opened" notification landed
     await asyncio.sleep(0.2)
     await gone.handle.terminate("test: the lifecycle was ended by hand")
@@ -242,7 +242,8 @@ async def test_a_failing_tracker_fails_only_its_part(sync_app: App, jira: JiraSt
     run = await cli("tickets", "sync", "--json", ok=False)
     assert run.code == 1 and "1 tracker(s) failed: jira:" in run.err and "500" in run.err
     summary = SyncSummary.model_validate(run.json())
-    assert signalled(summary) == {"done": 1} and summary.items_checked == 3 and summary.workflows_gone == 0
+    assert signalled(summary) == {"done": 1} and summary.items_checked == 2 and summary.workflows_gone == 0
+    assert summary.cancelled == 1 and app.store.records.action_items(status="cancelled")[0].id == gone.item.id
     failed = {t.tracker: t.error for t in summary.trackers}
     assert "HTTP 500" in failed["jira"] and failed["github"] == ""
     assert (await j.state()).sync_events == 0
@@ -250,7 +251,7 @@ async def test_a_failing_tracker_fails_only_its_part(sync_app: App, jira: JiraSt
 
     # Jira is back: the next sweep catches up
     run = await cli("tickets", "sync")
-    assert run.code == 0 and "signalled 1 done" in run.out and "1 no longer running" in run.out, run
+    assert run.code == 0 and "signalled 1 done" in run.out and "cancelled" not in run.out, run
     await app.wait_for(j.handle, lambda s: s.item.status == ItemStatus.done and s.sync_events == 1)
 
 
