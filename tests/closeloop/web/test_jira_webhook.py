@@ -360,3 +360,17 @@ async def test_503_then_the_retry_is_not_stale_and_a_later_replay_is(hooks: Hook
     assert r.status_code == 202 and r.json() == {"ignored": "stale", "workflow_id": item.id}, r.text
     state = await hooks.app.wait_for(handle, lambda s: True)
     assert state.item.status.value == "open" and [e["status"] for e in await signals(handle)] == ["done", "reopened"]
+
+
+async def test_concurrent_deliveries_for_one_item_take_turns(hooks: Hooks, jira: JiraStandin) -> None:
+    """A reopening and an older "done" arriving at the same moment: whichever is taken first, the older one is
+    never signalled after the newer, and the item ends open."""
+    handle, _ = await hooks.start_item("jira")
+    t0 = int(time.time() * 1000)
+    close = at_ms(done(jira, "CL-1"), t0)
+    reopen = at_ms(reopened(jira, "CL-1"), t0 + 60_000)
+    answers = await asyncio.gather(hooks.jira(reopen), hooks.jira(close))
+    assert all(r.status_code == 202 for r in answers), [r.text for r in answers]
+    assert [e["status"] for e in await signals(handle)] in (["reopened"], ["done", "reopened"])
+    state = await hooks.app.wait_for(handle, lambda s: s.sync_events >= 1, timeout=5)
+    assert state.phase == "tracking" and state.item.status.value == "open"
