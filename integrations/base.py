@@ -217,7 +217,9 @@ class Publisher(ABC):
 @dataclass(frozen=True)
 class StatusChange:
     """What a tracker's webhook delivery says about one ticket: `keys` are the keys to look the item up by, in
-    order (after a move: the old key, then the new one)."""
+    order (after a move: the old key, then the new one). `version` is the vendor's own time of the change
+    (Jira's `timestamp`, GitHub's `issue.updated_at`): deliveries are applied in its order, so a stale one
+    replayed under a new delivery id is ignored; None when the delivery carries none (not ordered)."""
 
     tracker: str
     keys: tuple[str, ...]
@@ -225,6 +227,7 @@ class StatusChange:
     at: datetime
     reason: str = ""
     moved_to: str | None = None
+    version: datetime | None = None
 
 
 class WebhookContext(Protocol):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, func, or_, select
+from sqlalchemy import CursorResult, delete, func, or_, select, update
 
 from closeloop.models import ActionItem, Incident, ReviewRecord, TimelineEvent
 from closeloop.store.database import Database
@@ -177,6 +177,27 @@ class LifecycleRecords:
             row = s.scalar(select(ActionItemRow).where(ActionItemRow.tracker == tracker,
                                                        ActionItemRow.ticket_key == ticket_key))
             return ActionItem.model_validate(row.payload) if row else None
+
+    def ticket_event(self, item_id: str) -> tuple[datetime, str] | None:
+        """The newest ticket status webhook applied to the item: the vendor's time of it and its status (None
+        before the first). A delivery older than it, or as old with the same status, is stale."""
+        with self.db.session() as s:
+            row = s.execute(select(ActionItemRow.ticket_event_at, ActionItemRow.ticket_event_status)
+                            .where(ActionItemRow.id == item_id)).one_or_none()
+            if row is None or row.ticket_event_at is None:
+                return None
+            return row.ticket_event_at, row.ticket_event_status or ""
+
+    def record_ticket_event(self, item_id: str, at: datetime, status: str) -> bool:
+        """Remember a ticket status webhook applied to the item, unless one as new is known: one conditional
+        UPDATE, so concurrent deliveries (several web processes) never move the known time back. False when it
+        was not the newest."""
+        row = ActionItemRow
+        with self.db.session() as s:
+            done = s.execute(update(row).where(row.id == item_id)
+                             .where(or_(row.ticket_event_at.is_(None), row.ticket_event_at < at))
+                             .values(ticket_event_at=at, ticket_event_status=status[:16]))
+            return isinstance(done, CursorResult) and done.rowcount == 1
 
     def tracked_items(self) -> list[ActionItem]:
         """Items whose ticket status still matters: a ticket is open, or done and not yet judged effective

@@ -111,6 +111,9 @@ class ActionItemRow(Base):
     verdict: Mapped[str | None] = mapped_column(String(16))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, onupdate=_now)
+    # the newest ticket status webhook applied: the vendor's own time of it, and its status (stale ones are dropped)
+    ticket_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ticket_event_status: Mapped[str | None] = mapped_column(String(16))
 
 
 class ReviewRow(Base):

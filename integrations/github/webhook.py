@@ -5,7 +5,9 @@
 `deleted` -> "deleted"; `transferred` -> the item follows the issue: its state in the new repository ("open", or
 done / won't do as for `closed`) with `moved_to` = `new_repository.full_name#new_issue.number` (a transfer
 without `changes.new_issue` / `new_repository` -> "deleted": the issue left the repository and cannot be
-followed). `ping` -> 200; other events and actions -> 202 ignored. The delivery id is `X-GitHub-Delivery`.
+followed). `ping` -> 200; other events and actions -> 202 ignored. The delivery id is `X-GitHub-Delivery`
+(not signed); deliveries are ordered by `issue.updated_at`, so an older one is stale (see
+closeloop/web/ticket_status.py). GitHub signs no time of sending: there is no time window to check.
 Both of GitHub's content types are taken: `application/json`, and `application/x-www-form-urlencoded` (the JSON
 in a `payload` form field); the signature covers the raw body either way."""
 
@@ -74,23 +76,24 @@ def github_change(event: str, payload: dict[str, Any]) -> StatusChange | str:
     key = _github_key(payload.get("repository"), issue, ("repository", "issue"))
     issue = as_dict(issue)
     closed_at = iso_time(issue.get("closed_at")) if action == "closed" else None
-    at = closed_at or iso_time(issue.get("updated_at")) or utc_now()
+    version = iso_time(issue.get("updated_at"))  # the order of deliveries
+    at = closed_at or version or utc_now()
     if action == "closed":
         status, reason = _github_closed(issue)
-        return StatusChange("github", (key,), status, at, reason)
+        return StatusChange("github", (key,), status, at, reason, version=version)
     if action == "reopened":
-        return StatusChange("github", (key,), "reopened", at)
+        return StatusChange("github", (key,), "reopened", at, version=version)
     if action == "deleted":
-        return StatusChange("github", (key,), "deleted", at)
+        return StatusChange("github", (key,), "deleted", at, version=version)
     changes = as_dict(payload.get("changes"))
     new_issue, new_repo = changes.get("new_issue"), changes.get("new_repository")
     if not isinstance(new_issue, dict) or not isinstance(new_repo, dict):
-        return StatusChange("github", (key,), "deleted", at, "transferred to another repository")
+        return StatusChange("github", (key,), "deleted", at, "transferred to another repository", version=version)
     new_key = _github_key(new_repo, new_issue, ("changes.new_repository", "changes.new_issue"))
     status, reason = _github_closed(new_issue) if as_text(new_issue.get("state")) == "closed" else ("open", "")
     status_after: TicketStatus = status
     return StatusChange("github", (key, new_key), status_after, at, reason or f"transferred to {new_key}",
-                        moved_to=new_key)
+                        moved_to=new_key, version=version)
 
 
 def github_payload(body: bytes, content_type: str) -> dict[str, Any]:

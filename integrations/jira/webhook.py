@@ -6,7 +6,9 @@ wont_do_resolutions`; out of done with the resolution cleared -> "reopened"; bet
 -> In Progress) -> no change. A `Key` change (the issue moved to another project) -> the issue's status with
 `moved_to` = the new key, for the item found by the old key. `jira:issue_deleted` -> "deleted". Other events,
 and updates that change none of these (comments, edits), answer 202 `{"ignored": ...}` without a signal.
-The delivery id is `X-Atlassian-Webhook-Identifier` (the same on Jira's retries)."""
+The delivery id is `X-Atlassian-Webhook-Identifier` (the same on Jira's retries; not signed). Deliveries are
+ordered by the webhook's `timestamp` (else `issue.fields.updated`), so an older one is stale (see
+closeloop/web/ticket_status.py). Jira signs no time of sending: there is no time window to check."""
 
 from __future__ import annotations
 
@@ -26,6 +28,7 @@ from closeloop.web.requests import (
     delivery_id,
     epoch_ms,
     field,
+    iso_time,
     json_object,
     read_body,
     str_field,
@@ -47,9 +50,12 @@ def jira_change(payload: dict[str, Any], wont_do_resolutions: list[str]) -> Stat
     if not isinstance(field(payload, "issue"), dict):
         raise Reject(422, "field issue must be an object")
     key = str_field(payload, "issue.key").strip()[:200]
-    at = epoch_ms(payload.get("timestamp")) or utc_now()
+    fields = as_dict(as_dict(payload["issue"]).get("fields"))
+    # the order of deliveries: the webhook's time (ms since the epoch), else the time the issue was last updated
+    version = epoch_ms(payload.get("timestamp")) or iso_time(fields.get("updated"))
+    at = version or utc_now()
     if event == "jira:issue_deleted":
-        return StatusChange("jira", (key,), "deleted", at)
+        return StatusChange("jira", (key,), "deleted", at, version=version)
 
     changelog = payload.get("changelog")
     if changelog is not None and not isinstance(changelog, dict):
@@ -81,8 +87,9 @@ def jira_change(payload: dict[str, Any], wont_do_resolutions: list[str]) -> Stat
             return "no status change"
     if move is not None:
         old, new = as_text(move.get("fromString"))[:200], as_text(move.get("toString"))[:200]
-        return StatusChange("jira", tuple(dict.fromkeys((old, key, new))), status, at, reason, moved_to=new)
-    return StatusChange("jira", (key,), status, at, reason)
+        return StatusChange("jira", tuple(dict.fromkeys((old, key, new))), status, at, reason, moved_to=new,
+                            version=version)
+    return StatusChange("jira", (key,), status, at, reason, version=version)
 
 
 class JiraTicketWebhook(TicketWebhook):

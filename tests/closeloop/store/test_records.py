@@ -3,7 +3,9 @@ SQLite and on PostgreSQL (the `records` fixture)."""
 
 from __future__ import annotations
 
-from datetime import timedelta
+import threading
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
 
 from closeloop.models import ActionItem, ItemStatus, ReviewDecision, ReviewRecord, TimelineEvent, Verdict
 from closeloop.store.records import LifecycleRecords
@@ -201,3 +203,48 @@ def test_action_item_by_ticket_and_tracked_items(records: LifecycleRecords) -> N
     assert records.action_item_by_ticket("jira", "OPS-99") is None
     assert [i.id for i in records.tracked_items()] == [open_gh.id, open_jira.id, done_waiting.id]
 
+
+
+def test_ticket_event_keeps_the_newest_time_and_never_moves_back(records: LifecycleRecords) -> None:
+    """The order of ticket status webhooks (closeloop/web/ticket_status.py): the vendor's time of the newest one
+    applied, recorded only when newer, across UTC offsets, and kept when the workflow saves the item again."""
+    pid, _ = postmortem(records)
+    item = ActionItem(id=f"{pid}/item-1", postmortem_id=pid, title="a", owner="bob", due_at=T0 + timedelta(days=7),
+                      tracker="jira", ticket_key="OPS-1")
+    records.upsert_action_item(item)
+    closed, reopened = T0 + timedelta(minutes=1, microseconds=250_000), T0 + timedelta(minutes=2)
+
+    assert records.ticket_event(item.id) is None
+    assert records.record_ticket_event(item.id, closed, "done") is True
+    assert records.ticket_event(item.id) == (closed, "done")
+    assert records.record_ticket_event(item.id, reopened, "reopened") is True
+    records.upsert_action_item(item.model_copy(update={"status": ItemStatus.open}))  # the workflow saves it
+    known = records.ticket_event(item.id)
+    assert known == (reopened, "reopened")
+    assert_utc(known[0])
+    # older, as old (in another offset, and with another status): not recorded
+    assert records.record_ticket_event(item.id, closed, "done") is False
+    assert records.record_ticket_event(item.id, reopened.astimezone(PLUS5), "done") is False
+    assert records.record_ticket_event(item.id, reopened - timedelta(microseconds=1), "done") is False
+    assert records.ticket_event(item.id) == (reopened, "reopened")
+    assert records.record_ticket_event(f"{pid}/item-9", reopened, "done") is False  # no such item
+    assert records.ticket_event(f"{pid}/item-9") is None
+
+
+def test_concurrent_ticket_events_leave_the_newest(records: LifecycleRecords) -> None:
+    """Deliveries recorded at the same moment (several web processes): whatever the order, the newest stays."""
+    pid, _ = postmortem(records)
+    item = ActionItem(id=f"{pid}/item-1", postmortem_id=pid, title="a", owner="bob", due_at=T0 + timedelta(days=7),
+                      tracker="jira", ticket_key="OPS-1")
+    records.upsert_action_item(item)
+    times = [T0 + timedelta(seconds=(n * 7) % 24) for n in range(24)]  # 0..23 s, shuffled
+    barrier = threading.Barrier(8)
+
+    def record(chunk: list[datetime]) -> list[bool]:
+        barrier.wait()
+        return [records.record_ticket_event(item.id, at, "done" if at.second % 2 else "reopened") for at in chunk]
+
+    with ThreadPoolExecutor(8) as pool:
+        results = [r for rs in pool.map(record, [times[i::8] for i in range(8)]) for r in rs]
+    assert records.ticket_event(item.id) == (max(times), "done")
+    assert 1 <= sum(results) < len(times)

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import time
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import httpx
 from temporalio.client import Client
 
+from closeloop.integrations.github.webhook import github_change
 from closeloop.models import WontDoReason
 from closeloop.standins.github import GitHubStandin
 from closeloop.web.app import create_app
@@ -259,3 +262,74 @@ async def test_temporal_unreachable_503_and_the_redelivery_is_applied(hooks: Hoo
     r = await hooks.github(None, body=raw, delivery="d-redeliver")
     assert r.status_code == 202, r.text
     await hooks.app.wait_for(handle, lambda s: s.phase == "waiting_effectiveness", timeout=5)
+
+
+# --------------------------------------------------------------------------- stale replays (issue 9)
+
+
+def vendor_example(name: str) -> dict[str, Any]:
+    return json.loads((Path(__file__).parents[2] / "payloads" / name).read_text())
+
+
+def test_deliveries_are_ordered_by_the_issue_updated_at() -> None:
+    """GitHub's own example (tests/payloads/github/issues.reopened.json, from @octokit/webhooks-examples):
+    ordered by its `issue.updated_at`, not by `closed_at` (which a reopened issue still carries there)."""
+    change = github_change("issues", vendor_example("github/issues.reopened.json"))
+    assert not isinstance(change, str)
+    assert change.status == "reopened"
+    assert change.version == datetime(2021, 10, 11, 16, 40, 56, tzinfo=UTC)
+
+
+async def test_stale_close_replayed_under_a_new_delivery_id_is_ignored(hooks: Hooks, github: GitHubStandin) -> None:
+    """A captured, correctly signed `closed` replayed after the issue was reopened, under a new X-GitHub-Delivery
+    (the header is not signed): its `issue.updated_at` is older than the reopening's, so it is ignored."""
+    handle, item = await hooks.start_item("github")
+    clock = [float(int(time.time()) + 60)]
+    github.clock = lambda: clock[0]  # the stand-in stamps `updated_at` (whole seconds, as GitHub does)
+    close = json.dumps(closed(github)).encode()
+    assert (await hooks.github(None, body=close, delivery="72d3162e-cc78-11e3-81ab-4c9367dc0958")).status_code == 202
+    await hooks.app.wait_for(handle, lambda s: s.phase == "waiting_effectiveness", timeout=5)
+    clock[0] += 60
+    r = await hooks.github(reopened(github), delivery="8a1c0b4e-cc78-11e3-81ab-4c9367dc0958")
+    assert r.status_code == 202 and r.json()["status"] == "reopened", r.text
+    await hooks.app.wait_for(handle, lambda s: s.phase == "tracking" and s.cycle == 1, timeout=5)
+
+    r = await hooks.github(None, body=close, delivery="9b2d1c5f-cc78-11e3-81ab-4c9367dc0958")
+    assert r.status_code == 202, r.text
+    assert r.json() == {"ignored": "stale", "workflow_id": item.id}
+    state = await hooks.app.wait_for(handle, lambda s: True)
+    assert state.phase == "tracking" and state.item.status.value == "open" and state.sync_events == 2
+    assert [e["status"] for e in await signals(handle)] == ["done", "reopened"]
+
+    clock[0] += 60  # closed again, later: applied
+    r = await hooks.github(closed(github))
+    assert r.status_code == 202 and r.json()["status"] == "done", r.text
+    await hooks.app.wait_for(handle, lambda s: s.phase == "waiting_effectiveness", timeout=5)
+
+
+async def test_503_then_the_redelivery_is_not_stale_and_a_later_replay_is(hooks: Hooks,
+                                                                          github: GitHubStandin) -> None:
+    handle, item = await hooks.start_item("github")
+    clock = [float(int(time.time()) + 60)]
+    github.clock = lambda: clock[0]
+
+    async def unreachable() -> Client:
+        return await Client.connect("127.0.0.1:1")
+
+    down = create_app(hooks.app.config, unreachable, secrets=SECRETS, store=hooks.app.store)
+    raw = json.dumps(closed(github)).encode()
+    headers = {"X-GitHub-Event": "issues", "X-GitHub-Delivery": "d-redeliver",
+               "X-Hub-Signature-256": hub_sign(raw, GH_SECRETS[0])}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=down), base_url="http://t") as http:
+        r = await http.post("/webhooks/github", content=raw, headers=headers)
+    assert r.status_code == 503, r.text
+    r = await hooks.github(None, body=raw, delivery="d-redeliver")  # "Redeliver": applied, not stale
+    assert r.status_code == 202 and r.json()["status"] == "done", r.text
+    await hooks.app.wait_for(handle, lambda s: s.phase == "waiting_effectiveness", timeout=5)
+    clock[0] += 1
+    assert (await hooks.github(reopened(github))).status_code == 202
+    await hooks.app.wait_for(handle, lambda s: s.phase == "tracking" and s.cycle == 1, timeout=5)
+    r = await hooks.github(None, body=raw, delivery="d-replayed")
+    assert r.status_code == 202 and r.json() == {"ignored": "stale", "workflow_id": item.id}, r.text
+    state = await hooks.app.wait_for(handle, lambda s: True)
+    assert state.item.status.value == "open" and [e["status"] for e in await signals(handle)] == ["done", "reopened"]

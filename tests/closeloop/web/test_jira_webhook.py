@@ -274,3 +274,103 @@ async def test_temporal_unreachable_503_and_the_retry_is_applied(hooks: Hooks, j
     assert r.status_code == 202, r.text
     await hooks.app.wait_for(handle, lambda s: s.phase == "waiting_effectiveness", timeout=5)
     assert (await hooks.app.client.get_workflow_handle(handle.id).query(ActionItemWorkflow.state)).sync_events == 1
+
+
+# --------------------------------------------------------------------------- stale replays (issue 9)
+
+
+def at_ms(payload: dict[str, Any], timestamp: int) -> dict[str, Any]:
+    """The delivery with Jira's `timestamp` (ms since the epoch, when Jira raised the event) set by the test,
+    so that the order of events does not depend on how fast the test runs."""
+    return {**payload, "timestamp": timestamp}
+
+
+async def test_stale_done_replayed_under_a_new_identifier_is_ignored(hooks: Hooks, jira: JiraStandin) -> None:
+    """A captured, correctly signed "done" replayed after the issue was reopened, under a new
+    X-Atlassian-Webhook-Identifier (the header is not signed): older than the reopening, so ignored."""
+    handle, item = await hooks.start_item("jira")
+    t0 = int(time.time() * 1000)
+    close = json.dumps(at_ms(done(jira, "CL-1"), t0)).encode()
+    assert (await hooks.jira(None, body=close, delivery="d-close")).status_code == 202
+    await hooks.app.wait_for(handle, lambda s: s.phase == "waiting_effectiveness", timeout=5)
+    r = await hooks.jira(at_ms(reopened(jira, "CL-1"), t0 + 60_000), delivery="d-reopen")
+    assert r.status_code == 202 and r.json()["status"] == "reopened", r.text
+    await hooks.app.wait_for(handle, lambda s: s.phase == "tracking" and s.cycle == 1, timeout=5)
+
+    r = await hooks.jira(None, body=close, delivery="d-replayed")
+    assert r.status_code == 202, r.text
+    assert r.json() == {"ignored": "stale", "workflow_id": item.id}
+    state = await hooks.app.wait_for(handle, lambda s: True)
+    assert state.phase == "tracking" and state.item.status.value == "open" and state.sync_events == 2
+    assert [e["status"] for e in await signals(handle)] == ["done", "reopened"]
+
+    # the same reopening again under another identifier: as old and the same, ignored too
+    r = await hooks.jira(at_ms(reopened(jira, "CL-1"), t0 + 60_000), delivery="d-reopen-again")
+    assert r.status_code == 202 and r.json()["ignored"] == "stale", r.text
+    # a newer "done" is applied
+    r = await hooks.jira(at_ms(done(jira, "CL-1"), t0 + 120_000), delivery="d-close-again")
+    assert r.status_code == 202 and r.json()["status"] == "done", r.text
+    state = await hooks.app.wait_for(handle, lambda s: s.phase == "waiting_effectiveness", timeout=5)
+    assert [e["status"] for e in await signals(handle)] == ["done", "reopened", "done"]
+
+
+async def test_without_timestamp_the_issue_updated_time_orders(hooks: Hooks, jira: JiraStandin) -> None:
+    """A delivery without `timestamp` is ordered by `issue.fields.updated` (Jira's `...000+0000` format)."""
+    handle, _ = await hooks.start_item("jira")
+    close = done(jira, "CL-1")
+    del close["timestamp"]
+    close["issue"]["fields"]["updated"] = "2026-03-01T10:00:00.000+0000"
+    raw = json.dumps(close).encode()
+    assert (await hooks.jira(None, body=raw)).status_code == 202
+    await hooks.app.wait_for(handle, lambda s: s.phase == "waiting_effectiveness", timeout=5)
+    reopen = reopened(jira, "CL-1")
+    del reopen["timestamp"]
+    reopen["issue"]["fields"]["updated"] = "2026-03-01T11:00:00.000+0100"  # the same instant: reopened != done
+    assert (await hooks.jira(reopen)).status_code == 202
+    await hooks.app.wait_for(handle, lambda s: s.phase == "tracking" and s.cycle == 1, timeout=5)
+    reopen["issue"]["fields"]["updated"] = "2026-03-01T10:00:01.000+0000"
+    assert (await hooks.jira(reopen)).status_code == 202
+    r = await hooks.jira(None, body=raw)  # new identifier, older than the last one applied
+    assert r.status_code == 202 and r.json()["ignored"] == "stale", r.text
+    state = await hooks.app.wait_for(handle, lambda s: True)
+    assert state.phase == "tracking" and state.item.status.value == "open"
+
+
+async def test_503_then_the_retry_is_not_stale_and_a_later_replay_is(hooks: Hooks, jira: JiraStandin) -> None:
+    """The time is recorded only once the signal went out: Jira's retry after a 503 is applied."""
+    handle, item = await hooks.start_item("jira")
+
+    async def unreachable() -> Client:
+        return await Client.connect("127.0.0.1:1")  # nothing listens there
+
+    down = create_app(hooks.app.config, unreachable, secrets=SECRETS, store=hooks.app.store)
+    t0 = int(time.time() * 1000)
+    raw = json.dumps(at_ms(done(jira, "CL-1"), t0)).encode()
+    headers = {"Content-Type": "application/json", "X-Atlassian-Webhook-Identifier": "d-retry",
+               "X-Hub-Signature": hub_sign(raw, JIRA_SECRETS[0])}
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=down), base_url="http://t") as http:
+        r = await http.post("/webhooks/jira", content=raw, headers=headers)
+    assert r.status_code == 503, r.text
+    r = await hooks.jira(None, body=raw, delivery="d-retry")
+    assert r.status_code == 202 and r.json()["status"] == "done", r.text
+    await hooks.app.wait_for(handle, lambda s: s.phase == "waiting_effectiveness", timeout=5)
+    assert (await hooks.jira(at_ms(reopened(jira, "CL-1"), t0 + 1))).status_code == 202
+    await hooks.app.wait_for(handle, lambda s: s.phase == "tracking" and s.cycle == 1, timeout=5)
+    r = await hooks.jira(None, body=raw, delivery="d-replayed")
+    assert r.status_code == 202 and r.json() == {"ignored": "stale", "workflow_id": item.id}, r.text
+    state = await hooks.app.wait_for(handle, lambda s: True)
+    assert state.item.status.value == "open" and [e["status"] for e in await signals(handle)] == ["done", "reopened"]
+
+
+async def test_concurrent_deliveries_for_one_item_take_turns(hooks: Hooks, jira: JiraStandin) -> None:
+    """A reopening and an older "done" arriving at the same moment: whichever is taken first, the older one is
+    never signalled after the newer, and the item ends open."""
+    handle, _ = await hooks.start_item("jira")
+    t0 = int(time.time() * 1000)
+    close = at_ms(done(jira, "CL-1"), t0)
+    reopen = at_ms(reopened(jira, "CL-1"), t0 + 60_000)
+    answers = await asyncio.gather(hooks.jira(reopen), hooks.jira(close))
+    assert all(r.status_code == 202 for r in answers), [r.text for r in answers]
+    assert [e["status"] for e in await signals(handle)] in (["reopened"], ["done", "reopened"])
+    state = await hooks.app.wait_for(handle, lambda s: s.sync_events >= 1, timeout=5)
+    assert state.phase == "tracking" and state.item.status.value == "open"
