@@ -55,6 +55,10 @@ def serve(obj: Context, host: str | None, port: int | None, json_logs: bool, log
     (comma-separated; several at once during a rotation). Without one, its
     endpoints answer 401 with a JSON reason. `closeloop dev` serves the same app.
 
+    An incident is answered 202 once it is committed to the store's inbox, without waiting for Temporal;
+    the server's forwarder starts the lifecycles and retries while Temporal is down (`closeloop inbox`
+    lists what has not started yet).
+
     \b
     Examples:
       CLOSELOOP_API_TOKENS=s3cret closeloop serve

@@ -22,7 +22,7 @@ ERROR_CHARS = 500  # last_error is cut to this
 
 def _entry(row: InboxRow) -> InboxEntry:
     return InboxEntry(id=row.id, incident=Incident.model_validate(row.incident), via=row.via,
-                      state=row.state,  # type: ignore[arg-type]  # one of the three, written only here
+                      state=row.state,  # one of the three (validated), written only here
                       received_at=row.received_at, attempts=row.attempts, last_error=row.last_error,
                       forwarded_at=row.forwarded_at)
 
