@@ -26,6 +26,7 @@ log = structlog.get_logger("closeloop.web.forwarder")
 BATCH = 64  # rows claimed at once
 CONCURRENCY = 32  # starts in flight at once
 POLL = 1.0  # seconds between looks when nobody wakes the forwarder
+GATHER = 0.02  # seconds a woken forwarder waits before claiming: under load, one round per batch, not per row
 LEASE = timedelta(seconds=60)  # a claim's hold on its rows; longer than one start may take
 START_TIMEOUT = 20.0  # seconds one start may take before it counts as "Temporal unavailable"
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 15.0  # seconds; doubled per failed round, jittered
@@ -104,6 +105,7 @@ class Forwarder:
             try:  # asyncio.timeout, not wait_for: wait_for can swallow a cancel on 3.11
                 async with asyncio.timeout(self.poll):
                     await self._wake.wait()
+                await asyncio.sleep(GATHER)  # woken: let the rows arriving with this one join its batch
             except TimeoutError:
                 pass
 
