@@ -35,6 +35,10 @@ class IncidentInbox:
         """Commit the incident as pending; False when this source and incident id are there already (a
         duplicate: the first one's row stands). The unique constraint decides, so concurrent deliveries of
         one incident get exactly one True."""
+        with self.db.session() as s:  # a retried delivery, the common repeat: a read, no write lock, no fsync
+            if s.scalar(select(InboxRow.id).where(InboxRow.source == incident.source,
+                                                  InboxRow.external_id == incident.external_id)) is not None:
+                return False
         now = datetime.now(UTC)
         return self.db.insert_once(InboxRow(source=incident.source, external_id=incident.external_id,
                                             incident=incident.model_dump(mode="json"), via=via[:32],
