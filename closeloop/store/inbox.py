@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 
+from pydantic import ValidationError
 from sqlalchemy import func, select, update
 
 from closeloop.models import InboxEntry, Incident
@@ -20,8 +21,17 @@ from closeloop.store.tables import InboxRow
 ERROR_CHARS = 500  # last_error is cut to this
 
 
-def _entry(row: InboxRow) -> InboxEntry:
-    return InboxEntry(id=row.id, incident=Incident.model_validate(row.incident), via=row.via,
+def _entry(row: InboxRow, *, strict: bool = False) -> InboxEntry:
+    """The row as an entry. A stored incident the model rejects now (stored by an older closeloop) raises
+    ValidationError when `strict`, else stands in as its source and id only (for listings)."""
+    try:
+        incident = Incident.model_validate(row.incident)
+    except ValidationError:
+        if strict:
+            raise
+        incident = Incident.model_construct(source=row.source, external_id=row.external_id,
+                                            title="(the stored incident no longer reads: see last_error)")
+    return InboxEntry(id=row.id, incident=incident, via=row.via,
                       state=row.state,  # one of the three (validated), written only here
                       received_at=row.received_at, attempts=row.attempts, last_error=row.last_error,
                       forwarded_at=row.forwarded_at)
@@ -60,9 +70,15 @@ class IncidentInbox:
         with self.db.session() as s:
             s.execute(update(InboxRow).where(InboxRow.id.in_(oldest.scalar_subquery()), due)
                       .values(claim=token, due_at=now + lease).execution_options(synchronize_session=False))
+        entries: list[InboxEntry] = []
         with self.db.session() as s:
-            rows = s.scalars(select(InboxRow).where(InboxRow.claim == token).order_by(InboxRow.id))
-            return [_entry(row) for row in rows]
+            for row in s.scalars(select(InboxRow).where(InboxRow.claim == token).order_by(InboxRow.id)):
+                try:
+                    entries.append(_entry(row, strict=True))
+                except ValidationError as e:  # stored by an older closeloop, unreadable now: never blocks the rest
+                    row.state, row.claim = "refused", None
+                    row.last_error = f"the stored incident is no longer valid: {e}"[:ERROR_CHARS]
+        return entries
 
     def forwarded(self, ids: Iterable[int], *, now: datetime | None = None) -> None:
         """The lifecycles of these rows are started (or were already there)."""

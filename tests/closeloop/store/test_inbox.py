@@ -102,3 +102,22 @@ def test_forwarded_refused_and_retried_rows(inbox: IncidentInbox) -> None:
     assert inbox.entry("api", "INC-1").state == "refused"  # type: ignore[union-attr]
     inbox.retry([later.id], "x" * 2000, now)
     assert len(inbox.entry("api", "INC-2").last_error or "") == 500  # type: ignore[union-attr]
+
+
+def test_a_row_that_no_longer_reads_as_an_incident_is_refused_not_blocking(store: Store) -> None:
+    """A row an older closeloop stored that the Incident model rejects now is refused with the reason; the
+    rows beside it are still claimed."""
+    from closeloop.store.tables import InboxRow
+
+    now = datetime.now(UTC)
+    with store.db.session() as s:
+        s.add(InboxRow(source="api", external_id="OLD-1", incident={"source": "api", "external_id": "OLD-1"},
+                       via="api", state="pending", received_at=now, due_at=now, attempts=0))
+    store.inbox.receive(incident("INC-NEW"), "api")
+    claimed = store.inbox.claim(10, LEASE)
+    assert [e.incident.external_id for e in claimed] == ["INC-NEW"]
+    assert store.inbox.counts() == {"pending": 1, "refused": 1}
+    refused = store.inbox.entries(("refused",))
+    assert [(e.incident.source, e.incident.external_id, e.state) for e in refused] == [("api", "OLD-1", "refused")]
+    assert "the stored incident is no longer valid" in (refused[0].last_error or "")
+    assert store.inbox.claim(10, LEASE, now=now + 2 * LEASE) != []  # the good row again, after its lease
