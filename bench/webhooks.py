@@ -1,8 +1,9 @@
 """Load on the PagerDuty webhook: correctly signed v3 `incident.resolved` deliveries, sent open-loop at a
 fixed rate to the web app under uvicorn (`closeloop serve`, its own process) on loopback, with the Temporal
 dev server and a closeloop worker (`closeloop worker`, its own process) behind it. Every incident is
-delivered twice, the duplicate at a random later time; afterwards Temporal's visibility must count exactly
-one lifecycle per incident.
+delivered twice, the duplicate at a random later time. The app answers once the incident is in its inbox
+(the store) and its forwarder starts the lifecycles; afterwards, with the app still running, Temporal's
+visibility must count exactly one lifecycle per incident, and the inbox must hold nothing pending.
 
     python bench/webhooks.py                          # 200 requests/s for 30 s
     python bench/webhooks.py --rate 50 --seconds 10   # a quick sanity check
@@ -401,7 +402,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             if worker:
                 await wait_worker(client, worker, task_queue, 60)
             await wait_healthy(web, base, 60)
-            # warm up: connect the app's Temporal client, with an event that starts nothing
+            # warm up the request path with an event that starts nothing (the forwarder connects to Temporal)
             warm = json.dumps({"event": {"event_type": "incident.acknowledged", "data": {}}}).encode()
             async with httpx.AsyncClient(base_url=base, timeout=10) as http:
                 for _ in range(3):
@@ -424,13 +425,18 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             for proc in (web, worker):
                 if proc:
                     proc.check()
+            # the app's forwarder starts the lifecycles after the answers: count while it still runs
+            accepted = {plan[k].incident for k, r in enumerate(load.results) if r.status == 202}
+            started, settle = await count_started(client, query, len(accepted), args.settle)
+            inbox_store = Store(proc_env["CLOSELOOP_DB_URL"], migrate=False)
+            try:
+                inbox = inbox_store.inbox.counts()
+            finally:
+                inbox_store.close()
         finally:
             web.stop()
             if worker:
                 worker.stop()
-
-        accepted = {plan[k].incident for k, r in enumerate(load.results) if r.status == 202}
-        started, settle = await count_started(client, query, len(accepted), args.settle)
 
     results = load.results
     latencies = sorted(r.latency * 1000 for r in results if r.status is not None)
@@ -455,13 +461,14 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         "answered_new": new, "answered_duplicate": sum(1 for r in results if r.new is False),
         "wrong_workflow_ids": wrong_ids,
         "incidents_accepted": len(accepted),
-        "workflows_started": started, "visibility_settled_after_s": settle,
+        "workflows_started": started, "visibility_settled_after_s": settle, "inbox": inbox,
         "lifecycles_past_starting_when_sending_ended": past_start,
         "cpu_seconds": {k: round(v, 1) for k, v in cpu.items()},
         "wall_seconds": round(load.finished, 2),
         "worker": not args.no_worker,
     }
-    figures["ok"] = (started == len(accepted) == n_incidents and new == started and wrong_ids == 0)
+    figures["ok"] = (started == len(accepted) == n_incidents and new == started and wrong_ids == 0
+                     and inbox.get("pending", 0) == 0 and inbox.get("refused", 0) == 0)
     return figures
 
 
@@ -479,8 +486,9 @@ def table(f: dict[str, Any]) -> str:
         ("connection errors", str(f["connection_errors"]) + (f" {f['errors']}" if f["errors"] else "")),
         ("202 new / duplicate", f"{f['answered_new']} / {f['answered_duplicate']}"),
         ("incidents accepted", f"{f['incidents_accepted']} of {f['incidents']}"),
-        ("workflows started", f"{f['workflows_started']} (visibility, settled after "
-                              f"{f['visibility_settled_after_s']} s)"),
+        ("workflows started", f"{f['workflows_started']} (visibility, settled "
+                              f"{f['visibility_settled_after_s']} s after sending ended)"),
+        ("inbox rows", ", ".join(f"{k}: {v}" for k, v in sorted(f["inbox"].items())) or "none"),
         ("worker progress", f"{f['lifecycles_past_starting_when_sending_ended']} lifecycles past their first "
                             f"stage when sending ended (visibility)"),
         ("CPU s web/worker/dev server/load", f"{cpu['web']} / {cpu.get('worker', 'none')} / "

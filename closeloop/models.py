@@ -498,3 +498,21 @@ class PruneResult(Model):
     @property
     def total(self) -> int:
         return sum(self.deleted.values())
+
+
+# --------------------------------------------------------------------------- the inbox
+
+
+class InboxEntry(Model):
+    """An incident as the inbox holds it (closeloop.store.inbox): accepted by a webhook or the API, and
+    `pending` until the web app's forwarder started its lifecycle (`forwarded`), or Temporal refused it as
+    invalid (`refused`, `last_error` says why: for operators, never for API clients)."""
+
+    id: int
+    incident: Incident
+    via: str
+    state: Literal["pending", "forwarded", "refused"]
+    received_at: datetime
+    attempts: int = 0
+    last_error: str | None = None
+    forwarded_at: datetime | None = None

@@ -165,6 +165,7 @@ def _register() -> None:
         config_check,
         db,
         dev,
+        inbox,
         incidents,
         notifications,
         serve,
@@ -174,7 +175,7 @@ def _register() -> None:
     )
 
     for module in (dev, incidents, actions, tickets, notifications, timeline, calendar, config_check, db, serve,
-                   standin):
+                   standin, inbox):
         for command in module.COMMANDS:
             cli.add_command(command)
 

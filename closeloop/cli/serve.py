@@ -70,6 +70,10 @@ def serve(obj: Context, host: str | None, port: int | None, json_logs: bool, log
     connection is closed) and max_connections (2048: more get 503 at once). Put a reverse proxy in front
     for TLS (deploy/reverse-proxy.md).
 
+    An incident is answered 202 once it is committed to the store's inbox, without waiting for Temporal;
+    the server's forwarder starts the lifecycles and retries while Temporal is down (`closeloop inbox`
+    lists what has not started yet).
+
     \b
     Examples:
       CLOSELOOP_API_TOKENS=s3cret closeloop serve

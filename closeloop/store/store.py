@@ -1,8 +1,8 @@
 """The store: every read and write closeloop makes to its database, by concern. One `Database` (engine and
 sessions) shared by the records of each lifecycle (`records`), what the built-in local adapters keep (`local`),
-the webhook delivery log (`deliveries`), the cross-process rate limits (`rate_limits`) and the clean-up of what
-is past its retention (`retention`). Blocking; activities call it from their thread pool. Writes that may be
-retried are idempotent by key."""
+the webhook delivery log (`deliveries`), the cross-process rate limits (`rate_limits`), the incident inbox the web
+app answers from (`inbox`) and the clean-up of what is past its retention (`retention`). Blocking; activities
+call it from their thread pool. Writes that may be retried are idempotent by key."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from sqlalchemy import Engine
 
 from closeloop.store.database import Database
 from closeloop.store.deliveries import DeliveryLog
+from closeloop.store.inbox import IncidentInbox
 from closeloop.store.local import LocalAdapterStorage
 from closeloop.store.rate_limits import RateLimits
 from closeloop.store.records import LifecycleRecords
@@ -27,6 +28,7 @@ class Store:
         self.deliveries = DeliveryLog(self.db)
         self.rate_limits = RateLimits(self.db)
         self.retention = Retention(self.db)
+        self.inbox = IncidentInbox(self.db)
 
     @property
     def engine(self) -> Engine:

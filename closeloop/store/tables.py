@@ -224,3 +224,26 @@ class RateEventRow(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     bucket: Mapped[str] = mapped_column(String(64))
     at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class InboxRow(Base):
+    """The durable inbox: every incident a webhook or the API accepted, committed before the answer, unique by
+    source and incident id (so "new" vs "duplicate" is the database's word). The web app's forwarder starts
+    each row's lifecycle; `due_at` is when a row may next be tried (a claim's lease, or a retry's backoff)."""
+
+    __tablename__ = "incident_inbox"
+    __table_args__ = (UniqueConstraint("source", "external_id", name="uq_incident_inbox_source_external_id"),
+                      Index("ix_incident_inbox_state_due_at", "state", "due_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(String(32))
+    external_id: Mapped[str] = mapped_column(String(200))
+    incident: Mapped[dict[str, Any]] = mapped_column(JSON)
+    via: Mapped[str] = mapped_column(String(32))
+    state: Mapped[str] = mapped_column(String(16), default="pending")  # pending, forwarded, refused
+    received_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+    claim: Mapped[str | None] = mapped_column(String(32))
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(String(500))
+    forwarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

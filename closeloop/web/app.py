@@ -5,12 +5,15 @@ closeloop.web.requests.api_tokens), and the webhooks of the integration plugins,
 each at `POST /webhooks/<path>` (PagerDuty, incident.io, Alertmanager and Opsgenie incidents; Jira and
 GitHub ticket status: closeloop.integrations.<vendor>.webhook).
 
-Every request that starts something calls `Closeloop.start_postmortem`, whose workflow id is
-`postmortem/<source>/<external_id>`: a repeated delivery never starts a second lifecycle, so the handlers
-keep no state of their own. Bodies are read raw (the signature covers the exact bytes) and capped: the API's
-at `[web] max_body_bytes`, each webhook's at its vendor's documented maximum (`Webhook.max_body_bytes`); a
-body is due within `[web] body_timeout` (closeloop/web/deadlines.py). Every error is a JSON `{"error": ...}`;
-never a traceback. A client that leaves mid-request is logged at debug only."""
+A request that starts a lifecycle (every incident webhook, `POST /api/incidents`, `.../resolve`) is answered
+202 `{"workflow_id", "new"}` once the incident is committed to the store's inbox, unique on source and
+incident id: `new` is false for a repeated delivery. It does not wait for Temporal: the app's forwarder
+(closeloop.web.forwarder, run by the lifespan) starts the lifecycles, workflow id
+`postmortem/<source>/<external_id>` (so a repeat never starts a second one), and retries while Temporal is
+down. Temporal's own error text never reaches a client. Bodies are read raw (the signature covers the exact
+bytes) and capped: the API's at `[web] max_body_bytes`, each webhook's at its vendor's documented maximum
+(`Webhook.max_body_bytes`); a body is due within `[web] body_timeout` (closeloop/web/deadlines.py). Every
+error is a JSON `{"error": ...}`; never a traceback. A client that leaves mid-request is logged at debug only."""
 
 from __future__ import annotations
 
@@ -31,7 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from temporalio.client import Client
-from temporalio.service import RPCError, RPCStatusCode
+from temporalio.service import RPCError
 
 from closeloop.client import Closeloop
 from closeloop.config import Config
@@ -43,6 +46,7 @@ from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import ticket_status
 from closeloop.web.deadlines import BodyDeadline
+from closeloop.web.forwarder import Forwarder
 from closeloop.web.requests import (
     API_SOURCE,
     Reject,
@@ -109,10 +113,12 @@ class _Context:
 def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secrets | None = None,
                store: WebStorage | None = None, open_store: StorageOpener | None = None,
                webhooks: list[Webhook] | None = None) -> FastAPI:
-    """The FastAPI app. `client_factory` is awaited once, on the first request that needs Temporal (a failed
-    connect is retried by the next request). `secrets` default to the environment. The store is `store`, or
-    one `open_store(config.db_url)` opens on the first request that needs it (closed when the app stops).
-    `webhooks` default to every registered plugin's (closeloop.integrations.registry.webhooks)."""
+    """The FastAPI app. `client_factory` is awaited once, when the forwarder or a request first needs Temporal
+    (a failed connect is retried next time). `secrets` default to the environment. The store is `store`, or
+    one `open_store(config.db_url)` opens on first use (closed when the app stops); without either, nothing
+    can be started (503). The lifespan runs the inbox's forwarder (`app.state.forwarder`): serve the app with
+    its lifespan (uvicorn does). `webhooks` default to every registered plugin's
+    (closeloop.integrations.registry.webhooks)."""
     secrets = Secrets() if secrets is None else secrets
     if webhooks is None:
         from closeloop.integrations.registry import webhooks as registered
@@ -125,20 +131,26 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        yield
-        for opened in owned:
-            await asyncio.to_thread(opened.close)
+        if has_store:
+            forwarder.start()
+        try:
+            yield
+        finally:
+            await forwarder.stop()  # rows it did not get to stay pending: the next start forwards them
+            for opened in owned:
+                await asyncio.to_thread(opened.close)
 
     app = FastAPI(title="closeloop", docs_url=None, redoc_url=None, openapi_url=None, lifespan=lifespan)
-    lock = asyncio.Lock()
+    store_lock, client_lock = asyncio.Lock(), asyncio.Lock()  # a slow connect never holds up the store
     cached: list[Closeloop] = []
     stores: list[WebStorage] = [store] if store is not None else []
+    has_store = store is not None or open_store is not None
 
     async def the_store() -> WebStorage:
         if not stores:
             if open_store is None:
                 raise Reject(503, "this server has no store configured")
-            async with lock:
+            async with store_lock:
                 if not stores:
                     opened = await asyncio.to_thread(open_store, config.db_url)
                     owned.append(opened)
@@ -156,7 +168,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
     async def client() -> Closeloop:
         if cached:
             return cached[0]
-        async with lock:
+        async with client_lock:
             if not cached:
                 try:
                     cached.append(Closeloop(await client_factory(), task_queue))
@@ -166,18 +178,22 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
                     raise Reject(503, "Temporal is unreachable; try again later") from None
         return cached[0]
 
+    forwarder = Forwarder(the_store, client)
+    app.state.forwarder = forwarder
+
     async def start(incident: Incident, via: str) -> Response:
+        """Commit the incident to the inbox and answer; the forwarder starts its lifecycle."""
+        inbox = (await the_store()).inbox
         try:
-            started = await (await client()).start_postmortem(incident)
-        except RPCError as e:
-            log.warning("start_failed", workflow_id=incident.workflow_id, via=via, status=e.status.name
-                        if e.status else None, error=e.message)
-            if e.status == RPCStatusCode.INVALID_ARGUMENT:
-                raise Reject(422, f"Temporal refused the lifecycle: {e.message}") from None
-            raise Reject(503, "could not start the lifecycle: Temporal is unavailable; try again later") from None
-        log.info("lifecycle_started" if started.new else "lifecycle_exists", workflow_id=started.workflow_id,
-                 via=via, severity=incident.severity)
-        return JSONResponse({"workflow_id": started.workflow_id, "new": started.new}, status_code=202)
+            new = await asyncio.to_thread(inbox.receive, incident, via)
+        except Exception as e:  # noqa: BLE001 - the database failed: nothing was committed, the sender retries
+            log.error("inbox_write_failed", workflow_id=incident.workflow_id, via=via,
+                      error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+            raise Reject(503, "could not record the incident; try again later") from None
+        forwarder.kick()
+        log.info("incident_received" if new else "incident_duplicate", workflow_id=incident.workflow_id, via=via,
+                 severity=incident.severity)
+        return JSONResponse({"workflow_id": incident.workflow_id, "new": new}, status_code=202)
 
     async def on_ticket_status(change: StatusChange | str, source: str, delivery: str) -> Response:
         response: Response = await ticket_status.apply(change, source, delivery, storage=the_store, closeloop=client)
@@ -189,6 +205,13 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
             return await (await client()).exists(workflow_id)
         except RPCError:
             raise Reject(503, "Temporal is unavailable; try again later") from None
+
+    async def known(source: str, external_id: str) -> bool:
+        """Whether the inbox holds the incident (False when this app has no store: then Temporal is asked)."""
+        if not has_store:
+            return False
+        inbox = (await the_store()).inbox
+        return await asyncio.to_thread(inbox.entry, source, external_id) is not None
 
     context = _Context(limit, secrets, start, add_timeline, on_ticket_status)
 
@@ -263,9 +286,9 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         if data.get("resolved_at") is None:
             data["resolved_at"] = datetime.now(UTC)
         if "title" not in data:
-            # Known already (a lifecycle exists): nothing to start, and nothing more is needed.
+            # Known already (in the inbox, or a lifecycle from before it): nothing to start, nothing more needed.
             workflow_id = postmortem_workflow_id(source, external_id)
-            if "/" not in external_id and await exists(workflow_id):
+            if "/" not in external_id and (await known(source, external_id) or await exists(workflow_id)):
                 return JSONResponse({"workflow_id": workflow_id, "new": False}, status_code=202)
             raise Reject(422, f"title is required: closeloop does not know incident {source}/{external_id}")
         try:

@@ -1,14 +1,15 @@
 """What the web app keeps in closeloop's store, as the narrow interface it uses: incidents and their timelines,
-action items by ticket (with the newest ticket event applied to each), and the webhook delivery log.
-closeloop.store.store.Store provides it; the web app never imports the store, whoever builds the app passes one
-in (closeloop.serve)."""
+action items by ticket (with the newest ticket event applied to each), the webhook delivery log, and the incident
+inbox it answers from. closeloop.store.store.Store provides it; the web app never imports the store, whoever builds
+the app passes one in (closeloop.serving)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from collections.abc import Iterable
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from closeloop.models import ActionItem, Incident, TimelineEvent
+from closeloop.models import ActionItem, InboxEntry, Incident, TimelineEvent
 
 
 class IncidentRecords(Protocol):
@@ -31,11 +32,28 @@ class Deliveries(Protocol):
     def record_delivery(self, source: str, delivery_id: str) -> bool: ...
 
 
+class Inbox(Protocol):
+    def receive(self, incident: Incident, via: str) -> bool: ...
+
+    def entry(self, source: str, external_id: str) -> InboxEntry | None: ...
+
+    def claim(self, limit: int, lease: timedelta, *, now: datetime | None = None) -> list[InboxEntry]: ...
+
+    def forwarded(self, ids: Iterable[int], *, now: datetime | None = None) -> None: ...
+
+    def retry(self, ids: Iterable[int], error: str, at: datetime) -> None: ...
+
+    def refuse(self, row_id: int, reason: str) -> None: ...
+
+
 class WebStorage(Protocol):
     @property
     def records(self) -> IncidentRecords: ...
 
     @property
     def deliveries(self) -> Deliveries: ...
+
+    @property
+    def inbox(self) -> Inbox: ...
 
     def close(self) -> None: ...

@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import update
+from temporalio.service import RPCError
 
 from closeloop.store.tables import WebhookDeliveryRow
 from tests.devserver.conftest import DevApp
+
+SCHEDULES = ("closeloop-retention", "closeloop-stalled-digest", "closeloop-ticket-sync")
 
 
 async def test_the_worker_creates_the_daily_retention_schedule_and_a_run_prunes(dev_app: DevApp) -> None:
@@ -19,6 +23,9 @@ async def test_the_worker_creates_the_daily_retention_schedule_and_a_run_prunes(
     with store.db.session() as s:
         s.execute(update(WebhookDeliveryRow).where(WebhookDeliveryRow.delivery_id == "old")
                   .values(received_at=datetime.now(UTC) - timedelta(days=31)))
+    for sid in SCHEDULES:  # another test's, on this shared server: a worker keeps a differing Schedule as it is
+        with contextlib.suppress(RPCError):
+            await dev_app.env.client.get_schedule_handle(sid).delete()
     dev_app.workers.start()
     dev_app.workers.wait_ready()  # logged after the schedules were applied
     handle = dev_app.env.client.get_schedule_handle("closeloop-retention")
@@ -41,5 +48,5 @@ async def test_the_worker_creates_the_daily_retention_schedule_and_a_run_prunes(
             await asyncio.sleep(0.1)
         assert records and records[-1]["deleted"] == {"webhook_deliveries": 1}, dev_app.workers.diagnostics()
     finally:
-        for sid in ("closeloop-retention", "closeloop-stalled-digest", "closeloop-ticket-sync"):
+        for sid in SCHEDULES:
             await dev_app.env.client.get_schedule_handle(sid).delete()  # no runs after this test's worker is gone

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 
 from closeloop.store.deliveries import DeliveryLog
+from closeloop.store.inbox import IncidentInbox
 from closeloop.store.local import LocalAdapterStorage
 from closeloop.store.rate_limits import RateLimits
 from closeloop.store.records import LifecycleRecords
@@ -30,3 +31,8 @@ def deliveries(store: Store) -> DeliveryLog:
 @pytest.fixture
 def rate_limits(store: Store) -> RateLimits:
     return store.rate_limits
+
+
+@pytest.fixture
+def inbox(store: Store) -> IncidentInbox:
+    return store.inbox

@@ -9,11 +9,13 @@ import hmac
 import json
 import time
 from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
 import httpx
 import pytest_asyncio
+from fastapi import FastAPI
 
 from closeloop.config import load_config
 from closeloop.secrets import Secrets
@@ -157,6 +159,27 @@ def webhook_limit(path: str) -> int:
     return next(w.max_body_bytes for w in [*found.incident, *found.ticket] if w.path == path)
 
 
+class LifespanClient(httpx.AsyncClient):
+    """An httpx client on an ASGI app that runs the app's lifespan around its use, as uvicorn does (the
+    inbox's forwarder runs in it): `async with LifespanClient(app) as http: ...`."""
+
+    def __init__(self, app: FastAPI, base_url: str = "http://closeloop.test") -> None:
+        super().__init__(transport=httpx.ASGITransport(app=app), base_url=base_url)
+        self.app = app
+        self._lifespan: AbstractAsyncContextManager[Any] | None = None
+
+    async def __aenter__(self) -> LifespanClient:
+        await super().__aenter__()
+        self._lifespan = self.app.router.lifespan_context(self.app)
+        await self._lifespan.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self._lifespan is not None:
+            await self._lifespan.__aexit__(*exc)
+        await super().__aexit__(*exc)
+
+
 def make_web(app: App, secrets: Secrets | None = None, max_body_bytes: int | None = None) -> httpx.AsyncClient:
     config = app.config
     if max_body_bytes is not None:
@@ -166,7 +189,7 @@ def make_web(app: App, secrets: Secrets | None = None, max_body_bytes: int | Non
         return app.client
 
     web_app = create_app(config, client_factory, secrets=secrets or ALL_SECRETS, store=app.store)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://closeloop.test")
+    return LifespanClient(web_app)
 
 
 @pytest_asyncio.fixture

@@ -122,7 +122,17 @@ async def run_id(app: App, workflow_id: str) -> str | None:
         raise
 
 
+async def started_run(app: App, workflow_id: str, timeout: float = 30.0) -> str:
+    """The run the inbox's forwarder started (a moment after the 202)."""
+    deadline = asyncio.get_running_loop().time() + timeout
+    while (run := await run_id(app, workflow_id)) is None:
+        assert asyncio.get_running_loop().time() < deadline, f"{workflow_id} was never started"
+        await asyncio.sleep(0.05)
+    return run
+
+
 async def assert_nothing_started(web: Web, src: Source, key: str) -> None:
+    assert web.app.store.inbox.entry(src.name, src.external_id(key)) is None, f"{key} is in the inbox"
     assert await run_id(web.app, src.workflow_id(key)) is None, f"{src.workflow_id(key)} was started"
     assert web.app.store.records.get_incident(src.name, src.external_id(key)) is None
     assert web.app.handles == []
@@ -166,7 +176,7 @@ async def test_documented_payload_starts_one_lifecycle_and_records_the_incident(
     r = await send(web, src, src.payload("ACC1"))
     assert r.status_code == 202, r.text
     assert r.json() == {"workflow_id": src.workflow_id("ACC1"), "new": True}
-    assert await run_id(web.app, src.workflow_id("ACC1")) is not None
+    assert await started_run(web.app, src.workflow_id("ACC1"))
 
     inc = (await web.state(src.workflow_id("ACC1"))).plan.incident
     assert (inc.source, inc.external_id, inc.title) == (src.name, src.external_id("ACC1"), src.title)
@@ -286,8 +296,7 @@ async def test_duplicate_deliveries_leave_one_run(web: Web, src: Source) -> None
     raw = json.dumps(src.payload("DUP1")).encode()
     first = await send(web, src, raw=raw)
     assert first.json() == {"workflow_id": wid, "new": True}
-    run = await run_id(web.app, wid)
-    assert run is not None
+    run = await started_run(web.app, wid)
     again = await asyncio.gather(*(send(web, src, raw=raw) for _ in range(3)))
     assert [(r.status_code, r.json()) for r in again] == [(202, {"workflow_id": wid, "new": False})] * 3
     await web.state(wid)  # let the lifecycle run its first steps; still the same run
@@ -301,7 +310,6 @@ async def test_simultaneous_deliveries_start_one_run(web: Web, src: Source) -> N
     answers = await asyncio.gather(*(send(web, src, raw=raw) for _ in range(4)))
     assert all(r.status_code == 202 for r in answers), [r.text for r in answers]
     assert sorted(r.json()["new"] for r in answers) == [False, False, False, True]
-    run = await run_id(web.app, wid)
-    assert run is not None
+    run = await started_run(web.app, wid)
     await assert_one_run(web, wid, run)
     assert (await stored(web.app, src.name, src.external_id("DUP2"))).fingerprint

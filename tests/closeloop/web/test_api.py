@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
+from closeloop.client import Closeloop
 from closeloop.secrets import load_secrets
-from tests.closeloop.web.conftest import TOKENS, Web, make_web, secrets_of
-from tests.temporal_env import App
+from closeloop.web.app import create_app
+from tests.closeloop.web.conftest import TOKENS, LifespanClient, Web, make_web, secrets_of
+from tests.temporal_env import App, eventually
 
 
 def incident_body(external_id: str = "INC-7", **extra: object) -> dict[str, object]:
@@ -116,33 +120,54 @@ async def test_oversized_api_body_413(app: App) -> None:
         assert r.status_code == 413
 
 
-async def test_temporal_unreachable_503(app: App) -> None:
-    import httpx
+async def test_temporal_unreachable_still_202_and_forwarded_when_it_is_back(app: App) -> None:
+    """While Temporal cannot be reached every incident is still accepted (202, new or duplicate, committed to
+    the inbox); the forwarder keeps trying, and once Temporal answers every lifecycle starts, once."""
+    calls, down = 0, True
 
-    from closeloop.web.app import create_app
-
-    calls = 0
-
-    async def failing() -> object:
+    async def factory() -> object:
         nonlocal calls
         calls += 1
-        raise RuntimeError("Failed client connect: connection refused")
+        if down:
+            raise RuntimeError("Failed client connect: connection refused")
+        return app.client
 
-    web_app = create_app(app.config, failing, secrets=secrets_of(api_tokens=TOKENS))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://t") as http:
-        for _ in range(2):
-            r = await http.post("/api/incidents", json=incident_body(),
-                                headers={"Authorization": f"Bearer {TOKENS[0]}"})
-            assert r.status_code == 503
-            assert r.json() == {"error": "Temporal is unreachable; try again later"}
-    assert calls == 2  # a failed connect is retried by the next request
+    web_app = create_app(app.config, factory, secrets=secrets_of(api_tokens=TOKENS), store=app.store)
+    async with LifespanClient(web_app) as http:
+        headers = {"Authorization": f"Bearer {TOKENS[0]}"}
+        answers = [await http.post("/api/incidents", json=incident_body(f"INC-DOWN-{n}"), headers=headers)
+                   for n in (1, 2, 3, 1)]
+        assert [r.status_code for r in answers] == [202] * 4, answers[0].text
+        assert [r.json()["new"] for r in answers] == [True, True, True, False]
+        r = await http.post("/api/incidents/api/INC-DOWN-2/resolve", headers=headers)  # no title: known
+        assert (r.status_code, r.json()) == (202, {"workflow_id": "postmortem/api/INC-DOWN-2", "new": False})
+        for n in (1, 2, 3):
+            app.handles.append(app.client.get_workflow_handle(f"postmortem/api/INC-DOWN-{n}"))
+        await eventually(lambda: calls >= 2)  # the forwarder tried, and backs off
+        entry = app.store.inbox.entry("api", "INC-DOWN-1")
+        assert entry is not None and entry.state == "pending"
+        assert entry.last_error is not None and "Temporal is unreachable" in entry.last_error
+        assert not await Closeloop(app.client, app.task_queue).exists("postmortem/api/INC-DOWN-1")
+
+        down = False  # Temporal is back: the forwarder's next try starts every lifecycle
+        await eventually(lambda: app.store.inbox.counts() == {"forwarded": 3}, timeout=30)
+        for n in (1, 2, 3):
+            state = await app.wait_for(app.client.get_workflow_handle(f"postmortem/api/INC-DOWN-{n}"),
+                                       lambda s: s is not None)
+            assert state.plan.incident.external_id == f"INC-DOWN-{n}"
+
+
+async def test_concurrent_duplicates_one_new_one_lifecycle(web: Web) -> None:
+    """Twenty deliveries of one incident at once: exactly one is answered new, and one lifecycle starts."""
+    answers = await asyncio.gather(*(web.api("/api/incidents", incident_body("INC-SAME")) for _ in range(20)))
+    assert [r.status_code for r in answers] == [202] * 20
+    assert sorted(r.json()["new"] for r in answers) == [False] * 19 + [True]
+    assert {r.json()["workflow_id"] for r in answers} == {"postmortem/api/INC-SAME"}
+    await web.state("postmortem/api/INC-SAME")
+    await eventually(lambda: web.app.store.inbox.counts() == {"forwarded": 1})
 
 
 async def test_client_is_connected_once(app: App) -> None:
-    import httpx
-
-    from closeloop.web.app import create_app
-
     calls = 0
 
     async def factory() -> object:
@@ -150,15 +175,28 @@ async def test_client_is_connected_once(app: App) -> None:
         calls += 1
         return app.client
 
-    web_app = create_app(app.config, factory, secrets=secrets_of(api_tokens=TOKENS))
-    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://t") as http:
+    web_app = create_app(app.config, factory, secrets=secrets_of(api_tokens=TOKENS), store=app.store)
+    async with LifespanClient(web_app) as http:
         assert calls == 0  # lazily
         for n in range(3):
             r = await http.post("/api/incidents", json=incident_body(f"INC-ONCE-{n}"),
                                 headers={"Authorization": f"Bearer {TOKENS[0]}"})
             assert r.status_code == 202
             app.handles.append(app.client.get_workflow_handle(r.json()["workflow_id"]))
+        await eventually(lambda: app.store.inbox.counts() == {"forwarded": 3})
     assert calls == 1
+
+
+async def test_no_store_no_start_503(app: App) -> None:
+    """An app built without a store cannot accept an incident durably: 503 with a reason, nothing started."""
+    async def factory() -> object:
+        return app.client
+
+    web_app = create_app(app.config, factory, secrets=secrets_of(api_tokens=TOKENS))
+    async with LifespanClient(web_app) as http:
+        r = await http.post("/api/incidents", json=incident_body(), headers={"Authorization": f"Bearer {TOKENS[0]}"})
+    assert r.status_code == 503
+    assert r.json() == {"error": "this server has no store configured"}
 
 
 def test_secrets_come_from_the_environment() -> None:

@@ -35,5 +35,5 @@ async def test_a_nul_byte_in_an_incident_field_is_cleaned_and_the_lifecycle_runs
 async def test_a_nul_byte_in_an_id_is_refused_with_a_reason(web: Web) -> None:
     r = await web.api("/api/incidents", {"external_id": "INC-\u00001", "title": "Checkout returns 500s"})
     assert r.status_code == 422
-    assert "control characters" in r.json()["error"]
+    assert "external_id" in r.json()["error"]  # the one id rule (closeloop.ids): no control characters in it
     assert web.app.handles == []

@@ -42,7 +42,7 @@ from closeloop.standins.jira import JiraStandin
 from closeloop.standins.spec import SPEC_URI, SPECS_DIR
 from closeloop.web.app import create_app
 from closeloop.workflows.action_item import ActionItemWorkflow
-from tests.closeloop.web.conftest import TOKENS, secrets_of
+from tests.closeloop.web.conftest import TOKENS, LifespanClient, secrets_of
 from tests.standins.fixtures import GITHUB_SPEC, JIRA_SPEC, spec_validator, validated
 from tests.temporal_env import DAY, App, incident, running_app
 
@@ -181,7 +181,7 @@ def _web(app: App) -> httpx.AsyncClient:
         return app.client
 
     web_app = create_app(app.config, client_factory, secrets=SECRETS, store=app.store)
-    return httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://closeloop.test")
+    return LifespanClient(web_app)
 
 
 @pytest.fixture
