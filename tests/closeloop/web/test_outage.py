@@ -37,7 +37,11 @@ async def test_temporal_unreachable_503_says_when_to_retry(tmp_path: Path) -> No
     config = make_config(tmp_path)
     web_app = create_app(config, _no_temporal, secrets=secrets_of(api_tokens=TOKENS), open_store=Store)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web_app), base_url="http://t") as http:
+        # A new incident goes to the inbox without Temporal (202); asking about one closeloop has never seen
+        # needs Temporal's answer (a lifecycle from before the inbox): 503, with when to ask again.
         r = await http.post("/api/incidents", json={"source": "api", "external_id": "INC-2", "title": "x"},
                             headers=AUTH)
+        assert r.status_code == 202, r.text
+        r = await http.post("/api/incidents/api/INC-3/resolve", json={}, headers=AUTH)
     assert r.status_code == 503 and r.headers["Retry-After"].isdigit(), r.text
     assert r.json() == {"error": "Temporal is unreachable; try again later"}
