@@ -7,6 +7,8 @@ What goes, once older than its cutoff:
   - webhook deliveries (by `received_at`; a delivery seen again is refreshed, see DeliveryLog.record_delivery),
   - notification outbox rows (by `sent_at`),
   - rate events (by `at`),
+  - incident inbox rows whose lifecycle was started (by `forwarded_at`, with the deliveries' cutoff; pending
+    and refused rows stay until they are dealt with),
   - closed lifecycles, only when `closed_records` is set: a postmortem whose stage is terminal (closed,
     skipped, cancelled) and unchanged since the cutoff, whose action items are all terminal (won't do, or
     done with a verdict; a cancelled lifecycle's items ended with it) and unchanged since the cutoff. Its
@@ -31,6 +33,7 @@ from closeloop.models import PruneResult
 from closeloop.store.database import Database
 from closeloop.store.tables import (
     ActionItemRow,
+    InboxRow,
     IncidentRow,
     IncidentServiceRow,
     MeetingRow,
@@ -96,6 +99,9 @@ class Retention:
             (WebhookDeliveryRow, WebhookDeliveryRow.received_at < cutoffs.deliveries),
             (NotificationRow, NotificationRow.sent_at < cutoffs.notifications),
             (RateEventRow, RateEventRow.at < cutoffs.rate_events),
+            # inbox rows whose lifecycle started, as long as the delivery log's: a repeat after that is answered
+            # "new" again, and its start finds the workflow id taken (no second lifecycle)
+            (InboxRow, and_(InboxRow.state == "forwarded", InboxRow.forwarded_at < cutoffs.deliveries)),
         ]
         for row, where in aged:
             name = row.__tablename__

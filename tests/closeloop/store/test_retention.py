@@ -16,6 +16,7 @@ from closeloop.store.retention import Cutoffs
 from closeloop.store.store import Store
 from closeloop.store.tables import (
     ActionItemRow,
+    InboxRow,
     IncidentRow,
     IncidentServiceRow,
     MeetingRow,
@@ -101,7 +102,8 @@ def test_old_deliveries_outbox_rows_and_rate_events_go_in_batches_young_ones_sta
     store.rate_limits.take_rate_slot("bucket-young", limit=10, window=timedelta(minutes=1), now=NOW - 6 * DAY)
 
     dry = store.retention.prune(KEEP, batch_size=2, dry_run=True)
-    assert dry.deleted == {"webhook_deliveries": 5, "notifications": 5, "rate_events": 5} and dry.batches == 0
+    assert dry.deleted == {"webhook_deliveries": 5, "notifications": 5, "rate_events": 5, "incident_inbox": 0} \
+        and dry.batches == 0
     assert count(store.db, WebhookDeliveryRow.id) == 7  # a dry run deletes nothing
 
     heard: list[str] = []
@@ -169,6 +171,22 @@ def test_closed_lifecycles_are_kept_forever_unless_closed_records_is_set(store: 
                       rate_events=KEEP.rate_events)
     assert store.retention.prune(forever).lifecycles == 0
     assert store.records.get_postmortem(pid) is not None
+
+
+def test_forwarded_inbox_rows_go_with_the_delivery_log_pending_and_refused_stay(store: Store) -> None:
+    for name in ("old-forwarded", "young-forwarded", "old-pending", "old-refused"):
+        store.inbox.receive(incident(name), "pagerduty")
+    by_id = {e.incident.external_id: e.id for e in store.inbox.entries(("pending",))}
+    store.inbox.forwarded([by_id["old-forwarded"], by_id["young-forwarded"]])
+    store.inbox.refuse(by_id["old-refused"], "invalid")
+    age(store, InboxRow, "forwarded_at", InboxRow.id == by_id["old-forwarded"], NOW - 31 * DAY)
+    age(store, InboxRow, "received_at", InboxRow.id.in_([by_id["old-pending"], by_id["old-refused"]]),
+        NOW - 400 * DAY)
+
+    assert store.retention.prune(KEEP).deleted["incident_inbox"] == 1
+    assert store.inbox.entry("pagerduty", "old-forwarded") is None
+    for name in ("young-forwarded", "old-pending", "old-refused"):
+        assert store.inbox.entry("pagerduty", name) is not None, name
 
 
 def test_a_rate_limit_window_longer_than_retention_allows_is_refused(store: Store) -> None:
