@@ -332,7 +332,9 @@ async def chaos(args: argparse.Namespace, rng: random.Random, workers: Workers, 
 
     async def kills() -> None:
         n = 0
-        while n < args.kills and await at(args.kill_every * (n + 1)):
+        # Kills that land: a worker that had already exited (started while Temporal or the database was down,
+        # exit 3) is only started again, and the next tick tries another kill.
+        while workers.kills < args.kills and await at(args.kill_every * (n + 1)):
             await asyncio.to_thread(workers.kill_random, rng)
             n += 1
             if n % 5 == 0:
