@@ -388,7 +388,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
         proc_env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSELOOP_")}
         proc_env.update(CLOSELOOP_CONFIG=str(config), CLOSELOOP_TEMPORAL_ADDRESS=address,
                         CLOSELOOP_NAMESPACE="default", CLOSELOOP_TASK_QUEUE=task_queue,
-                        CLOSELOOP_DB_URL=f"sqlite:///{tmp / 'closeloop.db'}", PYTHONUNBUFFERED="1")
+                        CLOSELOOP_DB_URL=args.db_url or f"sqlite:///{tmp / 'closeloop.db'}", PYTHONUNBUFFERED="1")
         # migrate once, before two processes open the store
         from closeloop.store.store import Store
 
@@ -520,6 +520,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--no-worker", action="store_true",
                     help="run no closeloop worker (to see the web app and Temporal alone; the lifecycles only "
                          "start)")
+    ap.add_argument("--db-url", metavar="URL",
+                    help="the store of the web app and the worker (default: SQLite in the run's temp dir); e.g. "
+                         "postgresql+psycopg://postgres@127.0.0.1:5432/<a database of its own> (its tables are "
+                         "created; rows of earlier runs stay, so give each run a new database)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
     args = ap.parse_args(argv)
     if args.rate <= 0 or args.seconds <= 0:

@@ -8,13 +8,16 @@ id still dedupes the repeat)."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import func, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import StatementError
 
+from closeloop.db_errors import unreachable_database
 from closeloop.models import InboxEntry, Incident
 from closeloop.store.database import Database
 from closeloop.store.tables import InboxRow
@@ -46,16 +49,55 @@ class IncidentInbox:
         """Commit the incident as pending; False when this source and incident id are there already (a
         duplicate: the first one's row stands). The unique constraint decides, so concurrent deliveries of
         one incident get exactly one True."""
+        outcome = self.receive_many([(incident, via)])[0]
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    def receive_many(self, arrivals: Sequence[tuple[Incident, str]]) -> list[bool | StatementError]:
+        """`receive` for several (incident, via) at once, in one transaction and one statement (group commit:
+        the web app commits the deliveries that arrived while the previous commit ran). The outcomes are in
+        order: True for the first arrival of a source and id that was not there yet, False for every other
+        one. An outage raises (nothing committed). A batch the database refuses for anything else (one bad
+        row) is committed row by row instead, and only the bad row's arrivals get its error as their outcome."""
+        if not arrivals:
+            return []
         now = datetime.now(UTC)
-        try:  # Core, not an ORM session: a fifth of the CPU, on the path every webhook waits for
-            with self.db.engine.begin() as conn:
-                conn.execute(insert(InboxRow), dict(
-                    source=incident.source, external_id=incident.external_id,
-                    incident=incident.model_dump(mode="json"), via=via[:32], state="pending", received_at=now,
-                    due_at=now, attempts=0))
-        except IntegrityError:
-            return False
-        return True
+        first: dict[tuple[str, str], int] = {}  # a key's first arrival in this batch: the only one that may be new
+        for i, (incident, _) in enumerate(arrivals):
+            first.setdefault((incident.source, incident.external_id), i)
+        rows = {key: dict(source=key[0], external_id=key[1], incident=arrivals[i][0].model_dump(mode="json"),
+                          via=arrivals[i][1][:32], state="pending", received_at=now, due_at=now, attempts=0)
+                for key, i in first.items()}
+        failed: dict[tuple[str, str], StatementError] = {}
+        try:
+            inserted = self._insert_new(list(rows.values()))
+        except StatementError as e:
+            if unreachable_database(e) or len(rows) == 1:
+                raise
+            inserted = set()
+            for key, row in rows.items():  # one bad row must not fail the others: each in its own transaction
+                try:
+                    inserted |= self._insert_new([row])
+                except StatementError as row_error:
+                    if unreachable_database(row_error):
+                        raise
+                    failed[key] = row_error
+        outcomes: list[bool | StatementError] = []
+        for i, (incident, _) in enumerate(arrivals):
+            key = (incident.source, incident.external_id)
+            outcomes.append(failed[key] if key in failed else first[key] == i and key in inserted)
+        return outcomes
+
+    def _insert_new(self, rows: list[dict[str, object]]) -> set[tuple[str, str]]:
+        """Insert the rows whose source and id are not there yet, in one statement; the keys inserted. Core,
+        not the ORM: this is on the path every webhook waits for."""
+        dialect = self.db.engine.dialect.name
+        stmt = (pg_insert(InboxRow) if dialect == "postgresql" else sqlite_insert(InboxRow)).on_conflict_do_nothing(
+            index_elements=[InboxRow.source, InboxRow.external_id])
+        with self.db.engine.begin() as conn:
+            result = conn.execute(stmt.returning(InboxRow.source, InboxRow.external_id), rows)
+            return {(source, external_id) for source, external_id in result}
 
     def entry(self, source: str, external_id: str) -> InboxEntry | None:
         with self.db.session() as s:

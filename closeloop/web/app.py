@@ -47,6 +47,7 @@ from closeloop.timeline import NoteError, note_event
 from closeloop.web import ticket_status
 from closeloop.web.deadlines import BodyDeadline
 from closeloop.web.forwarder import Forwarder
+from closeloop.web.intake import Intake
 from closeloop.web.requests import (
     API_SOURCE,
     Reject,
@@ -179,13 +180,15 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         return cached[0]
 
     forwarder = Forwarder(the_store, client)
+    intake = Intake(the_store)
+    app.state.intake = intake
     app.state.forwarder = forwarder
 
     async def start(incident: Incident, via: str) -> Response:
         """Commit the incident to the inbox and answer; the forwarder starts its lifecycle."""
-        inbox = (await the_store()).inbox
+        await the_store()  # 503 when this app has no store
         try:
-            new = await asyncio.to_thread(inbox.receive, incident, via)
+            new = await intake.receive(incident, via)
         except Exception as e:  # noqa: BLE001 - the database failed: nothing was committed, the sender retries
             log.error("inbox_write_failed", workflow_id=incident.workflow_id, via=via,
                       error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")

@@ -5,7 +5,7 @@ the app passes one in (closeloop.serving)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Protocol
 
@@ -34,6 +34,8 @@ class Deliveries(Protocol):
 
 class Inbox(Protocol):
     def receive(self, incident: Incident, via: str) -> bool: ...
+
+    def receive_many(self, arrivals: Sequence[tuple[Incident, str]]) -> Sequence[bool | Exception]: ...
 
     def entry(self, source: str, external_id: str) -> InboxEntry | None: ...
 

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
+import pytest
+
 from closeloop.store.inbox import IncidentInbox
 from closeloop.store.store import Store
 from tests.temporal_env import incident
@@ -22,6 +24,33 @@ def test_the_first_delivery_is_new_and_a_repeat_is_a_duplicate(inbox: IncidentIn
     assert entry is not None
     assert (entry.state, entry.via, entry.attempts, entry.incident) == ("pending", "api", 0, first)
     assert inbox.entry("api", "INC-2") is None
+
+
+def test_a_batch_commits_at_once_and_answers_each_arrival_in_order(inbox: IncidentInbox) -> None:
+    """Group commit: one call, one transaction. Within the batch, only the first arrival of an incident can be
+    new; an incident already there is a duplicate; the answers follow the arrivals' order."""
+    assert inbox.receive(incident("OLD"), "api") is True
+    arrivals = [(incident("A"), "api"), (incident("OLD"), "api"), (incident("B"), "api"),
+                (incident("A", title="A again"), "api"), (incident("A", source="pagerduty"), "pagerduty")]
+    assert inbox.receive_many(arrivals) == [True, False, True, False, True]
+    assert inbox.receive_many([]) == []
+    a = inbox.entry("api", "A")
+    assert a is not None and a.incident.title == incident("A").title  # the first arrival's row stands
+    assert inbox.counts() == {"pending": 4}
+
+
+def test_a_row_the_database_refuses_fails_only_its_own_arrivals(store: Store) -> None:
+    """One row PostgreSQL refuses (an id longer than the column; the edge never lets one through, this stands
+    for any row-level refusal) fails its own arrivals only: the rest of the batch is committed and answered."""
+    if store.db.engine.dialect.name != "postgresql":
+        pytest.skip("SQLite does not enforce VARCHAR lengths: it refuses no row of this batch")
+    too_long = incident("X").model_copy(update={"external_id": "X" * 300})
+    outcomes = store.inbox.receive_many([(incident("C"), "api"), (too_long, "api"), (incident("D"), "api"),
+                                         (too_long, "api")])
+    assert outcomes[0] is True and outcomes[2] is True
+    assert isinstance(outcomes[1], Exception) and outcomes[3] is outcomes[1]
+    assert "too long" in str(outcomes[1])
+    assert store.inbox.counts() == {"pending": 2}
 
 
 def test_concurrent_deliveries_of_one_incident_get_one_new(store: Store) -> None:

@@ -167,6 +167,27 @@ async def test_concurrent_duplicates_one_new_one_lifecycle(web: Web) -> None:
     await eventually(lambda: web.app.store.inbox.counts() == {"forwarded": 1})
 
 
+async def test_deliveries_arriving_together_are_committed_in_groups(web: Web) -> None:
+    """Group commit: 40 incidents, each delivered twice, all at once. Every request is answered only after its
+    own incident is committed (the inbox holds it when the answer comes), exactly one of each pair is new, and
+    the 80 deliveries took far fewer transactions than 80."""
+    intake = web.http.app.state.intake  # type: ignore[attr-defined]
+    before = intake.groups
+    ids = [f"INC-GROUP-{n}" for n in range(40)]
+
+    async def deliver(external_id: str) -> tuple[str, bool]:
+        r = await web.api("/api/incidents", incident_body(external_id))
+        assert r.status_code == 202, r.text
+        assert web.app.store.inbox.entry("api", external_id) is not None  # committed before the answer
+        return external_id, r.json()["new"]
+
+    answers = await asyncio.gather(*(deliver(i) for i in ids + ids[::-1]))
+    new = {i for i, is_new in answers if is_new}
+    assert new == set(ids) and len([a for a in answers if a[1]]) == 40
+    assert 1 <= intake.groups - before < 40, intake.groups - before
+    await eventually(lambda: web.app.store.inbox.counts() == {"forwarded": 40}, timeout=60)
+
+
 async def test_client_is_connected_once(app: App) -> None:
     calls = 0
 
