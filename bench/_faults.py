@@ -116,11 +116,13 @@ def free_port() -> int:
 
 
 class DevServerProcess:
-    """`temporal server start-dev` on a persistent SQLite file, as a process of its own that can be killed -9
-    and started again on the same port and file (what it had accepted survives)."""
+    """`temporal server start-dev` on a persistent SQLite file (or in memory), as a process of its own that can
+    be killed -9 and started again on the same port and file (what it had accepted survives). Its own session,
+    so its own scheduling group where the kernel groups by session (autogroup): a benchmark's load generator
+    never competes with the server for one group's share of the CPUs."""
 
-    def __init__(self, binary: str, data: Path, port: int | None = None) -> None:
-        self.binary, self.data = binary, data
+    def __init__(self, binary: str, data: Path, port: int | None = None, *, in_memory: bool = False) -> None:
+        self.binary, self.data, self.in_memory = binary, data, in_memory  # in memory: `data` holds the log only
         self.port = port or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
         self.log = data / "temporal.log"
@@ -132,9 +134,9 @@ class DevServerProcess:
 
     def start(self, timeout: float = 60.0) -> None:
         self.data.mkdir(parents=True, exist_ok=True)
-        cmd = [self.binary, "server", "start-dev", "--db-filename", str(self.data / "temporal.db"), "--ip",
-               "127.0.0.1", "--port", str(self.port), "--headless", "--namespace", "default", "--log-level", "error",
-               *dev_server_flags()]
+        store = [] if self.in_memory else ["--db-filename", str(self.data / "temporal.db")]
+        cmd = [self.binary, "server", "start-dev", *store, "--ip", "127.0.0.1", "--port", str(self.port),
+               "--headless", "--namespace", "default", "--log-level", "error", *dev_server_flags()]
         with self.log.open("ab") as out:
             self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)

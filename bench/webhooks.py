@@ -25,7 +25,6 @@ import json
 import os
 import random
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -44,16 +43,17 @@ from _common import (  # noqa: E402
     BENCH_CONFIG,  # noqa: E402
     ROOT,
     BenchError,
-    child_pids,
     cpu_seconds,
-    dev_server,
     run_reporting_errors,
+    temporal_binary,
     venv_binary,
 )
+from _faults import DevServerProcess, free_port  # noqa: E402
 from temporalio.api.enums.v1 import TaskQueueType  # noqa: E402
 from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
+from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
 
 SECRET = "bench-pagerduty-signing-secret"  # a throwaway secret for this run's own server
 SERVICES = ["checkout", "search", "payments", "identity", "billing"]
@@ -122,12 +122,6 @@ def deliveries(n_incidents: int, run_tag: str, rng: random.Random) -> tuple[list
 
 
 # --------------------------------------------------------------------------- processes
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @dataclass
@@ -380,10 +374,17 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
 
     query = (f'WorkflowType = "PostmortemWorkflow" AND TaskQueue = "{task_queue}" '
              f'AND WorkflowId STARTS_WITH "postmortem/pagerduty/PB{run_tag}"')
-    async with dev_server() as env:
-        client = env.client
-        server = child_pids()
-        address = client.service_client.config.target_host
+    temporal = DevServerProcess(temporal_binary(), tmp / "temporal", in_memory=True)
+    try:
+        await asyncio.to_thread(temporal.start)
+        client = await Client.connect(temporal.address, data_converter=pydantic_data_converter)
+    except Exception as e:  # noqa: BLE001
+        temporal.stop()
+        raise BenchError(f"cannot start the Temporal dev server: {e}") from e
+    try:
+        assert temporal.proc is not None
+        server = [temporal.proc.pid]
+        address = temporal.address
         print(f"dev server up at {address}", file=sys.stderr, flush=True)
         proc_env = {k: v for k, v in os.environ.items() if not k.startswith("CLOSELOOP_")}
         proc_env.update(CLOSELOOP_CONFIG=str(config), CLOSELOOP_TEMPORAL_ADDRESS=address,
@@ -437,8 +438,14 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
             web.stop()
             if worker:
                 worker.stop()
+    finally:
+        temporal.stop()
 
     results = load.results
+    if args.latencies:  # one line per request, in due order: due offset (s), latency (ms), status
+        with open(args.latencies, "w") as out:
+            for k, r in enumerate(results):
+                out.write(f"{k / args.rate:.3f} {r.latency * 1000:.1f} {r.status or r.error}\n")
     latencies = sorted(r.latency * 1000 for r in results if r.status is not None)
     statuses = Counter(str(r.status) for r in results if r.status is not None)
     errors = Counter(r.error for r in results if r.error)
@@ -524,6 +531,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="the store of the web app and the worker (default: SQLite in the run's temp dir); e.g. "
                          "postgresql+psycopg://postgres@127.0.0.1:5432/<a database of its own> (its tables are "
                          "created; rows of earlier runs stay, so give each run a new database)")
+    ap.add_argument("--latencies", metavar="FILE",
+                    help="also write every request's due time (s from the start), latency (ms) and status to FILE, "
+                         "one line each (to see when the slow ones happened)")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON instead of the table")
     args = ap.parse_args(argv)
     if args.rate <= 0 or args.seconds <= 0:

@@ -10,7 +10,7 @@ from dataclasses import replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -111,6 +111,15 @@ class SyncSettings(_Strict):
         return v
 
 
+class InboxSettings(_Strict):
+    """`[inbox]`: where the inbox's forwarder runs (closeloop/forwarder.py): in the web app (`closeloop serve`,
+    the default: a committed incident wakes it at once) or in the worker (`closeloop worker`: the web app then
+    only commits and answers, which keeps its CPU for the requests; the worker looks every second). Exactly
+    one of them forwards; `closeloop dev` runs both in one process either way."""
+
+    forward_in: Literal["web", "worker"] = Field(default="web", description="web or worker")
+
+
 class RetentionSettings(_Strict):
     """`[retention]`: how long the store keeps what it no longer needs; the `closeloop-retention` Schedule (every
     `every`) and `closeloop db prune` delete older rows in batches of `batch_size` (closeloop/retention.py)."""
@@ -182,6 +191,7 @@ class Config(_Strict):
     webhooks: dict[str, dict[str, Any]] = Field(default_factory=dict)  # incident sources: severity maps...
     sync: SyncSettings = Field(default_factory=SyncSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    inbox: InboxSettings = Field(default_factory=InboxSettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -26,7 +26,9 @@ from closeloop import logging as closeloop_logging
 from closeloop.activities.support import ClassifyErrors
 from closeloop.client import Closeloop, connect
 from closeloop.config import Config, ConfigError, load_config
+from closeloop.forwarder import Forwarder
 from closeloop.integrations.registry import Integrations, build
+from closeloop.store.inbox import IncidentInbox
 from closeloop.sweep_schedules import apply as apply_schedules
 
 log = structlog.get_logger("closeloop.worker")
@@ -55,6 +57,14 @@ async def run(config: Config, *, stop: asyncio.Event | None = None, update_sched
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    try:
+        await _run(config, stop, update_schedules)
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+async def _run(config: Config, stop: asyncio.Event, update_schedules: bool) -> None:
     # Before anything connects: which server, namespace and config this is (a worker started without a config
     # runs on the built-in defaults, 127.0.0.1:7233, and says so).
     log.info("worker starting", address=config.temporal.address, namespace=config.temporal.namespace,
@@ -69,12 +79,30 @@ async def run(config: Config, *, stop: asyncio.Event | None = None, update_sched
         except RPCError as e:  # a server without schedules must not stop the worker
             log.warning("schedules not applied", error=e.message)
         log.info("worker started", address=config.temporal.address, namespace=config.temporal.namespace,
-                 task_queue=config.temporal.task_queue, config=config_origin(config))
+                 task_queue=config.temporal.task_queue, config=config_origin(config),
+                 forwards_inbox=config.inbox.forward_in == "worker")
+        forwarder = None
+        if config.inbox.forward_in == "worker":  # the inbox's forwarder runs here, not in the web app
+            forwarder = inbox_forwarder(integrations, Closeloop(client, config.temporal.task_queue))
+            forwarder.start()
         async with worker:
             await stop.wait()
             log.info("shutting down")
+            if forwarder is not None:
+                await forwarder.stop()  # rows it did not get to stay pending: the next start forwards them
     integrations.store.close()
     log.info("worker stopped")
+
+
+def inbox_forwarder(integrations: Integrations, closeloop: Closeloop) -> Forwarder:
+    """The forwarder of `[inbox] forward_in = "worker"`: the store's inbox, this worker's client."""
+    async def inbox() -> IncidentInbox:
+        return integrations.store.inbox
+
+    async def client() -> Closeloop:
+        return closeloop
+
+    return Forwarder(inbox, client)
 
 
 def config_origin(config: Config) -> str:

@@ -19,8 +19,9 @@ def web_app(config: Any) -> Any:
 
 def uvicorn_config(app: Any, host: str, port: int, log_level: str, web: Any = None) -> Any:
     """uvicorn's settings for the app: closeloop's logging (no uvicorn log config), no access log, no
-    Server header, and the limits of `web` ([web], closeloop.config.WebSettings; its defaults when None)
-    against slow and too many clients (closeloop/web/server.py)."""
+    Server header, the limits of `web` ([web], closeloop.config.WebSettings; its defaults when None)
+    against slow and too many clients (closeloop/web/server.py), and uvloop's event loop where it is installed
+    (a dependency, except on Windows; bench/webhooks.py: a third less CPU per webhook than asyncio's)."""
     import uvicorn
 
     from closeloop.config import WebSettings
@@ -32,7 +33,7 @@ def uvicorn_config(app: Any, host: str, port: int, log_level: str, web: Any = No
     raise_open_files(web.max_connections)
     return uvicorn.Config(app, host=host, port=port, log_config=None, log_level=log_level.lower(),
                           access_log=False, server_header=False, http=protocol,
-                          timeout_keep_alive=web.keep_alive_timeout.total_seconds())
+                          timeout_keep_alive=web.keep_alive_timeout.total_seconds(), loop="auto")
 
 
 @click.command("serve")

@@ -7,8 +7,9 @@ GitHub ticket status: closeloop.integrations.<vendor>.webhook).
 
 A request that starts a lifecycle (every incident webhook, `POST /api/incidents`, `.../resolve`) is answered
 202 `{"workflow_id", "new"}` once the incident is committed to the store's inbox, unique on source and
-incident id: `new` is false for a repeated delivery. It does not wait for Temporal: the app's forwarder
-(closeloop.web.forwarder, run by the lifespan) starts the lifecycles, workflow id
+incident id: `new` is false for a repeated delivery. It does not wait for Temporal: the forwarder
+(closeloop.forwarder; run by the app's lifespan, or by the worker: `[inbox] forward_in`) starts the lifecycles,
+workflow id
 `postmortem/<source>/<external_id>` (so a repeat never starts a second one), and retries while Temporal is
 down. Temporal's own error text never reaches a client. Bodies are read raw (the signature covers the exact
 bytes) and capped: the API's at `[web] max_body_bytes`, each webhook's at its vendor's documented maximum
@@ -40,13 +41,13 @@ from closeloop.client import Closeloop
 from closeloop.config import Config
 from closeloop.contract import postmortem_workflow_id
 from closeloop.db_errors import db_reason, unreachable_database
+from closeloop.forwarder import Forwarder
 from closeloop.integrations.base import IncidentWebhook, StatusChange, TicketWebhook, Webhook
 from closeloop.models import Incident, TimelineEvent
 from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import ticket_status
 from closeloop.web.deadlines import BodyDeadline
-from closeloop.web.forwarder import Forwarder
 from closeloop.web.intake import Intake
 from closeloop.web.requests import (
     API_SOURCE,
@@ -60,7 +61,7 @@ from closeloop.web.requests import (
     read_body,
     validation_message,
 )
-from closeloop.web.storage import WebStorage
+from closeloop.web.storage import Inbox, WebStorage
 
 log = structlog.get_logger("closeloop.web")
 
@@ -117,8 +118,9 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
     """The FastAPI app. `client_factory` is awaited once, when the forwarder or a request first needs Temporal
     (a failed connect is retried next time). `secrets` default to the environment. The store is `store`, or
     one `open_store(config.db_url)` opens on first use (closed when the app stops); without either, nothing
-    can be started (503). The lifespan runs the inbox's forwarder (`app.state.forwarder`): serve the app with
-    its lifespan (uvicorn does). `webhooks` default to every registered plugin's
+    can be started (503). The lifespan runs the inbox's forwarder (`app.state.forwarder`) unless `[inbox]
+    forward_in` gives it to the worker: serve the app with its lifespan (uvicorn does). `webhooks` default to
+    every registered plugin's
     (closeloop.integrations.registry.webhooks)."""
     secrets = Secrets() if secrets is None else secrets
     if webhooks is None:
@@ -132,7 +134,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        if has_store:
+        if forwards:
             forwarder.start()
         try:
             yield
@@ -179,7 +181,11 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
                     raise Reject(503, "Temporal is unreachable; try again later") from None
         return cached[0]
 
-    forwarder = Forwarder(the_store, client)
+    async def the_inbox() -> Inbox:
+        return (await the_store()).inbox
+
+    forwarder = Forwarder(the_inbox, client)
+    forwards = has_store and config.inbox.forward_in == "web"  # else the worker does ([inbox] forward_in)
     intake = Intake(the_store)
     app.state.intake = intake
     app.state.forwarder = forwarder
@@ -193,7 +199,8 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
             log.error("inbox_write_failed", workflow_id=incident.workflow_id, via=via,
                       error=f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
             raise Reject(503, "could not record the incident; try again later") from None
-        forwarder.kick()
+        if forwards:
+            forwarder.kick()
         log.info("incident_received" if new else "incident_duplicate", workflow_id=incident.workflow_id, via=via,
                  severity=incident.severity)
         return JSONResponse({"workflow_id": incident.workflow_id, "new": new}, status_code=202)

@@ -110,6 +110,55 @@ async def test_a_refused_incident_is_kept_not_retried_and_its_error_text_not_ret
 # --------------------------------------------------------------------------- a two-minute outage
 
 
+async def test_forwarding_in_the_worker(tmp_path: Path) -> None:
+    """`[inbox] forward_in = "worker"`: the web app only commits and answers (202; its rows stay pending and no
+    lifecycle starts, though a forwarder in the app would have started them within milliseconds), and the
+    worker (`closeloop.worker.run`, on the same store) forwards them, once each. A dev server of its own: the
+    worker applies the closeloop Schedules to the server it runs on."""
+    from closeloop import search_attributes as sa
+    from closeloop import worker
+
+    async with await WorkflowEnvironment.start_local(
+            dev_server_existing_path=_binary("temporal"), data_converter=pydantic_data_converter,
+            search_attributes=sa.ALL, namespace="default") as env:
+        db_url = f"sqlite:///{tmp_path / 'shared.db'}"
+        config = make_config(tmp_path, db_url=db_url, task_queue=f"closeloop-fw-{uuid.uuid4().hex[:8]}",
+                             extra='\n[inbox]\nforward_in = "worker"\n')
+        config = config.model_copy(update={"temporal": config.temporal.model_copy(
+            update={"address": env.client.service_client.config.target_host})})
+        assert config.inbox.forward_in == "worker"
+
+        async def factory() -> Client:
+            return env.client
+
+        store = Store(db_url)
+        ids = [f"INC-FW-{n}" for n in range(3)]
+        try:
+            app = create_app(config, factory, store=store, secrets=secrets_of(api_tokens=(TOKEN,)))
+            async with LifespanClient(app) as http:
+                for external_id in ids:
+                    r = await http.post("/api/incidents", headers={"Authorization": f"Bearer {TOKEN}"},
+                                        json={"external_id": external_id, "title": "Checkout returns 500s"})
+                    assert (r.status_code, r.json()["new"]) == (202, True), r.text
+                await asyncio.sleep(2.5)  # the app's own forwarder would have been woken by each commit
+                assert store.inbox.counts() == {"pending": 3}
+            query = f'WorkflowId STARTS_WITH "postmortem/api/INC-FW-" AND TaskQueue = "{config.temporal.task_queue}"'
+            assert (await env.client.count_workflows(query)).count == 0
+
+            stop = asyncio.Event()
+            running = asyncio.create_task(worker.run(config, stop=stop))
+            try:
+                await until("the worker forwarded the 3 rows", lambda: store.inbox.counts() == {"forwarded": 3}, 60)
+            finally:
+                stop.set()
+                await asyncio.wait_for(running, 30)
+            for external_id in ids:
+                description = await env.client.get_workflow_handle(f"postmortem/api/{external_id}").describe()
+                assert description.task_queue == config.temporal.task_queue
+        finally:
+            store.close()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

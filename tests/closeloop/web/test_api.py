@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
@@ -239,6 +240,38 @@ def test_web_settings_in_config(tmp_path) -> None:
     path.write_text("[web]\napi_tokens = ['x']\n")  # secrets never come from the file
     with pytest.raises(ConfigError, match="api_tokens"):
         load_config(path, env={})
+
+
+def test_inbox_forward_in_setting(tmp_path) -> None:
+    """`[inbox] forward_in`: the web app by default, or the worker; nothing else."""
+    from closeloop.config import ConfigError, load_config
+
+    path = tmp_path / "c.toml"
+    path.write_text("")
+    assert load_config(path, env={}).inbox.forward_in == "web"
+    path.write_text("[inbox]\nforward_in = 'worker'\n")
+    assert load_config(path, env={}).inbox.forward_in == "worker"
+    path.write_text("[inbox]\nforward_in = 'both'\n")
+    with pytest.raises(ConfigError, match="forward_in"):
+        load_config(path, env={})
+
+
+async def test_a_web_app_that_does_not_forward_still_answers_from_the_inbox(app: App) -> None:
+    """With `forward_in = "worker"` the app runs no forwarder: it commits, answers new or duplicate, and starts
+    nothing itself."""
+    config = app.config.model_copy(update={"inbox": app.config.inbox.model_copy(update={"forward_in": "worker"})})
+
+    async def factory() -> Any:
+        return app.client
+
+    web_app = create_app(config, factory, secrets=secrets_of(api_tokens=TOKENS), store=app.store)
+    async with LifespanClient(web_app) as http:
+        headers = {"Authorization": f"Bearer {TOKENS[0]}"}
+        first = await http.post("/api/incidents", json=incident_body("INC-NOFW"), headers=headers)
+        again = await http.post("/api/incidents", json=incident_body("INC-NOFW"), headers=headers)
+        assert [(r.status_code, r.json()["new"]) for r in (first, again)] == [(202, True), (202, False)]
+        assert web_app.state.forwarder._task is None  # never started
+    assert app.store.inbox.counts() == {"pending": 1}
 
 
 def test_serve_command_is_registered() -> None:

@@ -1,7 +1,8 @@
-"""The inbox's forwarder: an asyncio task of the web app (started and stopped by its lifespan) that starts the
-lifecycle of every incident the inbox holds as pending. Woken at once by the app when a row is committed,
-it also polls (rows another replica or an earlier run left). It claims a batch (a lease: several replicas
-never forward one row at once), starts the batch's lifecycles concurrently through
+"""The inbox's forwarder: starts the lifecycle of every incident the inbox holds as pending. It runs in one
+place, `[inbox] forward_in`: in the web app (an asyncio task its lifespan starts and stops, woken at once when
+a request commits a row), or in the worker (beside the Temporal worker, off the web app's CPU; it looks every
+second). Either way it also polls (rows another replica or an earlier run left). It claims a batch (a lease:
+several processes never forward one row at once), starts the batch's lifecycles concurrently through
 `Closeloop.start_postmortem` (the workflow id dedupes a repeat, so a row forwarded twice is harmless), and
 marks each row forwarded, refused (Temporal refused it as invalid: a warning, the reason kept for operators,
 never tried again) or due again. While Temporal (or the store) is unreachable it backs off, bounded and
@@ -11,17 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import random
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, timedelta
+from typing import Protocol
 
 import structlog
 from temporalio.service import RPCError, RPCStatusCode
 
 from closeloop.client import Closeloop
 from closeloop.models import InboxEntry
-from closeloop.web.storage import WebStorage
 
-log = structlog.get_logger("closeloop.web.forwarder")
+log = structlog.get_logger("closeloop.forwarder")
 
 BATCH = 64  # rows claimed at once
 CONCURRENCY = 32  # starts in flight at once
@@ -30,6 +31,18 @@ GATHER = 0.02  # seconds a woken forwarder waits before claiming: under load, on
 LEASE = timedelta(seconds=60)  # a claim's hold on its rows; longer than one start may take
 START_TIMEOUT = 20.0  # seconds one start may take before it counts as "Temporal unavailable"
 BACKOFF_FIRST, BACKOFF_MAX = 0.5, 15.0  # seconds; doubled per failed round, jittered
+
+
+class ForwardedInbox(Protocol):
+    """What the forwarder needs of the inbox (closeloop.store.inbox.IncidentInbox)."""
+
+    def claim(self, limit: int, lease: timedelta, *, now: datetime | None = None) -> list[InboxEntry]: ...
+
+    def forwarded(self, ids: Iterable[int], *, now: datetime | None = None) -> None: ...
+
+    def retry(self, ids: Iterable[int], error: str, at: datetime) -> None: ...
+
+    def refuse(self, row_id: int, reason: str) -> None: ...
 
 
 class Unavailable(Exception):
@@ -53,9 +66,9 @@ def _why(e: BaseException) -> str:
 class Forwarder:
     """Forwards the inbox's pending rows to Temporal; `kick()` wakes it, `run()` is the task's body."""
 
-    def __init__(self, storage: Callable[[], Awaitable[WebStorage]], closeloop: Callable[[], Awaitable[Closeloop]],
+    def __init__(self, inbox: Callable[[], Awaitable[ForwardedInbox]], closeloop: Callable[[], Awaitable[Closeloop]],
                  *, batch: int = BATCH, concurrency: int = CONCURRENCY, poll: float = POLL) -> None:
-        self._storage, self._closeloop = storage, closeloop
+        self._inbox, self._closeloop = inbox, closeloop
         self.batch, self.poll = batch, poll
         self._slots = asyncio.Semaphore(concurrency)
         self._wake = asyncio.Event()
@@ -113,7 +126,7 @@ class Forwarder:
         """Claim one batch and forward it; the number of rows claimed. Unavailable when none of them could
         be forwarded because Temporal (or the store) is unreachable (they are due again after the backoff)."""
         try:
-            inbox = (await self._storage()).inbox
+            inbox = await self._inbox()
         except Exception as e:  # noqa: BLE001 - the store cannot be opened now
             raise Unavailable(f"the store: {_why(e)}") from None
         rows = await asyncio.to_thread(inbox.claim, self.batch, LEASE)
@@ -125,7 +138,11 @@ class Forwarder:
             error = f"Temporal is unreachable: {_why(e)}"
             await asyncio.to_thread(inbox.retry, [r.id for r in rows], error, self._later())
             raise Unavailable(error) from None
-        outcomes = await asyncio.gather(*(self._forward(closeloop, row) for row in rows))
+        starts = []
+        for row in rows:  # one start begun per turn of the event loop: building a start request takes the loop
+            starts.append(asyncio.create_task(self._forward(closeloop, row)))  # for a moment, and the requests
+            await asyncio.sleep(0)  # waiting meanwhile get their turn between two starts, not after a batch's
+        outcomes = await asyncio.gather(*starts)
         forwarded = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
         failed = [(row, outcome) for row, outcome in zip(rows, outcomes, strict=True) if outcome is not None]
         await asyncio.to_thread(inbox.forwarded, forwarded)
