@@ -44,6 +44,10 @@ def _entry(row: InboxRow, *, strict: bool = False) -> InboxEntry:
 class IncidentInbox:
     def __init__(self, db: Database) -> None:
         self.db = db
+        # built once: constructing it cost a fifth of a webhook's commit
+        insert = pg_insert if db.engine.dialect.name == "postgresql" else sqlite_insert
+        self._insert_stmt = insert(InboxRow).on_conflict_do_nothing(
+            index_elements=[InboxRow.source, InboxRow.external_id]).returning(InboxRow.source, InboxRow.external_id)
 
     def receive(self, incident: Incident, via: str) -> bool:
         """Commit the incident as pending; False when this source and incident id are there already (a
@@ -92,11 +96,8 @@ class IncidentInbox:
     def _insert_new(self, rows: list[dict[str, object]]) -> set[tuple[str, str]]:
         """Insert the rows whose source and id are not there yet, in one statement; the keys inserted. Core,
         not the ORM: this is on the path every webhook waits for."""
-        dialect = self.db.engine.dialect.name
-        stmt = (pg_insert(InboxRow) if dialect == "postgresql" else sqlite_insert(InboxRow)).on_conflict_do_nothing(
-            index_elements=[InboxRow.source, InboxRow.external_id])
         with self.db.engine.begin() as conn:
-            result = conn.execute(stmt.returning(InboxRow.source, InboxRow.external_id), rows)
+            result = conn.execute(self._insert_stmt, rows)
             return {(source, external_id) for source, external_id in result}
 
     def entry(self, source: str, external_id: str) -> InboxEntry | None:
