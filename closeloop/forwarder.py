@@ -138,11 +138,16 @@ class Forwarder:
             error = f"Temporal is unreachable: {_why(e)}"
             await asyncio.to_thread(inbox.retry, [r.id for r in rows], error, self._later())
             raise Unavailable(error) from None
-        starts = []
-        for row in rows:  # one start begun per turn of the event loop: building a start request takes the loop
-            starts.append(asyncio.create_task(self._forward(closeloop, row)))  # for a moment, and the requests
-            await asyncio.sleep(0)  # waiting meanwhile get their turn between two starts, not after a batch's
-        outcomes = await asyncio.gather(*starts)
+        starts: list[asyncio.Task[tuple[bool, str] | None]] = []
+        try:
+            for row in rows:  # one start begun per turn of the event loop: building a start request takes the
+                starts.append(asyncio.create_task(self._forward(closeloop, row)))  # loop for a moment, and the
+                await asyncio.sleep(0)  # requests waiting get their turn between two starts, not after a batch's
+            outcomes = await asyncio.gather(*starts)
+        except asyncio.CancelledError:  # stopped mid-batch: no start outlives the forwarder (the rows' lease
+            for start in starts:  # runs out and the next forwarder starts them; the workflow id dedupes)
+                start.cancel()
+            raise
         forwarded = [row.id for row, outcome in zip(rows, outcomes, strict=True) if outcome is None]
         failed = [(row, outcome) for row, outcome in zip(rows, outcomes, strict=True) if outcome is not None]
         await asyncio.to_thread(inbox.forwarded, forwarded)
