@@ -1,6 +1,6 @@
 """The HTTP server's defences against slow and too many clients, for uvicorn (`closeloop serve` and
 `closeloop dev`). uvicorn has a keep-alive timeout but no header or body timeout and no connection cap that
-acts before a request arrives, so this subclass of its h11 protocol adds them from `[web]`:
+acts before a request arrives, so this subclass of its httptools protocol adds them from `[web]`:
 
 - a connection's request line and headers must arrive within `header_timeout` (from the connection, or from
   the end of the previous response on a kept-alive one), else it gets 408 and is closed (an idle one is
@@ -10,10 +10,12 @@ acts before a request arrives, so this subclass of its h11 protocol adds them fr
   sending a body after its answer, e.g. a 401, is not kept for ever);
 - beyond `max_connections` open connections, a new one gets 503 at once and is closed, so an excess of
   clients costs a socket for a moment, never a buffer;
-- a request head h11 cannot parse gets 400 with a JSON reason (uvicorn's is plain text).
+- a request head that cannot be parsed, or is over 16 KiB (h11's limit; httptools has none of its own), gets
+  400 with a JSON reason (uvicorn's is plain text).
 
-Cut-offs are logged at debug: a flood of them must not flood the log. The h11 protocol is used whether or not
-httptools is installed, so the behaviour does not depend on what else is."""
+Cut-offs are logged at debug: a flood of them must not flood the log. httptools (llhttp, in C) rather than h11
+(pure Python): bench/webhooks.py measured h11's parsing at about a sixth of the event loop's CPU per webhook.
+httptools is a dependency, so the behaviour does not depend on what else is installed."""
 
 from __future__ import annotations
 
@@ -22,14 +24,15 @@ import json
 import resource
 from typing import Any
 
-import h11
+import httptools
 import structlog
-from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 log = structlog.get_logger("closeloop.web")
 
 BODY_GRACE = 1.0  # seconds after body_timeout: the app's own 408 goes first
 REFUSED_LINGER = 1.0  # seconds a refused connection stays to read and drop what its client sends
+MAX_HEAD = 16 * 1024  # bytes of request line and headers at most (h11's default; httptools has no limit)
 
 
 def _canned(status: int, reason: str, message: str, *extra: str) -> bytes:
@@ -40,9 +43,9 @@ def _canned(status: int, reason: str, message: str, *extra: str) -> bytes:
     return ("\r\n".join(head) + "\r\n\r\n").encode() + body
 
 
-class GuardedProtocol(H11Protocol):
-    """uvicorn's h11 protocol with a header deadline, a body deadline and a connection cap (class attributes,
-    set by `guarded_protocol`)."""
+class GuardedProtocol(HttpToolsProtocol):
+    """uvicorn's httptools protocol with a header deadline, a body deadline, a head size limit and a connection
+    cap (class attributes, set by `guarded_protocol`)."""
 
     header_timeout: float = 10.0
     body_timeout: float = 30.0
@@ -53,6 +56,9 @@ class GuardedProtocol(H11Protocol):
         self._head_timer: asyncio.TimerHandle | None = None
         self._body_timer: asyncio.TimerHandle | None = None
         self._refused = False
+        self._in_head = False  # between a request's first byte and the end of its headers
+        self._head_bytes = 0
+        self._in_body = False  # between the end of the headers and the end of the body
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -67,11 +73,25 @@ class GuardedProtocol(H11Protocol):
                 transport.write_eof()
             self.loop.call_later(REFUSED_LINGER, transport.close)
             return
-        self._track()
+        self._arm_head()
 
     def data_received(self, data: bytes) -> None:
-        if not self._refused:
-            super().data_received(data)
+        """uvicorn's, without its warning per unparsable request (a flood of them must not flood the log)."""
+        if self._refused or self.parser is None:
+            return
+        self._unset_keepalive_if_required()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserUpgrade:
+            self.send_400_response("upgrade")  # closeloop speaks no WebSocket
+            return
+        except httptools.HttpParserError:
+            self.send_400_response("invalid")
+            return
+        if self._in_head:  # a head still unfinished: its bytes so far (the parser keeps no limit of its own)
+            self._head_bytes += len(data)
+            if self._head_bytes > MAX_HEAD:
+                self.send_400_response("too large")
 
     def connection_lost(self, exc: Exception | None) -> None:
         self._cancel_head()
@@ -79,37 +99,41 @@ class GuardedProtocol(H11Protocol):
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
-        """A request h11 cannot parse (a malformed or over 16 KiB head): 400 with a JSON reason, like every
-        other error of closeloop's (uvicorn's own is plain text)."""
+        """A request head that cannot be parsed (malformed, or over MAX_HEAD bytes): 400 with a JSON reason,
+        like every other error of closeloop's (uvicorn's own is plain text)."""
+        self._cancel_head()
+        self._cancel_body()
         self.transport.write(_canned(400, "Bad Request", "invalid HTTP request (malformed, or a head over 16 KiB)"))
         self.transport.close()
 
-    def handle_events(self) -> None:
-        super().handle_events()
-        self._track()
+    # ------------------------------------------------------------------ the parser's callbacks
+
+    def on_message_begin(self) -> None:
+        self._in_head, self._head_bytes = True, 0
+        super().on_message_begin()
+
+    def on_headers_complete(self) -> None:
+        self._in_head = False
+        self._cancel_head()
+        self._in_body = True  # until on_message_complete, which comes at once when there is no body
+        self._body_timer = self.loop.call_later(self.body_timeout + BODY_GRACE, self._body_expired)
+        super().on_headers_complete()
+
+    def on_message_complete(self) -> None:
+        self._in_body = False
+        self._cancel_body()
+        super().on_message_complete()
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
-        self._track()
+        if not self.transport.is_closing():
+            self._arm_head()  # the next request's head is due within header_timeout
 
     # ------------------------------------------------------------------ the deadlines
 
-    def _track(self) -> None:
-        """Arm or cancel the deadlines for where the client is: waiting for a request head, or sending a body."""
-        if self.transport is None or self.transport.is_closing():
-            return
-        state = self.conn.their_state
-        if state is h11.IDLE:
-            self._cancel_body()
-            if self._head_timer is None:
-                self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
-        elif state is h11.SEND_BODY:
-            self._cancel_head()
-            if self._body_timer is None:
-                self._body_timer = self.loop.call_later(self.body_timeout + BODY_GRACE, self._body_expired)
-        else:
-            self._cancel_head()
-            self._cancel_body()
+    def _arm_head(self) -> None:
+        self._cancel_head()
+        self._head_timer = self.loop.call_later(self.header_timeout, self._head_expired)
 
     def _cancel_head(self) -> None:
         if self._head_timer is not None:
@@ -123,9 +147,10 @@ class GuardedProtocol(H11Protocol):
 
     def _head_expired(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.IDLE:
+        in_request = self._in_body or (self.cycle is not None and not self.cycle.response_complete)
+        if self.transport.is_closing() or in_request:
             return
-        started = bool(self.conn.trailing_data[0])  # part of a request head is waiting: say why it ends
+        started = self._in_head  # part of a request head is waiting: say why it ends
         log.debug("http_header_timeout", client=_address(self.client), timeout=self.header_timeout, partial=started)
         if started:
             self.transport.write(_canned(408, "Request Timeout",
@@ -134,7 +159,7 @@ class GuardedProtocol(H11Protocol):
 
     def _body_expired(self) -> None:
         self._body_timer = None
-        if self.transport.is_closing() or self.conn.their_state is not h11.SEND_BODY:
+        if self.transport.is_closing() or not self._in_body:
             return
         log.debug("http_body_timeout", client=_address(self.client), timeout=self.body_timeout)
         self.transport.close()
