@@ -177,6 +177,27 @@ GH_SECRETS = secrets_of(github_webhook_secrets=(GH_SECRET,))
 UNTRACKED = {"ignored": "Codertocat/Hello-World#1 is not the ticket of a closeloop action item"}
 
 
+# --------------------------------------------------------------------------- Alertmanager
+
+
+async def test_alertmanager_recorded_deliveries(web: Web) -> None:
+    """Deliveries recorded from a real Alertmanager (0.25.0, Debian's prometheus-alertmanager) on loopback,
+    byte for byte: the firing one starts nothing, the resolved one starts the lifecycle of the group."""
+    firing = (PAYLOADS / "alertmanager/firing.json").read_bytes()
+    resolved = (PAYLOADS / "alertmanager/resolved.json").read_bytes()
+    r = await web.alertmanager(None, body=firing)
+    assert r.status_code == 202 and "workflow_id" not in r.json(), r.text
+    r = await web.alertmanager(None, body=resolved)
+    assert r.status_code == 202, r.text
+    group_key = json.loads(resolved)["groupKey"]
+    external_id = hashlib.sha256(group_key.encode()).hexdigest()[:16]
+    assert r.json() == {"workflow_id": f"postmortem/alertmanager/{external_id}", "new": True}
+    incident = (await web.state(r.json()["workflow_id"])).plan.incident
+    assert (incident.title, incident.severity, incident.services) == ("Checkout 5xx above 5%", "SEV1", ["checkout"])
+    assert incident.dedup_key == "HighErrorRate"
+    assert incident.resolved_at is not None and incident.resolved_at.isoformat() == "2026-12-01T05:18:32+00:00"
+
+
 async def test_github_form_encoded_delivery_is_read(app: App) -> None:
     example = vendor("github/issues.reopened.json")
     form = urlencode({"payload": json.dumps(example)}).encode()
