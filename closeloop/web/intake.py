@@ -1,7 +1,9 @@
 """Group commit for the inbox: the web app's requests hand their incident to an `Intake` and wait for its
 commit, and the Intake commits every arrival that came in while the previous commit ran in one transaction
-(`Inbox.receive_many`, one thread hop). Under load that is one transaction per few dozen webhooks instead of
-one each; alone, a request is committed at once (no added wait). A request is still answered only after its
+(`Inbox.receive_many`, one thread hop). A request is never held back to wait for others: it is committed at
+once if no commit runs, else with the ones that arrived meanwhile. At a steady 200 req/s a commit (about
+0.5 ms) usually finds nobody waiting (bench/webhooks.py: 4803 transactions for 6000 requests); it groups in
+bursts and behind a slow commit, when it matters. A request is still answered only after its
 own incident is committed, with the database's word on whether it is new.
 
 An outage fails the whole group (each request answers 503, the sender retries); a row the database refuses
