@@ -3,6 +3,7 @@ header `X-Closeloop-Token` (CLOSELOOP_OPSGENIE_TOKENS, comma-separated; constant
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -58,8 +59,10 @@ def opsgenie_incident(envelope: dict[str, Any], severities: SeverityMap | None =
         "resolved_at": datetime.now(UTC),
     }
     priority = alert.get("priority")
+    if priority is not None and not isinstance(priority, str):
+        priority = json.dumps(priority)  # not Opsgenie's documented "P1".."P5": flagged unless the config maps it
     mapper = severities or SeverityMap("opsgenie", OpsgenieWebhookSettings().severities)
-    fields["severity"], fields["unmapped_severity"] = mapper.resolve(priority if isinstance(priority, str) else None)
+    fields["severity"], fields["unmapped_severity"] = mapper.resolve(priority)
     tags = alert.get("tags")
     if isinstance(tags, list):
         services = [t.split(":", 1)[1].strip()[:200] for t in tags

@@ -198,6 +198,32 @@ async def test_alertmanager_recorded_deliveries(web: Web) -> None:
     assert incident.resolved_at is not None and incident.resolved_at.isoformat() == "2026-12-01T05:18:32+00:00"
 
 
+async def test_opsgenie_documented_create_and_close(web: Web) -> None:
+    """Opsgenie's own "alert action data" examples (tests/payloads/opsgenie/): Create starts nothing, Close
+    starts the alert's lifecycle. The Close example carries no priority: the default severity, nothing flagged."""
+    create = (PAYLOADS / "opsgenie/create.json").read_bytes()
+    r = await web.opsgenie(None, body=create)
+    assert (r.status_code, r.json()) == (202, {"ignored": "Create"})
+    r = await web.opsgenie(None, body=(PAYLOADS / "opsgenie/close.json").read_bytes())
+    assert r.status_code == 202, r.text
+    assert r.json() == {"workflow_id": "postmortem/opsgenie/052652ac-5d1c-464a-812a-7dd18bbfba8c", "new": True}
+    incident = (await web.state(r.json()["workflow_id"])).plan.incident
+    assert (incident.title, incident.severity, incident.unmapped_severity) == ("test alert", "SEV3", None)
+    assert (incident.services, incident.dedup_key) == ([], "aliastest")
+    assert incident.started_at is not None and incident.started_at.isoformat() == "2015-01-05T10:03:11.104000+00:00"
+
+
+async def test_opsgenie_priority_that_is_not_a_name_is_flagged(web: Web) -> None:
+    """A delivery kept by another project shows `"priority": 3`; a number is not one of the documented names, so
+    it is flagged on the lifecycle rather than silently given the default."""
+    close = vendor("opsgenie/close.json")
+    close["alert"]["priority"] = 3  # changed from the example: the example has no priority
+    r = await web.opsgenie(close)
+    assert r.status_code == 202, r.text
+    incident = (await web.state(r.json()["workflow_id"])).plan.incident
+    assert (incident.severity, incident.unmapped_severity) == ("SEV3", "3")
+
+
 async def test_github_form_encoded_delivery_is_read(app: App) -> None:
     example = vendor("github/issues.reopened.json")
     form = urlencode({"payload": json.dumps(example)}).encode()
