@@ -9,6 +9,7 @@ get `graceful_shutdown_timeout` to finish, and anything unfinished is retried by
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 import signal
 import sys
@@ -33,6 +34,13 @@ from closeloop.sweep_schedules import apply as apply_schedules
 
 log = structlog.get_logger("closeloop.worker")
 
+# A worker's heap is large (each cached workflow keeps its own sandboxed copy of the workflow module), so with
+# CPython's default thresholds (700, 10, 10) a full collection ran every 2-3 s and stopped every thread for
+# 150-300 ms: an activity holding SQLite's write lock then held it that long, and every webhook waiting to
+# commit to the inbox waited with it (bench/webhooks.py: p99 120-350 ms). Freezing what start-up built and
+# collecting less often cut full collections to about one per 30 s under that load (bench/README.md).
+GC_THRESHOLDS = (20_000, 20, 20)
+
 
 def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
                  executor: ThreadPoolExecutor | None = None) -> Worker:
@@ -50,21 +58,23 @@ def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
     )
 
 
-async def run(config: Config, *, stop: asyncio.Event | None = None, update_schedules: bool = False) -> None:
+async def run(config: Config, *, stop: asyncio.Event | None = None, update_schedules: bool = False,
+              settle_gc: bool = False) -> None:
     """Run the worker until `stop` (or SIGTERM/SIGINT). Existing Schedules whose settings differ from the
-    config's are left alone (a warning) unless `update_schedules`."""
+    config's are left alone (a warning) unless `update_schedules`. `settle_gc`: the process is the worker's
+    own (its entry points say so; a test running a worker in-process does not), so tune its collector."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
-        await _run(config, stop, update_schedules)
+        await _run(config, stop, update_schedules, settle_gc)
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
 
-async def _run(config: Config, stop: asyncio.Event, update_schedules: bool) -> None:
+async def _run(config: Config, stop: asyncio.Event, update_schedules: bool, settle_gc: bool) -> None:
     # Before anything connects: which server, namespace and config this is (a worker started without a config
     # runs on the built-in defaults, 127.0.0.1:7233, and says so).
     log.info("worker starting", address=config.temporal.address, namespace=config.temporal.namespace,
@@ -85,6 +95,8 @@ async def _run(config: Config, stop: asyncio.Event, update_schedules: bool) -> N
         if config.inbox.forward_in == "worker":  # the inbox's forwarder runs here, not in the web app
             forwarder = inbox_forwarder(integrations, Closeloop(client, config.temporal.task_queue))
             forwarder.start()
+        if settle_gc:
+            tune_gc()
         async with worker:
             await stop.wait()
             log.info("shutting down")
@@ -92,6 +104,14 @@ async def _run(config: Config, stop: asyncio.Event, update_schedules: bool) -> N
                 await forwarder.stop()  # rows it did not get to stay pending: the next start forwards them
     integrations.store.close()
     log.info("worker stopped")
+
+
+def tune_gc() -> None:
+    """Collect once, freeze what survives (start-up's modules, the registered workflows and activities) so no
+    later collection walks it again, and collect less often (GC_THRESHOLDS)."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def inbox_forwarder(integrations: Integrations, closeloop: Closeloop) -> Forwarder:
@@ -138,7 +158,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"closeloop worker: {e}", file=sys.stderr)
         return 2
     try:
-        asyncio.run(run(config, update_schedules="--update-schedules" in args))
+        asyncio.run(run(config, update_schedules="--update-schedules" in args, settle_gc=True))
     except (ConnectionError, RuntimeError) as e:
         print(f"closeloop worker: cannot reach Temporal at {config.temporal.address}: {e}", file=sys.stderr)
         return 3

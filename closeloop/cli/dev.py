@@ -205,7 +205,7 @@ def _run_worker(config: Any, web: WebServing | None = None, ready: str = "", upd
             serving.add_done_callback(lambda _: stop.set())  # the web app ending stops the worker too
             tasks = [serving, asyncio.create_task(stop_web())]
         try:
-            await worker.run(config, stop=stop, update_schedules=update_schedules)
+            await worker.run(config, stop=stop, update_schedules=update_schedules, settle_gc=True)
         except RuntimeError as e:
             if "connect" in str(e).lower():
                 raise unavailable(f"cannot reach Temporal at {config.temporal.address}: start it with "

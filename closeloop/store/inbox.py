@@ -12,7 +12,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from pydantic import ValidationError
-from sqlalchemy import func, select, update
+from sqlalchemy import Connection, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import StatementError
@@ -96,9 +96,10 @@ class IncidentInbox:
     def _insert_new(self, rows: list[dict[str, object]]) -> set[tuple[str, str]]:
         """Insert the rows whose source and id are not there yet, in one statement; the keys inserted. Core,
         not the ORM: this is on the path every webhook waits for."""
-        with self.db.engine.begin() as conn:
-            result = conn.execute(self._insert_stmt, rows)
-            return {(source, external_id) for source, external_id in result}
+        def insert(conn: Connection) -> set[tuple[str, str]]:
+            return {(source, external_id) for source, external_id in conn.execute(self._insert_stmt, rows)}
+
+        return self.db.write_promptly(insert)
 
     def entry(self, source: str, external_id: str) -> InboxEntry | None:
         with self.db.session() as s:
