@@ -160,6 +160,17 @@ class Calendar(ABC):
         """The meeting already booked under this key, if the calendar can tell (retries then reuse it)."""
         return None
 
+    def reschedule(self, meeting: Meeting, people: list[Person], idempotency_key: str) -> str:
+        """Move the event booked under this key to `meeting`'s slot and attendees (a new slot, a reassigned
+        owner): the same event, updated, its attendees told (iCalendar SEQUENCE + 1). Returns its reference.
+        Idempotent: rescheduling to what is already booked changes nothing."""
+        raise NotImplementedError(f"the {self.name} calendar cannot reschedule")
+
+    def cancel(self, idempotency_key: str) -> bool:
+        """Cancel the event booked under this key, its attendees told (iCalendar METHOD:CANCEL). False when
+        nothing is booked under it (or it is cancelled already)."""
+        raise NotImplementedError(f"the {self.name} calendar cannot cancel")
+
 
 # --------------------------------------------------------------------------- timeline
 
