@@ -32,7 +32,9 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
     meetings = MeetingActivities(i.calendar, people)
     timeline = TimelineActivities(i.timeline_sources)
     documents = DocumentActivities(i.publisher, i.config.data_dir / "drafts", i.template_dir)
-    notify = NotifyActivities(people, i.notifiers, i.tracker, i.template_dir)
+    notify = NotifyActivities(people, i.notifiers, i.tracker, i.template_dir, channels=i.channels,
+                              deliveries=i.store.channel_deliveries, settings=i.config.notify,
+                              public_url=i.config.web.public_url)
     tickets = TicketActivities(people, i.tracker, i.store, close_on_cancel=i.config.tickets.close_on_cancel)
     digest = DigestActivities(i.store, people, i.notifiers, i.template_dir)
     reconcile = ReconcileActivities(i.store, i.tracker, closeloop, close_on_cancel=i.config.tickets.close_on_cancel)

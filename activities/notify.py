@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -11,10 +11,13 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from closeloop.activities.support import external_errors, log
+from closeloop.config import NotifySettings
 from closeloop.directory import Directory
-from closeloop.integrations.base import Notification, Notifier, Tracker
-from closeloop.models import Model
+from closeloop.integrations.base import Channel, IntegrationError, Notification, Notifier, Tracker
+from closeloop.links import links
+from closeloop.models import Model, Person
 from closeloop.rendering import render_notification
+from closeloop.store.outbox import ChannelDeliveries
 
 
 class NotifyInput(Model):
@@ -32,15 +35,24 @@ class NotifyInput(Model):
 
 
 class NotifyActivities:
-    """Notifications; holds the directory, the notifiers, the trackers (for ticket comments) and the template
-    overrides. Every notifier gets every notification, each once by its key."""
+    """Notifications; holds the directory, the notifiers (every notification is recorded by each), the
+    channels that reach people (each notification goes through the first of the person's channels that
+    reaches them), the trackers (for ticket comments) and the template overrides."""
 
     def __init__(self, people: Directory, notifiers: list[Notifier], tracker: Callable[[str], Tracker],
-                 template_dir: Path | None) -> None:
+                 template_dir: Path | None, *, channels: Mapping[str, Channel] | None = None,
+                 deliveries: ChannelDeliveries | None = None, settings: NotifySettings | None = None,
+                 public_url: str | None = None) -> None:
         self.people = people
         self.notifiers = notifiers
         self.tracker = tracker
         self.template_dir = template_dir
+        self.channels = dict(channels or {})
+        self.deliveries = deliveries
+        self.settings = settings or NotifySettings()
+        self.public_url = public_url
+        if self.channels and deliveries is None:
+            raise ValueError("channels need the store's channel_deliveries")
 
     @activity.defn(name="notify")
     def notify(self, inp: NotifyInput) -> str | None:
@@ -54,10 +66,13 @@ class NotifyActivities:
                    "at": inp.at, "postmortem_id": inp.postmortem_id, "item_id": inp.item_id}
         subject, body = render_notification(inp.kind, context, template_dir=self.template_dir)
         notification = Notification(key=inp.key, kind=inp.kind, recipient=recipient, subject=subject, body=body,
-                                    at=inp.at, postmortem_id=inp.postmortem_id, item_id=inp.item_id)
+                                    at=inp.at, postmortem_id=inp.postmortem_id, item_id=inp.item_id,
+                                    links=links(self.public_url, inp.postmortem_id, inp.item_id))
         for notifier in self.notifiers:
             with external_errors(f"notifying {recipient} through {notifier.name}"):
                 notifier.send(notification, person)
+        if person is not None:
+            self.reach(notification, person)
         if inp.tracker and inp.ticket_key:
             try:
                 with external_errors(f"commenting on {inp.ticket_key}"):
@@ -69,3 +84,67 @@ class NotifyActivities:
                 # told all the same, and the ticket sync deals with the ticket.
                 log().warning("ticket comment skipped", ticket=inp.ticket_key, kind=inp.kind, error=str(e)[:300])
         return recipient
+
+    def channel_order(self, person: Person) -> list[str]:
+        """The person's channels in order (theirs, else `[notify] channels`), those configured here."""
+        names = person.channels if person.channels is not None else self.settings.channels
+        return [n for n in dict.fromkeys(names) if n in self.channels]
+
+    def reach(self, notification: Notification, person: Person) -> str | None:
+        """Send through the first of the person's channels that reaches them; the channel that took it, or None.
+        A channel that already took this key (recorded, or found at the provider after a crash) sends nothing
+        again. One that fails for good is recorded, reported once, and the next is tried. What a retry may fix
+        (IntegrationError retryable) is raised: the activity is retried with backoff, nothing falls back."""
+        assert self.deliveries is not None or not self.channels
+        for name in self.channel_order(person):
+            channel = self.channels[name]
+            address = channel.address(person)
+            if not address:
+                continue
+            assert self.deliveries is not None
+            done = self.deliveries.get(notification.key, name)
+            if done is not None and done.status == "sent":
+                return name
+            if done is not None and done.status == "failed":
+                continue
+            try:
+                found = channel.find_sent(notification, person, address)
+                message_id = found or channel.deliver(notification, person, address)
+            except IntegrationError as e:
+                if e.retryable:
+                    with external_errors(f"notifying {person.key} through {name}"):
+                        raise
+                self._failed_for_good(notification, person, name, address, str(e))
+                continue
+            self.deliveries.sent(notification.key, name, person.key, address, message_id)
+            log().info("notification delivered" if not found else "notification found delivered already",
+                       channel=name, to=person.key, kind=notification.kind, message_id=message_id)
+            return name
+        if self.channel_order(person):
+            log().warning("no channel reached the person; the notification is in the outbox only",
+                          to=person.key, kind=notification.kind, channels=self.channel_order(person))
+        return None
+
+    def _failed_for_good(self, notification: Notification, person: Person, channel: str, address: str,
+                         error: str) -> None:
+        assert self.deliveries is not None
+        first = self.deliveries.failed(notification.key, channel, person.key, address, error)
+        log().warning("channel failed for good; trying the person's next channel", channel=channel, to=person.key,
+                      kind=notification.kind, error=error[:300])
+        operator = self.settings.operator
+        if not first or not operator:
+            return
+        # Once per channel and person (the key), to the operator's outbox record and their own channels.
+        report = Notification(
+            key=f"channel-failed/{channel}/{person.key}", kind="channel_failed", recipient=operator,
+            subject=f"closeloop cannot reach {person.name} through {channel}",
+            body=(f"Delivering \"{notification.subject}\" to {person.name} ({person.key}) through {channel} "
+                  f"failed, and a retry will not fix it:\n\n{error[:500]}\n\nFix the address or the channel's "
+                  f"settings. closeloop tries {person.name}'s next channel meanwhile."),
+            at=notification.at, postmortem_id=notification.postmortem_id, item_id=notification.item_id)
+        operator_person = self.people.person(operator)
+        for notifier in self.notifiers:
+            with external_errors(f"telling the operator {operator} through {notifier.name}"):
+                notifier.send(report, operator_person)
+        if operator_person is not None and operator_person.key != person.key:
+            self.reach(report, operator_person)

@@ -65,6 +65,9 @@ class WebSettings(_Strict):
 
     host: str = "127.0.0.1"
     port: int = Field(default=8080, ge=1, le=65535)
+    public_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$",
+                                   description="the web app's address as people reach it, for the links in "
+                                               "messages (e.g. https://closeloop.example.com)")
     max_body_bytes: int = Field(default=256 * 1024, ge=1, description="larger request bodies get 413")
     # Against slow and too many clients (closeloop/web/server.py): a client gets this long for its request line
     # and headers, then this long for the whole body (else 408), and an idle kept-alive connection is closed
@@ -88,6 +91,8 @@ class PersonConfig(_Strict):
     timezone: str = "UTC"
     manager: str | None = None
     handles: dict[str, str] = Field(default_factory=dict)
+    channels: list[str] | None = Field(default=None, description="this person's channels, in order: the first "
+                                                                  "that reaches them; [notify] channels if unset")
 
 
 class ServiceConfig(_Strict):
@@ -109,6 +114,17 @@ class SyncSettings(_Strict):
         if v < timedelta(minutes=1):
             raise ValueError("must be at least 1m (each sweep asks every tracker about every open ticket)")
         return v
+
+
+class NotifySettings(_Strict):
+    """`[notify]`: how people are reached. Every notification is recorded in the outbox (and the log); besides,
+    it goes through the first of the person's `channels` that reaches them (a plugin's channel, configured
+    under `[notifiers.<name>]`: email, slack, ...), falling back to the next when one fails for good. A person's
+    own `channels` replace these. Empty (the default): the outbox only."""
+
+    channels: list[str] = Field(default_factory=list, description="channel names, in the order to try them")
+    operator: str | None = Field(default=None, description="person key told (once per channel and person) "
+                                                           "when a channel fails for good")
 
 
 class InboxSettings(_Strict):
@@ -192,6 +208,7 @@ class Config(_Strict):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
+    notify: NotifySettings = Field(default_factory=NotifySettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
     policy: dict[str, Any] = Field(default_factory=dict)
     severity: dict[str, dict[str, Any]] = Field(default_factory=dict)

@@ -3,8 +3,8 @@
 The directory is a pluggable source, chosen by `[directory] source`:
 - `config` (the default): the `[people.KEY]` tables of the config file;
 - `csv`: a CSV file (`[directory] path`), e.g. an export of the HR system. Columns: `key`, `name`, `email`,
-  and optionally `timezone`, `manager` (a key) and `handle_<system>` (e.g. `handle_jira`, `handle_github`,
-  `handle_slack`). Blank cells are unset.
+  and optionally `timezone`, `manager` (a key), `channels` (names in order, e.g. `slack email`) and
+  `handle_<system>` (e.g. `handle_jira`, `handle_github`, `handle_slack`). Blank cells are unset.
 
 A new source is a function `(settings, config people) -> dict[str, Person]` registered in DIRECTORY_SOURCES.
 Pure once loaded: a Directory is a read-only mapping, safe to share between threads."""
@@ -136,6 +136,8 @@ def _from_csv(settings: DirectorySettings, people: Mapping[str, Any]) -> dict[st
         cells = {k.strip().lower(): (v or "").strip() for k, v in row.items() if k}
         fields: dict[str, Any] = {k: v for k, v in cells.items() if v and not k.startswith("handle_")}
         fields["handles"] = {k.removeprefix("handle_"): v for k, v in cells.items() if k.startswith("handle_") and v}
+        if "channels" in fields:  # "slack email", "slack,email" or "slack; email"
+            fields["channels"] = [c for c in fields["channels"].replace(",", " ").replace(";", " ").split() if c]
         key = fields.get("key", "")
         if not key:
             raise DirectoryError(f"{settings.path}, line {line}: the key column is empty")

@@ -152,6 +152,7 @@ class Person(Model):
     timezone: str = "UTC"
     manager: str | None = None
     handles: dict[str, str] = Field(default_factory=dict)
+    channels: list[str] | None = None  # in order; None: [notify] channels
 
 
 class Meeting(Model):

@@ -359,3 +359,15 @@ def render_notification(kind: str, context: dict[str, Any], *, template_dir: Pat
     if not subject:
         raise TemplateProblem(f"template {name}: the first line (the subject) is empty")
     return subject, body.strip("\n") + "\n"
+
+
+def render_notification_html(subject: str, body: str, links: dict[str, str],
+                             actions: list[dict[str, str]], *, template_dir: Path | None = None) -> str:
+    """The HTML of a notification (an email's HTML part) from `notify/message.html.j2`: the same subject and
+    body the plain-text template rendered, escaped, in paragraphs, with the links and the actions that have a
+    URL. Variables: `subject`, `paragraphs` (list of list of lines), `links` (dict name -> URL), `actions`
+    (list of dicts: label, url)."""
+    paragraphs = [p.splitlines() for p in body.strip("\n").split("\n\n") if p.strip()]
+    _, env_html, _ = _envs(template_dir)
+    return _render(env_html, "notify/message.html.j2", {"subject": subject, "paragraphs": paragraphs,
+                                                        "links": dict(links), "actions": list(actions)})

@@ -118,6 +118,16 @@ class Tracker(ABC):
 # --------------------------------------------------------------------------- notifier
 
 
+class NotificationAction(BaseModel):
+    """Something the recipient can do from the message (a button in Slack, a link in an email): `url` opens a
+    page; otherwise `action` and `value` come back through the channel's interactivity endpoint."""
+
+    action: str  # open_draft, approve, request_changes, item_done, effective, ineffective, snooze
+    label: str
+    url: str | None = None
+    value: str = ""
+
+
 class Notification(BaseModel):
     key: str = Field(description="idempotency key: one delivery per key, ever")
     kind: str  # reminder, escalation, invite, announce, review_request, verdict_request, ineffective, ...
@@ -127,14 +137,42 @@ class Notification(BaseModel):
     at: datetime = Field(description="the lifecycle's own (workflow) time of the event")
     postmortem_id: str
     item_id: str | None = None
+    links: dict[str, str] = Field(default_factory=dict, description="postmortem, item: the web app's pages")
+    actions: list[NotificationAction] = Field(default_factory=list)
 
 
 class Notifier(ABC):
+    """A recorder every notification goes to (the built-in log and outbox, an audit feed)."""
+
     name: str
 
     @abstractmethod
     def send(self, notification: Notification, person: Person | None) -> bool:
         """Deliver once. Returns False when this key was already delivered (nothing sent again)."""
+
+
+class Channel(ABC):
+    """A way to reach a person where they work (email, Slack, a chat webhook). Each person's channels, in
+    order, come from the directory (`channels`) or `[notify] channels`; the notify activity sends through the
+    first that reaches them, records the provider's message id (closeloop.store.outbox), and falls back to the
+    next one when a channel fails for good. Raise IntegrationError(retryable=True) for what a retry may fix
+    (the server is down, 429): the activity retries with backoff and nothing falls back."""
+
+    name: str
+
+    @abstractmethod
+    def address(self, person: Person) -> str | None:
+        """The person's address on this channel (an email address, a Slack user id or handle), or None."""
+
+    @abstractmethod
+    def deliver(self, notification: Notification, person: Person, address: str) -> str:
+        """Send it; the provider's id of the message. IntegrationError(retryable=False) when it can never
+        reach this address (a bounce at SMTP time, a user not found, a revoked token)."""
+
+    def find_sent(self, notification: Notification, person: Person, address: str) -> str | None:
+        """The provider's id of an earlier delivery of this notification's key, when the provider can tell (a
+        crash between sending and recording): then nothing is sent again. None when it cannot tell."""
+        return None
 
 
 # --------------------------------------------------------------------------- calendar

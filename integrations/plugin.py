@@ -7,7 +7,7 @@ A plugin is a class decorated with `@register` in its folder's `__init__.py`. It
   a section kind is one of SECTION_KINDS). Defaults are written there, once;
 - `secrets`: the environment variables it reads (through closeloop.secrets.Secrets, never os.environ);
 and builds its implementations of the interfaces of closeloop.integrations.base from a PluginContext:
-trackers, notifiers, calendars, publishers, timeline sources (in the worker), incident and ticket webhooks
+trackers, notifiers, channels, calendars, publishers, timeline sources (in the worker), incident and ticket webhooks
 (in the web app; an incident webhook's `[webhooks.<name>]` section, e.g. its severity map, is optional).
 Anything it leaves out it does not provide. Implementation modules are imported inside
 those methods, so loading a plugin costs only its settings.
@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from closeloop.config import Config
     from closeloop.integrations.base import (
         Calendar,
+        Channel,
         IncidentWebhook,
         Notifier,
         Publisher,
@@ -85,6 +86,10 @@ class Plugin:
         return []
 
     def notifiers(self, ctx: PluginContext) -> list[Notifier]:
+        return []
+
+    def channels(self, ctx: PluginContext) -> list[Channel]:
+        """Ways to reach a person (email, Slack, chat), usually configured under `[notifiers.<name>]`."""
         return []
 
     def calendars(self, ctx: PluginContext) -> list[Calendar]:

@@ -20,6 +20,7 @@ from closeloop.config import Config, first_error, load_config
 from closeloop.directory import Directory
 from closeloop.integrations.base import (
     Calendar,
+    Channel,
     IncidentWebhook,
     Notifier,
     Publisher,
@@ -37,7 +38,7 @@ from closeloop.store.store import Store
 class Integrations:
     """The worker's integrations. The first calendar books meetings (all are asked for busy times, once more
     than one calendar plugin exists); every notifier gets every notification; every publisher publishes,
-    the first one's reference is the document's."""
+    the first one's reference is the document's. `channels` reach people by name (`[notify] channels`)."""
 
     config: Config
     directory: Directory
@@ -45,6 +46,7 @@ class Integrations:
     notifiers: list[Notifier]
     calendars: list[Calendar]
     publishers: list[Publisher]
+    channels: dict[str, Channel] = field(default_factory=dict)
     trackers: dict[str, Tracker] = field(default_factory=dict)
     timeline_sources: dict[str, TimelineSource] = field(default_factory=dict)
     template_dir: Path | None = None
@@ -125,8 +127,29 @@ def check(config: Config) -> None:
                 found.append(f"timeline source {name!r} has no [timeline.{name}] section")
         return found
 
+    channels = sorted(name for name in config.notifiers
+                      if name in by_name and type(by_name[name]).channels is not Plugin.channels)
+    problems += _channel_problems(config, channels)
     config.check(policy_problems=policy_problems, more=problems)
     config.mark_plugins_checked()
+
+
+def _channel_problems(config: Config, channels: list[str]) -> list[str]:
+    """`[notify] channels` and each person's `channels` name configured channels; `[notify] operator` is a
+    person."""
+    known = ", ".join(channels) or "none: add a [notifiers.<name>] section, e.g. [notifiers.email]"
+    found = [f"notify.channels: unknown channel {name!r} (configured: {known})"
+             for name in config.notify.channels if name not in channels]
+    try:
+        people = config.people_directory()
+    except Exception:  # noqa: BLE001 - the directory's own problem is reported by config.check
+        return found
+    for person in people.values():
+        found += [f"people.{person.key}.channels: unknown channel {name!r} (configured: {known})"
+                  for name in person.channels or [] if name not in channels]
+    if config.notify.operator and config.notify.operator not in people:
+        found.append(f"notify.operator: unknown person {config.notify.operator!r}")
+    return found
 
 
 def context(config: Config, store: Store | None = None, secrets: Secrets | None = None) -> PluginContext:
@@ -147,6 +170,7 @@ def build(config: Config, store: Store | None = None, *, secrets: Secrets | None
         store=store,
         notifiers=[n for p in every for n in p.notifiers(ctx)],
         calendars=[c for p in every for c in p.calendars(ctx)],
+        channels={c.name: c for p in every for c in p.channels(ctx)},
         publishers=[x for p in every for x in p.publishers(ctx)],
         trackers={t.name: t for p in every for t in p.trackers(ctx)},
         timeline_sources={s.name: s for p in every for s in p.timeline_sources(ctx)},

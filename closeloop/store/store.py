@@ -1,8 +1,9 @@
 """The store: every read and write closeloop makes to its database, by concern. One `Database` (engine and
 sessions) shared by the records of each lifecycle (`records`), what the built-in local adapters keep (`local`),
 the webhook delivery log (`deliveries`), the cross-process rate limits (`rate_limits`), the incident inbox the web
-app answers from (`inbox`) and the clean-up of what is past its retention (`retention`). Blocking; activities
-call it from their thread pool. Writes that may be retried are idempotent by key."""
+app answers from (`inbox`), what each delivery channel did with a notification (`channel_deliveries`) and the
+clean-up of what is past its retention (`retention`). Blocking; activities call it from their thread pool.
+Writes that may be retried are idempotent by key."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from closeloop.store.database import Database
 from closeloop.store.deliveries import DeliveryLog
 from closeloop.store.inbox import IncidentInbox
 from closeloop.store.local import LocalAdapterStorage
+from closeloop.store.outbox import ChannelDeliveries
 from closeloop.store.rate_limits import RateLimits
 from closeloop.store.records import LifecycleRecords
 from closeloop.store.retention import Retention
@@ -29,6 +31,7 @@ class Store:
         self.rate_limits = RateLimits(self.db)
         self.retention = Retention(self.db)
         self.inbox = IncidentInbox(self.db)
+        self.channel_deliveries = ChannelDeliveries(self.db)
 
     @property
     def engine(self) -> Engine:

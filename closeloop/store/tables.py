@@ -247,3 +247,23 @@ class InboxRow(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(String(500))
     forwarded_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class ChannelDeliveryRow(Base):
+    """What each channel (email, Slack, chat) did with a notification, one row per (notification key, channel):
+    `sent` with the provider's message id (a retry after a crash then sends nothing again), or `failed` for
+    good (a bouncing address, an unknown Slack user: the next channel of the person is tried)."""
+
+    __tablename__ = "channel_deliveries"
+    __table_args__ = (UniqueConstraint("key", "channel", name="uq_channel_deliveries_key_channel"),
+                      Index("ix_channel_deliveries_updated_at", "updated_at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    key: Mapped[str] = mapped_column(String(500))
+    channel: Mapped[str] = mapped_column(String(32))
+    recipient: Mapped[str] = mapped_column(String(200))
+    address: Mapped[str] = mapped_column(String(300))
+    status: Mapped[str] = mapped_column(String(16))  # sent, failed
+    message_id: Mapped[str | None] = mapped_column(String(500))
+    error: Mapped[str | None] = mapped_column(String(500))
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
