@@ -1,6 +1,9 @@
-"""`closeloop notifications`: the built-in notifier's outbox (what was sent, to whom)."""
+"""`closeloop notifications`: the outbox (every notification, to whom), and what each configured channel (email,
+Slack, ...) did with it or would do."""
 
 from __future__ import annotations
+
+from typing import Any
 
 import click
 
@@ -13,7 +16,13 @@ from closeloop.cli._common import CliError, Context, echo_json, fmt_time, open_s
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output (with bodies).")
 @pass_ctx
 def notifications(obj: Context, postmortem: str | None, body: bool, as_json: bool) -> None:
-    """List the notification outbox (what the built-in notifier sent), oldest first.
+    """List the notification outbox, oldest first, with what each channel did.
+
+    Every notification is in the outbox. Besides, it goes through the first of the recipient's channels (their
+    own `channels` in the directory, else `[notify] channels`) that reaches them; the CHANNELS column says, for
+    each of those channels in order: `sent`, `failed` (for good: the next one was tried), or `would send` /
+    `next` when it has not been tried yet. With no channel configured (the embedded default) it says
+    `outbox only`.
 
     ID (postmortem/api/INC-1, api/INC-1 or api:INC-1) limits it to one postmortem and its action items; an
     ID closeloop has no incident for is an error (exit 1), as for `closeloop status`.
@@ -21,30 +30,61 @@ def notifications(obj: Context, postmortem: str | None, body: bool, as_json: boo
     \b
     Examples:
       closeloop notifications api/INC-1
-      closeloop notifications --json | jq '.[] | select(.kind == "escalation")'
+      closeloop notifications --json | jq '.[] | select(.kind == "escalation") | .channels'
     """
     wid = postmortem_id(postmortem) if postmortem else None
+    config = obj.config()
     store = open_store(obj)
     try:
         if wid is not None and store.records.incident_id(*wid.split("/")[1:]) is None:
             # as `closeloop status` does: an unknown postmortem is "not found" (exit 1), not an empty list
             raise CliError(f"no postmortem {wid} (no incident {wid.removeprefix('postmortem/')} is recorded)")
         rows = store.local.notifications(wid)
+        done = store.channel_deliveries.of([n.key for n in rows])
     finally:
         store.close()
+    by_key: dict[str, dict[str, Any]] = {}
+    for d in done:
+        by_key.setdefault(d.key, {})[d.channel] = d
+    people = config.people_directory()
+    configured = [name for name in config.notifiers]
+
+    def channels(n: Any) -> list[dict[str, Any]]:
+        person = people.person(n.recipient)
+        order = person.channels if person is not None and person.channels is not None else config.notify.channels
+        out: list[dict[str, Any]] = []
+        taken = False
+        for name in [c for c in dict.fromkeys(order) if c in configured]:
+            d = by_key.get(n.key, {}).get(name)
+            if d is not None:
+                out.append({"channel": name, "status": d.status, "address": d.address, "message_id": d.message_id,
+                            "error": d.error})
+                taken = taken or d.status == "sent"
+            else:
+                out.append({"channel": name, "status": "not needed" if taken else "would send" if not out
+                            else "next", "address": None, "message_id": None, "error": None})
+        return out
+
     if as_json:
         echo_json([{"at": n.at, "sent_at": n.sent_at, "kind": n.kind, "recipient": n.recipient,
                     "subject": n.subject, "body": n.body, "key": n.key, "postmortem_id": n.postmortem_id,
-                    "item_id": n.item_id, "channel": n.channel} for n in rows])
+                    "item_id": n.item_id, "channel": n.channel, "channels": channels(n)} for n in rows])
         return
     if not rows:
         click.echo("no notifications")
         return
+
+    def summary(n: Any) -> str:
+        found = channels(n)
+        return ", ".join(f"{c['channel']}: {c['status']}" for c in found) or "outbox only"
+
     if body:
         for n in rows:
-            click.echo(f"--- {fmt_time(n.at)}  {n.kind}  to {n.recipient}: {n.subject}\n{n.body.rstrip()}\n")
+            click.echo(f"--- {fmt_time(n.at)}  {n.kind}  to {n.recipient}: {n.subject}  [{summary(n)}]\n"
+                       f"{n.body.rstrip()}\n")
         return
-    table([[fmt_time(n.at), n.kind, n.recipient, n.subject] for n in rows], ["AT", "KIND", "TO", "SUBJECT"])
+    table([[fmt_time(n.at), n.kind, n.recipient, n.subject, summary(n)] for n in rows],
+          ["AT", "KIND", "TO", "SUBJECT", "CHANNELS"])
 
 
 COMMANDS = [notifications]

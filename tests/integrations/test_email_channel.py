@@ -6,6 +6,7 @@ transient one that is retried, never fallen back from."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -225,3 +226,46 @@ def test_the_config_names_known_channels(tmp_path: Path) -> None:
         make_config(tmp_path, extra=section + '\n[notify]\nchannels = ["slack"]\n')
     with pytest.raises(ConfigError, match=r"notify.channels: unknown channel 'email' \(configured: none"):
         make_config(tmp_path, extra='\n[notify]\nchannels = ["email"]\n')
+
+
+def test_notifications_lists_what_each_channel_did(tmp_path: Path) -> None:
+    """`closeloop notifications` shows, per notification, each of the recipient's channels in order: sent,
+    failed for good, or not tried yet; and `outbox only` when no channel is configured."""
+    from tests.closeloop.cli.test_cli_errors import invoke
+
+    section = ('\n[notifiers.email]\nhost = "smtp.example.com"\nfrom_address = "closeloop@example.com"\n'
+               '\n[notify]\nchannels = ["email"]\n')
+    config = make_config(tmp_path, extra=section)
+    store = Store(config.db_url)
+    try:
+        for n, key in enumerate(["k-sent", "k-failed", "k-pending"]):
+            store.local.record_notification(key=key, kind="reminder", recipient="alice", subject=f"S{n}", body="b",
+                                            at=AT, postmortem_id=PM, item_id=None)
+        store.channel_deliveries.sent("k-sent", "email", "alice", "alice@example.com", "<m1@example.com>")
+        store.channel_deliveries.failed("k-failed", "email", "alice", "alice@example.com", "550 no such user")
+    finally:
+        store.close()
+    listing = invoke(["notifications"], Path(config.source))
+    assert listing.exit_code == 0, listing.output
+    lines = {next(w for w in line.split() if w[0] == "S" and w[1:].isdigit()): line
+             for line in listing.output.splitlines()[1:] if line.strip()}
+    assert lines["S0"].rstrip().endswith("email: sent")
+    assert lines["S1"].rstrip().endswith("email: failed")
+    assert lines["S2"].rstrip().endswith("email: would send")
+    as_json = json.loads(invoke(["notifications", "--json"], Path(config.source)).output)
+    assert [n["channels"] for n in as_json][:2] == [
+        [{"channel": "email", "status": "sent", "address": "alice@example.com", "message_id": "<m1@example.com>",
+          "error": None}],
+        [{"channel": "email", "status": "failed", "address": "alice@example.com", "message_id": None,
+          "error": "550 no such user"}]]
+
+    (tmp_path / "plain").mkdir()
+    plain = make_config(tmp_path / "plain")
+    store = Store(plain.db_url)
+    try:
+        store.local.record_notification(key="k", kind="reminder", recipient="alice", subject="S", body="b", at=AT,
+                                        postmortem_id=PM, item_id=None)
+    finally:
+        store.close()
+    listing = invoke(["notifications"], Path(plain.source))
+    assert listing.output.splitlines()[1].rstrip().endswith("outbox only")
