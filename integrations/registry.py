@@ -178,6 +178,13 @@ def build(config: Config, store: Store | None = None, *, secrets: Secrets | None
     )
 
 
+def channels(config: Config, secrets: Secrets | None = None) -> dict[str, Channel]:
+    """The configured delivery channels alone, built without a store (`closeloop notify test`)."""
+    check(config)
+    ctx = context(config, None, secrets)
+    return {c.name: c for p in plugins() for c in p.channels(ctx)}
+
+
 def webhooks(config: Config, secrets: Secrets | None = None) -> Webhooks:
     """The web app's webhooks (the config's plugin sections are validated first, if they were not)."""
     if not config.plugins_checked:

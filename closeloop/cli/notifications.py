@@ -87,4 +87,75 @@ def notifications(obj: Context, postmortem: str | None, body: bool, as_json: boo
           ["AT", "KIND", "TO", "SUBJECT", "CHANNELS"])
 
 
-COMMANDS = [notifications]
+@click.group("notify")
+def notify() -> None:
+    """Check how people are reached (email, Slack, chat)."""
+
+
+@notify.command("test")
+@click.argument("person")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@pass_ctx
+def notify_test(obj: Context, person: str, as_json: bool) -> None:
+    """Send PERSON a test message through each of their channels, and say what happened.
+
+    PERSON is a key from the directory. Their channels are their own `channels`, else `[notify] channels`;
+    every one is tried (not only the first that works), from this machine, with the worker's settings and
+    secrets. Nothing is recorded in the outbox. Exit 0 when every channel took the message, 1 otherwise.
+
+    \b
+    Examples:
+      closeloop notify test alice
+      closeloop notify test alice --json
+    """
+    from datetime import UTC, datetime
+
+    from closeloop.integrations.base import IntegrationError, Notification
+    from closeloop.integrations.registry import channels as configured_channels
+    from closeloop.links import links
+
+    config = obj.config()
+    who = config.people_directory().person(person)
+    if who is None:
+        raise CliError(f"no person {person!r} in the directory")
+    built = configured_channels(config)
+    order = who.channels if who.channels is not None else config.notify.channels
+    now = datetime.now(UTC)
+    message = Notification(
+        key=f"notify-test/{person}/{now.isoformat()}", kind="test", recipient=person,
+        subject="closeloop test message",
+        body=(f"Hello {who.name},\n\nThis is a test message from closeloop, sent by `closeloop notify test`. "
+              "This is where closeloop will tell you about postmortems, reminders and action items.\n"),
+        at=now, postmortem_id="closeloop/test", links=links(config.web.public_url, "closeloop/test", None))
+    results: list[dict[str, Any]] = []
+    for name in dict.fromkeys(order):
+        channel = built.get(name)
+        if channel is None:
+            results.append({"channel": name, "status": "not configured", "address": None, "detail": None})
+            continue
+        address = channel.address(who)
+        if not address:
+            results.append({"channel": name, "status": "no address", "address": None,
+                            "detail": f"{who.name} has no address on {name}"})
+            continue
+        try:
+            detail = channel.deliver(message, who, address)
+            status = "sent"
+        except IntegrationError as e:
+            status = "failed (a retry may work)" if e.retryable else "failed"
+            detail = str(e)
+        results.append({"channel": name, "status": status, "address": address, "detail": detail})
+    if as_json:
+        echo_json({"person": person, "channels": results})
+    elif not results:
+        click.echo(f"{person} has no channels (set [notify] channels or people.{person}.channels): notifications "
+                   "reach the outbox only")
+    else:
+        for r in results:
+            where = f" to {r['address']}" if r["address"] else ""
+            click.echo(f"{r['channel']}: {r['status']}{where}" + (f": {r['detail']}" if r["detail"] else ""))
+    if any(r["status"] != "sent" for r in results):
+        click.get_current_context().exit(1)
+
+
+COMMANDS = [notifications, notify]

@@ -269,3 +269,37 @@ def test_notifications_lists_what_each_channel_did(tmp_path: Path) -> None:
         store.close()
     listing = invoke(["notifications"], Path(plain.source))
     assert listing.output.splitlines()[1].rstrip().endswith("outbox only")
+
+
+def test_notify_test_sends_through_each_channel_and_says_what_happened(tmp_path: Path, smtp: SmtpServer) -> None:
+    from click.testing import CliRunner
+
+    from closeloop.cli.main import cli
+    from tests.closeloop.cli.test_cli_errors import CLEAN_ENV
+
+    section = (f'\n[notifiers.email]\nhost = "127.0.0.1"\nport = {smtp.port}\nusername = "{USER}"\n'
+               f'from_address = "closeloop@example.com"\nca_file = "{smtp.ca_file}"\n\n[notify]\nchannels = ["email"]\n'
+               '\n[people.bounce]\nname = "Bea"\nemail = "bounce-bea@example.com"\n')
+    config = make_config(tmp_path, extra=section)
+    env = {**CLEAN_ENV, "CLOSELOOP_SMTP_PASSWORD": PASSWORD}
+    ok = CliRunner().invoke(cli, ["--config", config.source, "notify", "test", "alice"], env=env)
+    assert ok.exit_code == 0, ok.output
+    [mail] = smtp.messages
+    assert ok.output.strip() == f"email: sent to alice@example.com: {mail['Message-ID']}"
+    assert mail["Subject"] == "closeloop test message"
+    assert len(store_rows(config)) == 0  # a test message is not a notification: nothing in the outbox
+
+    bad = CliRunner().invoke(cli, ["--config", config.source, "notify", "test", "bounce", "--json"], env=env)
+    assert bad.exit_code == 1
+    [result] = json.loads(bad.output)["channels"]
+    assert result["status"] == "failed" and "550" in result["detail"]
+    unknown = CliRunner().invoke(cli, ["--config", config.source, "notify", "test", "nobody"], env=env)
+    assert unknown.exit_code == 1 and unknown.stderr.strip() == "closeloop: no person 'nobody' in the directory"
+
+
+def store_rows(config: object) -> list[object]:
+    store = Store(config.db_url)  # type: ignore[attr-defined]
+    try:
+        return list(store.local.notifications())
+    finally:
+        store.close()
