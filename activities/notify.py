@@ -15,6 +15,7 @@ from closeloop.config import NotifySettings
 from closeloop.directory import Directory
 from closeloop.integrations.base import Channel, IntegrationError, Notification, Notifier, Tracker
 from closeloop.links import links
+from closeloop.message_actions import actions_for
 from closeloop.models import Model, Person
 from closeloop.rendering import render_notification
 from closeloop.store.outbox import ChannelDeliveries
@@ -67,7 +68,8 @@ class NotifyActivities:
         subject, body = render_notification(inp.kind, context, template_dir=self.template_dir)
         notification = Notification(key=inp.key, kind=inp.kind, recipient=recipient, subject=subject, body=body,
                                     at=inp.at, postmortem_id=inp.postmortem_id, item_id=inp.item_id,
-                                    links=links(self.public_url, inp.postmortem_id, inp.item_id))
+                                    links=links(self.public_url, inp.postmortem_id, inp.item_id),
+                                    actions=actions_for(inp.kind, inp.postmortem_id, inp.item_id, self.public_url))
         for notifier in self.notifiers:
             with external_errors(f"notifying {recipient} through {notifier.name}"):
                 notifier.send(notification, person)
