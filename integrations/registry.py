@@ -51,7 +51,9 @@ class Integrations:
 
     @property
     def calendar(self) -> Calendar:
-        return self.calendars[0]
+        """The calendar that books meetings: the first configured one other than `local`; `local` (always
+        there, first) only when no other calendar is configured."""
+        return next((c for c in self.calendars if c.name != "local"), self.calendars[0])
 
     @property
     def publisher(self) -> Publisher:
