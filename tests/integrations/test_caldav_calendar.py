@@ -141,8 +141,14 @@ def test_busy_expands_recurrences_and_skips_free_cancelled_and_declined_events(s
     # ana: a one-off, a weekly meeting (started in January, Mondays 15:00 Berlin) whose 2 March occurrence is in
     # the window, one on Tuesdays that is not, a transparent one, a cancelled one, one she declined
     server.put("ana/calendar/", "one-off", "DTSTART:20260302T090000Z\r\nDTEND:20260302T100000Z\r\nSUMMARY:1:1")
+    # (9 March is skipped: EXDATE; 16 March's is moved to 17:00: a RECURRENCE-ID override in the same resource)
     server.put("ana/calendar/", "weekly", "DTSTART;TZID=Europe/Berlin:20260105T150000\r\n"
-               "DTEND;TZID=Europe/Berlin:20260105T160000\r\nRRULE:FREQ=WEEKLY\r\nSUMMARY:team sync")
+               "DTEND;TZID=Europe/Berlin:20260105T160000\r\nRRULE:FREQ=WEEKLY\r\n"
+               "EXDATE;TZID=Europe/Berlin:20260309T150000\r\nSUMMARY:team sync\r\nEND:VEVENT\r\n"
+               "BEGIN:VEVENT\r\nUID:weekly\r\nDTSTAMP:20260101T000000Z\r\n"
+               "RECURRENCE-ID;TZID=Europe/Berlin:20260316T150000\r\n"
+               "DTSTART;TZID=Europe/Berlin:20260316T170000\r\nDTEND;TZID=Europe/Berlin:20260316T180000\r\n"
+               "SUMMARY:team sync (moved)")
     server.put("ana/calendar/", "tuesdays", "DTSTART:20260106T070000Z\r\nDTEND:20260106T080000Z\r\n"
                "RRULE:FREQ=WEEKLY\r\nSUMMARY:not on Mondays")
     server.put("ana/calendar/", "transparent", "DTSTART:20260302T110000Z\r\nDTEND:20260302T120000Z\r\n"
@@ -174,6 +180,8 @@ def test_busy_expands_recurrences_and_skips_free_cancelled_and_declined_events(s
     # a later occurrence of the weekly meeting (after Europe's DST change: 15:00 CEST is 13:00 UTC), the
     # Tuesday series, and bo's meeting in the organiser's calendar
     assert cal.busy([ANA], at(30, 0), at(31, 0)) == {"ana": [iv(at(30, 13), at(30, 14))]}
+    assert cal.busy([ANA], at(9, 0), at(10, 0)) == {"ana": []}
+    assert cal.busy([ANA], at(16, 0), at(17, 0)) == {"ana": [iv(at(16, 16), at(16, 17))]}
     assert cal.busy([ANA, BO], at(3, 0), at(4, 0)) == {
         "ana": [iv(at(3, 7), at(3, 8))], "bo": [iv(at(2, 5), at(3, 5)), iv(at(3, 10), at(3, 11))]}
 
