@@ -36,9 +36,9 @@ from closeloop.store.store import Store
 
 @dataclass
 class Integrations:
-    """The worker's integrations. The first calendar books meetings (all are asked for busy times, once more
-    than one calendar plugin exists); every notifier gets every notification; every publisher publishes,
-    the first one's reference is the document's. `channels` reach people by name (`[notify] channels`)."""
+    """The worker's integrations. `calendar` books meetings: the first calendar other than `local`, else
+    `local`. Every notifier gets every notification; `channels` reach people by name (`[notify] channels`).
+    Every publisher publishes; the first one's reference is the document's."""
 
     config: Config
     directory: Directory
@@ -53,7 +53,9 @@ class Integrations:
 
     @property
     def calendar(self) -> Calendar:
-        return self.calendars[0]
+        """The calendar that books meetings: the first configured one other than `local`; `local` (always
+        there, first) only when no other calendar is configured."""
+        return next((c for c in self.calendars if c.name != "local"), self.calendars[0])
 
     @property
     def publisher(self) -> Publisher:
