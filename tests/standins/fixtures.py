@@ -4,7 +4,9 @@
         ...                                     # jira.url, jira.issues, jira.fail_next(...), ...
 
 `validated(StandinClass, spec, **kwargs)` starts `StandinClass(validator=..., **kwargs)` with a validator
-that checks each JSON response against `SPECS_DIR / spec` (closeloop/standins/spec.py) and counts it, and yields
+that checks each JSON response against `SPECS_DIR / spec` (closeloop/standins/spec.py), or with `spec`'s own
+`check(method, path, status, body)` when it is a validator object rather than a file name (Google's discovery
+documents: tests/standins/google_calendar.py), and counts it, and yields
 the running server. When the block ends it fails if a violation was recorded, or if the server answered
 requests but validated none of its responses; with `must_serve=True` also if it validated nothing at all.
 A missing spec file skips the test.
@@ -20,13 +22,18 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from functools import cache
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 import pytest
 
 from closeloop.standins.spec import SPECS_DIR, ResponseValidator
 
 S = TypeVar("S")
+
+
+class Checker(Protocol):
+    def check(self, method: str, path: str, status: int, body: Any) -> None: ...
+
 
 JIRA_SPEC, GITHUB_SPEC = "jira-platform-v3.json", "github-rest-api.json"
 PAGERDUTY_SPEC, SLACK_SPEC = "pagerduty-rest.json", "slack-web-api.json"
@@ -48,9 +55,10 @@ def spec_validator(spec: str) -> ResponseValidator:
 
 
 @contextmanager
-def validated(standin_class: type[S], spec: str, *, must_serve: bool = False, **kwargs: Any) -> Iterator[S]:
+def validated(standin_class: type[S], spec: str | Checker, *, must_serve: bool = False,
+              **kwargs: Any) -> Iterator[S]:
     """`standin_class(validator=..., **kwargs)`, running, with every response checked against `spec`."""
-    validator = spec_validator(spec)
+    validator: Checker = spec_validator(spec) if isinstance(spec, str) else spec
     checked: list[str] = []
 
     def check(method: str, path: str, status: int, body: object) -> None:
