@@ -301,13 +301,13 @@ def store(tmp_path: Path) -> Iterator[Store]:
         s.close()
 
 
-def activities(store: Store, slack: SlackStandin, smtp: SmtpServer) -> NotifyActivities:
+def activities(store: Store, slack: SlackStandin, smtp: SmtpServer, token: str = TOKEN) -> NotifyActivities:
     email = EmailChannel(EmailSettings(host="127.0.0.1", port=smtp.port, security=smtp.security, username=USER,
                                        from_address="closeloop@example.com", ca_file=smtp.ca_file, timeout=10),
                          PASSWORD)
     people = Directory({p.key: p for p in (ALICE, BOB, GONE, OPS)})
     return NotifyActivities(people, [LogNotifier(store)], lambda name: None,  # type: ignore[arg-type,return-value]
-                            None, channels={"slack": channel(slack), "email": email},
+                            None, channels={"slack": channel(slack, token), "email": email},
                             deliveries=store.channel_deliveries,
                             settings=NotifySettings(channels=["slack", "email"], operator="ops"),
                             public_url="https://closeloop.example.com")
@@ -357,6 +357,29 @@ def test_a_rate_limit_is_retried_after_retry_after_and_never_falls_back(
     assert smtp.messages == [] and store.channel_deliveries.get(f"{PM}/reminder/1", "slack") is None
     assert notify(acts, f"{PM}/reminder/1") == "alice"  # the retry
     assert len(slack.messages(slack.dms["U0ALICE"])) == 1 and smtp.messages == []
+
+
+def test_looking_the_address_up_fails_as_delivering_does(store: Store, slack: SlackStandin,
+                                                        smtp: SmtpServer) -> None:
+    acts = activities(store, slack, smtp)
+    slack.rate_limit_next(retry_after=5, path="/users.lookupByEmail")
+    with pytest.raises(ApplicationError) as raised:  # throttled while finding bob: retried, no fallback
+        notify(acts, f"{PM}/reminder/1", target="bob")
+    assert not raised.value.non_retryable and raised.value.next_retry_delay == timedelta(seconds=5)
+    assert smtp.messages == [] and store.channel_deliveries.get(f"{PM}/reminder/1", "slack") is None
+    assert notify(acts, f"{PM}/reminder/1", target="bob") == "bob"
+    assert len(slack.messages(slack.dms["U0BOB"])) == 1
+
+    # A token Slack refuses: no retry fixes it; bob gets an email, the operator hears of it once.
+    revoked = activities(store, slack, smtp, token="xoxb-revoked-token")
+    notify(revoked, f"{PM}/reminder/2", target="bob")
+    notify(revoked, f"{PM}/reminder/3", target="bob")
+    assert [m["To"].addresses[0].addr_spec for m in smtp.messages] == ["ops@example.com", "Bob@Example.com",
+                                                                       "Bob@Example.com"]
+    report = smtp.messages[0].get_body(("plain",)).get_content()
+    assert "invalid_auth" in report and "xoxb" not in report
+    failed = store.channel_deliveries.get(f"{PM}/reminder/2", "slack")
+    assert failed is not None and failed.status == "failed"
 
 
 def test_a_retry_after_a_crash_posts_no_second_dm(store: Store, slack: SlackStandin, smtp: SmtpServer) -> None:
