@@ -100,14 +100,21 @@ class NotifyActivities:
         assert self.deliveries is not None or not self.channels
         for name in self.channel_order(person):
             channel = self.channels[name]
-            address = channel.address(person)
-            if not address:
-                continue
             assert self.deliveries is not None
             done = self.deliveries.get(notification.key, name)
             if done is not None and done.status == "sent":
                 return name
             if done is not None and done.status == "failed":
+                continue
+            try:  # finding the address may ask the provider (Slack's users.lookupByEmail)
+                address = channel.address(person)
+            except IntegrationError as e:
+                if e.retryable:
+                    with external_errors(f"finding {person.key}'s address on {name}"):
+                        raise
+                self._failed_for_good(notification, person, name, "", str(e))
+                continue
+            if not address:
                 continue
             try:
                 found = channel.find_sent(notification, person, address)
