@@ -52,6 +52,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
         documents.prepare_draft,
         documents.publish_document,
         notify.notify,
+        notify.delivery_time,
         tickets.open_ticket,
         tickets.close_ticket,
         tickets.cancel_ticket,

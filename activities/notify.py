@@ -15,6 +15,7 @@ from closeloop.config import NotifySettings
 from closeloop.directory import Directory
 from closeloop.integrations.base import Channel, IntegrationError, Notification, Notifier, Tracker
 from closeloop.links import links
+from closeloop.meeting_slots import next_working_time
 from closeloop.message_actions import actions_for
 from closeloop.models import Model, Person
 from closeloop.rendering import render_notification
@@ -33,6 +34,13 @@ class NotifyInput(Model):
     # Also put it on the action item's ticket as a comment, so it is seen where the owner works.
     tracker: str | None = None
     ticket_key: str | None = None
+
+
+class DeliveryTimeInput(Model):
+    kind: str
+    target: str
+    relative_to: str
+    at: datetime  # the workflow's now
 
 
 class NotifyActivities:
@@ -86,6 +94,19 @@ class NotifyActivities:
                 # told all the same, and the ticket sync deals with the ticket.
                 log().warning("ticket comment skipped", ticket=inp.ticket_key, kind=inp.kind, error=str(e)[:300])
         return recipient
+
+    @activity.defn(name="delivery_time")
+    def delivery_time(self, inp: DeliveryTimeInput) -> datetime:
+        """When a notification of `kind` to `target` may go out: `at` itself when its kind may go out at any
+        hour (`[notify] any_hour`) or nobody fills the role, else the next working hour (`[notify]
+        working_hours`) in the recipient's time zone."""
+        if inp.kind in self.settings.any_hour:
+            return inp.at
+        recipient = self.people.resolve_target(inp.target, inp.relative_to)
+        person = self.people.person(recipient) if recipient else None
+        if person is None:
+            return inp.at
+        return next_working_time(inp.at, person.timezone, self.settings.working_hours)
 
     def channel_order(self, person: Person) -> list[str]:
         """The person's channels in order (theirs, else `[notify] channels`), those configured here."""

@@ -18,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError,
 from closeloop import retention as keep
 from closeloop.directory import Directory, DirectoryError, DirectorySettings, load_directory
 from closeloop.durations import Duration
-from closeloop.policy import ROLES, Policy
+from closeloop.policy import ROLES, Policy, WorkingHours
 from closeloop.validation import first_problem
 
 ENV_CONFIG = "CLOSELOOP_CONFIG"
@@ -116,15 +116,25 @@ class SyncSettings(_Strict):
         return v
 
 
+ANY_HOUR_KINDS = ("invite", "published", "cancelled", "lifecycle_failed", "channel_failed")
+
+
 class NotifySettings(_Strict):
     """`[notify]`: how people are reached. Every notification is recorded in the outbox (and the log); besides,
     it goes through the first of the person's `channels` that reaches them (a plugin's channel, configured
     under `[notifiers.<name>]`: email, slack, ...), falling back to the next when one fails for good. A person's
-    own `channels` replace these. Empty (the default): the outbox only."""
+    own `channels` replace these. Empty (the default): the outbox only. A notification due outside
+    `working_hours` in the recipient's time zone waits for them (a workflow timer), unless its kind is in
+    `any_hour`."""
 
     channels: list[str] = Field(default_factory=list, description="channel names, in the order to try them")
     operator: str | None = Field(default=None, description="person key told (once per channel and person) "
                                                            "when a channel fails for good")
+    working_hours: WorkingHours = Field(default_factory=WorkingHours,
+                                        description="a notification waits for these hours in the recipient's own "
+                                                    "time zone (deferred, never dropped)")
+    any_hour: list[str] = Field(default_factory=lambda: list(ANY_HOUR_KINDS),
+                                description="notification kinds that go out at once, at any hour")
 
 
 class InboxSettings(_Strict):

@@ -160,3 +160,18 @@ def pick_slot(
         if slot + policy.duration <= hi:
             return slot, slot + policy.duration
     return None
+
+
+def next_working_time(at: datetime, tz: str, hours: WorkingHours) -> datetime:
+    """`at` if it falls inside the working hours of a working day in `tz`, else the start of the next working
+    hours there (UTC). A reminder due at 23:00 goes out at 09:00; one due on Saturday, on Monday at 09:00."""
+    zone = ZoneInfo(tz)
+    moment = _as_utc(at)
+    day = moment.astimezone(zone).date()
+    for _ in range(8):  # a working day comes within a week (`days` is never empty)
+        if day.weekday() in hours.days:
+            opens, closes = _local(day, hours.start, zone), _local(day, hours.end, zone)
+            if moment < closes:
+                return max(moment, opens)
+        day += timedelta(days=1)
+    raise ValueError("working_hours.days lists no weekday")

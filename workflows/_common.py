@@ -11,8 +11,8 @@ from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
     from closeloop import chase_plan as planner
-    from closeloop.activities.notify import NotifyActivities, NotifyInput
-    from closeloop.activities.options import EXTERNAL, ActivityOptions
+    from closeloop.activities.notify import DeliveryTimeInput, NotifyActivities, NotifyInput
+    from closeloop.activities.options import EXTERNAL, STORE, ActivityOptions
     from closeloop.models import ChaseState
     from closeloop.policy import EscalationStep
 
@@ -37,11 +37,28 @@ async def call(activity: Callable[..., Any], arg: Any, options: ActivityOptions)
     )
 
 
+# Lifecycles started before this patch send at once; later ones wait for the recipient's working hours.
+WORKING_HOURS_PATCH = "notify-working-hours"
+
+
 async def send(
     *, key: str, kind: str, target: str, relative_to: str, postmortem_id: str, item_id: str | None = None,
     context: dict[str, Any] | None = None, tracker: str | None = None, ticket_key: str | None = None,
+    still_wanted: Callable[[], bool] | None = None,
 ) -> str | None:
-    """Notify once (the key makes retries and replays safe). Returns who was notified."""
+    """Notify once (the key makes retries and replays safe). Returns who was notified, or None when nobody
+    fills the role, or when `still_wanted()` turned false while the notification waited for the recipient's
+    working hours (a reminder for a draft submitted meanwhile is not sent; a deferred one is never dropped
+    for any other reason)."""
+    if workflow.patched(WORKING_HOURS_PATCH):
+        now = workflow.now()
+        due = await call(NotifyActivities.delivery_time,
+                         DeliveryTimeInput(kind=kind, target=target, relative_to=relative_to, at=now), STORE)
+        if due > now:
+            if still_wanted is None:
+                await workflow.sleep(due - now)
+            elif await _wait(lambda: not still_wanted(), due - now):
+                return None
     return await call(
         NotifyActivities.notify,
         NotifyInput(

@@ -7,6 +7,7 @@ did the same kind of incident recur, and what does the owner say?"""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from temporalio import workflow
@@ -134,17 +135,20 @@ class ActionItemWorkflow:
             overdue = workflow.now() - s.item.due_at
             ctx = {"reminder_number": action.index + 1, "overdue": overdue if overdue.total_seconds() > 0 else None}
             if action.kind == "reminder":
-                await self._notify(f"c{cycle}/reminder/{action.index}", "item_reminder", "owner", ctx)
+                await self._notify(f"c{cycle}/reminder/{action.index}", "item_reminder", "owner", ctx,
+                                   still_wanted=owed)
             elif action.kind == "stall":
                 assert s.chase is not None
                 s.chase.stalled = True
                 await self._save()
             else:
                 await self._notify(f"c{cycle}/escalation/{action.index}", "item_escalation",
-                                   action.target or "owner", {**ctx, "level": action.index + 1})
+                                   action.target or "owner", {**ctx, "level": action.index + 1}, still_wanted=owed)
 
-        done = await self.chase.run(lambda: s.item.status != ItemStatus.open or s.ticket_change is not None, act,
-                                    self.inp.max_history_events)
+        def owed() -> bool:
+            return s.item.status == ItemStatus.open and s.ticket_change is None and s.cycle == cycle
+
+        done = await self.chase.run(lambda: not owed(), act, self.inp.max_history_events)
         self.chase = None if done else self.chase
         return done
 
@@ -326,10 +330,11 @@ class ActionItemWorkflow:
             parent_handle = workflow.get_external_workflow_handle(parent.workflow_id)
             await parent_handle.signal(contract.ITEM_UPDATED.name, self.s.item)
 
-    async def _notify(self, key: str, kind: str, target: str, context: dict[str, Any]) -> str | None:
+    async def _notify(self, key: str, kind: str, target: str, context: dict[str, Any], *,
+                      still_wanted: Callable[[], bool] | None = None) -> str | None:
         item = self.s.item
         return await send(
-            key=f"{item.id}/{key}", kind=kind, target=target, relative_to=item.owner,
+            key=f"{item.id}/{key}", kind=kind, target=target, relative_to=item.owner, still_wanted=still_wanted,
             postmortem_id=item.postmortem_id, item_id=item.id, tracker=item.tracker, ticket_key=item.ticket_key,
             context={"item_title": item.title, "incident_title": self.inp.incident.title, "priority": item.priority,
                      "due": item.due_at, "ticket_key": item.ticket_key, "ticket_url": item.ticket_url,

@@ -246,16 +246,18 @@ class PostmortemWorkflow:
             ctx = {"due": s.draft_chase.due_at if s.draft_chase else None, "draft_ref": s.draft_ref}
             if action.kind == "reminder":
                 await self._notify(f"draft/{rnd}/reminder/{action.index}", "reminder", s.owner,
-                                   {**ctx, "reminder_number": action.index + 1})
+                                   {**ctx, "reminder_number": action.index + 1}, still_wanted=owed)
             elif action.kind == "stall":
                 await self._set_stalled(True)
             else:
                 await self._notify(f"draft/{rnd}/escalation/{action.index}", "escalation", action.target or "owner",
                                    {**ctx, "level": action.index + 1, "owner": s.owner, "stage": "draft"},
-                                   relative_to=s.owner)
+                                   relative_to=s.owner, still_wanted=owed)
 
-        return await self._chase(s.draft_chase, act,
-                                 lambda: s.drafts_submitted > s.review_round or s.cancelled is not None)
+        def owed() -> bool:
+            return not (s.drafts_submitted > s.review_round or s.cancelled is not None)
+
+        return await self._chase(s.draft_chase, act, lambda: not owed())
 
     async def _chase(self, state: ChaseState, act: Callable[[ChaseAction], Awaitable[None]],
                      done: Callable[[], bool]) -> bool:
@@ -310,14 +312,18 @@ class PostmortemWorkflow:
                 await self._set_stalled(True)
                 return
             for reviewer in pending:
+                def owed(reviewer: str = reviewer) -> bool:
+                    return (s.review_round == rnd and not self._review_settled()
+                            and reviewer not in {v.reviewer for v in self._votes()})
+
                 if action.kind == "reminder":
                     await self._notify(f"review/{rnd}/reminder/{action.index}/{reviewer}", "review_reminder",
-                                       reviewer, {**ctx, "reminder_number": action.index + 1})
+                                       reviewer, {**ctx, "reminder_number": action.index + 1}, still_wanted=owed)
                 else:
                     await self._notify(f"review/{rnd}/escalation/{action.index}/{reviewer}", "escalation",
                                        action.target or "owner",
                                        {**ctx, "level": action.index + 1, "owner": reviewer, "stage": "review"},
-                                       relative_to=reviewer)
+                                       relative_to=reviewer, still_wanted=owed)
 
         return await self._chase(s.review_chase, act, self._review_settled)
 
@@ -450,11 +456,11 @@ class PostmortemWorkflow:
         await self._save()
 
     async def _notify(self, key: str, kind: str, target: str, context: dict[str, Any], *,
-                      relative_to: str | None = None) -> str | None:
+                      relative_to: str | None = None, still_wanted: Callable[[], bool] | None = None) -> str | None:
         s = self._state()
         return await send(
             key=f"{s.plan.postmortem_id}/{key}", kind=kind, target=target, relative_to=relative_to or target,
-            postmortem_id=s.plan.postmortem_id,
+            postmortem_id=s.plan.postmortem_id, still_wanted=still_wanted,
             context={"incident_title": s.plan.incident.title, "incident": s.plan.incident.key, "owner": s.owner,
                      "severity": s.plan.incident.severity, **context},
         )

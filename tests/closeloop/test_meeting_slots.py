@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from closeloop.integrations.base import Interval
-from closeloop.meeting_slots import business_day_window, pick_slot
+from closeloop.meeting_slots import business_day_window, next_working_time, pick_slot
 from closeloop.models import Person
 from closeloop.policy import MeetingPolicy, WorkingHours
 
@@ -187,3 +187,27 @@ def test_not_before_is_rounded_up_to_the_utc_grid() -> None:
 def test_needs_an_attendee() -> None:
     with pytest.raises(ValueError):
         slot([], at(2026, 3, 2))
+
+
+# --------------------------------------------------------------------------- next_working_time
+
+
+def test_next_working_time_in_the_recipients_own_zone() -> None:
+    hours = WorkingHours()  # 09:00-17:00, Monday to Friday
+    tuesday_noon_london = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
+    assert next_working_time(tuesday_noon_london, "Europe/London", hours) == tuesday_noon_london
+    # 23:00 UTC on Tuesday is 18:00 in New York: after hours, so Wednesday 09:00 there (14:00 UTC)
+    assert next_working_time(datetime(2026, 12, 1, 23, 0, tzinfo=UTC), "America/New_York", hours) == \
+        datetime(2026, 12, 2, 14, 0, tzinfo=UTC)
+    # 06:00 UTC on Tuesday is 15:00 in Tokyo: inside its hours
+    assert next_working_time(datetime(2026, 12, 1, 6, 0, tzinfo=UTC), "Asia/Tokyo", hours) == \
+        datetime(2026, 12, 1, 6, 0, tzinfo=UTC)
+    # Friday 17:00 in Berlin is closed: Monday 09:00 Berlin (08:00 UTC in winter)
+    assert next_working_time(datetime(2026, 12, 4, 16, 0, tzinfo=UTC), "Europe/Berlin", hours) == \
+        datetime(2026, 12, 7, 8, 0, tzinfo=UTC)
+    # Before opening on a working day: that day's opening
+    assert next_working_time(datetime(2026, 12, 1, 3, 0, tzinfo=UTC), "UTC", hours) == \
+        datetime(2026, 12, 1, 9, 0, tzinfo=UTC)
+    weekends = WorkingHours(days=[5, 6])
+    assert next_working_time(datetime(2026, 12, 1, 12, 0, tzinfo=UTC), "UTC", weekends) == \
+        datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
