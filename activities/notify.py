@@ -100,7 +100,7 @@ class NotifyActivities:
         """When a notification of `kind` to `target` may go out: `at` itself when its kind may go out at any
         hour (`[notify] any_hour`) or nobody fills the role, else the next working hour (`[notify]
         working_hours`) in the recipient's time zone."""
-        if inp.kind in self.settings.any_hour:
+        if not self.settings.defer_to_working_hours or inp.kind in self.settings.any_hour:
             return inp.at
         recipient = self.people.resolve_target(inp.target, inp.relative_to)
         person = self.people.person(recipient) if recipient else None
@@ -115,9 +115,10 @@ class NotifyActivities:
 
     def reach(self, notification: Notification, person: Person) -> str | None:
         """Send through the first of the person's channels that reaches them; the channel that took it, or None.
-        A channel that already took this key (recorded, or found at the provider after a crash) sends nothing
-        again. One that fails for good is recorded, reported once, and the next is tried. What a retry may fix
-        (IntegrationError retryable) is raised: the activity is retried with backoff, nothing falls back."""
+        A channel that already took this key (recorded; or found at the provider, when an earlier try recorded
+        "sending" and never came back) sends nothing again. One that fails for good is recorded, reported once,
+        and the next is tried. What a retry may fix (IntegrationError retryable) is raised: the activity is
+        retried with backoff, nothing falls back."""
         assert self.deliveries is not None or not self.channels
         for name in self.channel_order(person):
             channel = self.channels[name]
@@ -138,7 +139,11 @@ class NotifyActivities:
             if not address:
                 continue
             try:
-                found = channel.find_sent(notification, person, address)
+                # Ask the provider only when an earlier try may have sent it (it recorded "sending" and did not
+                # come back): a search costs a call that providers limit (Slack's conversations.history).
+                found = channel.find_sent(notification, person, address) if done is not None else None
+                if not found:
+                    self.deliveries.sending(notification.key, name, person.key, address)
                 message_id = found or channel.deliver(notification, person, address)
             except IntegrationError as e:
                 if e.retryable:

@@ -49,9 +49,15 @@ def _binary(name: str) -> str:
 TEST_CONFIG = resources.files("closeloop").joinpath("examples/team.toml").read_text()
 
 
-def make_config(tmp_path: Path, *, db_url: str | None = None, extra: str = "", task_queue: str = "closeloop") -> Config:
+def make_config(tmp_path: Path, *, db_url: str | None = None, extra: str = "", task_queue: str = "closeloop",
+                notify: str = "") -> Config:
+    """TEST_CONFIG (closeloop/examples/team.toml) in tmp_path, then `extra` (more tables). `notify`, when given,
+    replaces the [notify] table (team.toml's last: notifications at any hour), e.g. 'channels = ["email"]'."""
     path = tmp_path / "closeloop.toml"
-    path.write_text(f'data_dir = "{tmp_path / "data"}"\n' + TEST_CONFIG + extra)
+    text = TEST_CONFIG
+    if notify:
+        text = text[:text.rindex("\n[notify]\n")] + "\n[notify]\n" + notify + "\n"
+    path.write_text(f'data_dir = "{tmp_path / "data"}"\n' + text + extra)
     env = {"CLOSELOOP_TASK_QUEUE": task_queue}
     if db_url:
         env["CLOSELOOP_DB_URL"] = db_url
@@ -123,13 +129,13 @@ class App:
 @asynccontextmanager
 async def running_app(time_env: WorkflowEnvironment, tmp_path: Path, *, extra: str = "",
                       adjust: Callable[[Integrations], None] | None = None,
-                      db_url: str | None = None) -> AsyncIterator[App]:
+                      db_url: str | None = None, notify: str = "") -> AsyncIterator[App]:
     """A closeloop installation on the test config plus `extra` (TOML), on its own task queue: the
     integrations built from the config (`adjust` may change them, before the worker starts), the worker
     running the real workflows and activities. On leaving, what the test left running is terminated, then
     the worker stops and the store closes."""
     task_queue = f"closeloop-test-{uuid.uuid4().hex[:8]}"
-    config = make_config(tmp_path, task_queue=task_queue, extra=extra, db_url=db_url)
+    config = make_config(tmp_path, task_queue=task_queue, extra=extra, db_url=db_url, notify=notify)
     integrations = build(config)
     if adjust is not None:
         adjust(integrations)

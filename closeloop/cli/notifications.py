@@ -89,7 +89,12 @@ def notifications(obj: Context, postmortem: str | None, body: bool, as_json: boo
 
 @click.group("notify")
 def notify() -> None:
-    """Check how people are reached (email, Slack, chat)."""
+    """Check how people are reached (email, Slack, chat).
+
+    \b
+    Examples:
+      closeloop notify test alice
+    """
 
 
 @notify.command("test")

@@ -1,6 +1,8 @@
 """What each delivery channel did with a notification (closeloop.integrations.base.Channel): one row per
-notification key and channel. The notify activity reads it before sending, so a retry never sends again what a
-channel already took, and skips a channel that failed for good for that notification."""
+notification key and channel: `sending` just before the channel is asked to send, then `sent` (with the
+provider's message id) or `failed` (for good). The notify activity reads it first: a retry never sends again
+what a channel took, skips a channel that failed for good, and after `sending` (a crash mid-send) asks the
+provider whether it arrived before sending again."""
 
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ class ChannelDelivery:
     channel: str
     recipient: str
     address: str
-    status: str  # sent, failed
+    status: str  # sending, sent, failed
     message_id: str | None
     error: str | None
     updated_at: datetime
@@ -52,23 +54,31 @@ class ChannelDeliveries:
                              .order_by(ChannelDeliveryRow.key, ChannelDeliveryRow.id))
             return [_delivery(r) for r in rows]
 
+    def sending(self, key: str, channel: str, recipient: str, address: str) -> None:
+        """About to send: a crash before `sent` leaves this, and the retry asks the provider first."""
+        self._record(key, channel, recipient, address, "sending", message_id=None, error=None)
+
     def sent(self, key: str, channel: str, recipient: str, address: str, message_id: str) -> None:
         self._record(key, channel, recipient, address, "sent", message_id=message_id[:TEXT_CHARS], error=None)
 
     def failed(self, key: str, channel: str, recipient: str, address: str, error: str) -> bool:
-        """Record a failure no retry fixes; True the first time (the operator is told once)."""
-        return self._record(key, channel, recipient, address, "failed", message_id=None, error=error[:TEXT_CHARS])
+        """Record a failure no retry fixes; True unless it was recorded failed already (the operator is told
+        once)."""
+        before = self._record(key, channel, recipient, address, "failed", message_id=None, error=error[:TEXT_CHARS])
+        return before != "failed"
 
     def _record(self, key: str, channel: str, recipient: str, address: str, status: str, *,
-                message_id: str | None, error: str | None) -> bool:
+                message_id: str | None, error: str | None) -> str | None:
+        """Insert or update the row; the status it had before (None: there was none)."""
         values = dict(recipient=recipient[:200], address=address[:300], status=status, message_id=message_id,
                       error=error, updated_at=datetime.now(UTC))
         try:
             with self.db.session() as s:
                 s.add(ChannelDeliveryRow(key=key[:500], channel=channel[:32], **values))
-            return True
+            return None
         except IntegrityError:
+            where = (ChannelDeliveryRow.key == key[:500]) & (ChannelDeliveryRow.channel == channel[:32])
             with self.db.session() as s:
-                s.execute(update(ChannelDeliveryRow).where(ChannelDeliveryRow.key == key[:500],
-                                                           ChannelDeliveryRow.channel == channel[:32]).values(**values))
-            return False
+                before = s.scalar(select(ChannelDeliveryRow.status).where(where))
+                s.execute(update(ChannelDeliveryRow).where(where).values(**values))
+            return before

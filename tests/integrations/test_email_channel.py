@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import update
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -173,10 +173,10 @@ def test_one_delivery_per_key_and_a_resend_after_a_crash_is_the_same_message(sto
         mail.get_body(("plain",)).get_content()
     assert [n.channel for n in store.local.notifications(PM)] == ["log"]  # the outbox keeps every notification
 
-    # A crash after SMTP took the message, before it was recorded: SMTP cannot be asked, so it is sent again,
-    # as the same message (the same Message-ID: mail clients show it once).
+    # A crash after SMTP took the message, before it was recorded (the row still says "sending"): SMTP cannot
+    # be asked, so it is sent again, as the same message (the same Message-ID: mail clients show it once).
     with store.db.session() as s:
-        s.execute(delete(ChannelDeliveryRow))
+        s.execute(update(ChannelDeliveryRow).values(status="sending", message_id=None))
     notify(acts, f"{PM}/reminder/1")
     assert [m["Message-ID"] for m in smtp.messages] == [mail["Message-ID"]] * 2
 
@@ -208,13 +208,14 @@ def test_a_transient_failure_is_retried_and_never_falls_back(store: Store, smtp:
     with pytest.raises(ApplicationError) as raised:
         notify(acts, f"{PM}/reminder/1", target="lee")
     assert not raised.value.non_retryable and "451" in str(raised.value)
-    assert smtp.messages == [] and store.channel_deliveries.get(f"{PM}/reminder/1", "email") is None
+    tried = store.channel_deliveries.get(f"{PM}/reminder/1", "email")
+    assert smtp.messages == [] and tried is not None and tried.status == "sending"  # not sent, not failed
     assert store.channel_deliveries.get(f"{PM}/reminder/1", "backup") is None
 
 
 def test_the_config_names_known_channels(tmp_path: Path) -> None:
     section = ('\n[notifiers.email]\nhost = "smtp.example.com"\nfrom_address = "closeloop@example.com"\n')
-    config = make_config(tmp_path, extra=section + '\n[notify]\nchannels = ["email"]\n')
+    config = make_config(tmp_path, extra=section, notify='channels = ["email"]')
     assert config.notify.channels == ["email"]
     integrations = build(config)
     try:
@@ -223,9 +224,9 @@ def test_the_config_names_known_channels(tmp_path: Path) -> None:
     finally:
         integrations.store.close()
     with pytest.raises(ConfigError, match=r"notify.channels: unknown channel 'slack' \(configured: email\)"):
-        make_config(tmp_path, extra=section + '\n[notify]\nchannels = ["slack"]\n')
+        make_config(tmp_path, extra=section, notify='channels = ["slack"]')
     with pytest.raises(ConfigError, match=r"notify.channels: unknown channel 'email' \(configured: none"):
-        make_config(tmp_path, extra='\n[notify]\nchannels = ["email"]\n')
+        make_config(tmp_path, notify='channels = ["email"]')
 
 
 def test_notifications_lists_what_each_channel_did(tmp_path: Path) -> None:
@@ -233,9 +234,8 @@ def test_notifications_lists_what_each_channel_did(tmp_path: Path) -> None:
     failed for good, or not tried yet; and `outbox only` when no channel is configured."""
     from tests.closeloop.cli.test_cli_errors import invoke
 
-    section = ('\n[notifiers.email]\nhost = "smtp.example.com"\nfrom_address = "closeloop@example.com"\n'
-               '\n[notify]\nchannels = ["email"]\n')
-    config = make_config(tmp_path, extra=section)
+    section = '\n[notifiers.email]\nhost = "smtp.example.com"\nfrom_address = "closeloop@example.com"\n'
+    config = make_config(tmp_path, extra=section, notify='channels = ["email"]')
     store = Store(config.db_url)
     try:
         for n, key in enumerate(["k-sent", "k-failed", "k-pending"]):
@@ -278,9 +278,9 @@ def test_notify_test_sends_through_each_channel_and_says_what_happened(tmp_path:
     from tests.closeloop.cli.test_cli_errors import CLEAN_ENV
 
     section = (f'\n[notifiers.email]\nhost = "127.0.0.1"\nport = {smtp.port}\nusername = "{USER}"\n'
-               f'from_address = "closeloop@example.com"\nca_file = "{smtp.ca_file}"\n\n[notify]\nchannels = ["email"]\n'
+               f'from_address = "closeloop@example.com"\nca_file = "{smtp.ca_file}"\n'
                '\n[people.bounce]\nname = "Bea"\nemail = "bounce-bea@example.com"\n')
-    config = make_config(tmp_path, extra=section)
+    config = make_config(tmp_path, extra=section, notify='channels = ["email"]')
     env = {**CLEAN_ENV, "CLOSELOOP_SMTP_PASSWORD": PASSWORD}
     ok = CliRunner().invoke(cli, ["--config", config.source, "notify", "test", "alice"], env=env)
     assert ok.exit_code == 0, ok.output

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from jsonschema import Draft4Validator
 from slack_sdk import WebClient
-from sqlalchemy import delete
+from sqlalchemy import update
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment
 
@@ -354,7 +354,8 @@ def test_a_rate_limit_is_retried_after_retry_after_and_never_falls_back(
         notify(acts, f"{PM}/reminder/1")
     assert not raised.value.non_retryable and raised.value.next_retry_delay == timedelta(seconds=42)
     assert "ratelimited" in str(raised.value)
-    assert smtp.messages == [] and store.channel_deliveries.get(f"{PM}/reminder/1", "slack") is None
+    tried = store.channel_deliveries.get(f"{PM}/reminder/1", "slack")
+    assert smtp.messages == [] and tried is not None and tried.status == "sending"  # the retry looks first
     assert notify(acts, f"{PM}/reminder/1") == "alice"  # the retry
     assert len(slack.messages(slack.dms["U0ALICE"])) == 1 and smtp.messages == []
 
@@ -386,12 +387,14 @@ def test_a_retry_after_a_crash_posts_no_second_dm(store: Store, slack: SlackStan
     acts = activities(store, slack, smtp)
     notify(acts, f"{PM}/reminder/1")
     first = store.channel_deliveries.get(f"{PM}/reminder/1", "slack")
-    assert first is not None
-    with store.db.session() as s:  # the crash: posted, never recorded
-        s.execute(delete(ChannelDeliveryRow))
+    assert first is not None and first.message_id
+    assert count(slack, "conversations.history") == 0  # a first try has nothing to look for: no search
+    with store.db.session() as s:  # the crash: posted, never recorded (the row still says "sending")
+        s.execute(update(ChannelDeliveryRow).values(status="sending", message_id=None))
     acts = activities(store, slack, smtp)  # a new worker: nothing cached
     assert notify(acts, f"{PM}/reminder/1") == "alice"
     assert len(slack.messages(slack.dms["U0ALICE"])) == 1 and count(slack, "chat.postMessage") == 1
+    assert count(slack, "conversations.history") == 1
     again = store.channel_deliveries.get(f"{PM}/reminder/1", "slack")
     assert again is not None and (again.status, again.message_id) == ("sent", first.message_id)
     assert smtp.messages == []
@@ -399,7 +402,7 @@ def test_a_retry_after_a_crash_posts_no_second_dm(store: Store, slack: SlackStan
 
 def test_the_config_builds_the_slack_channel(tmp_path: Path) -> None:
     section = '\n[notifiers.slack]\nannounce_channel = "C0ANNOUNCE"\ncache_ttl = "2h"\n'
-    config = make_config(tmp_path, extra=section + '\n[notify]\nchannels = ["slack"]\n')
+    config = make_config(tmp_path, extra=section, notify='channels = ["slack"]')
     integrations = build(config, secrets=Secrets({"CLOSELOOP_SLACK_TOKEN": "xoxb-from-the-env"}))
     try:
         assert list(integrations.channels) == ["slack"]
