@@ -36,6 +36,10 @@ class NotifyInput(Model):
     ticket_key: str | None = None
 
 
+# Kinds that happen once per postmortem: announced once, however many people they went to.
+ONCE_PER_POSTMORTEM = ("published", "cancelled")
+
+
 class DeliveryTimeInput(Model):
     kind: str
     target: str
@@ -83,6 +87,8 @@ class NotifyActivities:
                 notifier.send(notification, person)
         if person is not None:
             self.reach(notification, person)
+        if inp.kind in self.settings.announce:
+            self.announce(inp, context)
         if inp.tracker and inp.ticket_key:
             try:
                 with external_errors(f"commenting on {inp.ticket_key}"):
@@ -107,6 +113,38 @@ class NotifyActivities:
         if person is None:
             return inp.at
         return next_working_time(inp.at, person.timezone, self.settings.working_hours)
+
+    def announce(self, inp: NotifyInput, context: dict[str, Any]) -> None:
+        """Post the notification to the rooms `[notify] announce` names for its kind, once each. A kind that
+        happens once per postmortem (published, cancelled) is posted once however many people it went to."""
+        assert self.deliveries is not None
+        subject, body = render_notification(inp.kind, {**context, "recipient": None, "role": "room"},
+                                            template_dir=self.template_dir)
+        once = inp.kind in ONCE_PER_POSTMORTEM
+        for room in self.settings.announce[inp.kind]:
+            name, _, where = room.partition(":")
+            channel = self.channels.get(name)
+            if channel is None:
+                continue
+            key = f"{inp.postmortem_id}/announce/{inp.kind}/{room}" if once else f"{inp.key}/announce/{room}"
+            done = self.deliveries.get(key, name)
+            if done is not None and done.status in ("sent", "failed"):
+                continue
+            message = Notification(key=key, kind=inp.kind, recipient=room, subject=subject, body=body, at=inp.at,
+                                   postmortem_id=inp.postmortem_id, item_id=inp.item_id,
+                                   links=links(self.public_url, inp.postmortem_id, inp.item_id))
+            self.deliveries.sending(key, name, room, where)
+            try:
+                message_id = channel.post(message, where)
+            except IntegrationError as e:
+                if e.retryable:
+                    with external_errors(f"announcing in {room}"):
+                        raise
+                self.deliveries.failed(key, name, room, where, str(e))
+                log().warning("announcement failed for good", room=room, kind=inp.kind, error=str(e)[:300])
+                continue
+            self.deliveries.sent(key, name, room, where, message_id)
+            log().info("announced", room=room, kind=inp.kind, message_id=message_id)
 
     def channel_order(self, person: Person) -> list[str]:
         """The person's channels in order (theirs, else `[notify] channels`), those configured here."""

@@ -130,6 +130,10 @@ class NotifySettings(_Strict):
     channels: list[str] = Field(default_factory=list, description="channel names, in the order to try them")
     operator: str | None = Field(default=None, description="person key told (once per channel and person) "
                                                            "when a channel fails for good")
+    announce: dict[str, list[str]] = Field(
+        default_factory=dict, description="notification kind -> rooms it is also posted to, each '<channel>' (its "
+                                          "default room) or '<channel>:<room>', e.g. { published = "
+                                          "[\"slack:C0INCIDENTS\"] }")
     defer_to_working_hours: bool = Field(default=True, description="false: every notification goes out when it "
                                                                   "is due, at any hour")
     working_hours: WorkingHours = Field(default_factory=WorkingHours,

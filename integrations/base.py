@@ -174,6 +174,11 @@ class Channel(ABC):
         crash between sending and recording): then nothing is sent again. None when it cannot tell."""
         return None
 
+    def post(self, notification: Notification, room: str) -> str:
+        """Post an announcement to a room of the team (`[notify] announce`: a Slack channel id; "" means the
+        channel's own default room). The provider's id of the message."""
+        raise IntegrationError(f"the {self.name} channel cannot post to a room", retryable=False)
+
 
 # --------------------------------------------------------------------------- calendar
 

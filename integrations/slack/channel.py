@@ -268,6 +268,10 @@ class SlackChannel(Channel):
                              retryable=False)
         return self._post(notification, channel)
 
+    def post(self, notification: Notification, room: str) -> str:
+        """An announcement (`[notify] announce`): `room` is a channel id, "" the `announce_channel`."""
+        return self.post_to_channel(notification, room or None)
+
     def _post(self, notification: Notification, channel: str) -> str:
         data = self._call("chat_postMessage", f"to {channel}", channel=channel, text=fallback_text(notification),
                           blocks=blocks_for(notification), metadata=metadata_for(notification),

@@ -414,3 +414,32 @@ def test_the_config_builds_the_slack_channel(tmp_path: Path) -> None:
         integrations.store.close()
     with pytest.raises(ConfigError, match="token"):
         make_config(tmp_path, extra='\n[notifiers.slack]\ntoken = "xoxb-in-the-file"\n')
+
+
+def test_a_published_postmortem_is_announced_once_in_the_incidents_channel(store: Store, slack: SlackStandin,
+                                                                          smtp: SmtpServer) -> None:
+    """`[notify] announce = { published = ["slack"] }`: each person gets their own message, and the announce
+    channel gets one post, however many people the postmortem was published to."""
+    slack.add_channel("C0INCIDENTS")
+    acts = activities(store, slack, smtp)
+    acts.settings = acts.settings.model_copy(update={"announce": {"published": ["slack", "slack:C0INCIDENTS"]}})
+    for who in ("alice", "bob"):
+        inp = NotifyInput(key=f"{PM}/published/{who}", kind="published", target=who, relative_to=who,
+                          postmortem_id=PM, at=NOW, context={"incident_title": "Checkout errors", "severity": "SEV2"})
+        assert ActivityEnvironment().run(acts.notify, inp) == who
+    [default_room] = slack.messages("C0ANNOUNCE")
+    [incidents] = slack.messages("C0INCIDENTS")
+    assert incidents["text"].startswith("Postmortem published: Checkout errors")
+    assert "Hello everyone" in incidents["text"] and "Alice" not in incidents["text"]
+    assert default_room["text"] == incidents["text"]
+    assert len(slack.messages(slack.dms["U0ALICE"])) == 1 and len(slack.messages(slack.dms["U0BOB"])) == 1
+    record = store.channel_deliveries.get(f"{PM}/announce/published/slack:C0INCIDENTS", "slack")
+    assert record is not None and record.status == "sent" and record.message_id == f"C0INCIDENTS:{incidents['ts']}"
+
+
+def test_announce_names_configured_channels(tmp_path: Path) -> None:
+    section = '\n[notifiers.slack]\nannounce_channel = "C0ANNOUNCE"\n'
+    config = make_config(tmp_path, extra=section, notify='announce = { published = ["slack:C0INCIDENTS"] }')
+    assert config.notify.announce == {"published": ["slack:C0INCIDENTS"]}
+    with pytest.raises(ConfigError, match=r"notify.announce.published: unknown channel 'teams'"):
+        make_config(tmp_path, extra=section, notify='announce = { published = ["teams:ops"] }')
