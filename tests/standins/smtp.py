@@ -5,10 +5,12 @@ throwaway CA (trustme), AUTH, and a mailbox the test reads back.
         ...                                     # smtp.port, smtp.ca_file, smtp.messages (email.message.Message)
 
 Recipients whose local part starts with `bounce` are refused with 550 (a permanent failure), `later` with 451
-(a transient one)."""
+(a transient one). `delay` holds each "250" back after the message is in the mailbox (a crash in that window
+leaves a message delivered that the sender never heard was)."""
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import socket
@@ -32,7 +34,8 @@ def free_port() -> int:
 
 
 class _Mailbox:
-    def __init__(self) -> None:
+    def __init__(self, delay: float = 0.0) -> None:
+        self.delay = delay  # seconds between receiving the data and answering "250": a window to crash in
         self.messages: list[EmailMessage] = []
         self.envelopes: list[tuple[str, list[str]]] = []
         self.lock = threading.Lock()
@@ -51,6 +54,8 @@ class _Mailbox:
         with self.lock:
             self.messages.append(message)  # type: ignore[arg-type]
             self.envelopes.append((envelope.mail_from, list(envelope.rcpt_tos)))
+        if self.delay:
+            await asyncio.sleep(self.delay)
         return "250 2.0.0 Ok: queued"
 
 
@@ -61,7 +66,7 @@ def _authenticate(server: Any, session: Any, envelope: Any, mechanism: str, auth
 
 
 class SmtpServer:
-    def __init__(self, tmp: Path, *, security: str = "starttls", auth: bool = True) -> None:
+    def __init__(self, tmp: Path, *, security: str = "starttls", auth: bool = True, delay: float = 0.0) -> None:
         self.security = security
         self.port = free_port()
         ca = trustme.CA()
@@ -70,7 +75,7 @@ class SmtpServer:
         ca.cert_pem.write_to_path(self.ca_file)
         server_tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
         cert.configure_cert(server_tls)
-        self.mailbox = _Mailbox()
+        self.mailbox = _Mailbox(delay)
         kwargs: dict[str, Any] = {}
         if auth:
             kwargs.update(authenticator=_authenticate, auth_require_tls=security == "starttls")
