@@ -39,7 +39,7 @@ class TeamsChannel(ChatWebhookChannel):
     def card(self, notification: Notification, body: str) -> dict[str, Any]:
         n = notification
         blocks: list[dict[str, Any]] = [{"type": "TextBlock", "text": neutralise_mentions(cut(n.subject, 500)),
-                                         "size": "Medium", "weight": "Bolder", "wrap": True, "style": "heading"}]
+                                         "size": "Medium", "weight": "Bolder", "wrap": True}]
         gap = True
         for line in body.split("\n"):
             if not line.strip():

@@ -446,3 +446,48 @@ def test_secrets_name_every_variable() -> None:
         "teams": ("CLOSELOOP_TEAMS_WEBHOOKS",), "googlechat": ("CLOSELOOP_GOOGLECHAT_WEBHOOKS",),
         "mattermost": ("CLOSELOOP_MATTERMOST_WEBHOOKS",), "discord": ("CLOSELOOP_DISCORD_WEBHOOKS",),
         "webhook": ("CLOSELOOP_WEBHOOK_URLS", "CLOSELOOP_WEBHOOK_SECRET")}
+
+
+def test_notify_test_posts_to_the_room_and_names_a_missing_webhook(rx: Receiver, tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from closeloop.cli.main import cli
+    from tests.closeloop.cli.test_cli_errors import CLEAN_ENV
+
+    rx.answer("/discord/platform", 200, {"id": "998877"})
+    section = ('\n[notifiers.discord]\ndefault_webhook = "platform"\n'
+               '\n[people.lost]\nname = "Lost"\nemail = "lost@example.com"\nhandles = { discord = "nowhere" }\n')
+    config = make_config(tmp_path, extra=section, notify='channels = ["discord"]')
+    env = {**CLEAN_ENV, "CLOSELOOP_DISCORD_WEBHOOKS": f"platform={hook(rx, '/discord/platform')}"}
+    ok = CliRunner().invoke(cli, ["--config", config.source, "notify", "test", "alice"], env=env)
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.strip() == "discord: sent to platform: 998877"
+    [request] = rx.requests
+    assert request.json["content"] == "closeloop test message"
+    lost = CliRunner().invoke(cli, ["--config", config.source, "notify", "test", "lost"], env=env)
+    assert lost.exit_code == 1
+    assert lost.output.strip() == ("discord: failed: Discord: lost's discord handle names the webhook 'nowhere', "
+                                   "which CLOSELOOP_DISCORD_WEBHOOKS does not define (it has: platform)")
+    assert TOKEN not in ok.output + lost.output
+
+
+def test_the_example_config_documents_the_chat_webhooks(tmp_path: Path) -> None:
+    from closeloop.integrations.registry import load
+
+    example = Path(__file__).resolve().parents[2] / "closeloop" / "examples" / "closeloop.toml"
+    text = example.read_text()
+    for env in ("CLOSELOOP_TEAMS_WEBHOOKS", "CLOSELOOP_GOOGLECHAT_WEBHOOKS", "CLOSELOOP_MATTERMOST_WEBHOOKS",
+                "CLOSELOOP_DISCORD_WEBHOOKS", "CLOSELOOP_WEBHOOK_URLS", "CLOSELOOP_WEBHOOK_SECRET"):
+        assert env in text
+    # the commented sections, uncommented, are a valid config
+    lines, inside = [], False
+    for line in text.splitlines():
+        if any(line.startswith(f"# [notifiers.{name}]") for name in SERVICES):
+            inside = True
+        elif not line.startswith("# ") or "=" not in line:
+            inside = False
+        lines.append(line[2:] if inside else line)
+    path = tmp_path / "closeloop.toml"
+    path.write_text("\n".join(lines).replace('data_dir = ".closeloop"', f'data_dir = "{tmp_path}"'))
+    config = load(path, env={})
+    assert {name for kind, name in config.plugin_settings if kind == "notifiers"} >= set(SERVICES)
