@@ -58,4 +58,10 @@ class MattermostChannel(ChatWebhookChannel):
         return post
 
     def retry_after(self, response: httpx.Response) -> float | None:
-        return retry_seconds(response.headers.get("Retry-After") or response.headers.get("X-Ratelimit-Reset"))
+        """Retry-After, else X-Ratelimit-Reset (seconds until the limit resets; a value past an hour would be an
+        epoch time some proxy put there, and is not taken)."""
+        found = retry_seconds(response.headers.get("Retry-After"))
+        if found is None:
+            reset = retry_seconds(response.headers.get("X-Ratelimit-Reset"))
+            found = reset if reset is not None and reset <= 3600 else None
+        return found

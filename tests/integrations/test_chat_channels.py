@@ -255,6 +255,18 @@ def test_a_429_is_retried_after_its_retry_after(rx: Receiver, kind: str) -> None
     assert "'platform'" in str(limited.value) and TOKEN not in str(limited.value)
 
 
+def test_mattermost_429_without_retry_after_waits_for_its_reset(rx: Receiver) -> None:
+    channel = make("mattermost", rx)
+    rx.answer("/mattermost/platform", 429, "limit exceeded", headers={"X-Ratelimit-Reset": "4"})
+    with pytest.raises(HttpIntegrationError) as limited:
+        channel.deliver(note(), ALICE, "platform")
+    assert limited.value.retryable and limited.value.retry_after == 4.0
+    rx.answer("/mattermost/platform", 429, "limit exceeded", headers={"X-Ratelimit-Reset": "1798000000"})
+    with pytest.raises(HttpIntegrationError) as epoch:
+        channel.deliver(note(), ALICE, "platform")
+    assert epoch.value.retryable and epoch.value.retry_after is None  # an epoch time: the activity's backoff
+
+
 def test_discord_429_waits_what_its_json_says(rx: Receiver) -> None:
     rx.answer("/discord/platform", 429, {"message": "You are being rate limited.", "retry_after": 2.5,
                                          "global": False}, headers={"Retry-After": "3"})
