@@ -138,7 +138,12 @@ def notify_test(obj: Context, person: str, as_json: bool) -> None:
         if channel is None:
             results.append({"channel": name, "status": "not configured", "address": None, "detail": None})
             continue
-        address = channel.address(who)
+        try:  # finding it may ask the provider (Slack), or find a handle naming no webhook (chat webhooks)
+            address = channel.address(who)
+        except IntegrationError as e:
+            results.append({"channel": name, "status": "failed (a retry may work)" if e.retryable else "failed",
+                            "address": None, "detail": str(e)})
+            continue
         if not address:
             results.append({"channel": name, "status": "no address", "address": None,
                             "detail": f"{who.name} has no address on {name}"})
