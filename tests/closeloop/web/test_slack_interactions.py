@@ -24,9 +24,11 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from closeloop.client import Closeloop
+from closeloop.integrations.base import ActionRefused
 from closeloop.integrations.slack.interactions import sign, signature_ok
-from closeloop.models import ActionItemSpec, Stage
+from closeloop.models import ActionItemSpec, CompleteItem, ReviewDecision, ReviewVote, Stage, VerdictInput
 from closeloop.secrets import Secrets
+from closeloop.web import actions
 from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.closeloop.web.conftest import make_web
 from tests.standins.fixtures import SLACK_SPEC, validated
@@ -334,6 +336,62 @@ async def test_no_signing_secret_refuses_everything(time_env: WorkflowEnvironmen
         assert r.status_code == 401
         assert r.json() == {"error": "no Slack signing secret is configured on this server "
                                      "(set CLOSELOOP_SLACK_SIGNING_SECRET)"}
+
+
+# --------------------------------------------------------------------------- each button's Update
+
+
+class Recorded:
+    """A Closeloop client that records the Updates it is asked to run (the action table, without Temporal)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, Any]] = []
+
+    async def update(self, ref: Any, workflow_id: str, arg: Any) -> str:
+        self.calls.append((ref.name, workflow_id, arg))
+        return "ok"
+
+
+@pytest.mark.parametrize(("action", "value", "update", "workflow_id", "arg"), [
+    ("approve", "postmortem/api/INC-1", "review", "postmortem/api/INC-1",
+     ReviewVote(reviewer="bob", decision=ReviewDecision.approve, comment="note")),
+    ("request_changes", "postmortem/api/INC-1", "review", "postmortem/api/INC-1",
+     ReviewVote(reviewer="bob", decision=ReviewDecision.request_changes, comment="note")),
+    ("item_done", "postmortem/api/INC-1#postmortem/api/INC-1/item-2", "complete", "postmortem/api/INC-1/item-2",
+     CompleteItem(by="bob", note="note")),
+    ("effective", "postmortem/api/INC-1#postmortem/api/INC-1/item-2", "verdict", "postmortem/api/INC-1/item-2",
+     VerdictInput(by="bob", effective=True, note="note")),
+    ("ineffective", "postmortem/api/INC-1#item-2", "verdict", "postmortem/api/INC-1/item-2",
+     VerdictInput(by="bob", effective=False, note="note")),
+])
+async def test_each_button_runs_its_update(action: str, value: str, update: str, workflow_id: str,
+                                           arg: Any) -> None:
+    recorded = Recorded()
+
+    async def client() -> Any:
+        return recorded
+
+    assert await actions.act(client, "bob", action, value, "note") == "ok"
+    assert recorded.calls == [(update, workflow_id, arg)]
+
+
+@pytest.mark.parametrize(("action", "value", "reason"), [
+    ("approve", "postmortem/api/INC-1#postmortem/api/INC-1/item-2", "a review names a postmortem"),
+    ("item_done", "postmortem/api/INC-1", "this action needs an action item"),
+    ("effective", "postmortem/api/INC-1#postmortem/api/INC-9/item-2", "the action item is not the postmortem's"),
+    ("item_done", "postmortem/api/INC-1#../../etc", "bad action item id"),
+    ("open_draft", "postmortem/api/INC-1", "closeloop has no action 'open_draft'"),
+])
+async def test_a_button_that_names_nothing_runs_nothing(action: str, value: str, reason: str) -> None:
+    recorded = Recorded()
+
+    async def client() -> Any:
+        return recorded
+
+    with pytest.raises(ActionRefused) as refused:
+        await actions.act(client, "bob", action, value)
+    assert reason in refused.value.reason and not refused.value.retryable
+    assert recorded.calls == []
 
 
 # --------------------------------------------------------------------------- the signature itself
