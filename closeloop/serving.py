@@ -22,7 +22,7 @@ log = structlog.get_logger("closeloop.web")
 def build_web_app(config: Config, *, secrets: Secrets | None = None) -> FastAPI:
     secrets = Secrets() if secrets is None else secrets
     found = webhooks(config, secrets)
-    hooks = [*found.incident, *found.ticket]
+    hooks = found.all()
     if not secrets.values(ENV_API_TOKENS):
         log.warning("no_api_tokens", hint=f"set {ENV_API_TOKENS}; /api/... answers 401 until then")
     for hook in hooks:

@@ -284,6 +284,17 @@ class StatusChange:
     version: datetime | None = None
 
 
+class ActionRefused(Exception):
+    """A person's action that changed nothing (`WebhookContext.act`): the reason, worded for them (the Update
+    validator's, a button value that names nothing, a lifecycle that has ended). `retryable`: closeloop could not
+    decide (Temporal unavailable or slow), so the same press may work later."""
+
+    def __init__(self, reason: str, *, retryable: bool = False) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.retryable = retryable
+
+
 class WebhookContext(Protocol):
     """What the web app gives a webhook: its route's body limit (`Webhook.max_body_bytes`), the secrets, and the
     roads into closeloop."""
@@ -301,6 +312,12 @@ class WebhookContext(Protocol):
     async def ticket_status(self, change: StatusChange | str, source: str, delivery: str) -> Response:
         """Tell the action item whose ticket changed (once per delivery id), or, for a str (why the delivery
         changes nothing), answer 202 ignored; the answer for the sender."""
+
+    async def act(self, person: str, action: str, value: str, note: str = "") -> str:
+        """Run a message button's action as `person` (a directory key): `action` is one of
+        closeloop.message_actions.CHANGING, `value` the button's (`<postmortem id>` or `<postmortem id>#<item
+        id>`), `note` the comment it records. The same Workflow Update as the CLI's, whose validator decides
+        whether the person may: its answer, or ActionRefused with the reason, worded for the person."""
 
 
 class Webhook(ABC):
@@ -323,3 +340,8 @@ class IncidentWebhook(Webhook):
 
 class TicketWebhook(Webhook):
     """A tracker's webhook: a ticket closed, reopened, deleted or moved reaches its item (`ctx.ticket_status`)."""
+
+
+class InteractionWebhook(Webhook):
+    """A chat tool's interactivity endpoint: a person pressed a button of one of closeloop's messages, and it runs
+    as them (`ctx.act`)."""

@@ -7,9 +7,9 @@ A plugin is a class decorated with `@register` in its folder's `__init__.py`. It
   a section kind is one of SECTION_KINDS). Defaults are written there, once;
 - `secrets`: the environment variables it reads (through closeloop.secrets.Secrets, never os.environ);
 and builds its implementations of the interfaces of closeloop.integrations.base from a PluginContext:
-trackers, notifiers, channels, calendars, publishers, timeline sources (in the worker), incident and ticket webhooks
-(in the web app; an incident webhook's `[webhooks.<name>]` section, e.g. its severity map, is optional).
-Anything it leaves out it does not provide. Implementation modules are imported inside
+trackers, notifiers, channels, calendars, publishers, timeline sources (in the worker), incident, ticket and
+interaction webhooks (in the web app; an incident webhook's `[webhooks.<name>]` section, e.g. its severity map,
+is optional). Anything it leaves out it does not provide. Implementation modules are imported inside
 those methods, so loading a plugin costs only its settings.
 
 Adding a vendor is one folder with an `@register`ed plugin: closeloop finds every folder of this package
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         Calendar,
         Channel,
         IncidentWebhook,
+        InteractionWebhook,
         Notifier,
         Publisher,
         TicketWebhook,
@@ -105,6 +106,10 @@ class Plugin:
         return []
 
     def ticket_webhooks(self, ctx: PluginContext) -> list[TicketWebhook]:
+        return []
+
+    def interaction_webhooks(self, ctx: PluginContext) -> list[InteractionWebhook]:
+        """A chat tool's interactivity endpoint: the buttons of closeloop's messages, pressed."""
         return []
 
     def problems(self, config: Config) -> list[str]:

@@ -1,6 +1,6 @@
 """Builds what the worker and the web app use from the config and the registered plugins
 (closeloop.integrations.plugin): lists of trackers, notifiers, calendars, publishers and timeline sources for
-the worker, incident and ticket webhooks for the web app. The `local` plugin always contributes; a vendor's
+the worker, incident, ticket and interaction webhooks for the web app. The `local` plugin always contributes; a vendor's
 parts exist where the config has its sections. The embedded default needs no account anywhere.
 
 `check(config)` validates every plugin section with its plugin's settings model and adds the checks that
@@ -22,11 +22,13 @@ from closeloop.integrations.base import (
     Calendar,
     Channel,
     IncidentWebhook,
+    InteractionWebhook,
     Notifier,
     Publisher,
     TicketWebhook,
     TimelineSource,
     Tracker,
+    Webhook,
 )
 from closeloop.integrations.plugin import SECTION_KINDS, Plugin, PluginContext, discover
 from closeloop.policy import Policy
@@ -74,6 +76,10 @@ class Webhooks:
 
     incident: list[IncidentWebhook]
     ticket: list[TicketWebhook]
+    interaction: list[InteractionWebhook] = field(default_factory=list)
+
+    def all(self) -> list[Webhook]:
+        return [*self.incident, *self.ticket, *self.interaction]
 
 
 def plugins() -> list[Plugin]:
@@ -197,7 +203,8 @@ def webhooks(config: Config, secrets: Secrets | None = None) -> Webhooks:
     ctx = context(config, None, secrets)
     every = plugins()
     return Webhooks(incident=[w for p in every for w in p.incident_webhooks(ctx)],
-                    ticket=[w for p in every for w in p.ticket_webhooks(ctx)])
+                    ticket=[w for p in every for w in p.ticket_webhooks(ctx)],
+                    interaction=[w for p in every for w in p.interaction_webhooks(ctx)])
 
 
 def load(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Config:

@@ -3,7 +3,9 @@
 (a timeline note); bearer tokens from CLOSELOOP_API_TOKENS, each for source `api` unless it names others:
 closeloop.web.requests.api_tokens), and the webhooks of the integration plugins,
 each at `POST /webhooks/<path>` (PagerDuty, incident.io, Alertmanager and Opsgenie incidents; Jira and
-GitHub ticket status: closeloop.integrations.<vendor>.webhook).
+GitHub ticket status: closeloop.integrations.<vendor>.webhook; the buttons of Slack messages at
+`POST /webhooks/slack/interactions`, run as the person who pressed them through `WebhookContext.act`:
+closeloop.web.actions).
 
 A request that starts a lifecycle (every incident webhook, `POST /api/incidents`, `.../resolve`) is answered
 202 `{"workflow_id", "new"}` once the incident is committed to the store's inbox, unique on source and
@@ -42,11 +44,17 @@ from closeloop.config import Config
 from closeloop.contract import postmortem_workflow_id
 from closeloop.db_errors import db_reason, unreachable_database
 from closeloop.forwarder import Forwarder
-from closeloop.integrations.base import IncidentWebhook, StatusChange, TicketWebhook, Webhook
+from closeloop.integrations.base import (
+    IncidentWebhook,
+    InteractionWebhook,
+    StatusChange,
+    TicketWebhook,
+    Webhook,
+)
 from closeloop.models import Incident, TimelineEvent
 from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
-from closeloop.web import ticket_status
+from closeloop.web import actions, ticket_status
 from closeloop.web.deadlines import BodyDeadline
 from closeloop.web.intake import Intake
 from closeloop.web.requests import (
@@ -96,10 +104,11 @@ class _Context:
 
     def __init__(self, max_body_bytes: int, secrets: Secrets, start: Callable[[Incident, str], Awaitable[Response]],
                  add_timeline: Callable[..., Awaitable[int | None]],
-                 ticket_status: Callable[[StatusChange | str, str, str], Awaitable[Response]]) -> None:
+                 ticket_status: Callable[[StatusChange | str, str, str], Awaitable[Response]],
+                 act: Callable[[str, str, str, str], Awaitable[str]]) -> None:
         self.max_body_bytes = max_body_bytes
         self.secrets = secrets
-        self._start, self._add_timeline, self._ticket_status = start, add_timeline, ticket_status
+        self._start, self._add_timeline, self._ticket_status, self._act = start, add_timeline, ticket_status, act
 
     async def start(self, incident: Incident, via: str) -> Response:
         return await self._start(incident, via)
@@ -110,6 +119,9 @@ class _Context:
 
     async def ticket_status(self, change: StatusChange | str, source: str, delivery: str) -> Response:
         return await self._ticket_status(change, source, delivery)
+
+    async def act(self, person: str, action: str, value: str, note: str = "") -> str:
+        return await self._act(person, action, value, note)
 
 
 def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secrets | None = None,
@@ -127,7 +139,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         from closeloop.integrations.registry import webhooks as registered
 
         found = registered(config, secrets)
-        webhooks = [*found.incident, *found.ticket]
+        webhooks = found.all()
     limit = config.web.max_body_bytes
     task_queue = config.temporal.task_queue
     owned: list[WebStorage] = []  # a store the app opened itself, closed when it shuts down
@@ -223,7 +235,11 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         inbox = (await the_store()).inbox
         return await asyncio.to_thread(inbox.entry, source, external_id) is not None
 
-    context = _Context(limit, secrets, start, add_timeline, on_ticket_status)
+    async def act(person: str, action: str, value: str, note: str) -> str:
+        """A message button's Update, as `person` (closeloop.web.actions)."""
+        return await actions.act(client, person, action, value, note)
+
+    context = _Context(limit, secrets, start, add_timeline, on_ticket_status, act)
 
     # ------------------------------------------------------------------ errors: always JSON
 
@@ -330,7 +346,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
 def _mount(app: FastAPI, webhook: Webhook, context: _Context) -> None:
     kind = "incident" if isinstance(webhook, IncidentWebhook) else "ticket" if isinstance(webhook, TicketWebhook) \
-        else "other"
+        else "interaction" if isinstance(webhook, InteractionWebhook) else "other"
 
     route_context = copy.copy(context)  # the webhook's own body limit, from its vendor's documented maximum
     route_context.max_body_bytes = webhook.max_body_bytes

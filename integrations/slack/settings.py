@@ -1,5 +1,5 @@
 """The Slack plugin's settings: `[timeline.slack]` and `[notifiers.slack]`. The bot token comes only from
-CLOSELOOP_SLACK_TOKEN."""
+CLOSELOOP_SLACK_TOKEN, the signing secret of the interactivity endpoint only from CLOSELOOP_SLACK_SIGNING_SECRET."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from closeloop.durations import Duration
 
 ENV_TOKEN = "CLOSELOOP_SLACK_TOKEN"
+ENV_SIGNING_SECRET = "CLOSELOOP_SLACK_SIGNING_SECRET"  # the app's signing secret: the interactivity endpoint's
 DEFAULT_REACTIONS = {"rotating_light": "detection", "eyes": "acknowledge", "adhesive_bandage": "mitigation",
                      "white_check_mark": "resolution"}
 

@@ -26,6 +26,11 @@ Implemented (state in memory), under `/api/`:
   Posting to a deactivated user's open DM succeeds, as it does on Slack.
 - `chat.update` of the bot's message: `ok`, `channel`, `ts`, `text`, `message` (without `blocks`: Slack's
   description types them as an object there); `message_not_found`, `cant_update_message`.
+- `users.info` with `user`: the user object (deactivated ones too, `deleted: true`); `user_not_found`.
+- A press's `response_url` (`response_url(channel, ts)` makes one for a message, under `/actions/`, as
+  hooks.slack.com's are): each JSON POST is recorded in `responses` (with `_url`), answered 200 `ok` as Slack
+  does; one with `replace_original: true` (and not ephemeral) replaces that message's text and blocks. Not a
+  Web API method: Slack's description has no schema for it.
 
 Authentication is `Authorization: Bearer <token>` (or a `token` parameter). Errors come as Slack sends
 them: HTTP 200 with `{"ok": false, "error": ...}` (`not_authed`, `invalid_auth`, `channel_not_found`,
@@ -54,7 +59,7 @@ from urllib.parse import parse_qs, urlsplit
 from closeloop.standins._server import Fault, JsonHandler, StandinServer, Validator
 
 METHODS = {"conversations.history": "history", "users.lookupByEmail": "lookup", "conversations.open": "open",
-           "chat.postMessage": "post_message", "chat.update": "update"}
+           "chat.postMessage": "post_message", "chat.update": "update", "users.info": "info"}
 TEAM = "T0STANDIN1"
 BOT_USER, BOT_ID, APP_ID = "U0CLOSEBOT", "B0CLOSELOOP", "A0CLOSELOOP"
 
@@ -111,6 +116,8 @@ class SlackStandin(StandinServer):
         self.not_member: set[str] = set()
         self.users: dict[str, dict[str, Any]] = {}
         self.dms: dict[str, str] = {}
+        self.responses: list[dict[str, Any]] = []  # what was POSTed to response_urls
+        self._response_urls: dict[str, tuple[str, str]] = {}  # /actions/... path -> (channel, ts)
         self._serve(_Handler)
 
     @property
@@ -162,6 +169,33 @@ class SlackStandin(StandinServer):
             messages.sort(key=lambda m: m["_micros"], reverse=True)  # newest first, as Slack lists them
             return message
 
+    def response_url(self, channel: str, ts: str) -> str:
+        """A press's response_url for the message `ts` in `channel`, as Slack puts in a block_actions payload."""
+        with self._lock:
+            path = f"/actions/{TEAM}/{len(self._response_urls) + 1:013d}/rs{len(self._response_urls) + 1:022d}"
+            self._response_urls[path] = (channel, ts)
+        return self.url + path
+
+    def ephemerals(self) -> list[str]:
+        """The texts of the ephemeral answers posted to response_urls, in order."""
+        with self._lock:
+            return [r.get("text", "") for r in self.responses if r.get("response_type") == "ephemeral"]
+
+    def respond(self, path: str, body: dict[str, Any]) -> None:
+        """A POST to a response_url: recorded, and a `replace_original` applied to its message."""
+        with self._lock:
+            self.responses.append({**body, "_url": path})
+            target = self._response_urls.get(path)
+            if target is None or not _flag(body.get("replace_original", False)) or \
+                    body.get("response_type") == "ephemeral":
+                return
+            channel, ts = target
+            message = next((m for m in self.channels.get(channel, []) if m["ts"] == ts), None)
+            if message is not None:
+                message["text"] = str(body.get("text") or "")
+                if body.get("blocks") is not None:
+                    message["blocks"] = body["blocks"]
+
     # ------------------------------------------------------------------ faults (besides the base's)
     def error_next(self, error: str, path: str | None = None) -> None:
         self._faults.append(Fault("error", path, error=error))
@@ -190,6 +224,13 @@ class SlackStandin(StandinServer):
                 if u["email"].lower() == email and not u["deleted"]:
                     return {"ok": True, "user": self.user_object(user_id)}
         raise SlackError("users_not_found")
+
+    def h_info(self, params: dict[str, Any]) -> dict[str, Any]:
+        user_id = str(params.get("user") or "")
+        with self._lock:
+            if user_id not in self.users:
+                raise SlackError("user_not_found")
+            return {"ok": True, "user": self.user_object(user_id)}
 
     def h_open(self, params: dict[str, Any]) -> dict[str, Any]:
         users = [u for u in str(params.get("users") or "").split(",") if u]
@@ -331,6 +372,9 @@ class _Handler(JsonHandler):
         raw = self._read_body()
         api_method = parts.path.removeprefix("/api/")
         path = "/" + api_method
+        if parts.path.startswith("/actions/") and method == "POST":
+            self._response_url(parts.path, raw)
+            return
         try:
             handler = METHODS.get(api_method) if parts.path.startswith("/api/") else None
             if handler is None or method not in ("GET", "POST"):
@@ -365,6 +409,18 @@ class _Handler(JsonHandler):
                 pass
         except OSError:
             pass  # the client went away
+
+    def _response_url(self, path: str, raw: bytes) -> None:
+        """hooks.slack.com's answer: 200 `ok`, or 400 `invalid_payload` for a body that is not a JSON object."""
+        try:
+            body = json.loads(raw)
+            if not isinstance(body, dict):
+                raise ValueError(body)
+        except ValueError:
+            self._send_text(400, "invalid_payload")
+            return
+        self.standin.respond(path, body)  # recorded in `responses`, not `requests` (nothing to validate)
+        self._send_text(200, "ok")
 
     def _send_text(self, status: int, text: str) -> None:
         data = text.encode()

@@ -253,7 +253,8 @@ async def test_github_issue_body_at_its_documented_maximum_is_accepted(app: App)
 
 @pytest.mark.parametrize(("path", "limit"), [("incidentio", 5 * 1024 * 1024), ("pagerduty", 256 * 1024),
                                              ("opsgenie", 1024 * 1024), ("alertmanager", 10 * 1024 * 1024),
-                                             ("jira", 10 * 1024 * 1024), ("github", 25 * 1024 * 1024)])
+                                             ("jira", 10 * 1024 * 1024), ("github", 25 * 1024 * 1024),
+                                             ("slack/interactions", 1024 * 1024)])
 async def test_each_webhook_has_its_vendors_limit(app: App, path: str, limit: int) -> None:
     async with make_web(app, secrets=ALL_SECRETS, max_body_bytes=100) as http:
         r = await http.post(f"/webhooks/{path}", content=b" " * (limit + 1),
