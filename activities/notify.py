@@ -146,9 +146,13 @@ class NotifyActivities:
             self.deliveries.sent(key, name, room, where, message_id)
             log().info("announced", room=room, kind=inp.kind, message_id=message_id)
 
-    def channel_order(self, person: Person) -> list[str]:
-        """The person's channels in order (theirs, else `[notify] channels`), those configured here."""
-        names = person.channels if person.channels is not None else self.settings.channels
+    def channel_order(self, person: Person, kind: str | None = None) -> list[str]:
+        """The channels to try, in order, those configured here: `[notify] kinds` for this kind, else the
+        person's own `channels`, else `[notify] channels`."""
+        if kind is not None and kind in self.settings.kinds:
+            names = self.settings.kinds[kind]
+        else:
+            names = person.channels if person.channels is not None else self.settings.channels
         return [n for n in dict.fromkeys(names) if n in self.channels]
 
     def reach(self, notification: Notification, person: Person) -> str | None:
@@ -158,7 +162,7 @@ class NotifyActivities:
         and the next is tried. What a retry may fix (IntegrationError retryable) is raised: the activity is
         retried with backoff, nothing falls back."""
         assert self.deliveries is not None or not self.channels
-        for name in self.channel_order(person):
+        for name in self.channel_order(person, notification.kind):
             channel = self.channels[name]
             assert self.deliveries is not None
             done = self.deliveries.get(notification.key, name)
@@ -193,9 +197,10 @@ class NotifyActivities:
             log().info("notification delivered" if not found else "notification found delivered already",
                        channel=name, to=person.key, kind=notification.kind, message_id=message_id)
             return name
-        if self.channel_order(person):
+        if self.channel_order(person, notification.kind):
             log().warning("no channel reached the person; the notification is in the outbox only",
-                          to=person.key, kind=notification.kind, channels=self.channel_order(person))
+                          to=person.key, kind=notification.kind,
+                          channels=self.channel_order(person, notification.kind))
         return None
 
     def _failed_for_good(self, notification: Notification, person: Person, channel: str, address: str,

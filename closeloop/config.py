@@ -130,6 +130,9 @@ class NotifySettings(_Strict):
     channels: list[str] = Field(default_factory=list, description="channel names, in the order to try them")
     operator: str | None = Field(default=None, description="person key told (once per channel and person) "
                                                            "when a channel fails for good")
+    kinds: dict[str, list[str]] = Field(default_factory=dict,
+                                        description="notification kind -> its channels in order, for everyone "
+                                                    "(e.g. { draft_requested = [\"email\"] })")
     announce: dict[str, list[str]] = Field(
         default_factory=dict, description="notification kind -> rooms it is also posted to, each '<channel>' (its "
                                           "default room) or '<channel>:<room>', e.g. { published = "

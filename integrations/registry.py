@@ -155,6 +155,9 @@ def _channel_problems(config: Config, channels: list[str]) -> list[str]:
     for person in people.values():
         found += [f"people.{person.key}.channels: unknown channel {name!r} (configured: {known})"
                   for name in person.channels or [] if name not in channels]
+    for kind, names in config.notify.kinds.items():
+        found += [f"notify.kinds.{kind}: unknown channel {name!r} (configured: {known})"
+                  for name in names if name not in channels]
     for kind, rooms in config.notify.announce.items():
         found += [f"notify.announce.{kind}: unknown channel {room.split(':', 1)[0]!r} (configured: {known})"
                   for room in rooms if room.split(":", 1)[0] not in channels]

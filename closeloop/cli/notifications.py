@@ -51,7 +51,10 @@ def notifications(obj: Context, postmortem: str | None, body: bool, as_json: boo
 
     def channels(n: Any) -> list[dict[str, Any]]:
         person = people.person(n.recipient)
-        order = person.channels if person is not None and person.channels is not None else config.notify.channels
+        if n.kind in config.notify.kinds:
+            order = config.notify.kinds[n.kind]
+        else:
+            order = person.channels if person is not None and person.channels is not None else config.notify.channels
         out: list[dict[str, Any]] = []
         taken = False
         for name in [c for c in dict.fromkeys(order) if c in configured]:

@@ -443,3 +443,21 @@ def test_announce_names_configured_channels(tmp_path: Path) -> None:
     assert config.notify.announce == {"published": ["slack:C0INCIDENTS"]}
     with pytest.raises(ConfigError, match=r"notify.announce.published: unknown channel 'teams'"):
         make_config(tmp_path, extra=section, notify='announce = { published = ["teams:ops"] }')
+
+
+def test_notify_kinds_route_a_kind_to_its_own_channels(store: Store, slack: SlackStandin, smtp: SmtpServer,
+                                                       tmp_path: Path) -> None:
+    """`[notify] kinds = { draft_requested = ["email"] }`: alice's draft request arrives by email, her reminders
+    as Slack DMs (her usual channels)."""
+    acts = activities(store, slack, smtp)
+    acts.settings = acts.settings.model_copy(update={"kinds": {"draft_requested": ["email"]}})
+    for key, kind in ((f"{PM}/draft/0/requested", "draft_requested"), (f"{PM}/draft/0/reminder/0", "reminder")):
+        inp = NotifyInput(key=key, kind=kind, target="alice", relative_to="alice", postmortem_id=PM, at=NOW,
+                          context={"incident_title": "Checkout errors"})
+        assert ActivityEnvironment().run(acts.notify, inp) == "alice"
+    [mail] = smtp.messages
+    assert mail["X-Closeloop-Kind"] == "draft_requested"
+    [dm] = slack.messages(slack.dms["U0ALICE"])
+    assert dm["metadata"]["event_payload"]["kind"] == "reminder"
+    with pytest.raises(ConfigError, match=r"notify.kinds.reminder: unknown channel 'teams'"):
+        make_config(tmp_path, extra='\n[notifiers.slack]\n', notify='kinds = { reminder = ["teams"] }')
