@@ -1,7 +1,8 @@
-"""From a due reminder to the message in the person's mailbox: N lifecycles whose first draft reminder comes
-due within a few seconds of each other, on the real Temporal dev server and a closeloop worker, with the email
-channel sending to a real SMTP server on loopback (aiosmtpd). For each reminder: the time from when it was due
-(the draft chase's start + `--every`) to when the SMTP server had the whole message.
+"""From a due reminder to the message where the person reads it: N lifecycles whose first draft reminder comes
+due within a few seconds of each other, on the real Temporal dev server and a closeloop worker. Half the owners
+(alice) are reached on Slack (closeloop's Slack stand-in on loopback, through slack-sdk), the other half (bob)
+by email (a real SMTP server on loopback, aiosmtpd). For each reminder: the time from when it was due (the
+draft chase's start + `--every`) to when the SMTP server had the whole message, or Slack had stored it.
 
     python bench/reminders.py                    # 200 reminders, due 30 s after each lifecycle starts drafting
     python bench/reminders.py --n 50 --json      # the figures as JSON on stdout
@@ -42,8 +43,13 @@ from closeloop.client import start_postmortem  # noqa: E402
 from closeloop.config import load_config  # noqa: E402
 from closeloop.integrations.registry import build  # noqa: E402
 from closeloop.models import Incident, Stage  # noqa: E402
+from closeloop.secrets import Secrets  # noqa: E402
+from closeloop.standins.slack import SlackStandin  # noqa: E402
 from closeloop.worker import build_worker  # noqa: E402
 from closeloop.workflows.postmortem import PostmortemWorkflow  # noqa: E402
+
+TOKEN = "xoxb-bench"
+OWNERS = ("alice", "bob")  # alice is on Slack, bob is not (email)
 
 # The incidents (SEV2) get BENCH_CONFIG's policy with reminders every `--every` and drafts due in days, so the
 # one thing that fires is each lifecycle's first reminder. Meetings fit any slot (nothing waits for one).
@@ -56,6 +62,10 @@ within_business_days = 30
 duration = "15m"
 slot_step = "15m"
 working_hours = {{ start = 00:00:00, end = 23:59:00, days = [0, 1, 2, 3, 4, 5, 6] }}
+
+[notifiers.slack]
+base_url = "{slack_url}"
+lookup_by_email = true
 
 [notifiers.email]
 host = "127.0.0.1"
@@ -96,38 +106,54 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     mailbox = Mailbox()
     smtp = Controller(mailbox, hostname="127.0.0.1", port=free_port())
     smtp.start()
+    slack = SlackStandin(token=TOKEN)
+    slack.add_user("U0ALICE", "alice@example.com")  # bob is not on Slack: his reminders go by email
+    slack.__enter__()
     try:
         path = tmp / "closeloop.toml"
-        # BENCH_CONFIG ends with its [notify] table: the channel goes there, then the other tables
-        path.write_text(f'data_dir = "{tmp / "data"}"\n' + BENCH_CONFIG.rstrip("\n") + '\nchannels = ["email"]\n'
-                        + POLICY.format(every=args.every, port=smtp.port))
+        # BENCH_CONFIG ends with its [notify] table: the channels go there, then the other tables
+        path.write_text(f'data_dir = "{tmp / "data"}"\n' + BENCH_CONFIG.rstrip("\n")
+                        + '\nchannels = ["slack", "email"]\n'
+                        + POLICY.format(every=args.every, port=smtp.port, slack_url=slack.base_url))
         config = load_config(path, env={"CLOSELOOP_TASK_QUEUE": task_queue,
                                         "CLOSELOOP_DB_URL": f"sqlite:///{tmp / 'closeloop.db'}"})
         async with dev_server() as env:
             client = env.client
             server = server_pids()
-            integrations = build(config)
+            integrations = build(config, secrets=Secrets({"CLOSELOOP_SLACK_TOKEN": TOKEN}))
             try:
                 with ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity") as executor, \
                         Cpu(server) as cpu:
                     async with build_worker(client, integrations, task_queue, executor=executor):
-                        figures = await run(args, client, task_queue, run_tag, mailbox)
+                        figures = await run(args, client, task_queue, run_tag, mailbox, slack)
             finally:
                 integrations.store.close()
     finally:
         smtp.stop()
+        slack.__exit__(None, None, None)
     figures["cpu_seconds"] = {"bench_process": round(cpu.process, 1),
                               "dev_server": None if cpu.dev_server is None else round(cpu.dev_server, 1)}
     return figures
 
 
+def slack_arrivals(slack: SlackStandin) -> dict[tuple[str, str], float]:
+    """(postmortem id, kind) -> when Slack stored the message (its ts, from the stand-in's clock: wall time)."""
+    found: dict[tuple[str, str], float] = {}
+    for channel in list(slack.channels):
+        for message in slack.messages(channel):
+            payload = (message.get("metadata") or {}).get("event_payload") or {}
+            if payload.get("postmortem_id"):
+                found.setdefault((payload["postmortem_id"], payload.get("kind", "")), float(message["ts"]))
+    return found
+
+
 async def run(args: argparse.Namespace, client: Any, task_queue: str, run_tag: str,
-              mailbox: Mailbox) -> dict[str, Any]:
+              mailbox: Mailbox, slack: SlackStandin) -> dict[str, Any]:
     limit = asyncio.Semaphore(args.concurrency)
 
     async def start(i: int) -> str:
         incident = Incident(source="api", external_id=f"REM-{run_tag}-{i}", title=f"Checkout returns 500s ({i})",
-                            severity="SEV2", services=[f"rem-{run_tag}-{i}"], commander="alice",
+                            severity="SEV2", services=[f"rem-{run_tag}-{i}"], commander=OWNERS[i % 2],
                             dedup_key=f"rem-{run_tag}-{i}")
         async with limit:
             started = await start_postmortem(client, task_queue, incident)
@@ -153,30 +179,40 @@ async def run(args: argparse.Namespace, client: Any, task_queue: str, run_tag: s
     if time.time() > min(due.values()):
         raise BenchError(f"the first reminder came due before every lifecycle was drafting: use a longer --every "
                          f"than {args.every:g} s")
-    while mailbox.count("reminder") < len(ids):
+    def arrivals() -> dict[str, float]:
+        found = {pm: at for (pm, kind), at in slack_arrivals(slack).items() if kind == "reminder"}
+        found.update({pm: at for (pm, kind), at in list(mailbox.arrivals.items()) if kind == "reminder"})
+        return found
+
+    while len(arrived := arrivals()) < len(ids):
         if time.monotonic() > deadline:
-            raise BenchError(f"only {mailbox.count('reminder')} of {len(ids)} reminders arrived in "
-                             f"{args.timeout:.0f} s")
+            raise BenchError(f"only {len(arrived)} of {len(ids)} reminders arrived in {args.timeout:.0f} s")
         await asyncio.sleep(0.1)
-    latencies = [mailbox.arrivals[(wid, "reminder")] - due[wid] for wid in ids]
-    ms = [round(v * 1000, 1) for v in latencies]
+    slack_ids = {pm for (pm, kind) in slack_arrivals(slack) if kind == "reminder"}
+
+    def stats(wids: list[str]) -> dict[str, float]:
+        ms = [round((arrived[w] - due[w]) * 1000, 1) for w in wids]
+        return {"n": len(ms), "p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99), "max": max(ms),
+                "min": min(ms), "mean": round(statistics.fmean(ms), 1)}
+
     return {
         "reminders": len(ids), "every_s": args.every,
         "due_spread_s": round(max(due.values()) - min(due.values()), 2),
-        "due_to_mailbox_ms": {"p50": pct(ms, 50), "p95": pct(ms, 95), "p99": pct(ms, 99), "max": max(ms),
-                              "min": min(ms), "mean": round(statistics.fmean(ms), 1)},
-        "last_arrival_after_first_due_s": round(max(mailbox.arrivals[(w, "reminder")] for w in ids)
-                                                - min(due.values()), 2),
-        "emails": len(mailbox.arrivals),
+        "due_to_message_ms": {"all": stats(list(ids)), "slack": stats([w for w in ids if w in slack_ids]),
+                              "email": stats([w for w in ids if w not in slack_ids])},
+        "last_arrival_after_first_due_s": round(max(arrived[w] for w in ids) - min(due.values()), 2),
+        "emails": len(mailbox.arrivals), "slack_messages": len(slack_arrivals(slack)),
     }
 
 
 def table(r: dict[str, Any]) -> str:
-    m = r["due_to_mailbox_ms"]
+    lines = [f"reminders                      {r['reminders']} (due within {r['due_spread_s']} s of each other)"]
+    for name, label in (("all", "due -> message, ms"), ("slack", "  Slack DM"), ("email", "  SMTP mailbox")):
+        m = r["due_to_message_ms"][name]
+        lines.append(f"{label:<31}n {m['n']}  p50 {m['p50']}  p95 {m['p95']}  p99 {m['p99']}  max {m['max']}")
     return "\n".join([
-        f"reminders                      {r['reminders']} (due within {r['due_spread_s']} s of each other)",
-        f"due -> SMTP mailbox, ms        p50 {m['p50']}  p95 {m['p95']}  p99 {m['p99']}  max {m['max']}",
-        f"all in the mailbox after       {r['last_arrival_after_first_due_s']} s from the first due time",
+        *lines,
+        f"all delivered after           {r['last_arrival_after_first_due_s']} s from the first due time",
         f"CPU seconds                    bench process {r['cpu_seconds']['bench_process']}  dev server "
         f"{r['cpu_seconds']['dev_server']}",
     ])

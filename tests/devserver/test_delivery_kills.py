@@ -18,9 +18,9 @@ import pytest
 from temporalio.testing import WorkflowEnvironment
 
 from closeloop.client import start_postmortem
+from closeloop.standins.slack import SlackStandin
 from tests.devserver.conftest import dev_app_with
 from tests.standins.fixtures import SLACK_SPEC, validated
-from tests.standins.slack import SlackStandin
 from tests.standins.smtp import SmtpServer
 from tests.temporal_env import incident
 

@@ -30,11 +30,11 @@ from closeloop.integrations.slack.channel import EVENT_TYPE, SlackChannel
 from closeloop.integrations.slack.settings import SlackNotifierSettings
 from closeloop.models import Person
 from closeloop.secrets import Secrets
+from closeloop.standins.slack import SlackStandin
 from closeloop.standins.spec import SPEC_URI
 from closeloop.store.store import Store
 from closeloop.store.tables import ChannelDeliveryRow
 from tests.standins.fixtures import SLACK_SPEC, spec_validator, validated
-from tests.standins.slack import SlackStandin
 from tests.standins.smtp import PASSWORD, USER, SmtpServer
 from tests.temporal_env import make_config
 

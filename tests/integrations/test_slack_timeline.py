@@ -12,8 +12,8 @@ from closeloop.integrations.base import HttpIntegrationError
 from closeloop.integrations.slack.settings import DEFAULT_REACTIONS
 from closeloop.integrations.slack.timeline import SlackTimelineConfig, SlackTimelineSource, channel_from_url
 from closeloop.models import Incident, Link, Person
+from closeloop.standins.slack import SlackStandin
 from tests.standins.fixtures import SLACK_SPEC, validated
-from tests.standins.slack import SlackStandin
 
 T0 = datetime(2026, 11, 2, 10, 0, tzinfo=UTC)
 ALICE = Person(key="alice", name="Alice", email="alice@example.com", handles={"slack": "U0ALICE"})

@@ -18,10 +18,10 @@ from temporalio.testing import WorkflowEnvironment
 from closeloop.integrations.registry import Integrations
 from closeloop.models import Incident, Stage, TimelineEvent
 from closeloop.standins.github import GitHubStandin
+from closeloop.standins.slack import SlackStandin
 from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.standins.fixtures import GITHUB_SPEC, PAGERDUTY_SPEC, SLACK_SPEC, validated
 from tests.standins.pagerduty import PagerDutyStandin
-from tests.standins.slack import SlackStandin
 from tests.temporal_env import App, running_app
 from tests.workflows.drive import draft
 

@@ -28,11 +28,11 @@ from closeloop.integrations.base import ActionRefused
 from closeloop.integrations.slack.interactions import sign, signature_ok
 from closeloop.models import ActionItemSpec, CompleteItem, ReviewDecision, ReviewVote, Stage, VerdictInput
 from closeloop.secrets import Secrets
+from closeloop.standins.slack import SlackStandin
 from closeloop.web import actions
 from closeloop.workflows.postmortem import PostmortemWorkflow
 from tests.closeloop.web.conftest import make_web
 from tests.standins.fixtures import SLACK_SPEC, validated
-from tests.standins.slack import SlackStandin
 from tests.temporal_env import App, incident, running_app
 from tests.workflows.drive import draft
 
