@@ -98,6 +98,20 @@ _FILE_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123
 _FILE_STEM_MAX = 200  # bytes; file systems allow 255 per name, and a suffix (.md, .html, .tmp) follows
 
 
+MEETING_SUFFIX = "/meeting"
+
+
+def meeting_key(postmortem_id: str) -> str:
+    """The idempotency key a postmortem's review meeting is booked under (and its e-mailed invitation's UID
+    derived from)."""
+    return postmortem_id + MEETING_SUFFIX
+
+
+def postmortem_of_meeting(key: str) -> str | None:
+    """The postmortem id in a `meeting_key`, or None when `key` is none."""
+    return key.removesuffix(MEETING_SUFFIX) if key.endswith(MEETING_SUFFIX) and key != MEETING_SUFFIX else None
+
+
 def file_stem(postmortem_id: str) -> str:
     """The file name (without suffix) of a postmortem's draft and document: injective, so two incidents never
     share a file. "/" becomes "_"; every other character outside [A-Za-z0-9.-] (so "_" and "%" too, and a
