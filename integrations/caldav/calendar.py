@@ -20,7 +20,6 @@ next look sees it)."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from caldav.collection import Calendar as DAVCollection
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 
+from closeloop.ids import event_uid as event_uid
 from closeloop.integrations.base import Calendar, IntegrationError, Interval, SlotTaken
 from closeloop.integrations.caldav.settings import ENV_PASSWORD, CalDAVSettings, without_credentials
 from closeloop.models import Meeting, Person
@@ -49,11 +49,6 @@ ATTENDEES_PROPERTY = "X-CLOSELOOP-ATTENDEES"
 # The attendees who cannot make the slot (Meeting.unavailable), person keys space-separated; their ATTENDEE lines
 # say ROLE=OPT-PARTICIPANT.
 UNAVAILABLE_PROPERTY = "X-CLOSELOOP-UNAVAILABLE"
-
-
-def event_uid(idempotency_key: str) -> str:
-    """The stable UID of the event booked under `idempotency_key`."""
-    return f"{hashlib.sha256(idempotency_key.encode()).hexdigest()}@closeloop"
 
 
 def _resource_name(uid: str) -> str:
@@ -239,6 +234,15 @@ class CalDAVCalendar(Calendar):
         return Meeting(title=str(vevent.get("SUMMARY", "")), start=_utc(vevent["DTSTART"].dt, ZoneInfo("UTC")),
                        end=_utc(vevent.end, ZoneInfo("UTC")), attendees=keys.split(),
                        calendar_ref=str(event.url), unavailable=str(vevent.get(UNAVAILABLE_PROPERTY, "")).split())
+
+    def reaches(self, person: Person) -> bool:
+        """The organiser, and the people with a calendar on the server (`calendars` / `calendar_url`)."""
+        return person.key == self.organizer.key or self.settings.calendar_for(person.key, person.email) is not None
+
+    def sequence(self, idempotency_key: str) -> int | None:
+        with self._lock:
+            event = self._load(idempotency_key)
+            return None if event is None else int(_vevent(event.icalendar_instance).get("SEQUENCE", 0))
 
     def find(self, idempotency_key: str) -> Meeting | None:
         """The meeting booked under the key; None when there is none or it was cancelled."""

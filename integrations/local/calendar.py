@@ -34,6 +34,10 @@ class LocalCalendar(Calendar):
             raise SlotTaken(f"{meeting.start.isoformat()} was taken by another meeting meanwhile")
         return f"local-meeting-{meeting_id}"
 
+    def reaches(self, person: Person) -> bool:
+        """Nobody: the meetings stay in closeloop's store, no one's own calendar shows them."""
+        return False
+
     def find(self, idempotency_key: str) -> Meeting | None:
         """The meeting booked under the key; its `unavailable` are the attendees busy in its slot now (the store
         keeps no list of them)."""
