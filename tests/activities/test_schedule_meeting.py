@@ -64,3 +64,15 @@ def test_without_a_common_slot_the_best_one_is_booked_and_who_cannot_come_is_sai
     # a retry after the booking finds it: the same meeting, booked once
     again = schedule(store)
     assert again == meeting
+
+
+def test_closeloop_status_says_who_cannot_make_it(store: Store, capsys: pytest.CaptureFixture[str]) -> None:
+    from closeloop.cli.incidents import _print_state
+    from closeloop.models import PostmortemState
+
+    store.local.add_busy_block("bo", datetime(2026, 3, 2, tzinfo=UTC), datetime(2026, 3, 3, tzinfo=UTC), "away")
+    state = PostmortemState(plan=plan(), owner="ana", meeting=schedule(store))
+    _print_state("postmortem/api/INC-7", state, "running")
+    out = capsys.readouterr().out
+    assert "with ana, bo, erin" in out
+    assert "cannot make it (busy then): bo" in out
