@@ -77,6 +77,9 @@ class NotifyActivities:
         person = self.people.person(recipient)
         context = {**inp.context, "recipient": person.name if person else recipient, "role": inp.target,
                    "at": inp.at, "postmortem_id": inp.postmortem_id, "item_id": inp.item_id}
+        if inp.context.get("unavailable"):  # who cannot make the meeting, by name; and whether it is the recipient
+            context["unavailable_names"] = [self._name(k) for k in inp.context["unavailable"]]
+            context["recipient_unavailable"] = recipient in inp.context["unavailable"]
         subject, body = render_notification(inp.kind, context, template_dir=self.template_dir)
         notification = Notification(key=inp.key, kind=inp.kind, recipient=recipient, subject=subject, body=body,
                                     at=inp.at, postmortem_id=inp.postmortem_id, item_id=inp.item_id,
@@ -113,6 +116,10 @@ class NotifyActivities:
         if person is None:
             return inp.at
         return next_working_time(inp.at, person.timezone, self.settings.working_hours)
+
+    def _name(self, key: str) -> str:
+        person = self.people.person(key)
+        return person.name if person else key
 
     def announce(self, inp: NotifyInput, context: dict[str, Any]) -> None:
         """Post the notification to the rooms `[notify] announce` names for its kind, once each. A kind that

@@ -1,4 +1,6 @@
-"""Find a slot inside everyone's working hours and real availability, and send the invite."""
+"""Find a slot inside everyone's working hours and real availability, and send the invite. When no slot suits
+everyone within the policy's window, book the best one (closeloop.meeting_slots.best_slot: the owner and as many
+attendees as possible) and say who cannot make it (`Meeting.unavailable`): the invites always go out."""
 
 from __future__ import annotations
 
@@ -8,8 +10,9 @@ from temporalio import activity
 
 from closeloop.activities.support import log
 from closeloop.directory import Directory
+from closeloop.ids import meeting_key
 from closeloop.integrations.base import Calendar, SlotTaken
-from closeloop.meeting_slots import business_day_window, pick_slot
+from closeloop.meeting_slots import best_slot, business_day_window, pick_slot
 from closeloop.models import Meeting, Model, Plan
 
 
@@ -27,9 +30,14 @@ class MeetingActivities:
 
     @activity.defn(name="schedule_meeting")
     def schedule_meeting(self, inp: ScheduleMeetingInput) -> Meeting | None:
-        key = f"{inp.plan.postmortem_id}/meeting"
+        """The booked meeting. None only in histories recorded before the best-effort slot (no common slot
+        then skipped the meeting); now there is always one, its `unavailable` listing who cannot make it."""
+        key = meeting_key(inp.plan.postmortem_id)
         existing = self.calendar.find(key)
-        if existing:  # a retry after the invite went out: reuse it, never book twice
+        if existing:  # a retry after the booking: reuse it, never book twice; `invite` again is idempotent and
+            # makes sure what follows the booking (an e-mailed invitation, closeloop.integrations.email) went out
+            invited = [p for p in (self.people.person(k) for k in existing.attendees) if p]
+            existing.calendar_ref = self.calendar.invite(existing, invited, key)
             return existing
         people = [p for p in (self.people.person(k) for k in inp.plan.attendees) if p]
         policy = inp.plan.policy.meeting
@@ -38,11 +46,14 @@ class MeetingActivities:
         for _attempt in range(10):
             busy = self.calendar.busy(people, start, end)
             slot = pick_slot(attendees=people, busy=busy, not_before=inp.not_before, policy=policy)
+            unavailable: list[str] = []
             if slot is None:
-                log().warning("no common slot within the meeting window", attendees=inp.plan.attendees)
-                return None
+                slot, unavailable = best_slot(attendees=people, busy=busy, not_before=inp.not_before, policy=policy)
+                log().warning("no slot suits everyone within the meeting window: booking the best one without "
+                              "those who cannot make it", attendees=inp.plan.attendees, unavailable=unavailable,
+                              start=slot[0].isoformat())
             meeting = Meeting(title=f"Postmortem review: {inp.plan.incident.title}", start=slot[0], end=slot[1],
-                              attendees=[p.key for p in people])
+                              attendees=[p.key for p in people], unavailable=unavailable)
             try:
                 meeting.calendar_ref = self.calendar.invite(meeting, people, key)
             except SlotTaken:

@@ -5,6 +5,7 @@ closeloop.contract, which re-exports them."""
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 # Workflow types (recorded in every history: never rename).
@@ -96,6 +97,26 @@ def postmortem_of_item(item_id: str) -> str:
 
 _FILE_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789.-")
 _FILE_STEM_MAX = 200  # bytes; file systems allow 255 per name, and a suffix (.md, .html, .tmp) follows
+
+
+MEETING_SUFFIX = "/meeting"
+
+
+def meeting_key(postmortem_id: str) -> str:
+    """The idempotency key a postmortem's review meeting is booked under (and its e-mailed invitation's UID
+    derived from)."""
+    return postmortem_id + MEETING_SUFFIX
+
+
+def event_uid(idempotency_key: str) -> str:
+    """The stable iCalendar UID of the event booked under `idempotency_key`: `<sha256 of the key>@closeloop`
+    (the CalDAV calendar's events and the e-mailed invitations share it)."""
+    return f"{hashlib.sha256(idempotency_key.encode()).hexdigest()}@closeloop"
+
+
+def postmortem_of_meeting(key: str) -> str | None:
+    """The postmortem id in a `meeting_key`, or None when `key` is none."""
+    return key.removesuffix(MEETING_SUFFIX) if key.endswith(MEETING_SUFFIX) and key != MEETING_SUFFIX else None
 
 
 def file_stem(postmortem_id: str) -> str:

@@ -9,10 +9,15 @@ The search works on intervals rather than on candidate slots: each attendee's wo
 sorted list of UTC intervals, the lists are intersected, everyone's busy time is merged and cut out,
 and the first grid point that fits the meeting in what remains is the answer. The cost is linear in
 the number of days and intervals, after sorting the busy intervals.
+
+When no slot suits everyone, `best_slot` settles for the best one: it tries every grid slot inside the
+owner's working hours and keeps the earliest that the owner can attend and that the most other attendees can
+(inside their working hours, clear of their busy time), with the list of those who cannot.
 """
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Iterable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
@@ -21,7 +26,7 @@ from closeloop.integrations.base import Interval
 from closeloop.models import Person
 from closeloop.policy import MeetingPolicy, WorkingHours
 
-__all__ = ["business_day_window", "pick_slot"]
+__all__ = ["best_slot", "business_day_window", "pick_slot"]
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 _WEEKDAYS = (0, 1, 2, 3, 4)
@@ -160,6 +165,64 @@ def pick_slot(
         if slot + policy.duration <= hi:
             return slot, slot + policy.duration
     return None
+
+
+def _fits(free: list[Span], lo: datetime, hi: datetime) -> bool:
+    """Whether [lo, hi) lies inside one span of `free` (sorted, disjoint)."""
+    i = bisect_right(free, (lo, _END_OF_TIME)) - 1
+    return i >= 0 and free[i][0] <= lo and hi <= free[i][1]
+
+
+_END_OF_TIME = datetime.max.replace(tzinfo=UTC)
+
+
+def best_slot(
+    *, attendees: list[Person], busy: dict[str, list[Interval]], not_before: datetime, policy: MeetingPolicy
+) -> tuple[tuple[datetime, datetime], list[str]]:
+    """The slot to book when `pick_slot` finds none for everyone, and the keys of the attendees who cannot
+    make it (in the order given).
+
+    The candidates are the `policy.slot_step` grid slots of `policy.duration` inside the owner's (the first
+    attendee's) working hours within the same window as `pick_slot`. An attendee can make a slot when it lies
+    inside their own working hours and clear of their busy time. The answer is the earliest candidate that the
+    owner can make and that the most others can make. When the owner can make none (busy the whole window),
+    the owner's busy time is set aside: the earliest candidate the most others can make, the owner listed among
+    those who cannot. Should the owner's working hours hold no candidate at all (a meeting longer than the
+    working day), the slot starts when the owner's first working hours do (or at `not_before`), and everyone
+    it does not fit is listed. When a slot fits everyone this is `pick_slot`'s slot, and nobody is listed."""
+    if not attendees:
+        raise ValueError("best_slot needs at least one attendee (the owner first)")
+    if policy.duration <= timedelta(0) or policy.slot_step <= timedelta(0):
+        raise ValueError("meeting duration and slot_step must be positive")
+    hours = policy.working_hours
+    owner = attendees[0]
+    start, end = business_day_window(not_before, policy.within_business_days, owner.timezone, hours.days)
+    start = _ceil_to_grid(start, policy.slot_step)
+    free: dict[str, list[Span]] = {}
+    for person in attendees:
+        if person.key not in free:
+            taken = _merge((_as_utc(iv.start), _as_utc(iv.end)) for iv in busy.get(person.key, []))
+            free[person.key] = _subtract(_working_spans(person, hours, start, end), taken)
+    owner_hours = _working_spans(owner, hours, start, end)
+    others = [p.key for p in attendees[1:] if p.key != owner.key]
+
+    best: tuple[int, int] | None = None
+    chosen: tuple[datetime, datetime] | None = None
+    for lo, hi in owner_hours:
+        slot = _ceil_to_grid(lo, policy.slot_step)
+        while slot + policy.duration <= hi:
+            stop = slot + policy.duration
+            score = (int(_fits(free[owner.key], slot, stop)),
+                     sum(_fits(free[key], slot, stop) for key in others))
+            if best is None or score > best:
+                best, chosen = score, (slot, stop)
+            slot += policy.slot_step
+    if chosen is None:
+        first = _ceil_to_grid(owner_hours[0][0], policy.slot_step) if owner_hours else start
+        chosen = (first, first + policy.duration)
+    lo, hi = chosen
+    unavailable = [p.key for p in attendees if not _fits(free[p.key], lo, hi)]
+    return chosen, list(dict.fromkeys(unavailable))
 
 
 def next_working_time(at: datetime, tz: str, hours: WorkingHours) -> datetime:

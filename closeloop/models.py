@@ -161,6 +161,9 @@ class Meeting(Model):
     end: datetime
     attendees: list[str]
     calendar_ref: str = ""
+    # Attendees who are busy (or outside their working hours) in the slot: booked when no slot fits everyone,
+    # the review goes ahead without them. They are invited all the same.
+    unavailable: list[str] = Field(default_factory=list)
 
 
 class TimelineEvent(Model):

@@ -203,6 +203,17 @@ class Calendar(ABC):
         """The meeting already booked under this key, if the calendar can tell (retries then reuse it)."""
         return None
 
+    def reaches(self, person: Person) -> bool:
+        """Whether booking here puts the meeting in front of `person` (in their own calendar, or an invitation
+        the calendar sends). Those it does not reach get an e-mailed invitation when `[notifiers.email]
+        calendar_invites` is on (closeloop.integrations.email.invites)."""
+        return True
+
+    def sequence(self, idempotency_key: str) -> int | None:
+        """The iCalendar SEQUENCE of the event booked under the key (cancelled or not), or None when the calendar
+        keeps none or nothing is booked: e-mailed invitations follow it."""
+        return None
+
     def reschedule(self, meeting: Meeting, people: list[Person], idempotency_key: str) -> str:
         """Move the event booked under this key to `meeting`'s slot and attendees (a new slot, a reassigned
         owner): the same event, updated, its attendees told (iCalendar SEQUENCE + 1). Returns its reference.

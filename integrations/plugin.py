@@ -96,6 +96,11 @@ class Plugin:
     def calendars(self, ctx: PluginContext) -> list[Calendar]:
         return []
 
+    def booking_calendar(self, calendar: Calendar, ctx: PluginContext) -> Calendar:
+        """The calendar that books meetings, as this plugin wants it: `calendar` itself, or a wrapper that adds
+        to what it does (the email plugin's e-mailed invitations)."""
+        return calendar
+
     def publishers(self, ctx: PluginContext) -> list[Publisher]:
         return []
 

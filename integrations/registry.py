@@ -52,11 +52,14 @@ class Integrations:
     trackers: dict[str, Tracker] = field(default_factory=dict)
     timeline_sources: dict[str, TimelineSource] = field(default_factory=dict)
     template_dir: Path | None = None
+    booking: Calendar | None = None  # `calendar` as the plugins wrap it (Plugin.booking_calendar)
 
     @property
     def calendar(self) -> Calendar:
         """The calendar that books meetings: the first configured one other than `local`; `local` (always
-        there, first) only when no other calendar is configured."""
+        there, first) only when no other calendar is configured; as the plugins wrap it (e-mailed invitations)."""
+        if self.booking is not None:
+            return self.booking
         return next((c for c in self.calendars if c.name != "local"), self.calendars[0])
 
     @property
@@ -178,12 +181,18 @@ def build(config: Config, store: Store | None = None, *, secrets: Secrets | None
     ctx = context(config, store, secrets)
     every = plugins()
     template_dir = config.data_dir / "templates"
+    calendars = [c for p in every for c in p.calendars(ctx)]
+    booking = next((c for c in calendars if c.name != "local"), calendars[0]) if calendars else None
+    for plugin in every:
+        if booking is not None:
+            booking = plugin.booking_calendar(booking, ctx)
     return Integrations(
         config=config,
         directory=ctx.directory,
         store=store,
         notifiers=[n for p in every for n in p.notifiers(ctx)],
-        calendars=[c for p in every for c in p.calendars(ctx)],
+        calendars=calendars,
+        booking=booking,
         channels={c.name: c for p in every for c in p.channels(ctx)},
         publishers=[x for p in every for x in p.publishers(ctx)],
         trackers={t.name: t for p in every for t in p.trackers(ctx)},

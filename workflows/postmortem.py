@@ -199,12 +199,14 @@ class PostmortemWorkflow:
         s.meeting = await call(
             MeetingActivities.schedule_meeting, ScheduleMeetingInput(plan=s.plan, not_before=workflow.now()), EXTERNAL,
         )
-        if s.meeting:
+        if s.meeting:  # None only in histories from before the best-effort slot: there is always a meeting now
+            context: dict[str, Any] = {
+                "meeting_start": s.meeting.start, "meeting_end": s.meeting.end, "meeting_title": s.meeting.title,
+                "calendar_ref": s.meeting.calendar_ref, "attendees": s.meeting.attendees}
+            if s.meeting.unavailable:  # a best-effort slot: the invite says who cannot make it
+                context["unavailable"] = s.meeting.unavailable
             for person in s.meeting.attendees:
-                await self._notify(f"invite/{person}", "invite", person,
-                                   {"meeting_start": s.meeting.start, "meeting_end": s.meeting.end,
-                                    "meeting_title": s.meeting.title, "calendar_ref": s.meeting.calendar_ref,
-                                    "attendees": s.meeting.attendees})
+                await self._notify(f"invite/{person}", "invite", person, context)
 
     async def _collect_timeline(self) -> None:
         s = self._state()

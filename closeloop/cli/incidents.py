@@ -206,6 +206,8 @@ def _print_state(wid: str, state: Any, status: str) -> None:
         m = state.meeting
         click.echo(f"  meeting:    {fmt_time(m.start)} - {m.end.astimezone(UTC):%H:%M} with "
                    f"{', '.join(m.attendees)}")
+        if m.unavailable:  # no slot suited everyone: the best one was booked without them
+            click.echo(f"              cannot make it (busy then): {', '.join(m.unavailable)}")
     else:
         click.echo("  meeting:    -")
     if state.review_round:

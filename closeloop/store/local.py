@@ -85,11 +85,14 @@ class LocalAdapterStorage:
 
     # ------------------------------------------------------------------ local calendar
 
-    def busy_intervals(self, people: list[str], start: datetime,
-                       end: datetime) -> dict[str, list[tuple[datetime, datetime]]]:
+    def busy_intervals(self, people: list[str], start: datetime, end: datetime,
+                       except_key: str | None = None) -> dict[str, list[tuple[datetime, datetime]]]:
+        """Per person, the meetings (but the one booked under `except_key`) and busy blocks in [start, end)."""
         out: dict[str, list[tuple[datetime, datetime]]] = {p: [] for p in people}
         with self.db.session() as s:
             for m in s.scalars(select(MeetingRow).where(MeetingRow.start < end, MeetingRow.end > start)):
+                if except_key is not None and m.idempotency_key == except_key:
+                    continue
                 for p in m.attendees:
                     if p in out:
                         out[p].append((m.start, m.end))
@@ -107,9 +110,11 @@ class LocalAdapterStorage:
             return s.scalar(select(MeetingRow).where(MeetingRow.idempotency_key == idempotency_key))
 
     def book_meeting(self, *, idempotency_key: str, title: str, start: datetime, end: datetime,
-                     attendees: list[str], require_free: bool = False) -> int | None:
-        """Book once per key. With `require_free`, check-and-book is atomic: None when an attendee got
-        busy in [start, end) meanwhile (a concurrent lifecycle took the slot), so the caller picks again."""
+                     attendees: list[str], require_free: bool = False,
+                     free: list[str] | None = None) -> int | None:
+        """Book once per key. With `require_free`, check-and-book is atomic: None when an attendee (of `free`,
+        when given: those expected to attend) got busy in [start, end) meanwhile (a concurrent lifecycle took
+        the slot), so the caller picks again."""
         with self.db.write_lock, self.db.session() as s:
             existing = s.scalar(select(MeetingRow.id).where(MeetingRow.idempotency_key == idempotency_key))
             if existing is not None:
@@ -117,11 +122,12 @@ class LocalAdapterStorage:
             if s.bind is not None and s.bind.dialect.name == "postgresql":
                 s.execute(text("SELECT pg_advisory_xact_lock(7041)"))  # serialise bookings across workers
             if require_free:
+                must = attendees if free is None else free
                 clash = any(
-                    set(m.attendees) & set(attendees)
+                    set(m.attendees) & set(must)
                     for m in s.scalars(select(MeetingRow).where(MeetingRow.start < end, MeetingRow.end > start))
                 ) or s.scalar(select(func.count()).select_from(BusyBlockRow).where(
-                    BusyBlockRow.person.in_(attendees), BusyBlockRow.start < end, BusyBlockRow.end > start))
+                    BusyBlockRow.person.in_(must), BusyBlockRow.start < end, BusyBlockRow.end > start))
                 if clash:
                     return None
             row = MeetingRow(idempotency_key=idempotency_key, title=title, start=start, end=end, attendees=attendees)

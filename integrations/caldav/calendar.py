@@ -20,7 +20,6 @@ next look sees it)."""
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -35,6 +34,7 @@ from caldav.collection import Calendar as DAVCollection
 from caldav.davclient import DAVClient
 from caldav.lib import error as dav_error
 
+from closeloop.ids import event_uid as event_uid
 from closeloop.integrations.base import Calendar, IntegrationError, Interval, SlotTaken
 from closeloop.integrations.caldav.settings import ENV_PASSWORD, CalDAVSettings, without_credentials
 from closeloop.models import Meeting, Person
@@ -46,11 +46,9 @@ KEY_PROPERTY = "X-CLOSELOOP-KEY"
 # The meeting's attendees as person keys, space-separated (some servers keep only the first of comma-separated
 # values of a property they do not know).
 ATTENDEES_PROPERTY = "X-CLOSELOOP-ATTENDEES"
-
-
-def event_uid(idempotency_key: str) -> str:
-    """The stable UID of the event booked under `idempotency_key`."""
-    return f"{hashlib.sha256(idempotency_key.encode()).hexdigest()}@closeloop"
+# The attendees who cannot make the slot (Meeting.unavailable), person keys space-separated; their ATTENDEE lines
+# say ROLE=OPT-PARTICIPANT.
+UNAVAILABLE_PROPERTY = "X-CLOSELOOP-UNAVAILABLE"
 
 
 def _resource_name(uid: str) -> str:
@@ -235,7 +233,16 @@ class CalDAVCalendar(Calendar):
         keys = str(vevent.get(ATTENDEES_PROPERTY, ""))
         return Meeting(title=str(vevent.get("SUMMARY", "")), start=_utc(vevent["DTSTART"].dt, ZoneInfo("UTC")),
                        end=_utc(vevent.end, ZoneInfo("UTC")), attendees=keys.split(),
-                       calendar_ref=str(event.url))
+                       calendar_ref=str(event.url), unavailable=str(vevent.get(UNAVAILABLE_PROPERTY, "")).split())
+
+    def reaches(self, person: Person) -> bool:
+        """The organiser, and the people with a calendar on the server (`calendars` / `calendar_url`)."""
+        return person.key == self.organizer.key or self.settings.calendar_for(person.key, person.email) is not None
+
+    def sequence(self, idempotency_key: str) -> int | None:
+        with self._lock:
+            event = self._load(idempotency_key)
+            return None if event is None else int(_vevent(event.icalendar_instance).get("SEQUENCE", 0))
 
     def find(self, idempotency_key: str) -> Meeting | None:
         """The meeting booked under the key; None when there is none or it was cancelled."""
@@ -247,17 +254,21 @@ class CalDAVCalendar(Calendar):
 
     # ------------------------------------------------------------------ writing
 
-    def _attendee_lines(self, people: list[Person]) -> list[icalendar.vCalAddress]:
+    def _attendee_lines(self, people: list[Person],
+                        unavailable: list[str] | None = None) -> list[icalendar.vCalAddress]:
         lines = []
         for person in people:
             address = icalendar.vCalAddress(f"mailto:{person.email}")
-            address.params.update({"CN": person.name, "CUTYPE": "INDIVIDUAL", "ROLE": "REQ-PARTICIPANT",
+            role = "OPT-PARTICIPANT" if person.key in (unavailable or []) else "REQ-PARTICIPANT"
+            address.params.update({"CN": person.name, "CUTYPE": "INDIVIDUAL", "ROLE": role,
                                    "PARTSTAT": "NEEDS-ACTION", "RSVP": "TRUE"})
             lines.append(address)
         return lines
 
     def _check_free(self, meeting: Meeting, people: list[Person], uid: str) -> None:
-        busy = self._busy(people, meeting.start, meeting.end, ignore_uid=uid)
+        """SlotTaken when someone expected at the meeting (all but its `unavailable`) is busy in its slot."""
+        expected = [p for p in people if p.key not in meeting.unavailable]
+        busy = self._busy(expected, meeting.start, meeting.end, ignore_uid=uid)
         taken = sorted(key for key, spans in busy.items() if spans)
         if taken:
             raise SlotTaken(f"{meeting.start.isoformat()} is no longer free for {', '.join(taken)}")
@@ -275,15 +286,18 @@ class CalDAVCalendar(Calendar):
         same_slot = ("DTSTART" in vevent and _utc(vevent["DTSTART"].dt, ZoneInfo("UTC")) == meeting.start
                      and _utc(vevent.end, ZoneInfo("UTC")) == meeting.end)
         before = {_email(a): a for a in _attendees(vevent)} if same_slot else {}
-        for name in ("DTSTART", "DTEND", "DURATION", "SUMMARY", "ATTENDEE", ATTENDEES_PROPERTY, "STATUS"):
+        for name in ("DTSTART", "DTEND", "DURATION", "SUMMARY", "ATTENDEE", ATTENDEES_PROPERTY, UNAVAILABLE_PROPERTY,
+                     "STATUS"):
             vevent.pop(name, None)
         vevent.add("DTSTART", meeting.start.astimezone(UTC))
         vevent.add("DTEND", meeting.end.astimezone(UTC))
         vevent.add("SUMMARY", meeting.title)
         vevent.add("STATUS", "CONFIRMED")
-        for line in self._attendee_lines(people):
+        for line in self._attendee_lines(people, meeting.unavailable):
             vevent.add("ATTENDEE", before.get(_email(line), line))
         vevent.add(ATTENDEES_PROPERTY, " ".join(keys))
+        if meeting.unavailable:
+            vevent.add(UNAVAILABLE_PROPERTY, " ".join(meeting.unavailable))
 
     def _new_event(self, meeting: Meeting, people: list[Person], keys: list[str], idempotency_key: str,
                    uid: str) -> icalendar.Calendar:
@@ -358,7 +372,8 @@ class CalDAVCalendar(Calendar):
             current = self._meeting(existing)
             emails = sorted(_email(a) for a in _attendees(vevent))
             if (current.start == meeting.start and current.end == meeting.end and current.title == meeting.title
-                    and current.attendees == keys and emails == sorted(_email(p.email) for p in attending)):
+                    and current.attendees == keys and current.unavailable == meeting.unavailable
+                    and emails == sorted(_email(p.email) for p in attending)):
                 return str(existing.url)
             self._check_free(meeting, attending, uid)
             self._revise(existing, lambda v: self._set_meeting(v, meeting, attending, keys), "rescheduling")

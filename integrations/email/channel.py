@@ -105,6 +105,12 @@ class EmailChannel(Channel):
 
     def deliver(self, notification: Notification, person: Person, address: str) -> str:
         msg = self.compose(notification, person, address)
+        self.send(msg, address)
+        return str(msg["Message-ID"])
+
+    def send(self, msg: EmailMessage, address: str) -> None:
+        """Send `msg` to `address` through the SMTP server. IntegrationError, retryable or not (a 5xx refusal,
+        a login refused, a certificate that does not verify)."""
         where = f"SMTP {self.settings.host}:{self.settings.port}"
         try:
             smtp = self._connect()
@@ -135,7 +141,6 @@ class EmailChannel(Channel):
         if refused:
             code, reason = refused[address]
             raise IntegrationError(f"{where} refused {address}: {code} {_text(reason)}", retryable=code < 500)
-        return str(msg["Message-ID"])
 
 
 def _text(reason: bytes | str) -> str:

@@ -33,6 +33,11 @@ class EmailSettings(BaseModel):
                                                           "system's)")
     verify: bool = Field(default=True, description="verify the server's certificate and name")
     timeout: float = Field(default=30.0, gt=0, le=300)
+    calendar_invites: bool = Field(
+        default=False, description="e-mail an iCalendar invitation (METHOD:REQUEST, and METHOD:CANCEL when it is "
+                                   "cancelled) for the review meeting to the attendees the booking calendar cannot "
+                                   "reach: everyone with the built-in calendar, the people without a calendar URL "
+                                   "with CalDAV")
 
     @model_validator(mode="after")
     def _port(self) -> EmailSettings:

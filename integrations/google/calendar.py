@@ -70,6 +70,7 @@ EVENT_ID_PREFIX = "closeloop"
 FREEBUSY_MAX_CALENDARS = 50  # Google's calendarExpansionMax: more calendars in one query fail
 RATE_LIMIT_REASONS = frozenset({"rateLimitExceeded", "userRateLimitExceeded", "quotaExceeded"})
 KEY_PROPERTY, ATTENDEES_PROPERTY = "closeloopKey", "closeloopAttendees"
+UNAVAILABLE_PROPERTY = "closeloopUnavailable"  # Meeting.unavailable, JSON; those attendees are `optional`
 PROPERTY_MAX = 1024  # Google's limit on an extended property's value
 
 
@@ -264,7 +265,7 @@ class GoogleCalendar(Calendar):
         if existing is not None and existing.get("status") != "cancelled":
             return self._ref(existing)  # booked before an answer was lost: nothing again
         guests = self._guests(meeting, people)
-        busy = self.busy(guests, meeting.start, meeting.end)
+        busy = self.busy([g for g in guests if g.key not in meeting.unavailable], meeting.start, meeting.end)
         taken = [key for key, spans in busy.items()
                  if any(s.start < meeting.end and s.end > meeting.start for s in spans)]
         if taken:
@@ -364,11 +365,17 @@ class GoogleCalendar(Calendar):
             email = person.email.strip()
             if email and email.lower() not in emails:
                 emails.add(email.lower())
-                attendees.append({"email": email, "displayName": person.name})
+                attendee: dict[str, Any] = {"email": email, "displayName": person.name}
+                if person.key in meeting.unavailable:
+                    attendee["optional"] = True
+                attendees.append(attendee)
         private = {KEY_PROPERTY: idempotency_key}
         keys = json.dumps([p.key for p in guests])
         if len(keys) <= PROPERTY_MAX:
             private[ATTENDEES_PROPERTY] = keys
+        unavailable = json.dumps(meeting.unavailable)
+        if meeting.unavailable and len(unavailable) <= PROPERTY_MAX:
+            private[UNAVAILABLE_PROPERTY] = unavailable
         return {"summary": meeting.title,
                 "start": {"dateTime": rfc3339(meeting.start), "timeZone": "UTC"},
                 "end": {"dateTime": rfc3339(meeting.end), "timeZone": "UTC"},
@@ -383,8 +390,13 @@ class GoogleCalendar(Calendar):
             by_email = {p.email.strip().lower(): key for key, p in self.people.items() if p.email}
             attendees = [by_email.get(str(a.get("email", "")).lower(), str(a.get("email", "")))
                          for a in event.get("attendees") or [] if a.get("email")]
+        try:
+            unavailable = [str(k) for k in json.loads(private.get(UNAVAILABLE_PROPERTY) or "[]")]
+        except (ValueError, TypeError):
+            unavailable = []
         return Meeting(title=str(event.get("summary") or ""), start=event_time(event.get("start") or {}),
-                       end=event_time(event.get("end") or {}), attendees=attendees, calendar_ref=self._ref(event))
+                       end=event_time(event.get("end") or {}), attendees=attendees, calendar_ref=self._ref(event),
+                       unavailable=unavailable)
 
     @staticmethod
     def _ref(event: Mapping[str, Any]) -> str:

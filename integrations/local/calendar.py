@@ -23,19 +23,27 @@ class LocalCalendar(Calendar):
         return {key: [Interval(start=s, end=e) for s, e in sorted(spans)] for key, spans in found.items()}
 
     def invite(self, meeting: Meeting, people: list[Person], idempotency_key: str) -> str:
-        """Book the meeting once per `idempotency_key`; returns `local-meeting-<id>`."""
+        """Book the meeting once per `idempotency_key`; returns `local-meeting-<id>`. SlotTaken when an attendee
+        other than the meeting's `unavailable` ones got busy in the slot meanwhile."""
         attendees = list(dict.fromkeys([*meeting.attendees, *(p.key for p in people)]))
         meeting_id = self.store.local.book_meeting(
             idempotency_key=idempotency_key, title=meeting.title, start=meeting.start, end=meeting.end,
-            attendees=attendees, require_free=True,
+            attendees=attendees, require_free=True, free=[k for k in attendees if k not in meeting.unavailable],
         )
         if meeting_id is None:
             raise SlotTaken(f"{meeting.start.isoformat()} was taken by another meeting meanwhile")
         return f"local-meeting-{meeting_id}"
 
+    def reaches(self, person: Person) -> bool:
+        """Nobody: the meetings stay in closeloop's store, no one's own calendar shows them."""
+        return False
+
     def find(self, idempotency_key: str) -> Meeting | None:
+        """The meeting booked under the key; its `unavailable` are the attendees busy in its slot now (the store
+        keeps no list of them)."""
         row = self.store.local.meeting_by_key(idempotency_key)
         if row is None:
             return None
+        busy = self.store.local.busy_intervals(list(row.attendees), row.start, row.end, except_key=idempotency_key)
         return Meeting(title=row.title, start=row.start, end=row.end, attendees=list(row.attendees),
-                       calendar_ref=f"local-meeting-{row.id}")
+                       calendar_ref=f"local-meeting-{row.id}", unavailable=[k for k in row.attendees if busy[k]])

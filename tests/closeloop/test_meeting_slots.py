@@ -1,4 +1,4 @@
-"""pick_slot and business_day_window: exact UTC answers across time zones, weekends and DST changes.
+"""pick_slot, best_slot and business_day_window: exact UTC answers across time zones, weekends and DST changes.
 
 Reference points in March 2026 (working hours 09:00-17:00 local):
   until 2026-03-08   Berlin 08-16 UTC, London 09-17 UTC, New York 14-22 UTC  -> shared 14:00-16:00 UTC
@@ -14,7 +14,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from closeloop.integrations.base import Interval
-from closeloop.meeting_slots import business_day_window, next_working_time, pick_slot
+from closeloop.meeting_slots import best_slot, business_day_window, next_working_time, pick_slot
 from closeloop.models import Person
 from closeloop.policy import MeetingPolicy, WorkingHours
 
@@ -211,3 +211,69 @@ def test_next_working_time_in_the_recipients_own_zone() -> None:
     weekends = WorkingHours(days=[5, 6])
     assert next_working_time(datetime(2026, 12, 1, 12, 0, tzinfo=UTC), "UTC", weekends) == \
         datetime(2026, 12, 5, 9, 0, tzinfo=UTC)
+
+
+# --------------------------------------------------------------------------- best_slot
+
+
+def best(
+    attendees: list[Person], not_before: datetime, busy: dict[str, list[Interval]] | None = None, **policy: object
+) -> tuple[tuple[datetime, datetime], list[str]]:
+    found, unavailable = best_slot(attendees=attendees, busy=busy or {}, not_before=not_before,
+                                   policy=MeetingPolicy.model_validate(policy))
+    assert all(t.tzinfo is UTC for t in found)
+    return found, unavailable
+
+
+def test_best_slot_is_pick_slot_when_everyone_fits() -> None:
+    monday = at(2026, 3, 2, 6)
+    busy = {"ny": [iv(at(2026, 3, 2, 14), at(2026, 3, 2, 14, 30))]}
+    assert best(TRIO, monday, busy) == (slot(TRIO, monday, busy), [])
+
+
+def test_best_slot_leaves_out_the_fewest_and_says_who() -> None:
+    # London (the owner) and Berlin and New York; Berlin is busy the whole window, New York only on Monday.
+    friday = at(2026, 2, 27, 18)
+    busy = {"berlin": [iv(at(2026, 3, 2), at(2026, 3, 4))],
+            "ny": [iv(at(2026, 3, 2), at(2026, 3, 3))]}
+    people = [LONDON, BERLIN, NEW_YORK]
+    assert slot(people, friday, busy, within_business_days=2) is None
+    # Tuesday 14:00 UTC: the first slot London and New York share (New York starts at 14:00 UTC).
+    assert best(people, friday, busy, within_business_days=2) == ((at(2026, 3, 3, 14), at(2026, 3, 3, 15)),
+                                                                    ["berlin"])
+
+
+def test_best_slot_counts_working_hours_as_unavailable_time() -> None:
+    # Tokyo's working day never meets New York's: the owner's earliest slot, Tokyo left out.
+    assert best([NEW_YORK, TOKYO], at(2026, 3, 2, 6)) == ((at(2026, 3, 2, 14), at(2026, 3, 2, 15)), ["tokyo"])
+
+
+def test_best_slot_takes_the_earliest_of_equals_and_the_owner_first() -> None:
+    monday = at(2026, 3, 2, 6)
+    # Two of three others can come at 09:00 (Berlin's 10:00), London's start; later the owner alone is free.
+    busy = {"london": [iv(at(2026, 3, 2, 10), at(2026, 3, 7))], "ny": [iv(at(2026, 3, 2), at(2026, 3, 7))]}
+    owner = Person(key="owner", name="O", email="o@example.com", timezone="Europe/London")
+    found, unavailable = best([owner, LONDON, BERLIN, NEW_YORK], monday, busy, within_business_days=4)
+    assert found == (at(2026, 3, 2, 9), at(2026, 3, 2, 10)) and unavailable == ["ny"]
+    # The owner busy at 09:00 Monday: a slot the owner can make wins over one more attendee.
+    busy["owner"] = [iv(at(2026, 3, 2, 9), at(2026, 3, 2, 10))]
+    found, unavailable = best([owner, LONDON, BERLIN, NEW_YORK], monday, busy, within_business_days=4)
+    assert found == (at(2026, 3, 2, 10), at(2026, 3, 2, 11)) and unavailable == ["london", "ny"]
+
+
+def test_best_slot_with_the_owner_busy_all_window_books_the_most_others() -> None:
+    friday = at(2026, 2, 27, 18)
+    busy = {"london": [iv(at(2026, 3, 2), at(2026, 3, 3))], "berlin": [iv(at(2026, 3, 2, 8), at(2026, 3, 2, 12))]}
+    found, unavailable = best([LONDON, BERLIN], friday, busy, within_business_days=1)
+    # London's Monday 09-17 UTC; Berlin (08-16 UTC) is free from 12:00 UTC.
+    assert found == (at(2026, 3, 2, 12), at(2026, 3, 2, 13)) and unavailable == ["london"]
+
+
+def test_best_slot_for_a_meeting_longer_than_the_working_day() -> None:
+    found, unavailable = best([LONDON, BERLIN], at(2026, 3, 2, 6), duration="9h")
+    assert found == (at(2026, 3, 2, 9), at(2026, 3, 2, 18)) and unavailable == ["london", "berlin"]
+
+
+def test_best_slot_needs_an_attendee() -> None:
+    with pytest.raises(ValueError):
+        best_slot(attendees=[], busy={}, not_before=at(2026, 3, 2), policy=MeetingPolicy())

@@ -376,3 +376,16 @@ def test_user_notification_with_empty_subject(tmp_path: Path) -> None:
     (tmp_path / "notify" / "invite.txt.j2").write_text("{{ ctx.get('nothing', '') }}\n")
     with pytest.raises(TemplateProblem, match="subject"):
         render_notification("invite", {}, template_dir=tmp_path)
+
+
+def test_the_invite_says_who_cannot_make_the_best_effort_slot() -> None:
+    base = {"meeting_start": datetime(2026, 3, 2, 15, tzinfo=UTC), "attendees": ["ana", "bo", "erin"],
+            "recipient": "Bo"}
+    _, body = render_notification("invite", {**base, "unavailable": ["bo", "erin"],
+                                             "unavailable_names": ["Bo", "Erin"], "recipient_unavailable": True})
+    assert "Bo and Erin are busy then" in body and "the review goes ahead without them" in body
+    assert "That includes you" in body
+    _, body = render_notification("invite", {**base, "unavailable": ["erin"], "unavailable_names": ["Erin"]})
+    assert "Erin is busy then" in body and "That includes you" not in body
+    _, body = render_notification("invite", base)
+    assert "busy then" not in body

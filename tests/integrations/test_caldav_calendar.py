@@ -235,6 +235,23 @@ def test_invite_creates_one_event_with_a_stable_uid_and_attendees(server: Server
     assert other != ref and server.count("olga/calendar/") == 2
 
 
+def test_a_best_effort_booking_marks_who_cannot_make_it(server: Server) -> None:
+    cal = calendar(server)
+    server.put("bo/calendar/", "offsite", "DTSTART:20260303T150000Z\r\nDTEND:20260303T180000Z\r\nSUMMARY:offsite")
+    booked = meeting(at(3, 16), at(3, 17)).model_copy(update={"unavailable": ["bo"]})
+    ref = cal.invite(booked, [ANA, BO], KEY)  # bo is busy, but he is not expected: no SlotTaken
+    event = server.read(ref)
+    roles = {str(a): a.params["ROLE"] for a in event["ATTENDEE"]}
+    assert roles == {"mailto:ana@example.com": "REQ-PARTICIPANT", "mailto:bo@example.com": "OPT-PARTICIPANT"}
+    assert str(event["X-CLOSELOOP-UNAVAILABLE"]) == "bo"
+    assert cal.find(KEY) == booked.model_copy(update={"calendar_ref": ref})
+    # ana, who is expected, busy in a slot: SlotTaken as ever
+    server.put("ana/calendar/", "dentist", "DTSTART:20260304T160000Z\r\nDTEND:20260304T170000Z\r\nSUMMARY:x")
+    with pytest.raises(SlotTaken):
+        cal.invite(meeting(at(4, 16), at(4, 17)).model_copy(update={"unavailable": ["bo"]}), [ANA, BO],
+                   "postmortem/api/INC-8/meeting")
+
+
 def test_reschedule_moves_the_same_event_and_bumps_sequence_once(server: Server) -> None:
     cal = calendar(server)
     ref = cal.invite(meeting(at(3, 16), at(3, 17)), [ANA, BO], KEY)
