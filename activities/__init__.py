@@ -48,6 +48,8 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
         records.save_review,
         records.save_timeline,
         meetings.schedule_meeting,
+        meetings.move_meeting,
+        meetings.cancel_meeting,
         timeline.collect_timeline,
         documents.prepare_draft,
         documents.publish_document,

@@ -21,6 +21,17 @@ class ScheduleMeetingInput(Model):
     not_before: datetime
 
 
+class MoveMeetingInput(Model):
+    plan: Plan
+    meeting: Meeting
+    owner: str  # the new owner: now an attendee
+    not_before: datetime
+
+
+class CancelMeetingInput(Model):
+    postmortem_id: str
+
+
 class MeetingActivities:
     """Booking the review meeting; holds the calendar and the people directory."""
 
@@ -61,3 +72,47 @@ class MeetingActivities:
             log().info("meeting scheduled", start=meeting.start.isoformat(), ref=meeting.calendar_ref)
             return meeting
         raise SlotTaken("slots kept being taken while booking; retrying")
+
+    @activity.defn(name="move_meeting")
+    def move_meeting(self, inp: MoveMeetingInput) -> Meeting:
+        """The owner changed: the new owner attends the same meeting (the event updated, SEQUENCE + 1, everyone
+        told by their calendar). If they cannot make its slot, the meeting moves to the best slot for everyone
+        now. Idempotent: moving to what is booked changes nothing."""
+        key = meeting_key(inp.plan.postmortem_id)
+        attendees = list(dict.fromkeys([*inp.meeting.attendees, inp.owner]))
+        people = [p for p in (self.people.person(k) for k in attendees) if p]
+        same = inp.meeting.model_copy(update={"attendees": [p.key for p in people]})
+        try:
+            same.calendar_ref = self.calendar.reschedule(same, people, key)
+            log().info("meeting updated for the new owner", owner=inp.owner, start=same.start.isoformat())
+            return same
+        except SlotTaken:
+            pass
+        policy = inp.plan.policy.meeting
+        owner = next((p for p in people if p.key == inp.owner), people[0])
+        start, end = business_day_window(inp.not_before, policy.within_business_days, owner.timezone,
+                                         policy.working_hours.days)
+        for _attempt in range(10):
+            busy = self.calendar.busy(people, start, end)
+            ordered = [owner, *(p for p in people if p.key != owner.key)]  # best_slot favours the first
+            slot = pick_slot(attendees=ordered, busy=busy, not_before=inp.not_before, policy=policy)
+            unavailable: list[str] = []
+            if slot is None:
+                slot, unavailable = best_slot(attendees=ordered, busy=busy, not_before=inp.not_before, policy=policy)
+            moved = same.model_copy(update={"start": slot[0], "end": slot[1], "unavailable": unavailable})
+            try:
+                moved.calendar_ref = self.calendar.reschedule(moved, people, key)
+            except SlotTaken:
+                continue
+            log().info("meeting moved for the new owner", owner=inp.owner, start=moved.start.isoformat(),
+                       unavailable=unavailable)
+            return moved
+        raise SlotTaken("slots kept being taken while moving the meeting; retrying")
+
+    @activity.defn(name="cancel_meeting")
+    def cancel_meeting(self, inp: CancelMeetingInput) -> bool:
+        """The postmortem was cancelled: its meeting is cancelled (attendees told by their calendar, or by an
+        e-mailed METHOD:CANCEL). False when nothing was booked (or it was cancelled already)."""
+        cancelled = self.calendar.cancel(meeting_key(inp.postmortem_id))
+        log().info("meeting cancelled" if cancelled else "no meeting to cancel", postmortem_id=inp.postmortem_id)
+        return cancelled

@@ -27,7 +27,12 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.activities.options import BEST_EFFORT, EXTERNAL, STORE
     from closeloop.activities.record_incident import DirectoryActivities, IncidentActivities, RecordIncidentInput
     from closeloop.activities.records import PostmortemRecord, RecordActivities, ReviewInput, TimelineInput
-    from closeloop.activities.schedule_meeting import MeetingActivities, ScheduleMeetingInput
+    from closeloop.activities.schedule_meeting import (
+        CancelMeetingInput,
+        MeetingActivities,
+        MoveMeetingInput,
+        ScheduleMeetingInput,
+    )
     from closeloop.chase_plan import ChaseAction
     from closeloop.contract import action_item_workflow_id
     from closeloop.durations import format_duration
@@ -62,6 +67,10 @@ PATCH_STALL_ON_FAILURE = "a-failure-no-retry-fixes-stalls-the-lifecycle"
 GAVE_UP = (RetryState.NON_RETRYABLE_FAILURE, RetryState.MAXIMUM_ATTEMPTS_REACHED)
 MAX_ERROR = 500  # characters of a failure kept in the state and the notification
 
+
+# Lifecycles started before this patch leave the meeting as booked; later ones update it when the owner changes
+# (the new owner attends; the meeting moves if they cannot make it) and cancel it when the postmortem is.
+MEETING_FOLLOWS_PATCH = "meeting-follows-changes"
 
 @workflow.defn(name=contract.POSTMORTEM_WORKFLOW)
 class PostmortemWorkflow:
@@ -398,6 +407,9 @@ class PostmortemWorkflow:
         s = self._state()
         assert s.cancelled is not None
         await self._notify("cancelled", "cancelled", s.owner, {"by": s.cancelled.by, "reason": s.cancelled.reason})
+        if s.meeting and s.meeting.start > workflow.now() and workflow.patched(MEETING_FOLLOWS_PATCH):
+            await call(MeetingActivities.cancel_meeting, CancelMeetingInput(postmortem_id=s.plan.postmortem_id),
+                       EXTERNAL)
         await self._enter(Stage.cancelled)
 
     async def _continue_as_new(self) -> None:
@@ -576,6 +588,9 @@ class PostmortemWorkflow:
         if self.chase:
             self.chase.poke()
         await self._save()
+        if s.meeting and s.meeting.start > workflow.now() and workflow.patched(MEETING_FOLLOWS_PATCH):
+            s.meeting = await call(MeetingActivities.move_meeting, MoveMeetingInput(
+                plan=s.plan, meeting=s.meeting, owner=req.new_owner, not_before=workflow.now()), EXTERNAL)
         await self._notify(f"reassigned/{len(s.stages)}/{req.new_owner}", "reassigned", req.new_owner,
                            {"previous": previous, "by": req.by, "reason": req.reason})
         return f"owner is now {req.new_owner} (was {previous})"

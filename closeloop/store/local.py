@@ -109,6 +109,37 @@ class LocalAdapterStorage:
         with self.db.session() as s:
             return s.scalar(select(MeetingRow).where(MeetingRow.idempotency_key == idempotency_key))
 
+    def move_meeting(self, idempotency_key: str, *, start: datetime, end: datetime, attendees: list[str],
+                     free: list[str]) -> bool | None:
+        """Move the meeting booked under the key to [start, end) with these attendees, atomically checking that
+        `free` have no other meeting or busy block then. None: nothing is booked under the key; False: someone
+        of `free` is busy then (nothing changed); True: moved (or already there)."""
+        with self.db.write_lock, self.db.session() as s:
+            row = s.scalar(select(MeetingRow).where(MeetingRow.idempotency_key == idempotency_key))
+            if row is None:
+                return None
+            if s.bind is not None and s.bind.dialect.name == "postgresql":
+                s.execute(text("SELECT pg_advisory_xact_lock(7041)"))
+            clash = any(
+                set(m.attendees) & set(free)
+                for m in s.scalars(select(MeetingRow).where(MeetingRow.start < end, MeetingRow.end > start,
+                                                            MeetingRow.idempotency_key != idempotency_key))
+            ) or s.scalar(select(func.count()).select_from(BusyBlockRow).where(
+                BusyBlockRow.person.in_(free), BusyBlockRow.start < end, BusyBlockRow.end > start))
+            if clash:
+                return False
+            row.start, row.end, row.attendees = start, end, list(attendees)
+            return True
+
+    def cancel_meeting(self, idempotency_key: str) -> bool:
+        """Remove the meeting booked under the key (its slot is free again); False when there is none."""
+        with self.db.write_lock, self.db.session() as s:
+            row = s.scalar(select(MeetingRow).where(MeetingRow.idempotency_key == idempotency_key))
+            if row is None:
+                return False
+            s.delete(row)
+            return True
+
     def book_meeting(self, *, idempotency_key: str, title: str, start: datetime, end: datetime,
                      attendees: list[str], require_free: bool = False,
                      free: list[str] | None = None) -> int | None:

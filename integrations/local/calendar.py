@@ -34,6 +34,25 @@ class LocalCalendar(Calendar):
             raise SlotTaken(f"{meeting.start.isoformat()} was taken by another meeting meanwhile")
         return f"local-meeting-{meeting_id}"
 
+    def reschedule(self, meeting: Meeting, people: list[Person], idempotency_key: str) -> str:
+        """Move the booked meeting to `meeting`'s slot and attendees; SlotTaken when an attendee expected to come
+        is busy then; books it when nothing is booked under the key."""
+        attendees = list(dict.fromkeys([*meeting.attendees, *(p.key for p in people)]))
+        moved = self.store.local.move_meeting(idempotency_key, start=meeting.start, end=meeting.end,
+                                              attendees=attendees,
+                                              free=[k for k in attendees if k not in meeting.unavailable])
+        if moved is None:
+            return self.invite(meeting, people, idempotency_key)
+        if not moved:
+            raise SlotTaken(f"{meeting.start.isoformat()} is taken for one of {', '.join(attendees)}")
+        found = self.find(idempotency_key)
+        assert found is not None
+        return found.calendar_ref
+
+    def cancel(self, idempotency_key: str) -> bool:
+        """Remove the booked meeting (its slot is free again); False when nothing is booked under the key."""
+        return self.store.local.cancel_meeting(idempotency_key)
+
     def reaches(self, person: Person) -> bool:
         """Nobody: the meetings stay in closeloop's store, no one's own calendar shows them."""
         return False
