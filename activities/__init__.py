@@ -34,7 +34,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
     documents = DocumentActivities(i.publisher, i.config.data_dir / "drafts", i.template_dir)
     notify = NotifyActivities(people, i.notifiers, i.tracker, i.template_dir, channels=i.channels,
                               deliveries=i.store.channel_deliveries, settings=i.config.notify,
-                              public_url=i.config.web.public_url)
+                              public_url=i.config.web.public_url, outbox=i.store.local.notifications_by_key)
     tickets = TicketActivities(people, i.tracker, i.store, close_on_cancel=i.config.tickets.close_on_cancel)
     digest = DigestActivities(i.store, people, i.notifiers, i.template_dir)
     reconcile = ReconcileActivities(i.store, i.tracker, closeloop, close_on_cancel=i.config.tickets.close_on_cancel)
@@ -55,6 +55,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
         documents.publish_document,
         notify.notify,
         notify.delivery_time,
+        notify.send_reminder_digests,
         tickets.open_ticket,
         tickets.close_ticket,
         tickets.cancel_ticket,

@@ -40,6 +40,15 @@ class NotifyInput(Model):
 ONCE_PER_POSTMORTEM = ("published", "cancelled")
 
 
+# A person with `reminders = "digest"` gets these in one message a day (send_reminder_digests), not one by one.
+REMINDER_KINDS = ("reminder", "review_reminder", "item_reminder")
+DIGEST = "digest"  # the channel_deliveries channel of what waits for the digest
+
+
+class ReminderDigestInput(Model):
+    at: datetime  # the workflow's now: the digest's day
+
+
 class DeliveryTimeInput(Model):
     kind: str
     target: str
@@ -55,7 +64,8 @@ class NotifyActivities:
     def __init__(self, people: Directory, notifiers: list[Notifier], tracker: Callable[[str], Tracker],
                  template_dir: Path | None, *, channels: Mapping[str, Channel] | None = None,
                  deliveries: ChannelDeliveries | None = None, settings: NotifySettings | None = None,
-                 public_url: str | None = None) -> None:
+                 public_url: str | None = None,
+                 outbox: Callable[[list[str]], list[Any]] | None = None) -> None:
         self.people = people
         self.notifiers = notifiers
         self.tracker = tracker
@@ -64,6 +74,7 @@ class NotifyActivities:
         self.deliveries = deliveries
         self.settings = settings or NotifySettings()
         self.public_url = public_url
+        self.outbox = outbox  # notification keys -> the outbox's rows (their subjects), for the digests
         if self.channels and deliveries is None:
             raise ValueError("channels need the store's channel_deliveries")
 
@@ -88,7 +99,9 @@ class NotifyActivities:
         for notifier in self.notifiers:
             with external_errors(f"notifying {recipient} through {notifier.name}"):
                 notifier.send(notification, person)
-        if person is not None:
+        if person is not None and person.reminders == "digest" and inp.kind in REMINDER_KINDS and self.deliveries:
+            self.deliveries.queue(inp.key, DIGEST, person.key, person.key)  # the day's digest brings it
+        elif person is not None:
             self.reach(notification, person)
         if inp.kind in self.settings.announce:
             self.announce(inp, context)
@@ -120,6 +133,40 @@ class NotifyActivities:
     def _name(self, key: str) -> str:
         person = self.people.person(key)
         return person.name if person else key
+
+    @activity.defn(name="send_reminder_digests")
+    def send_reminder_digests(self, inp: ReminderDigestInput) -> int:
+        """Everyone who takes reminders as a digest gets one message with the reminders that waited since the
+        last one, through their channels (and in the outbox). The number of digests sent. Idempotent: the
+        digest's key is the person and the day, and what it carried is marked sent after it went out."""
+        if self.deliveries is None or self.outbox is None:
+            return 0
+        waiting: dict[str, list[str]] = {}
+        for row in self.deliveries.queued(DIGEST):
+            waiting.setdefault(row.recipient, []).append(row.key)
+        sent = 0
+        for key, keys in waiting.items():
+            person = self.people.person(key)
+            found = {n.key: n for n in self.outbox(keys)}
+            items = [{"subject": found[k].subject, "postmortem_id": found[k].postmortem_id,
+                      "url": (links(self.public_url, found[k].postmortem_id, found[k].item_id).get("item")
+                              or links(self.public_url, found[k].postmortem_id, None).get("postmortem"))}
+                     for k in keys if k in found]
+            digest_key = f"reminder-digest/{key}/{inp.at:%Y-%m-%d}"
+            if person is not None and items:
+                subject, body = render_notification("reminder_digest", {
+                    "recipient": person.name, "items": items, "at": inp.at}, template_dir=self.template_dir)
+                digest = Notification(key=digest_key, kind="reminder_digest", recipient=key, subject=subject,
+                                      body=body, at=inp.at, postmortem_id=items[0]["postmortem_id"])
+                for notifier in self.notifiers:
+                    with external_errors(f"the reminder digest for {key} through {notifier.name}"):
+                        notifier.send(digest, person)
+                self.reach(digest, person)
+                sent += 1
+            for k in keys:
+                self.deliveries.sent(k, DIGEST, key, key, digest_key)
+        log().info("reminder digests sent", digests=sent, reminders=sum(len(k) for k in waiting.values()))
+        return sent
 
     def announce(self, inp: NotifyInput, context: dict[str, Any]) -> None:
         """Post the notification to the rooms `[notify] announce` names for its kind, once each. A kind that

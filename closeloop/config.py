@@ -93,6 +93,8 @@ class PersonConfig(_Strict):
     handles: dict[str, str] = Field(default_factory=dict)
     channels: list[str] | None = Field(default=None, description="this person's channels, in order: the first "
                                                                   "that reaches them; [notify] channels if unset")
+    reminders: Literal["immediate", "digest"] = Field(
+        default="immediate", description="immediate, or digest: reminders come in one message a day")
 
 
 class ServiceConfig(_Strict):

@@ -153,6 +153,7 @@ class Person(Model):
     manager: str | None = None
     handles: dict[str, str] = Field(default_factory=dict)
     channels: list[str] | None = None  # in order; None: [notify] channels
+    reminders: Literal["immediate", "digest"] = "immediate"  # digest: one message a day with them all
 
 
 class Meeting(Model):

@@ -73,8 +73,9 @@ NOTIFICATION_KINDS = (
     "cancelled",
     "lifecycle_failed",
 )
-# Not about one postmortem, so not in the list above: the managers' digest (activities/digest.py).
-DIGEST_KINDS = ("stalled_digest",)
+# Not about one postmortem, so not in the list above: the managers' digest (activities/digest.py) and the
+# reminder digest of people who take reminders once a day (activities/notify.py).
+DIGEST_KINDS = ("stalled_digest", "reminder_digest")
 
 
 class TemplateProblem(ValueError):

@@ -9,6 +9,7 @@ from temporalio import workflow
 with workflow.unsafe.imports_passed_through():
     from closeloop import contract
     from closeloop.activities.digest import DigestActivities, DigestInput
+    from closeloop.activities.notify import NotifyActivities, ReminderDigestInput
     from closeloop.activities.options import EXTERNAL, HOUSEKEEPING, SWEEP
     from closeloop.activities.reconcile import ReconcileActivities, SyncInput
     from closeloop.activities.retention import PruneInput, RetentionActivities
@@ -17,14 +18,22 @@ with workflow.unsafe.imports_passed_through():
 
 
 
+# Runs recorded before it send the managers' digest only.
+REMINDER_DIGEST_PATCH = "reminder-digests"
+
+
 @workflow.defn(name=contract.STALLED_DIGEST_WORKFLOW)
 class StalledDigestWorkflow:
-    """Tell every manager which postmortems and action items of their reports are stalled or overdue."""
+    """Tell every manager which postmortems and action items of their reports are stalled or overdue; and send
+    the people who take reminders as a digest the reminders that waited for it."""
 
     @workflow.run
     async def run(self, inp: SweepInput) -> DigestResult:
         now: datetime = workflow.now()
-        return await call(DigestActivities.send_stalled_digest, DigestInput(at=now), EXTERNAL)
+        result = await call(DigestActivities.send_stalled_digest, DigestInput(at=now), EXTERNAL)
+        if workflow.patched(REMINDER_DIGEST_PATCH):  # the same morning run brings reminder digests
+            await call(NotifyActivities.send_reminder_digests, ReminderDigestInput(at=now), EXTERNAL)
+        return result
 
 
 @workflow.defn(name=contract.TICKET_SYNC_WORKFLOW)

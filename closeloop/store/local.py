@@ -73,6 +73,14 @@ class LocalAdapterStorage:
                             postmortem_id=postmortem_id, item_id=item_id, channel=channel)
         )
 
+    def notifications_by_key(self, keys: list[str]) -> list[NotificationRow]:
+        """The outbox's rows of these notification keys."""
+        if not keys:
+            return []
+        with self.db.session() as s:
+            return list(s.scalars(select(NotificationRow).where(NotificationRow.key.in_(keys))
+                                  .order_by(NotificationRow.at, NotificationRow.id)))
+
     def notifications(self, postmortem_id: str | None = None) -> list[NotificationRow]:
         with self.db.session() as s:
             q = select(NotificationRow).order_by(NotificationRow.at, NotificationRow.id)

@@ -24,7 +24,7 @@ class ChannelDelivery:
     channel: str
     recipient: str
     address: str
-    status: str  # sending, sent, failed
+    status: str  # sending, sent, failed; queued (the `digest` channel: waiting for the day's digest)
     message_id: str | None
     error: str | None
     updated_at: datetime
@@ -52,6 +52,19 @@ class ChannelDeliveries:
         with self.db.session() as s:
             rows = s.scalars(select(ChannelDeliveryRow).where(ChannelDeliveryRow.key.in_(keys))
                              .order_by(ChannelDeliveryRow.key, ChannelDeliveryRow.id))
+            return [_delivery(r) for r in rows]
+
+    def queue(self, key: str, channel: str, recipient: str, address: str) -> None:
+        """Hold it for a digest (a person who takes reminders once a day)."""
+        if self.get(key, channel) is None:
+            self._record(key, channel, recipient, address, "queued", message_id=None, error=None)
+
+    def queued(self, channel: str) -> list[ChannelDelivery]:
+        """What waits on `channel` (e.g. the day's digest), oldest first."""
+        with self.db.session() as s:
+            rows = s.scalars(select(ChannelDeliveryRow).where(ChannelDeliveryRow.channel == channel,
+                                                              ChannelDeliveryRow.status == "queued")
+                             .order_by(ChannelDeliveryRow.id))
             return [_delivery(r) for r in rows]
 
     def sending(self, key: str, channel: str, recipient: str, address: str) -> None:

@@ -263,7 +263,7 @@ class ChannelDeliveryRow(Base):
     channel: Mapped[str] = mapped_column(String(32))
     recipient: Mapped[str] = mapped_column(String(200))
     address: Mapped[str] = mapped_column(String(300))
-    status: Mapped[str] = mapped_column(String(16))  # sending, sent, failed
+    status: Mapped[str] = mapped_column(String(16))  # sending, sent, failed, queued
     message_id: Mapped[str | None] = mapped_column(String(500))
     error: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)

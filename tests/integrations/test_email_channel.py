@@ -303,3 +303,29 @@ def store_rows(config: object) -> list[object]:
         return list(store.local.notifications())
     finally:
         store.close()
+
+
+def test_a_person_who_takes_reminders_as_a_digest_gets_one_message_a_day(store: Store, smtp: SmtpServer) -> None:
+    acts = activities(store, smtp)
+    acts.people = Directory({**dict(acts.people), "alice": ALICE.model_copy(update={"reminders": "digest"})})
+    acts.outbox = store.local.notifications_by_key
+    notify(acts, f"{PM}/draft/0/reminder/0")
+    notify(acts, f"{PM}/review/1/reminder/0")
+    inp = NotifyInput(key=f"{PM}/draft/0/requested", kind="draft_requested", target="alice", relative_to="alice",
+                      postmortem_id=PM, at=AT, context={"incident_title": "Checkout errors"})
+    ActivityEnvironment().run(acts.notify, inp)  # not a reminder: at once
+    assert [m["X-Closeloop-Kind"] for m in smtp.messages] == ["draft_requested"]
+    assert len(store.local.notifications(PM)) == 3  # the outbox has all three, as always
+
+    from closeloop.activities.notify import ReminderDigestInput
+    assert ActivityEnvironment().run(acts.send_reminder_digests, ReminderDigestInput(at=AT)) == 1
+    assert [m["X-Closeloop-Kind"] for m in smtp.messages] == ["draft_requested", "reminder_digest"]
+    digest = smtp.messages[1]
+    assert digest["Subject"] == "2 postmortem reminders for 2026-12-01 09:30 UTC"
+    text = digest.get_body(("plain",)).get_content()
+    assert text.count("\n- ") == 2 and "https://closeloop.example.com/postmortems/" in text
+    # the next run has nothing waiting; a retry of the same day's run sends nothing again
+    assert ActivityEnvironment().run(acts.send_reminder_digests, ReminderDigestInput(at=AT)) == 0
+    assert len(smtp.messages) == 2
+    assert all(r.status == "sent" for r in store.channel_deliveries.of([f"{PM}/draft/0/reminder/0",
+                                                                         f"{PM}/review/1/reminder/0"]))
