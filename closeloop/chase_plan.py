@@ -55,7 +55,10 @@ def next_action(
     before_due: list[timedelta] | None = None,
 ) -> ChaseAction:
     """The next thing to do, earliest first; at equal times: mark stalled, then escalate, then remind."""
-    candidates = [ChaseAction("reminder", reminder_time(chase, every, before_due), chase.reminders_sent)]
+    remind_at = reminder_time(chase, every, before_due)
+    if chase.snoozed_until is not None and remind_at < chase.snoozed_until:
+        remind_at = chase.snoozed_until  # snoozed: the next reminder waits (escalations do not)
+    candidates = [ChaseAction("reminder", remind_at, chase.reminders_sent)]
     if not chase.stalled:
         candidates.append(ChaseAction("stall", chase.due_at, 0))
     if chase.escalations_sent < len(steps):
@@ -64,8 +67,10 @@ def next_action(
     return min(candidates, key=lambda a: (a.at, _ORDER[a.kind]))
 
 
-def apply(chase: ChaseState, action: ChaseAction) -> None:
-    """Record that `action` was carried out."""
+def apply(chase: ChaseState, action: ChaseAction, *, every: timedelta | None = None,
+          before_due: list[timedelta] | None = None) -> None:
+    """Record that `action` was carried out. A reminder that ends a snooze stands for every reminder planned
+    before the snooze ended (they are skipped: one reminder, not a burst), given the chase's `every`."""
     if action.kind == "stall":
         chase.stalled = True
     elif action.kind == "escalation":
@@ -73,3 +78,7 @@ def apply(chase: ChaseState, action: ChaseAction) -> None:
     else:
         chase.reminders_sent += 1
         chase.last_reminder_at = action.at
+        if chase.snoozed_until is not None and action.at >= chase.snoozed_until and every is not None:
+            while reminder_time(chase, every, before_due) <= chase.snoozed_until:
+                chase.reminders_sent += 1
+            chase.snoozed_until = None

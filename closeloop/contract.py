@@ -36,6 +36,7 @@ from closeloop.models import (
     Reassignment,
     RetryRequest,
     ReviewVote,
+    SnoozeRequest,
     TicketStatusEvent,
     VerdictInput,
     WontDoReason,
@@ -89,12 +90,14 @@ REQUEST_EXTENSION = UpdateRef("request_extension", ExtensionRequest, str)
 REASSIGN_OWNER = UpdateRef("reassign_owner", Reassignment, str)
 REVIEW = UpdateRef("review", ReviewVote, str)
 CANCEL = UpdateRef("cancel", Cancellation, str)
+SNOOZE_DRAFT = UpdateRef("snooze", SnoozeRequest, str)
 ITEM_UPDATED = SignalRef("item_updated", ActionItem)
 RETRY = SignalRef("retry", RetryRequest)  # an operator: try the failed step again
 POSTMORTEM_STATE: QueryRef[PostmortemState | None] = QueryRef("state", PostmortemState | None)
 
 # ActionItemWorkflow
 COMPLETE_ITEM = UpdateRef("complete", CompleteItem, str)
+SNOOZE_ITEM = UpdateRef("snooze", SnoozeRequest, str)
 EXPLAIN_WONT_DO = UpdateRef("explain_wont_do", WontDoReason, str)
 VERDICT = UpdateRef("verdict", VerdictInput, str)
 TICKET_STATUS = SignalRef("ticket_status", TicketStatusEvent)

@@ -17,7 +17,8 @@ VERDICT_KINDS = ("verdict_request",)
 
 # action -> what it does (the interactivity endpoint's table)
 CHANGING = {"approve": "review", "request_changes": "review", "item_done": "complete",
-            "effective": "verdict", "ineffective": "verdict"}
+            "effective": "verdict", "ineffective": "verdict", "snooze": "snooze"}
+SNOOZABLE = ("reminder", "item_reminder")  # the owner's own reminders (a draft's, an item's)
 
 
 def value_of(postmortem_id: str, item_id: str | None = None) -> str:
@@ -35,8 +36,11 @@ def actions_for(kind: str, postmortem_id: str, item_id: str | None, public_url: 
     are offered wherever the channel has an interactivity endpoint (Slack)."""
     page = postmortem_url(public_url, postmortem_id)
     found: list[NotificationAction] = []
-    if kind in DRAFT_KINDS and page:
-        found.append(NotificationAction(action="open_draft", label="Open the draft", url=f"{page}/draft"))
+    if kind in DRAFT_KINDS:
+        if page:
+            found.append(NotificationAction(action="open_draft", label="Open the draft", url=f"{page}/draft"))
+        if kind in SNOOZABLE:
+            found.append(NotificationAction(action="snooze", label="Snooze a day", value=value_of(postmortem_id)))
     elif kind in REVIEW_KINDS:
         if page:
             found.append(NotificationAction(action="open_postmortem", label="Read the draft", url=page))
@@ -47,6 +51,9 @@ def actions_for(kind: str, postmortem_id: str, item_id: str | None, public_url: 
         if page:
             found.append(NotificationAction(action="open_item", label="Open the item", url=page))
         found.append(NotificationAction(action="item_done", label="Mark done", value=value_of(postmortem_id, item_id)))
+        if kind in SNOOZABLE:
+            found.append(NotificationAction(action="snooze", label="Snooze a day",
+                                            value=value_of(postmortem_id, item_id)))
     elif kind in VERDICT_KINDS and item_id:
         found += [NotificationAction(action="effective", label="It worked", value=value_of(postmortem_id, item_id)),
                   NotificationAction(action="ineffective", label="It did not", value=value_of(postmortem_id, item_id))]

@@ -260,6 +260,7 @@ class ChaseState(Model):
     last_reminder_at: datetime | None = None
     escalations_sent: int = 0
     stalled: bool = False
+    snoozed_until: datetime | None = None  # no reminder before this (the owner snoozed them)
 
 
 class Plan(Model):
@@ -399,6 +400,13 @@ class TicketStatusEvent(Model):
 class CompleteItem(Model):
     by: str
     note: CleanText = ""
+
+
+class SnoozeRequest(Model):
+    """Hold the reminders of a draft or an action item for a while (its owner only)."""
+
+    by: str
+    hours: int = Field(default=24, ge=1, le=168, description="how long: 1 hour to 7 days")
 
 
 class VerdictInput(Model):

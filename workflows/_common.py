@@ -104,10 +104,10 @@ class ChaseRunner:
                 if not fired:
                     continue  # done, or the plan changed: look again
             if action.kind == "reminder" and workflow.now() - action.at >= self.every:
-                planner.apply(self.state, action)  # stale (the worker was down): skip, never flood
+                planner.apply(self.state, action, every=self.every, before_due=self.before_due)  # stale: skip
                 continue
             await on_action(action)
-            planner.apply(self.state, action)
+            planner.apply(self.state, action, every=self.every, before_due=self.before_due)
             if not done() and history_is_large(max_history_events):
                 return False
         return True

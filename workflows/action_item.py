@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 from temporalio import workflow
@@ -29,6 +30,7 @@ with workflow.unsafe.imports_passed_through():
         ChaseState,
         CompleteItem,
         ItemStatus,
+        SnoozeRequest,
         TicketStatusEvent,
         Verdict,
         VerdictInput,
@@ -397,6 +399,24 @@ class ActionItemWorkflow:
         if req.by not in (s.item.owner, self.inp.postmortem_owner):
             raise ValueError(f"only {s.item.owner} (item owner) or {self.inp.postmortem_owner} (postmortem owner) "
                              f"can complete this item")
+
+    @workflow.update(name=contract.SNOOZE_ITEM.name)
+    async def snooze(self, req: SnoozeRequest) -> str:
+        s = self.s
+        assert s.chase is not None
+        until = workflow.now() + timedelta(hours=req.hours)
+        s.chase.snoozed_until = until
+        if self.chase:
+            self.chase.poke()
+        return f"reminders for {s.item.id} snoozed until {until:%Y-%m-%d %H:%M} UTC"
+
+    @snooze.validator
+    def _validate_snooze(self, req: SnoozeRequest) -> None:
+        s = self.s
+        if s.phase != "tracking" or s.item.status != ItemStatus.open or s.chase is None:
+            raise ValueError(f"the item is not open (status: {s.item.status.value}, phase: {s.phase})")
+        if req.by != s.item.owner:
+            raise ValueError(f"only {s.item.owner} (item owner) can snooze its reminders")
 
     @workflow.update(name=contract.EXPLAIN_WONT_DO.name)
     async def explain_wont_do(self, req: WontDoReason) -> str:

@@ -52,6 +52,7 @@ with workflow.unsafe.imports_passed_through():
         ReviewDecision,
         ReviewRecord,
         ReviewVote,
+        SnoozeRequest,
         Stage,
         StageChange,
         Verdict,
@@ -545,6 +546,24 @@ class PostmortemWorkflow:
         if draft.by != s.owner:
             raise ValueError(f"only the owner ({s.owner}) can submit the draft, not {draft.by}")
         self._not_looking_up("submit_draft")
+
+    @workflow.update(name=contract.SNOOZE_DRAFT.name)
+    async def snooze(self, req: SnoozeRequest) -> str:
+        s = self._state()
+        assert s.draft_chase is not None
+        until = workflow.now() + timedelta(hours=req.hours)
+        s.draft_chase.snoozed_until = until
+        if self.chase:
+            self.chase.poke()
+        return f"draft reminders snoozed until {until:%Y-%m-%d %H:%M} UTC (escalations keep to the due date)"
+
+    @snooze.validator
+    def _validate_snooze(self, req: SnoozeRequest) -> None:
+        s = self._state()
+        if s.stage != Stage.drafting or s.draft_chase is None or s.cancelled:
+            raise ValueError(f"no draft is being chased (stage: {s.stage.value})")
+        if req.by != s.owner:
+            raise ValueError(f"only the owner ({s.owner}) can snooze the draft reminders, not {req.by}")
 
     @workflow.update(name=contract.REQUEST_EXTENSION.name)
     async def request_extension(self, req: ExtensionRequest) -> str:

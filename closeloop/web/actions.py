@@ -7,6 +7,7 @@ this runs the same Workflow Update as the CLI, through the one client:
 | `approve`, `request_changes` | `review` (ReviewVote) | the postmortem workflow |
 | `item_done` | `complete` (CompleteItem) | the action item's workflow |
 | `effective`, `ineffective` | `verdict` (VerdictInput) | the action item's workflow |
+| `snooze` | `snooze` (SnoozeRequest, a day) | the postmortem's (its draft) or the item's workflow |
 
 The Update's validator decides whether the person may (a reviewer, the owner...) and whether it is still to
 do (a second press of the same button is refused: "already voted", "the item is not open"). A refusal is
@@ -28,7 +29,7 @@ from closeloop.client import Closeloop, workflow_not_found
 from closeloop.ids import BadId, parse_item_id, parse_postmortem_id, postmortem_of_item
 from closeloop.integrations.base import ActionRefused
 from closeloop.message_actions import CHANGING, parse_value
-from closeloop.models import CompleteItem, ReviewDecision, ReviewVote, VerdictInput
+from closeloop.models import CompleteItem, ReviewDecision, ReviewVote, SnoozeRequest, VerdictInput
 from closeloop.web.requests import Reject
 
 log = structlog.get_logger("closeloop.web")
@@ -45,7 +46,7 @@ def target(action: str, value: str) -> tuple[str, str]:
     postmortem, item = parse_value(value)
     try:
         postmortem_id = parse_postmortem_id(postmortem)
-        if kind == "review":
+        if kind == "review" or (kind == "snooze" and item is None):
             if item is not None:
                 raise BadId("a review names a postmortem, not an action item")
             return kind, postmortem_id
@@ -64,6 +65,8 @@ def _update_args(kind: str, action: str, person: str, note: str) -> tuple[contra
         return contract.REVIEW, ReviewVote(reviewer=person, decision=ReviewDecision(action), comment=note)
     if kind == "complete":
         return contract.COMPLETE_ITEM, CompleteItem(by=person, note=note)
+    if kind == "snooze":  # the same Update name on either workflow
+        return contract.SNOOZE_DRAFT, SnoozeRequest(by=person)
     return contract.VERDICT, VerdictInput(by=person, effective=action == "effective", note=note)
 
 

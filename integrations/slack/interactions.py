@@ -71,7 +71,7 @@ FORM = "application/x-www-form-urlencoded"
 # The context line that replaces the buttons once the action is done ({name}: the person's name).
 DONE_LINES = {"approve": "✅ Approved by {name}", "request_changes": "✏️ Changes requested by {name}",
               "item_done": "✅ Marked done by {name}", "effective": "✅ {name}: it worked",
-              "ineffective": "❌ {name}: it did not work"}
+              "ineffective": "❌ {name}: it did not work", "snooze": "💤 Snoozed for a day by {name}"}
 # What the Update records as the comment or note; a review's request for changes needs one.
 NOTES = {"request_changes": "Changes requested from Slack, without a comment: ask {name} which.",
          "item_done": "Marked done from Slack.", "effective": "From Slack.", "ineffective": "From Slack."}

@@ -169,3 +169,30 @@ async def test_item_overdue_for_months_continues_as_new_and_keeps_its_place(app:
     await h.execute_update(ActionItemWorkflow.complete, CompleteItem(by="bob"))
     await app.wait_for(h, lambda s: s.phase == "waiting_effectiveness")
     assert st.item.ticket_key == item.ticket_key
+
+
+async def test_the_item_owner_snoozes_its_reminders(app: App) -> None:
+    from closeloop.models import SnoozeRequest
+    from closeloop.workflows.action_item import ActionItemWorkflow
+
+    spec = ActionItemSpec(title="Add a canary stage", owner="bob", priority="P1")
+    handle, state = await to_following_up(app, incident(), spec)
+    item = app.client.get_workflow_handle_for(ActionItemWorkflow.run, state.items[0].id)
+    await app.wait_for(item, lambda s: s.phase == "tracking")
+    with pytest.raises(WorkflowUpdateFailedError) as not_owner:
+        await item.execute_update(ActionItemWorkflow.snooze, SnoozeRequest(by="alice"))
+    assert "only bob (item owner) can snooze" in str(not_owner.value.cause)
+    answer = await item.execute_update(ActionItemWorkflow.snooze, SnoozeRequest(by="bob", hours=168))
+    assert answer.startswith(f"reminders for {state.items[0].id} snoozed until ")
+    snoozed = (await item.query(ActionItemWorkflow.state)).chase.snoozed_until
+    # P1: due in 7 days, reminded 1 day before; the week-long snooze holds that reminder back to its end
+    def item_reminders() -> list[object]:
+        return [at for kind, _who, key, at in app.outbox(handle.id) if kind == "item_reminder"]
+
+    await app.env.sleep(6 * DAY + timedelta(hours=12))
+    await app.wait_for(item, lambda s: s.phase == "tracking")
+    assert item_reminders() == []  # not at due - 1d
+    await app.env.sleep(DAY)
+    await app.wait_for(item, lambda s: s.chase.snoozed_until is None)
+    [at] = item_reminders()
+    assert snoozed is not None and within(at, snoozed, 60)  # once, when the snooze ended

@@ -208,3 +208,29 @@ async def test_months_long_chase_continues_as_new_with_bounded_history(app: App)
     await app.wait_stage(handle, Stage.in_review)
     await approve_all(handle)
     assert (await handle.result()).stage == Stage.closed
+
+
+async def test_the_owner_snoozes_the_draft_reminders_and_escalation_keeps_its_date(app: App) -> None:
+    from closeloop.models import SnoozeRequest
+
+    inc = incident()
+    handle = await app.resolve(inc)
+    state = await app.wait_stage(handle, Stage.drafting)
+    t0 = state.draft_chase.started_at
+    await app.env.sleep(DAY + timedelta(hours=1))
+    await app.wait_for(handle, lambda s: s.draft_chase.reminders_sent == 1)
+    with pytest.raises(WorkflowUpdateFailedError) as not_owner:
+        await handle.execute_update(PostmortemWorkflow.snooze, SnoozeRequest(by="bob"))
+    assert "only the owner (alice)" in str(not_owner.value.cause)
+    answer = await handle.execute_update(PostmortemWorkflow.snooze, SnoozeRequest(by="alice", hours=48))
+    assert answer.startswith("draft reminders snoozed until ")
+    await app.env.sleep(3 * DAY)  # to t0 + 4d 1h
+    state = await app.wait_for(handle, lambda s: s.draft_chase.reminders_sent >= 2)
+    log = chase_log(app, inc.workflow_id, t0)
+    reminders = [d for k, _w, d in log if k == "reminder"]
+    # day 1, then none until the snooze ends (day 3 + 1h), then the cadence again (day 4)
+    assert [round(d, 2) for d in reminders] == [1.0, round(3 + 1 / 24, 2), 4.0], log
+    await app.env.sleep(DAY + timedelta(hours=1))  # past the due date (day 5): the escalation is not snoozed
+    await app.wait_for(handle, lambda s: s.draft_chase.escalations_sent >= 1)
+    escalations = [d for k, _w, d in chase_log(app, inc.workflow_id, t0) if k == "escalation"]
+    assert escalations and round(escalations[0], 2) == 5.0

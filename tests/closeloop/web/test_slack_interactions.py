@@ -26,7 +26,15 @@ from temporalio.testing import WorkflowEnvironment
 from closeloop.client import Closeloop
 from closeloop.integrations.base import ActionRefused
 from closeloop.integrations.slack.interactions import sign, signature_ok
-from closeloop.models import ActionItemSpec, CompleteItem, ReviewDecision, ReviewVote, Stage, VerdictInput
+from closeloop.models import (
+    ActionItemSpec,
+    CompleteItem,
+    ReviewDecision,
+    ReviewVote,
+    SnoozeRequest,
+    Stage,
+    VerdictInput,
+)
 from closeloop.secrets import Secrets
 from closeloop.standins.slack import SlackStandin
 from closeloop.web import actions
@@ -363,6 +371,8 @@ class Recorded:
      VerdictInput(by="bob", effective=True, note="note")),
     ("ineffective", "postmortem/api/INC-1#item-2", "verdict", "postmortem/api/INC-1/item-2",
      VerdictInput(by="bob", effective=False, note="note")),
+    ("snooze", "postmortem/api/INC-1", "snooze", "postmortem/api/INC-1", SnoozeRequest(by="bob")),
+    ("snooze", "postmortem/api/INC-1#item-2", "snooze", "postmortem/api/INC-1/item-2", SnoozeRequest(by="bob")),
 ])
 async def test_each_button_runs_its_update(action: str, value: str, update: str, workflow_id: str,
                                            arg: Any) -> None:
