@@ -33,6 +33,7 @@ from closeloop.models import PruneResult
 from closeloop.store.database import Database
 from closeloop.store.tables import (
     ActionItemRow,
+    ChannelDeliveryRow,
     InboxRow,
     IncidentRow,
     IncidentServiceRow,
@@ -98,6 +99,10 @@ class Retention:
         aged: list[tuple[Any, ColumnElement[bool]]] = [
             (WebhookDeliveryRow, WebhookDeliveryRow.received_at < cutoffs.deliveries),
             (NotificationRow, NotificationRow.sent_at < cutoffs.notifications),
+            # what the channels did with them, as long as the outbox; what still waits (queued for a digest,
+            # sending) stays
+            (ChannelDeliveryRow, and_(ChannelDeliveryRow.status.in_(["sent", "failed"]),
+                                      ChannelDeliveryRow.updated_at < cutoffs.notifications)),
             (RateEventRow, RateEventRow.at < cutoffs.rate_events),
             # inbox rows whose lifecycle started, as long as the delivery log's: a repeat after that is answered
             # "new" again, and its start finds the workflow id taken (no second lifecycle)

@@ -16,6 +16,7 @@ from closeloop.store.retention import Cutoffs
 from closeloop.store.store import Store
 from closeloop.store.tables import (
     ActionItemRow,
+    ChannelDeliveryRow,
     InboxRow,
     IncidentRow,
     IncidentServiceRow,
@@ -100,21 +101,29 @@ def test_old_deliveries_outbox_rows_and_rate_events_go_in_batches_young_ones_sta
     assert store.deliveries.record_delivery("jira", "replayed") is False  # seen again: remembered afresh
     notify(store, "young")
     store.rate_limits.take_rate_slot("bucket-young", limit=10, window=timedelta(minutes=1), now=NOW - 6 * DAY)
+    for n in range(3):  # what the channels did, aged like the outbox: sent and failed go, a queued one waits
+        store.channel_deliveries.sent(f"old-{n}", "email", "alice", "alice@example.com", f"<m{n}@example.com>")
+    store.channel_deliveries.failed("old-3", "slack", "alice", "U0ALICE", "user_not_found")
+    store.channel_deliveries.queue("old-4", "digest", "alice", "alice")
+    store.channel_deliveries.sent("young", "email", "alice", "alice@example.com", "<young@example.com>")
+    age(store, ChannelDeliveryRow, "updated_at", ChannelDeliveryRow.key.startswith("old-"), NOW - 91 * DAY)
 
     dry = store.retention.prune(KEEP, batch_size=2, dry_run=True)
-    assert dry.deleted == {"webhook_deliveries": 5, "notifications": 5, "rate_events": 5, "incident_inbox": 0} \
-        and dry.batches == 0
+    assert dry.deleted == {"webhook_deliveries": 5, "notifications": 5, "channel_deliveries": 4, "rate_events": 5,
+                           "incident_inbox": 0} and dry.batches == 0
     assert count(store.db, WebhookDeliveryRow.id) == 7  # a dry run deletes nothing
 
     heard: list[str] = []
     result = store.retention.prune(KEEP, batch_size=2, progress=heard.append)
-    assert result.deleted == dry.deleted and result.total == 15
-    assert result.batches == 9 and heard[:3] == ["webhook_deliveries: 2", "webhook_deliveries: 4",
+    assert result.deleted == dry.deleted and result.total == 19
+    assert result.batches == 11 and heard[:3] == ["webhook_deliveries: 2", "webhook_deliveries: 4",
                                                   "webhook_deliveries: 5"]  # 2 + 2 + 1 rows per table
     assert not store.deliveries.delivery_seen("github", "old-0")
     assert store.deliveries.delivery_seen("github", "young") and store.deliveries.delivery_seen("jira", "replayed")
     assert [n.key for n in store.local.notifications()] == ["young"]
     assert count(store.db, RateEventRow.id) == 1
+    assert [d.key for d in store.channel_deliveries.of([f"old-{n}" for n in range(5)] + ["young"])] == \
+        ["old-4", "young"]  # the queued one waits for its digest
     assert store.retention.prune(KEEP).total == 0  # idempotent: a second run finds nothing
 
 
