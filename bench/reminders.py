@@ -1,10 +1,15 @@
-"""From a due reminder to the message where the person reads it: N lifecycles whose first draft reminder comes
-due within a few seconds of each other, on the real Temporal dev server and a closeloop worker. Half the owners
-(alice) are reached on Slack (closeloop's Slack stand-in on loopback, through slack-sdk), the other half (bob)
-by email (a real SMTP server on loopback, aiosmtpd). For each reminder: the time from when it was due (the
-draft chase's start + `--every`) to when the SMTP server had the whole message, or Slack had stored it.
+"""From a due reminder to the message where the person reads it: N lifecycles whose first draft reminders all
+come due at the same instant, on the real Temporal dev server and a closeloop worker. Half the owners (alice)
+are reached on Slack (closeloop's Slack stand-in on loopback, through slack-sdk), the other half (bob) by email
+(a real SMTP server on loopback, aiosmtpd). For each reminder: the time from when it was due to when the SMTP
+server had the whole message, or Slack had stored it.
 
-    python bench/reminders.py                    # 200 reminders, due 30 s after each lifecycle starts drafting
+How they come due at once: each reminder is planned `--every` after its lifecycle starts drafting (the starts
+spread over seconds), and `[notify] working_hours` open at one instant T, `--lead` seconds after the run begins
+(everyone in UTC; only reminders wait for working hours, `any_hour` lists the rest). So every reminder is due at
+T, the instant the hours open, and they all go out together.
+
+    python bench/reminders.py                    # 200 reminders, all due at once
     python bench/reminders.py --n 50 --json      # the figures as JSON on stdout
 
 See bench/README.md. Progress goes to stderr; the figures to stdout. Exit 1 with one line on stderr when the
@@ -17,6 +22,7 @@ import asyncio
 import email
 import email.policy
 import json
+import re
 import statistics
 import sys
 import tempfile
@@ -24,7 +30,7 @@ import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,6 +55,8 @@ from closeloop.worker import build_worker  # noqa: E402
 from closeloop.workflows.postmortem import PostmortemWorkflow  # noqa: E402
 
 TOKEN = "xoxb-bench"
+# Everything but the reminders goes out at once (the invites, the draft requests): only reminders wait for T.
+ANY_HOUR = ("invite", "draft_requested", "published", "cancelled", "lifecycle_failed", "channel_failed")
 OWNERS = ("alice", "bob")  # alice is on Slack, bob is not (email)
 
 # The incidents (SEV2) get BENCH_CONFIG's policy with reminders every `--every` and drafts due in days, so the
@@ -111,9 +119,14 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
     slack.__enter__()
     try:
         path = tmp / "closeloop.toml"
-        # BENCH_CONFIG ends with its [notify] table: the channels go there, then the other tables
-        path.write_text(f'data_dir = "{tmp / "data"}"\n' + BENCH_CONFIG.rstrip("\n")
-                        + '\nchannels = ["slack", "email"]\n'
+        opens = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=args.lead)
+        # BENCH_CONFIG ends with its [notify] table (whose `defer_to_working_hours = false` goes): the channels
+        # and the working hours opening at `opens` go there, then the other tables. Everyone in UTC.
+        people = re.sub(r'timezone = "[^"]*"', 'timezone = "UTC"', BENCH_CONFIG.rstrip("\n"))
+        people = people.replace("defer_to_working_hours = false", "defer_to_working_hours = true")
+        path.write_text(f'data_dir = "{tmp / "data"}"\n' + people + '\nchannels = ["slack", "email"]\n'
+                        f'working_hours = {{ start = {opens:%H:%M:%S}, end = 23:59:59, days = {list(range(7))} }}\n'
+                        f'any_hour = [{", ".join(repr(k).replace(chr(39), chr(34)) for k in ANY_HOUR)}]\n'
                         + POLICY.format(every=args.every, port=smtp.port, slack_url=slack.base_url))
         config = load_config(path, env={"CLOSELOOP_TASK_QUEUE": task_queue,
                                         "CLOSELOOP_DB_URL": f"sqlite:///{tmp / 'closeloop.db'}"})
@@ -125,7 +138,7 @@ async def bench(args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
                 with ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity") as executor, \
                         Cpu(server) as cpu:
                     async with build_worker(client, integrations, task_queue, executor=executor):
-                        figures = await run(args, client, task_queue, run_tag, mailbox, slack)
+                        figures = await run(args, client, task_queue, run_tag, mailbox, slack, opens)
             finally:
                 integrations.store.close()
     finally:
@@ -148,7 +161,7 @@ def slack_arrivals(slack: SlackStandin) -> dict[tuple[str, str], float]:
 
 
 async def run(args: argparse.Namespace, client: Any, task_queue: str, run_tag: str,
-              mailbox: Mailbox, slack: SlackStandin) -> dict[str, Any]:
+              mailbox: Mailbox, slack: SlackStandin, opens: datetime) -> dict[str, Any]:
     limit = asyncio.Semaphore(args.concurrency)
 
     async def start(i: int) -> str:
@@ -174,11 +187,13 @@ async def run(args: argparse.Namespace, client: Any, task_queue: str, run_tag: s
             if state is not None and state.stage == Stage.drafting and state.draft_chase is not None:
                 due[wid] = (state.draft_chase.started_at + every).timestamp()
         await asyncio.sleep(0.2)
-    print(f"all {len(ids)} drafting; first reminders due within {max(due.values()) - min(due.values()):.1f} s",
-          file=sys.stderr, flush=True)
-    if time.time() > min(due.values()):
-        raise BenchError(f"the first reminder came due before every lifecycle was drafting: use a longer --every "
-                         f"than {args.every:g} s")
+    planned = dict(due)
+    print(f"all {len(ids)} drafting; first reminders planned within {max(due.values()) - min(due.values()):.1f} s, "
+          f"all due at {opens:%H:%M:%S} UTC", file=sys.stderr, flush=True)
+    if time.time() > opens.timestamp() or max(planned.values()) > opens.timestamp():
+        raise BenchError(f"the working hours opened before every lifecycle was drafting and its reminder planned: "
+                         f"use a longer --lead than {args.lead:g} s (or a shorter --every)")
+    due = {wid: max(at, opens.timestamp()) for wid, at in planned.items()}  # the reminders wait for T
     def arrivals() -> dict[str, float]:
         found = {pm: at for (pm, kind), at in slack_arrivals(slack).items() if kind == "reminder"}
         found.update({pm: at for (pm, kind), at in list(mailbox.arrivals.items()) if kind == "reminder"})
@@ -198,6 +213,7 @@ async def run(args: argparse.Namespace, client: Any, task_queue: str, run_tag: s
     return {
         "reminders": len(ids), "every_s": args.every,
         "due_spread_s": round(max(due.values()) - min(due.values()), 2),
+        "planned_spread_s": round(max(planned.values()) - min(planned.values()), 2),
         "due_to_message_ms": {"all": stats(list(ids)), "slack": stats([w for w in ids if w in slack_ids]),
                               "email": stats([w for w in ids if w not in slack_ids])},
         "last_arrival_after_first_due_s": round(max(arrived[w] for w in ids) - min(due.values()), 2),
@@ -206,7 +222,8 @@ async def run(args: argparse.Namespace, client: Any, task_queue: str, run_tag: s
 
 
 def table(r: dict[str, Any]) -> str:
-    lines = [f"reminders                      {r['reminders']} (due within {r['due_spread_s']} s of each other)"]
+    lines = [f"reminders                      {r['reminders']} (due within {r['due_spread_s']} s of each other; "
+             f"planned over {r['planned_spread_s']} s)"]
     for name, label in (("all", "due -> message, ms"), ("slack", "  Slack DM"), ("email", "  SMTP mailbox")):
         m = r["due_to_message_ms"][name]
         lines.append(f"{label:<31}n {m['n']}  p50 {m['p50']}  p95 {m['p95']}  p99 {m['p99']}  max {m['max']}")
@@ -221,9 +238,11 @@ def table(r: dict[str, Any]) -> str:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawTextHelpFormatter)
     ap.add_argument("--n", type=int, default=200, help="lifecycles, one first reminder each (default 200)")
-    ap.add_argument("--every", type=float, default=30.0,
-                    help="seconds from drafting to the first reminder; every lifecycle must be drafting by then "
-                         "(default 30)")
+    ap.add_argument("--every", type=float, default=5.0,
+                    help="seconds from drafting to the first reminder (default 5)")
+    ap.add_argument("--lead", type=float, default=90.0,
+                    help="seconds from the start to the instant T the reminders all come due; every lifecycle "
+                         "must be drafting, its reminder planned, by then (default 90)")
     ap.add_argument("--concurrency", type=int, default=50, help="lifecycles started at once (default 50)")
     ap.add_argument("--timeout", type=float, default=300.0, help="give up after this many seconds (default 300)")
     ap.add_argument("--json", action="store_true", help="the figures as JSON on stdout")
