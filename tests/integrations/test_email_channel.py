@@ -7,7 +7,6 @@ transient one that is retried, never fallen back from."""
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -55,12 +54,6 @@ def note(key: str = f"{PM}/reminder/1", **fields: object) -> Notification:
                                     url="https://closeloop.example.com/postmortems/postmortem/pagerduty/PABC123/draft")])
     values.update(fields)
     return Notification.model_validate(values)
-
-
-@pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    with SmtpServer(tmp_path) as server:
-        yield server
 
 
 def test_a_message_is_multipart_threaded_and_listed(smtp: SmtpServer) -> None:
@@ -137,12 +130,8 @@ class BackupChannel(EmailChannel):
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'closeloop.db'}")
-    try:
-        yield s
-    finally:
-        s.close()
+def store(sqlite_store: Store) -> Store:  # tests/conftest.py: one SQLite store
+    return sqlite_store
 
 
 def activities(store: Store, smtp: SmtpServer, channels: list[str] | None = None) -> NotifyActivities:

@@ -6,7 +6,6 @@ can cancel."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from pathlib import Path
@@ -42,18 +41,8 @@ MEETING = Meeting(title="Postmortem review: checkout down", start=START, end=END
 
 
 @pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    with SmtpServer(tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path}/t.db")
-    try:
-        yield s
-    finally:
-        s.close()
+def store(sqlite_store: Store) -> Store:  # tests/conftest.py: one SQLite store
+    return sqlite_store
 
 
 def channel(smtp: SmtpServer) -> EmailChannel:

@@ -287,18 +287,8 @@ def test_the_standin_updates_messages_and_shapes_objects_as_slack_describes(slac
 
 
 @pytest.fixture
-def smtp(tmp_path: Path) -> Iterator[SmtpServer]:
-    with SmtpServer(tmp_path) as server:
-        yield server
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    s = Store(f"sqlite:///{tmp_path / 'closeloop.db'}")
-    try:
-        yield s
-    finally:
-        s.close()
+def store(sqlite_store: Store) -> Store:  # tests/conftest.py: one SQLite store
+    return sqlite_store
 
 
 def activities(store: Store, slack: SlackStandin, smtp: SmtpServer, token: str = TOKEN) -> NotifyActivities:
