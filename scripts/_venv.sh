@@ -10,6 +10,7 @@ stamp=.venv/.closeloop-installed
 want=$(sha256sum pyproject.toml | cut -d' ' -f1)
 if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   echo "closeloop: installing closeloop[test] into .venv (first run takes a minute)" >&2
-  PIP_NO_INPUT=1 python -m pip install -q --disable-pip-version-check -e ".[test]"
+  # playwright (tests/browser) drives Debian's chromium: never let it fetch a browser of its own
+  PIP_NO_INPUT=1 PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 python -m pip install -q --disable-pip-version-check -e ".[test]"
   echo "$want" >"$stamp"
 fi

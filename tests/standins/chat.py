@@ -8,7 +8,8 @@ request and answering per path with what the test configured.
         ...
         [request] = rx.requests                # .path, .query, .headers, .body (bytes), .json
 
-A path with no answer configured gets 200 with an empty body."""
+A path with no answer configured gets 200 with an empty body. GET is answered (and recorded) like POST, so a
+browser test can load a page from it (tests/browser/test_browser_smoke.py)."""
 
 from __future__ import annotations
 
@@ -50,13 +51,13 @@ class Receiver:
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
-            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name (GET is answered the same way)
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 parts = urlsplit(self.path)
                 query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
                 with receiver._lock:
-                    receiver.requests.append(Request("POST", parts.path, query,
+                    receiver.requests.append(Request(self.command, parts.path, query,
                                                      {k.lower(): v for k, v in self.headers.items()}, body))
                     answer = receiver._answers.get(parts.path, Answer())
                 self.send_response(answer.status)
@@ -65,6 +66,8 @@ class Receiver:
                 self.send_header("Content-Length", str(len(answer.body)))
                 self.end_headers()
                 self.wfile.write(answer.body)
+
+            do_GET = do_POST  # a page a browser test loads (tests/browser)
 
             def log_message(self, format: str, *args: Any) -> None:  # quiet
                 pass
