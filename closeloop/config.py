@@ -59,6 +59,42 @@ class StoreSettings(_Strict):
     url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in the data dir")
 
 
+class WebAuthSettings(_Strict):
+    """`[web.auth]`: who is who in the web app (closeloop/web/signin.py). `oidc`: people sign in at an OpenID
+    Connect provider (Okta, Google, Entra ID, Keycloak...); its client secret is CLOSELOOP_OIDC_CLIENT_SECRET.
+    `proxy`: an authenticating proxy in front (oauth2-proxy...) names the person in `proxy_header`, trusted only
+    from `trusted_proxies`. Either way the email maps to a person of the directory, and the session is a signed
+    cookie (key: CLOSELOOP_SESSION_SECRET)."""
+
+    mode: Literal["oidc", "proxy"] = "oidc"
+    issuer: str | None = Field(default=None, pattern=r"^https?://[^\s]+$",
+                               description="the provider's issuer URL (its /.well-known/openid-configuration)")
+    client_id: str | None = None
+    scopes: str = "openid email profile"
+    email_claim: str = "email"
+    proxy_header: str = "X-Forwarded-Email"
+    trusted_proxies: list[str] = Field(default_factory=list, description="addresses or networks (CIDR) of the "
+                                                                         "proxies whose identity header is trusted")
+    admins: list[str] = Field(default_factory=list, description="person keys who see and do everything")
+    session_lifetime: Duration = Field(default=timedelta(hours=12))
+    link_lifetime: Duration = Field(default=timedelta(days=7), description="how long a link in a message opens "
+                                                                           "its page")
+    secure_cookies: bool = Field(default=True, description="Secure cookies (HTTPS only; browsers treat "
+                                                           "http://localhost as secure too)")
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _networks(cls, v: list[str]) -> list[str]:
+        import ipaddress
+
+        for entry in v:
+            try:
+                ipaddress.ip_network(entry, strict=False)
+            except ValueError:
+                raise ValueError(f"{entry!r} is not an IP address or network (e.g. 10.0.0.0/8)") from None
+        return v
+
+
 class WebSettings(_Strict):
     """`[web]`: the HTTP app (`closeloop serve`). Its secrets (API tokens, webhook secrets) come only from
     the environment (closeloop/secrets.py), never from this file."""
@@ -76,6 +112,7 @@ class WebSettings(_Strict):
     body_timeout: Duration = Field(default=timedelta(seconds=30), description="the whole body, after the headers")
     keep_alive_timeout: Duration = Field(default=timedelta(seconds=5), description="an idle connection")
     max_connections: int = Field(default=2048, ge=1, le=65536, description="open connections at once")
+    auth: WebAuthSettings = Field(default_factory=WebAuthSettings)
 
     @field_validator("header_timeout", "body_timeout", "keep_alive_timeout")
     @classmethod
@@ -90,6 +127,8 @@ class PersonConfig(_Strict):
     email: str
     timezone: str = "UTC"
     manager: str | None = None
+    team: str | None = Field(default=None, description="the team the dashboard groups this person's work under "
+                                                       "(default: their manager's team)")
     handles: dict[str, str] = Field(default_factory=dict)
     channels: list[str] | None = Field(default=None, description="this person's channels, in order: the first "
                                                                   "that reaches them; [notify] channels if unset")

@@ -151,6 +151,7 @@ class Person(Model):
     email: str
     timezone: str = "UTC"
     manager: str | None = None
+    team: str | None = None
     handles: dict[str, str] = Field(default_factory=dict)
     channels: list[str] | None = None  # in order; None: [notify] channels
     reminders: Literal["immediate", "digest"] = "immediate"  # digest: one message a day with them all
@@ -196,6 +197,7 @@ class ActionItemSpec(Model):
     priority: Priority = "P3"
     kind: ItemKind = "prevent"
     due_in: Duration | None = Field(default=None, description="overrides the policy's due date for the priority")
+    done_when: CleanText = Field(default="", max_length=1000, description="how anyone can tell it is done")
 
 
 class DraftSubmission(Model):
@@ -206,6 +208,19 @@ class DraftSubmission(Model):
     resolution: CleanText = ""
     lessons: CleanText = ""
     action_items: list[ActionItemSpec] = Field(default_factory=list)
+    # The sections of a full report (the web app's editor fills them; each is optional, and a draft made before
+    # them renders as it did).
+    impact_users: CleanText = Field(default="", description="users affected, e.g. '12% of checkouts'")
+    impact_duration: CleanText = Field(default="", description="how long, e.g. '42 minutes'")
+    impact_money: CleanText = Field(default="", description="revenue or cost, e.g. 'about $18,000'")
+    impact_customers: CleanText = Field(default="", description="customers or contracts affected (SLA credits...)")
+    contributing_factors: CleanText = ""
+    recovery: CleanText = Field(default="", description="temporary versus permanent fixes")
+    went_well: CleanText = ""
+    went_badly: CleanText = ""
+    lucky: CleanText = ""
+    timeline: list[TimelineEvent] = Field(default_factory=list, description="the author's edited timeline; "
+                                                                            "empty: the collected one")
 
 
 class ExtensionRequest(Model):
@@ -310,6 +325,7 @@ class ActionItem(Model):
     priority: Priority = "P3"
     kind: ItemKind = "prevent"
     due_at: datetime
+    done_when: str = ""
     tracker: str = "local"
     ticket_key: str | None = None
     ticket_url: str | None = None

@@ -307,7 +307,7 @@ def _review_status(state: PostmortemState) -> list[dict[str, Any]]:
 
 def _variables(state: PostmortemState) -> dict[str, Any]:
     incident = state.plan.incident
-    timeline = sorted(state.timeline, key=_ts)
+    timeline = sorted(state.draft.timeline if state.draft and state.draft.timeline else state.timeline, key=_ts)
     review_status = _review_status(state)
     return {
         "postmortem_id": state.plan.postmortem_id,

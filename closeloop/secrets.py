@@ -12,6 +12,8 @@ import os
 from collections.abc import Mapping
 
 ENV_API_TOKENS = "CLOSELOOP_API_TOKENS"  # bearer tokens of /api/... (comma-separated)
+ENV_SESSION_SECRET = "CLOSELOOP_SESSION_SECRET"  # signs the web app's session cookies and the links in messages
+ENV_OIDC_CLIENT_SECRET = "CLOSELOOP_OIDC_CLIENT_SECRET"  # the web app's OpenID Connect client secret
 
 
 def _split(value: str | None) -> tuple[str, ...]:

@@ -369,6 +369,7 @@ class PostmortemWorkflow:
                     id=action_item_workflow_id(s.plan.postmortem_id, f"item-{n}"),
                     postmortem_id=s.plan.postmortem_id, title=spec.title, description=spec.description,
                     owner=spec.owner, priority=spec.priority, kind=spec.kind, tracker=s.plan.tracker,
+                    done_when=spec.done_when,
                     due_at=now + (spec.due_in or policy.item_due[spec.priority]),
                 )
                 for n, spec in enumerate(s.draft.action_items, start=1)

@@ -34,6 +34,7 @@ from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.middleware.sessions import SessionMiddleware
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 from temporalio.client import Client
@@ -52,11 +53,13 @@ from closeloop.integrations.base import (
     Webhook,
 )
 from closeloop.models import Incident, TimelineEvent
+from closeloop.readmodel import WebViews
 from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import actions, ticket_status
 from closeloop.web.deadlines import BodyDeadline
 from closeloop.web.intake import Intake
+from closeloop.web.pages import mount_pages
 from closeloop.web.requests import (
     API_SOURCE,
     Reject,
@@ -69,6 +72,7 @@ from closeloop.web.requests import (
     read_body,
     validation_message,
 )
+from closeloop.web.signin import SESSION_COOKIE, session_secret
 from closeloop.web.storage import Inbox, WebStorage
 
 log = structlog.get_logger("closeloop.web")
@@ -340,6 +344,14 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
 
     for webhook in webhooks:
         _mount(app, webhook, context)
+
+    async def the_views() -> WebViews:
+        return (await the_store()).views
+
+    mount_pages(app, config, secrets, client, the_views)
+    app.add_middleware(SessionMiddleware, secret_key=session_secret(secrets), session_cookie=SESSION_COOKIE,
+                       max_age=int(config.web.auth.session_lifetime.total_seconds()), same_site="lax",
+                       https_only=config.web.auth.secure_cookies)
     app.add_middleware(BodyDeadline, seconds=config.web.body_timeout.total_seconds())
     return app
 

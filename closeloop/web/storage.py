@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from closeloop.models import ActionItem, InboxEntry, Incident, TimelineEvent
+from closeloop.readmodel import WebViews
 
 
 class IncidentRecords(Protocol):
@@ -57,5 +58,8 @@ class WebStorage(Protocol):
 
     @property
     def inbox(self) -> Inbox: ...
+
+    @property
+    def views(self) -> WebViews: ...
 
     def close(self) -> None: ...
