@@ -1,5 +1,5 @@
 """An OpenID Connect provider stand-in: the authorization code flow with PKCE, for the web app's sign-in in
-tests and under `closeloop dev`, with no identity provider on the internet.
+tests and `closeloop standin oidc` (for `closeloop dev`), with no identity provider on the internet.
 
     with OidcProvider(clients={"closeloop": ClientReg(secret="s3cret", redirect_uris=[callback])},
                       users={"alice@example.com": "Alice Owner"}) as idp:     # 127.0.0.1, a free port

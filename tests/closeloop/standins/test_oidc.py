@@ -5,10 +5,16 @@ followed by hand, and its endpoints called directly with httpx for the refusals.
 from __future__ import annotations
 
 import base64
+import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import httpx
@@ -61,7 +67,8 @@ def relying_party(idp: OidcProvider, secret: str = SECRET) -> TestClient:
                    client_kwargs={"scope": "openid email profile", "code_challenge_method": "S256"})
 
     async def login(request: Request) -> RedirectResponse:
-        return await oauth.idp.authorize_redirect(request, str(request.url_for("callback")))
+        redirect: RedirectResponse = await oauth.idp.authorize_redirect(request, str(request.url_for("callback")))
+        return redirect
 
     async def callback(request: Request) -> JSONResponse:
         try:
@@ -129,7 +136,8 @@ def sign_in(rp: TestClient, idp: OidcProvider, *, email: str | None = None) -> h
     assert back.startswith(CALLBACK + "?")
     query = parse_qs(urlsplit(back).query)
     assert query["iss"] == [idp.issuer] and "code" in query and "state" in query
-    return rp.get(back)
+    done: httpx.Response = rp.get(back)
+    return done
 
 
 def code_for(idp: OidcProvider, email: str, verifier: str, *, redirect_uri: str = DIRECT,
@@ -240,6 +248,7 @@ def test_a_code_is_single_use_and_its_reuse_revokes_the_token(idp: OidcProvider)
     me = httpx.get(idp.url + "/userinfo", headers={"Authorization": f"Bearer {access}"})
     assert me.json() == {"sub": subject("alice@example.com"), "email": "alice@example.com",
                          "email_verified": True, "name": "Alice Owner"}
+    assert code not in idp.codes
     again = redeem(idp, code, v, basic=True)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
     revoked = httpx.get(idp.url + "/userinfo", headers={"Authorization": f"Bearer {access}"})
@@ -365,3 +374,42 @@ def test_userinfo_wants_a_valid_bearer_token(idp: OidcProvider, clock: Clock) ->
     assert httpx.get(idp.url + "/userinfo", headers=auth).json()["email"] == "bob@example.com"
     clock.now += timedelta(hours=1)
     assert httpx.get(idp.url + "/userinfo", headers=auth).status_code == 401  # expired
+
+
+# ---------------------------------------------------------------------- closeloop standin oidc
+
+
+def test_the_cli_serves_the_configs_people(tmp_path: Path) -> None:
+    """`closeloop standin oidc`: the people of the config's [people] sign in, the secret comes from the
+    environment, the issuer printed is the one served; SIGTERM stops it; no secret is exit 2."""
+    config = tmp_path / "closeloop.toml"
+    config.write_text('[people.alice]\nname = "Alice Owner"\nemail = "alice@example.com"\n')
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    args = [sys.executable, "-m", "closeloop.cli.main", "--config", str(config), "standin", "oidc",
+            "--port", str(port), "--client-id", "web", "--redirect-uri", DIRECT]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1", "CLOSELOOP_OIDC_CLIENT_SECRET": "from-env"}
+    proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert proc.stdout is not None
+        lines = [proc.stdout.readline() for _ in range(5)]
+        issuer = f"http://127.0.0.1:{port}"
+        assert lines[0].startswith(f"oidc stand-in on {issuer} (client web; users alice@example.com)"), lines
+        assert f'issuer = "{issuer}"\n' in lines and 'client_id = "web"\n' in lines
+        assert httpx.get(issuer + "/.well-known/openid-configuration").json()["issuer"] == issuer
+        v = verifier()
+        signed_in = httpx.post(issuer + "/authorize", data={**authorize_params(client_id="web", scope="openid email"),
+                                                           "code_challenge": s256(v), "email": "alice@example.com"})
+        assert signed_in.status_code == 302, signed_in.text
+        code = parse_qs(urlsplit(signed_in.headers["location"]).query)["code"][0]
+        form = {"grant_type": "authorization_code", "code": code, "redirect_uri": DIRECT, "code_verifier": v}
+        assert httpx.post(issuer + "/token", data=form, auth=("web", "wrong")).status_code == 401
+        token = httpx.post(issuer + "/token", data=form, auth=("web", "from-env"))
+        assert token.status_code == 200 and token.json()["scope"] == "openid email"
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(10) == 0
+    del env["CLOSELOOP_OIDC_CLIENT_SECRET"]
+    refused = subprocess.run(args, capture_output=True, text=True, env=env, timeout=30)
+    assert refused.returncode == 2 and "CLOSELOOP_OIDC_CLIENT_SECRET" in refused.stderr
