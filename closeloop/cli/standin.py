@@ -1,15 +1,19 @@
-"""`closeloop standin jira|github`: serve one of the built-in stand-ins (closeloop/standins/) on a port, to
-try the Jira or GitHub tracker without an account. State lives in memory; Ctrl-C stops it."""
+"""`closeloop standin jira|github|oidc`: serve one of the built-in stand-ins (closeloop/standins/) on a port, to
+try the Jira or GitHub tracker without an account, or the web app's sign-in without an identity provider. State
+lives in memory; Ctrl-C stops it."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import time
 
 import click
 
-from closeloop.cli._common import CliError
+from closeloop.cli._common import CliError, Context, pass_ctx
+
+OIDC_SECRET_ENV = "CLOSELOOP_OIDC_CLIENT_SECRET"
 
 
 def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
@@ -23,13 +27,14 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
 
 
 @click.command("standin")
-@click.argument("kind", type=click.Choice(["jira", "github"]))
+@click.argument("kind", type=click.Choice(["jira", "github", "oidc"]))
 @click.option("--port", type=click.IntRange(0, 65535), default=0, show_default=True,
               help="Port on 127.0.0.1 (0: a free one).")
 @click.option("--project", "projects", multiple=True, metavar="KEY[=NAME]",
               help="jira: a project (repeat; the first is the default) [default: CL].")
 @click.option("--user", "users", multiple=True, metavar="ACCOUNT_ID[=NAME]",
-              help="jira: an assignable user, i.e. a person's handles.jira (repeat).")
+              help="jira: an assignable user, i.e. a person's handles.jira (repeat). oidc: EMAIL[=NAME], a person "
+                   "who may sign in (repeat) [default: the config's [people]].")
 @click.option("--component", "components", multiple=True, metavar="PROJECT:NAME",
               help="jira: a component of a project (repeat).")
 @click.option("--custom-field", "custom_fields", multiple=True, metavar="ID[=NAME]",
@@ -40,13 +45,21 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
               help="github: an assignable login in every repository, i.e. a person's handles.github (repeat).")
 @click.option("--milestone", "milestones", multiple=True, metavar="TITLE",
               help="github: a milestone in every repository, numbered 1, 2, ... in order (repeat).")
-def standin(kind: str, port: int, projects: tuple[str, ...], users: tuple[str, ...], components: tuple[str, ...],
-            custom_fields: tuple[str, ...], repos: tuple[str, ...], collaborators: tuple[str, ...],
-            milestones: tuple[str, ...]) -> None:
-    """Serve a Jira Cloud or GitHub REST stand-in on 127.0.0.1, for trying the trackers without accounts.
+@click.option("--client-id", default="closeloop", show_default=True,
+              help=f"oidc: the web app's client id (its secret comes from ${OIDC_SECRET_ENV}).")
+@click.option("--redirect-uri", "redirect_uris", multiple=True, metavar="URI",
+              help="oidc: a redirect URI the client may use, compared exactly (repeat; at least one).")
+@pass_ctx
+def standin(obj: Context, kind: str, port: int, projects: tuple[str, ...], users: tuple[str, ...],
+            components: tuple[str, ...], custom_fields: tuple[str, ...], repos: tuple[str, ...],
+            collaborators: tuple[str, ...], milestones: tuple[str, ...], client_id: str,
+            redirect_uris: tuple[str, ...]) -> None:
+    """Serve a Jira Cloud or GitHub REST stand-in, or an OpenID Connect provider, on 127.0.0.1.
 
-    It answers the part of the API closeloop uses, keeps everything in memory, accepts any credentials,
-    and prints the config section that points closeloop at it.
+    The trackers' stand-ins answer the part of the API closeloop uses, keep everything in memory, accept any
+    credentials, and print the config section that points closeloop at them. The OpenID Connect provider
+    signs in the people of the config's [people] (or --user) through a sign-in page asking only for an email;
+    the client secret is $CLOSELOOP_OIDC_CLIENT_SECRET.
 
     \b
     Examples:
@@ -54,13 +67,35 @@ def standin(kind: str, port: int, projects: tuple[str, ...], users: tuple[str, .
           --component PAY:checkout-api --custom-field customfield_10010=Team
       closeloop standin github --port 8082 --repo acme/ops --repo acme/checkout \\
           --collaborator bob-gh --milestone "Postmortem follow-ups"
+      CLOSELOOP_OIDC_CLIENT_SECRET=dev-secret closeloop standin oidc --port 8083 \\
+          --redirect-uri http://127.0.0.1:8000/auth/callback --user alice@example.com=Alice
     """
     from closeloop.standins.github import GitHubStandin
     from closeloop.standins.jira import JiraStandin
+    from closeloop.standins.oidc import ClientReg, OidcProvider
 
-    server: JiraStandin | GitHubStandin
+    server: JiraStandin | GitHubStandin | OidcProvider
     try:
-        if kind == "jira":
+        if kind == "oidc":
+            secret = os.environ.get(OIDC_SECRET_ENV, "")
+            if not secret:
+                raise CliError(f"oidc: set {OIDC_SECRET_ENV} to the client secret the web app uses", exit_code=2)
+            if not redirect_uris:
+                raise CliError("oidc: give the web app's callback with --redirect-uri", exit_code=2)
+            people = _pairs(users, "--user") if users else \
+                {p.email: p.name for p in obj.config().people.values()}
+            if not people:
+                raise CliError("oidc: nobody could sign in: give --user EMAIL[=NAME] or [people] in the config",
+                               exit_code=2)
+            try:
+                server = OidcProvider(clients={client_id: ClientReg(secret, list(redirect_uris))}, users=people,
+                                      port=port)
+            except ValueError as e:
+                raise CliError(f"--redirect-uri: {e}", exit_code=2) from None
+            section = (f'issuer = "{server.issuer}"\nclient_id = "{client_id}"\n'
+                       f"# the client secret is ${OIDC_SECRET_ENV}; discovery: {server.discovery_url}")
+            what = f"client {client_id}; users {', '.join(sorted(server.users))}"
+        elif kind == "jira":
             keys = _pairs(projects or ("CL",), "--project")
             per_project: dict[str, list[str]] = {}
             for value in components:
@@ -91,7 +126,8 @@ def standin(kind: str, port: int, projects: tuple[str, ...], users: tuple[str, .
     server.start()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # stop as cleanly as on Ctrl-C
     click.echo(f"{kind} stand-in on {server.url} ({what}). State is in memory; Ctrl-C stops it.")
-    click.echo("Point closeloop at it (any credentials are accepted):\n")
+    click.echo("Point the web app's sign-in at it:\n" if kind == "oidc" else
+               "Point closeloop at it (any credentials are accepted):\n")
     click.echo(section + "\n", nl=True)
     try:
         while True:

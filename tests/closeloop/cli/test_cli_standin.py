@@ -94,7 +94,7 @@ def test_jira_standin_serves_what_it_prints() -> None:
 @pytest.mark.parametrize(("args", "message"), [
     (["github", "--repo", "not-a-repo"], "--repo: expected OWNER/NAME, got 'not-a-repo'"),
     (["jira", "--component", "NOPE:x"], "--component: expected PROJECT:NAME with a --project key"),
-    (["gitlab"], "Invalid value for '{jira|github}'"),
+    (["gitlab"], "Invalid value for '{jira|github|oidc}'"),
 ])
 def test_bad_input_is_one_line_and_exit_2(args: list[str], message: str) -> None:
     done = subprocess.run([*CLI, "standin", *args], capture_output=True, text=True, cwd=ROOT, timeout=30)
