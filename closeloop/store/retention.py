@@ -9,13 +9,15 @@ What goes, once older than its cutoff:
   - rate events (by `at`),
   - incident inbox rows whose lifecycle was started (by `forwarded_at`, with the deliveries' cutoff; pending
     and refused rows stay until they are dealt with),
+  - the web app's audit log (by `at`, with the notifications' cutoff),
+  - used action links once expired (by `expires_at`: an expired link is refused before its use is looked up),
   - closed lifecycles, only when `closed_records` is set: a postmortem whose stage is terminal (closed,
     skipped, cancelled) and unchanged since the cutoff, whose action items are all terminal (won't do, or
     done with a verdict; a cancelled lifecycle's items ended with it) and unchanged since the cutoff. Its
     workflow has ended (a lifecycle ends on entering a terminal stage; its items are its child workflows and
     end with it), so nothing running writes these rows again. Deleted with it, children first (the foreign
-    keys): its reviews, action items, their local tickets and comments, its local meeting and notifications,
-    and its incident with the incident's services and timeline events.
+    keys): its reviews, action items, their local tickets and comments, its local meeting, notifications and
+    draft autosaves, and its incident with the incident's services and timeline events.
 
 Idempotent: a retry (or a second run) deletes what is left and finds nothing more."""
 
@@ -33,7 +35,9 @@ from closeloop.models import PruneResult
 from closeloop.store.database import Database
 from closeloop.store.tables import (
     ActionItemRow,
+    ActionLinkUseRow,
     ChannelDeliveryRow,
+    DraftAutosaveRow,
     InboxRow,
     IncidentRow,
     IncidentServiceRow,
@@ -45,6 +49,7 @@ from closeloop.store.tables import (
     TicketCommentRow,
     TicketRow,
     TimelineEventRow,
+    WebAuditRow,
     WebhookDeliveryRow,
 )
 
@@ -107,9 +112,14 @@ class Retention:
             # inbox rows whose lifecycle started, as long as the delivery log's: a repeat after that is answered
             # "new" again, and its start finds the workflow id taken (no second lifecycle)
             (InboxRow, and_(InboxRow.state == "forwarded", InboxRow.forwarded_at < cutoffs.deliveries)),
+            # the web app's audit log, as long as the outbox
+            (WebAuditRow, WebAuditRow.at < cutoffs.notifications),
+            # used action links, once the link has expired (it is refused as expired before its use is checked)
+            (ActionLinkUseRow, ActionLinkUseRow.expires_at < cutoffs.at),
         ]
         for row, where in aged:
             name = row.__tablename__
+            key = row.__mapper__.primary_key[0]  # one-column keys: `id`, or action_link_uses' `token_id`
             if dry_run:
                 with self.db.session() as s:
                     result.deleted[name] = s.scalar(select(func.count()).select_from(row).where(where)) or 0
@@ -117,8 +127,8 @@ class Retention:
             result.deleted[name] = 0
             while True:
                 with self.db.session() as s:
-                    ids = select(row.id).where(where).order_by(row.id).limit(batch_size)
-                    n = _rowcount(s.execute(delete(row).where(row.id.in_(ids))))
+                    ids = select(key).where(where).order_by(key).limit(batch_size)
+                    n = _rowcount(s.execute(delete(row).where(key.in_(ids))))
                 if not n:
                     break
                 result.deleted[name] += n
@@ -191,6 +201,7 @@ class Retention:
             (TicketRow, TicketRow.key.in_(tickets)),
             (MeetingRow, MeetingRow.idempotency_key.in_([f"{i}/meeting" for i in ids])),  # schedule_meeting's key
             (NotificationRow, NotificationRow.postmortem_id.in_(ids)),
+            (DraftAutosaveRow, DraftAutosaveRow.postmortem_id.in_(ids)),
             (ReviewRow, ReviewRow.postmortem_id.in_(ids)),
             (ActionItemRow, ActionItemRow.postmortem_id.in_(ids)),
             (PostmortemRow, PostmortemRow.id.in_(ids)),

@@ -1,9 +1,10 @@
 """The store: every read and write closeloop makes to its database, by concern. One `Database` (engine and
 sessions) shared by the records of each lifecycle (`records`), what the built-in local adapters keep (`local`),
 the webhook delivery log (`deliveries`), the cross-process rate limits (`rate_limits`), the incident inbox the web
-app answers from (`inbox`), what each delivery channel did with a notification (`channel_deliveries`) and the
-clean-up of what is past its retention (`retention`). Blocking; activities call it from their thread pool.
-Writes that may be retried are idempotent by key."""
+app answers from (`inbox`), what each delivery channel did with a notification (`channel_deliveries`), what the
+web app's pages read and write (`views`: closeloop.readmodel.WebViews) and the clean-up of what is past its
+retention (`retention`). Blocking; activities call it from their thread pool. Writes that may be retried are
+idempotent by key."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from closeloop.store.outbox import ChannelDeliveries
 from closeloop.store.rate_limits import RateLimits
 from closeloop.store.records import LifecycleRecords
 from closeloop.store.retention import Retention
+from closeloop.store.views import Views
 
 
 class Store:
@@ -32,6 +34,7 @@ class Store:
         self.retention = Retention(self.db)
         self.inbox = IncidentInbox(self.db)
         self.channel_deliveries = ChannelDeliveries(self.db)
+        self.views = Views(self.db)
 
     @property
     def engine(self) -> Engine:

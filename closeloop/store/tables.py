@@ -64,6 +64,9 @@ class IncidentServiceRow(Base):
 
 class PostmortemRow(Base):
     __tablename__ = "postmortems"
+    # the dashboard: stalled postmortems by stage and due time, and a manager's people's
+    __table_args__ = (Index("ix_postmortems_stage_stage_due_at", "stage", "stage_due_at"),
+                      Index("ix_postmortems_owner_stage", "owner", "stage"))
 
     id: Mapped[str] = mapped_column(String(300), primary_key=True)
     incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
@@ -96,6 +99,9 @@ class TimelineEventRow(Base):
 
 class ActionItemRow(Base):
     __tablename__ = "action_items"
+    # the dashboard: overdue items most overdue first, everyone's and a manager's people's
+    __table_args__ = (Index("ix_action_items_status_due_at", "status", "due_at"),
+                      Index("ix_action_items_owner_status_due_at", "owner", "status", "due_at"))
 
     id: Mapped[str] = mapped_column(String(400), primary_key=True)
     postmortem_id: Mapped[str] = mapped_column(ForeignKey("postmortems.id"), index=True)
@@ -267,3 +273,42 @@ class ChannelDeliveryRow(Base):
     message_id: Mapped[str | None] = mapped_column(String(500))
     error: Mapped[str | None] = mapped_column(String(500))
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now)
+
+
+class WebAuditRow(Base):
+    """What people did through the web app (and its action links), and what it refused: who, what, on which
+    postmortem or item, from where. Pruned with the outbox (`[retention] notifications`)."""
+
+    __tablename__ = "web_audit"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    person: Mapped[str] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(64))
+    target: Mapped[str] = mapped_column(String(400), index=True)  # a postmortem or item id, "" for a sign-in
+    via: Mapped[str] = mapped_column(String(32))
+    address: Mapped[str] = mapped_column(String(100))
+    outcome: Mapped[str] = mapped_column(String(500))
+    detail: Mapped[str] = mapped_column(Text)
+
+
+class DraftAutosaveRow(Base):
+    """The draft editor's latest autosave, per postmortem and person (goes with its closed lifecycle)."""
+
+    __tablename__ = "draft_autosaves"
+
+    postmortem_id: Mapped[str] = mapped_column(String(300), primary_key=True)
+    person: Mapped[str] = mapped_column(String(200), primary_key=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    saved_at: Mapped[datetime] = mapped_column(UTCDateTime)
+
+
+class ActionLinkUseRow(Base):
+    """Action links (one-click links in messages) already used, by token id: each works once. A row goes once
+    its link has expired (it could not be used again anyway)."""
+
+    __tablename__ = "action_link_uses"
+
+    token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    used_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)

@@ -11,11 +11,13 @@ import pytest
 from sqlalchemy import update
 
 from closeloop.models import ActionItem, ItemStatus, ReviewDecision, ReviewRecord, TimelineEvent, Verdict
+from closeloop.readmodel import AuditEntry
 from closeloop.retention import MAX_RATE_WINDOW
 from closeloop.store.retention import Cutoffs
 from closeloop.store.store import Store
 from closeloop.store.tables import (
     ActionItemRow,
+    ActionLinkUseRow,
     ChannelDeliveryRow,
     InboxRow,
     IncidentRow,
@@ -28,6 +30,7 @@ from closeloop.store.tables import (
     TicketCommentRow,
     TicketRow,
     TimelineEventRow,
+    WebAuditRow,
     WebhookDeliveryRow,
 )
 from tests.closeloop.store.helpers import count, incident
@@ -110,7 +113,7 @@ def test_old_deliveries_outbox_rows_and_rate_events_go_in_batches_young_ones_sta
 
     dry = store.retention.prune(KEEP, batch_size=2, dry_run=True)
     assert dry.deleted == {"webhook_deliveries": 5, "notifications": 5, "channel_deliveries": 4, "rate_events": 5,
-                           "incident_inbox": 0} and dry.batches == 0
+                           "incident_inbox": 0, "web_audit": 0, "action_link_uses": 0} and dry.batches == 0
     assert count(store.db, WebhookDeliveryRow.id) == 7  # a dry run deletes nothing
 
     heard: list[str] = []
@@ -201,3 +204,25 @@ def test_forwarded_inbox_rows_go_with_the_delivery_log_pending_and_refused_stay(
 def test_a_rate_limit_window_longer_than_retention_allows_is_refused(store: Store) -> None:
     with pytest.raises(ValueError, match="at most 1 day"):
         store.rate_limits.take_rate_slot("b", limit=1, window=MAX_RATE_WINDOW + timedelta(seconds=1))
+
+
+def test_the_web_apps_audit_log_expired_action_links_and_closed_lifecycles_autosaves_go(store: Store) -> None:
+    views = store.views
+    for name, at in (("old", NOW - 91 * DAY), ("young", NOW - 89 * DAY)):  # with the outbox's retention
+        views.record_audit(AuditEntry(at=at, person="bob", action="review.approve", target=name, via="web"))
+    assert views.use_link("expired", NOW - DAY) and views.use_link("live", NOW + DAY)
+    closed = lifecycle(store, "P-closed", stage="closed")
+    drafting = lifecycle(store, "P-drafting", stage="drafting")
+    for p in (closed, drafting):
+        views.save_draft(p, "alice", {"summary": p}, NOW - 400 * DAY)
+
+    dry = store.retention.prune(KEEP, dry_run=True)
+    assert (dry.deleted["web_audit"], dry.deleted["action_link_uses"], dry.deleted["draft_autosaves"]) == (1, 1, 1)
+    assert count(store.db, WebAuditRow.id) == 2
+    result = store.retention.prune(KEEP, batch_size=1)
+    assert result.deleted == dry.deleted and result.lifecycles == 1
+    assert views.audit("old") == [] and len(views.audit("young")) == 1
+    assert count(store.db, ActionLinkUseRow.token_id) == 1 and views.use_link("live", NOW + DAY) is False
+    assert views.saved_draft(closed, "alice") is None
+    assert views.saved_draft(drafting, "alice") == ({"summary": drafting}, NOW - 400 * DAY)
+    assert store.retention.prune(KEEP).total == 0
