@@ -322,12 +322,17 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
             return False, "closeloop is slow to answer: your action may still count; look again in a minute"
 
     def involved(state: PostmortemState) -> list[str]:
-        return list(dict.fromkeys([state.owner, *state.plan.people, *state.plan.reviewers, *state.plan.attendees,
+        return list(dict.fromkeys([state.owner, *state.plan.reviewers, *state.plan.attendees,
                                    *(i.owner for i in state.items)]))
 
     def may_see(viewer: Viewer, state: PostmortemState) -> None:
-        if not viewer.sees_any(involved(state)):
-            raise PageError(403, "this postmortem is not yours, nor your team's")
+        """Anyone it involves (owner, reviewers, attendees, item owners) sees it; a manager
+        also sees what the people below them own (the postmortem or one of its items), as on the dashboard."""
+        if viewer.admin or viewer.key in involved(state):
+            return
+        if viewer.sees_any([state.owner, *(i.owner for i in state.items)]):
+            return
+        raise PageError(403, "this postmortem is not yours, nor your team's")
 
     # ------------------------------------------------------------------ pages
 
@@ -515,6 +520,8 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
         note = data.get("note", "")
         if not isinstance(note, str):
             return error_page(request, 400, "the note must be text")
+        ref: Any
+        arg: Any
         try:
             if action == "complete":
                 ref, arg = contract.COMPLETE_ITEM, CompleteItem(by=who.key, note=note)

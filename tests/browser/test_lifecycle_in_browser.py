@@ -34,6 +34,7 @@ from tests.closeloop.web.conftest import ALL_SECRETS
 from tests.temporal_env import App, incident, running_app
 
 CLIENT_SECRET = "browser-test-client-secret"
+SUMMARY = "Checkout failed for 40 minutes after a config push."
 PEOPLE = """
 [people.frank]
 name = "Frank Payments"
@@ -49,6 +50,7 @@ owner = "bob"
 
 [services.payments]
 owner = "frank"
+reviewers = ["grace"]
 """
 
 
@@ -109,7 +111,7 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     stalled = await app.resolve(incident("INC-SEARCH", title="Search times out", services=["search"],
                                          commander="bob"))
     other = await app.resolve(incident("INC-PAY", title="Payments declined", services=["payments"],
-                                       commander="frank"))
+                                       commander="frank", participants=["grace"]))
     await app.wait_stage(main, Stage.drafting)
     await app.wait_stage(stalled, Stage.drafting)
     await app.wait_stage(other, Stage.drafting)
@@ -136,13 +138,12 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     page = probe
     await page.get_by_role("link", name="Checkout returns 500s").click()
     await page.wait_for_url(f"{pm}/draft")
-    await page.get_by_label("What happened").fill("Checkout failed for 40 minutes after a config push.")
-    await expect(page.locator("#autosave-status")).to_contain_text("Saved ")
+    await page.get_by_label("What happened", exact=True).fill(SUMMARY)
+    await expect(page.locator("#autosave-status")).to_contain_text("Saved at ")
     await page.reload()
-    await expect(page.get_by_label("What happened")).to_have_value("Checkout failed for 40 minutes after a config "
-                                                                  "push.")
+    await expect(page.get_by_label("What happened", exact=True)).to_have_value(SUMMARY)
     await page.get_by_label("Users affected").fill("12% of checkouts")
-    await page.get_by_label("Duration").fill("40 minutes")
+    await page.get_by_label("Duration", exact=True).fill("40 minutes")
     await page.get_by_label("Root cause", exact=True).fill("A config push with an invalid pool size.")
     await page.get_by_label("Contributing factors").fill("The config was not validated in CI.")
     await page.get_by_label("What went well").fill("Rollback took 4 minutes.")
@@ -167,8 +168,7 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     # 3. alice sees bob's comment in the editor and resubmits
     await page.goto(f"{pm}/draft")
     await expect(page.get_by_text("Say why CI did not catch it.")).to_be_visible()
-    await expect(page.get_by_label("What happened")).to_have_value("Checkout failed for 40 minutes after a config "
-                                                                  "push.")
+    await expect(page.get_by_label("What happened", exact=True)).to_have_value(SUMMARY)
     await page.get_by_label("Contributing factors").fill("CI validated the syntax of the config, not its values.")
     await page.get_by_role("button", name="Submit for review").click()
     await page.wait_for_url(f"{pm}?done=*")

@@ -31,7 +31,7 @@
       }).then(function (response) {
         return response.json().then(function (body) {
           if (response.ok) {
-            status.textContent = "Saved " + new Date(body.saved_at).toLocaleTimeString() + ".";
+            status.textContent = "Saved at " + new Date(body.saved_at).toLocaleTimeString() + ".";
             form.dataset.saved = body.saved_at;
           } else {
             status.textContent = "Not saved: " + (body.error || response.status);
