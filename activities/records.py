@@ -18,6 +18,7 @@ class PostmortemRecord(Model):
     stage: str
     stalled: bool
     stage_due_at: datetime | None
+    at: datetime | None = None  # the lifecycle's time of the change (None from lifecycles started before it)
 
 
 class ReviewInput(Model):
@@ -39,7 +40,7 @@ class RecordActivities:
     @activity.defn(name="save_postmortem")
     def save_postmortem(self, rec: PostmortemRecord) -> None:
         self.store.records.upsert_postmortem(rec.postmortem_id, rec.incident, owner=rec.owner, stage=rec.stage,
-                                     stalled=rec.stalled, stage_due_at=rec.stage_due_at)
+                                     stalled=rec.stalled, stage_due_at=rec.stage_due_at, at=rec.at)
 
     @activity.defn(name="save_action_item")
     def save_action_item(self, item: ActionItem) -> None:

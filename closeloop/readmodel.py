@@ -133,3 +133,78 @@ class WebViews(Protocol):
     def use_link(self, token_id: str, expires_at: datetime) -> bool:
         """Record that the action link `token_id` was used: True the first time, False ever after."""
         ...
+
+
+# ---------------------------------------------------------------------- the library and the numbers
+
+
+class LibraryFilter(BaseModel):
+    query: str = Field(default="", max_length=200, description="words to find in the title and the document")
+    owners: list[str] | None = None  # None: everyone's
+    service: str | None = None
+    severity: str | None = None
+    since: datetime | None = None  # published at or after
+    until: datetime | None = None  # published before
+    limit: int = Field(default=50, ge=1, le=200)
+    offset: int = Field(default=0, ge=0, le=100_000)
+
+
+class LibraryHit(BaseModel):
+    postmortem: PostmortemView
+    published_at: datetime | None = None
+    snippet: str = ""  # plain text around the first match (the page escapes it)
+
+
+class Library(BaseModel):
+    hits: list[LibraryHit]
+    total: int
+
+
+class Share(BaseModel):
+    """`on_time` of `total`; `rate` is None when there is nothing to count."""
+
+    on_time: int = 0
+    total: int = 0
+
+    @property
+    def rate(self) -> float | None:
+        return self.on_time / self.total if self.total else None
+
+
+class Effectiveness(BaseModel):
+    effective: int = 0
+    ineffective: int = 0
+    unknown: int = 0
+    recurrences: int = 0  # incidents of the same kind after the item was done
+
+    @property
+    def rate(self) -> float | None:
+        judged = self.effective + self.ineffective
+        return self.effective / judged if judged else None
+
+
+class Month(BaseModel):
+    month: str  # "2026-11"
+    published: Share  # postmortems published that month, on time or not
+    items_done: Share  # items completed that month, on time or not
+    median_hours_to_publish: float | None = None
+    effectiveness: Effectiveness
+
+
+class Metrics(BaseModel):
+    published_by_severity: dict[str, Share]
+    median_hours_to_publish: float | None
+    hours_to_publish_by_severity: dict[str, float]  # the median, per severity
+    items_on_time: Share
+    overdue_by_age: dict[str, int]  # AGEING_BUCKETS' labels
+    effectiveness_by_service: dict[str, Effectiveness]
+    effectiveness_by_kind: dict[str, Effectiveness]
+    months: list[Month]  # oldest first
+
+
+class Insights(Protocol):
+    """The library and the numbers: closeloop.store.insights.StoreInsights implements it."""
+
+    def library(self, filters: LibraryFilter) -> Library: ...
+
+    def metrics(self, owners: list[str] | None, now: datetime, months: int = 12) -> Metrics: ...

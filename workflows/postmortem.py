@@ -454,7 +454,8 @@ class PostmortemWorkflow:
         await call(
             RecordActivities.save_postmortem,
             PostmortemRecord(postmortem_id=s.plan.postmortem_id, incident=s.plan.incident, owner=s.owner,
-                             stage=s.stage.value, stalled=s.stalled, stage_due_at=self._stage_due()),
+                             stage=s.stage.value, stalled=s.stalled, stage_due_at=self._stage_due(),
+                             at=workflow.now()),
             STORE,
         )
 

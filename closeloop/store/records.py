@@ -10,6 +10,7 @@ from sqlalchemy import CursorResult, delete, func, or_, select, update
 
 from closeloop.models import ActionItem, Incident, ReviewRecord, TimelineEvent
 from closeloop.store.database import Database
+from closeloop.store.insights import StoreInsights
 from closeloop.store.tables import (
     ActionItemRow,
     IncidentRow,
@@ -18,6 +19,10 @@ from closeloop.store.tables import (
     ReviewRow,
     TimelineEventRow,
 )
+
+
+def _utc(value: datetime) -> datetime:
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 class LifecycleRecords:
@@ -84,14 +89,23 @@ class LifecycleRecords:
 
     def upsert_postmortem(
         self, postmortem_id: str, incident: Incident, *, owner: str, stage: str, stalled: bool,
-        stage_due_at: datetime | None,
+        stage_due_at: datetime | None, at: datetime | None = None,
     ) -> None:
+        """`at`: the lifecycle's time of the change. A stage left after its due time, or a stall, marks the
+        postmortem late; reaching `published` records when (once)."""
         incident_id = self.incident_id(incident.source, incident.external_id) or self.record_incident(incident)
         with self.db.session() as s:
             row = s.get(PostmortemRow, postmortem_id)
             if row is None:
-                row = PostmortemRow(id=postmortem_id, incident_id=incident_id)
+                row = PostmortemRow(id=postmortem_id, incident_id=incident_id, late=False)
                 s.add(row)
+            elif at is not None and row.stage in ("drafting", "in_review") and row.stage_due_at is not None \
+                    and row.stage != stage and _utc(at) > _utc(row.stage_due_at):
+                row.late = True
+            if stalled:
+                row.late = True
+            if stage == "published" and row.published_at is None and at is not None:
+                row.published_at = at
             row.owner, row.stage, row.stalled, row.stage_due_at = owner, stage, stalled, stage_due_at
 
     def stalled_postmortems(self) -> list[PostmortemRow]:
@@ -110,6 +124,8 @@ class LifecycleRecords:
             if row is None:
                 raise KeyError(postmortem_id)
             row.document_markdown, row.document_html, row.document_ref = markdown, html, ref
+            title = s.scalar(select(IncidentRow.title).where(IncidentRow.id == row.incident_id)) or ""
+            StoreInsights(self.db).index_document(s, postmortem_id, title, markdown)
 
     # ------------------------------------------------------------------ timeline
 
@@ -161,6 +177,7 @@ class LifecycleRecords:
             row.status, row.completed_at = item.status.value, item.completed_at
             row.verdict = item.verdict.value if item.verdict else None
             row.payload = item.model_dump(mode="json")
+            row.recurrences = len(item.recurrences)
 
     def action_items(self, postmortem_id: str | None = None, *, status: str | None = None) -> list[ActionItem]:
         with self.db.session() as s:

@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from closeloop.store.database import Database
 from closeloop.store.deliveries import DeliveryLog
 from closeloop.store.inbox import IncidentInbox
+from closeloop.store.insights import StoreInsights
 from closeloop.store.local import LocalAdapterStorage
 from closeloop.store.outbox import ChannelDeliveries
 from closeloop.store.rate_limits import RateLimits
@@ -34,6 +35,7 @@ class Store:
         self.retention = Retention(self.db)
         self.inbox = IncidentInbox(self.db)
         self.channel_deliveries = ChannelDeliveries(self.db)
+        self.insights = StoreInsights(self.db)
         self.views = Views(self.db)
 
     @property

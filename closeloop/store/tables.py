@@ -78,6 +78,10 @@ class PostmortemRow(Base):
     document_markdown: Mapped[str | None] = mapped_column(Text)
     document_html: Mapped[str | None] = mapped_column(Text)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=_now, onupdate=_now)
+    # for the metrics (closeloop/store/insights.py): when it was published (the lifecycle's time), and whether a
+    # stage ran past its due time or stalled on the way (then it was not published on time)
+    published_at: Mapped[datetime | None] = mapped_column(UTCDateTime, index=True)
+    late: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class TimelineEventRow(Base):
@@ -120,6 +124,7 @@ class ActionItemRow(Base):
     # the newest ticket status webhook applied: the vendor's own time of it, and its status (stale ones are dropped)
     ticket_event_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     ticket_event_status: Mapped[str | None] = mapped_column(String(16))
+    recurrences: Mapped[int] = mapped_column(Integer, default=0)  # incidents of its kind after it was done
 
 
 class ReviewRow(Base):

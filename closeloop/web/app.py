@@ -53,7 +53,7 @@ from closeloop.integrations.base import (
     Webhook,
 )
 from closeloop.models import Incident, TimelineEvent
-from closeloop.readmodel import WebViews
+from closeloop.readmodel import Insights, WebViews
 from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import actions, ticket_status
@@ -348,7 +348,10 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
     async def the_views() -> WebViews:
         return (await the_store()).views
 
-    mount_pages(app, config, secrets, client, the_views)
+    async def the_insights() -> Insights:
+        return (await the_store()).insights
+
+    mount_pages(app, config, secrets, client, the_views, the_insights)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(secrets), session_cookie=SESSION_COOKIE,
                        max_age=int(config.web.auth.session_lifetime.total_seconds()), same_site="lax",
                        https_only=config.web.auth.secure_cookies)

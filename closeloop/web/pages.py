@@ -53,9 +53,9 @@ from closeloop.models import (
     VerdictInput,
     WontDoReason,
 )
-from closeloop.readmodel import AuditEntry, DashboardFilter, WebViews
+from closeloop.readmodel import AuditEntry, DashboardFilter, Insights, LibraryFilter, WebViews
 from closeloop.secrets import Secrets
-from closeloop.web import action_links
+from closeloop.web import action_links, charts
 from closeloop.web.access import Viewer, team_of
 from closeloop.web.signin import (
     CSRF_FIELD,
@@ -90,6 +90,7 @@ SECURITY_HEADERS = {
 
 ClientGetter = Callable[[], Awaitable[Closeloop]]
 ViewsGetter = Callable[[], Awaitable[WebViews]]
+InsightsGetter = Callable[[], Awaitable[Insights]]
 
 
 class PageError(Exception):
@@ -130,9 +131,11 @@ def _environment() -> Environment:
     return env
 
 
-def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGetter, views: ViewsGetter) -> None:
+def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGetter, views: ViewsGetter,
+                insights: InsightsGetter) -> None:
     """Add the pages to `app` (closeloop.web.app.create_app calls it)."""
     env = _environment()
+    env.globals["charts"] = charts
 
     def people() -> dict[str, Person]:
         return dict(config.people_directory())
@@ -393,6 +396,41 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
         share = round(100 * board.verified_effective / closed) if closed else None
         return render(request, "dashboard.html", board=board, grouped=sorted(grouped.items()), group=group,
                       service=service, severity=severity, effective_share=share)
+
+    @app.get("/library")
+    async def library(request: Request, q: str = "", service: str = "", severity: str = "", since: str = "",
+                      until: str = "", page: int = 1) -> Response:
+        who = await signed_in(request)
+        if isinstance(who, Response):
+            return who
+        errors: dict[str, str] = {}
+        bounds: dict[str, datetime | None] = {}
+        for name, value in (("since", since), ("until", until)):
+            bounds[name] = None
+            if value:
+                try:
+                    bounds[name] = datetime.strptime(value, "%Y-%m-%d").replace(tzinfo=UTC)
+                except ValueError:
+                    errors[name] = "a date like 2026-11-30"
+        if bounds["until"] is not None:
+            bounds["until"] += timedelta(days=1)  # the whole day
+        page = max(1, min(page, 1000))
+        per_page = 25
+        filters = LibraryFilter(query=q[:200], service=service[:200] or None, severity=severity[:32] or None,
+                                since=bounds["since"], until=bounds["until"], limit=per_page,
+                                offset=(page - 1) * per_page)
+        found = await asyncio.to_thread((await insights()).library, filters)
+        return render(request, "library.html", found=found, q=q, service=service, severity=severity, since=since,
+                      until=until, page=page, per_page=per_page, errors=errors,
+                      status=422 if errors else 200)
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        who = await signed_in(request)
+        if isinstance(who, Response):
+            return who
+        numbers = await asyncio.to_thread((await insights()).metrics, who.scope(), datetime.now(UTC))
+        return render(request, "metrics.html", m=numbers)
 
     @app.get("/postmortems/{rest:path}")
     async def postmortem_pages(request: Request, rest: str) -> Response:

@@ -10,7 +10,7 @@ from datetime import datetime, timedelta
 from typing import Protocol
 
 from closeloop.models import ActionItem, InboxEntry, Incident, TimelineEvent
-from closeloop.readmodel import WebViews
+from closeloop.readmodel import Insights, WebViews
 
 
 class IncidentRecords(Protocol):
@@ -61,5 +61,8 @@ class WebStorage(Protocol):
 
     @property
     def views(self) -> WebViews: ...
+
+    @property
+    def insights(self) -> Insights: ...
 
     def close(self) -> None: ...

@@ -220,3 +220,17 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     phone = await site.sign_in(await new_context(phone=True), "carol@example.com", "/dashboard")
     await expect(phone.get_by_role("link", name="Search times out")).to_be_visible()
     await shot(phone, "5-carol-dashboard-phone")
+
+    # the library finds the published postmortem by the words of its document; the numbers count it
+    await page.goto(f"{site.base}/library")
+    await page.get_by_label("Search").fill("pool sizes")
+    await page.get_by_role("button", name="Search").click()
+    await expect(page.locator("#library-count")).to_contain_text("1 postmortem matching")
+    await expect(page.get_by_role("link", name="Checkout returns 500s")).to_be_visible()
+    await shot(page, "6-library-search")
+    await carol.goto(f"{site.base}/metrics")
+    await expect(carol.get_by_role("heading", name="Postmortems published on time, by severity")).to_be_visible()
+    await expect(carol.locator("#items-on-time")).to_have_text("100%")
+    months = carol.locator("#months tbody tr").first
+    await expect(months).to_contain_text("1")
+    await shot(carol, "7-carol-metrics")

@@ -9,6 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from closeloop.store.database import MIGRATIONS, make_engine, upgrade
+from closeloop.store.insights import FTS_TABLE, PG_SEARCH_INDEX
 from closeloop.store.tables import Base
 
 
@@ -20,11 +21,20 @@ def alembic_config(url: str) -> Config:
     return cfg
 
 
+def _modelled(name: str | None, kind: str, _parent: object) -> bool:
+    """What the tables describe; the search structures are the database's own (migration 0007: an FTS5 table
+    and its shadow tables on SQLite, an expression index on PostgreSQL)."""
+    if kind == "table" and name and name.startswith(FTS_TABLE):
+        return False
+    return not (kind == "index" and name == PG_SEARCH_INDEX)
+
+
 def schema_diff(url: str) -> list:
     engine = make_engine(url)
     try:
         with engine.connect() as conn:
-            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
+            ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True,
+                                                         "include_name": _modelled})
             return compare_metadata(ctx, Base.metadata)
     finally:
         engine.dispose()

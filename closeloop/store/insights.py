@@ -1,0 +1,237 @@
+"""The library of published postmortems and the numbers reliability leads look at (closeloop.readmodel.Insights).
+
+Full-text search is the database's own: on SQLite an FTS5 table (`postmortem_fts`: the title and the published
+Markdown, porter-stemmed; kept by `index_document` when a document is published), on PostgreSQL an expression
+GIN index on `to_tsvector('english', document_markdown)` queried with `websearch_to_tsquery` (both from
+migration 0007). A person's words never reach either query language raw: for FTS5 each word becomes a quoted
+string, and websearch_to_tsquery accepts any text. Blocking; each method is one short transaction."""
+
+from __future__ import annotations
+
+import re
+import statistics
+from collections import defaultdict
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, case, func, select, text
+from sqlalchemy.orm import Session
+
+from closeloop.readmodel import (
+    AGEING_BUCKETS,
+    Effectiveness,
+    Library,
+    LibraryFilter,
+    LibraryHit,
+    Metrics,
+    Month,
+    PostmortemView,
+    Share,
+)
+from closeloop.store.database import Database
+from closeloop.store.tables import ActionItemRow, IncidentRow, IncidentServiceRow, PostmortemRow
+
+P, A, I, S = PostmortemRow, ActionItemRow, IncidentRow, IncidentServiceRow  # noqa: E741
+
+FTS_TABLE = "postmortem_fts"
+PG_SEARCH_INDEX = "ix_postmortems_document_search"
+WORD = re.compile(r"\w[\w'-]*", re.UNICODE)
+MAX_WORDS = 12
+
+
+def fts5_query(words: str) -> str:
+    """A person's words as an FTS5 query: each word a quoted string (all must match), nothing else."""
+    found = WORD.findall(words)[:MAX_WORDS]
+    return " ".join('"' + w.replace('"', "") + '"' for w in found)
+
+
+def _aware(value: datetime | None) -> datetime | None:
+    if value is None:
+        return None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
+
+
+def _month(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m")
+
+
+def _median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 1) if values else None
+
+
+class StoreInsights:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    @property
+    def _postgres(self) -> bool:
+        return self.db.engine.dialect.name == "postgresql"
+
+    # ------------------------------------------------------------------ the search index
+
+    def index_document(self, s: Session, postmortem_id: str, title: str, markdown: str) -> None:
+        """Keep the SQLite search table in step with a published document (PostgreSQL indexes the column)."""
+        if self._postgres:
+            return
+        s.execute(text(f"DELETE FROM {FTS_TABLE} WHERE postmortem_id = :id"), {"id": postmortem_id})
+        s.execute(text(f"INSERT INTO {FTS_TABLE} (postmortem_id, title, body) VALUES (:id, :title, :body)"),
+                  {"id": postmortem_id, "title": title, "body": markdown})
+
+    # ------------------------------------------------------------------ the library
+
+    def library(self, filters: LibraryFilter) -> Library:
+        conditions: list[Any] = [P.document_markdown.is_not(None)]
+        if filters.owners is not None:
+            conditions.append(P.owner.in_(filters.owners))
+        if filters.severity:
+            conditions.append(I.severity == filters.severity)
+        if filters.service:
+            conditions.append(P.incident_id.in_(select(S.incident_id).where(S.service == filters.service)))
+        if filters.since:
+            conditions.append(func.coalesce(P.published_at, P.updated_at) >= filters.since)
+        if filters.until:
+            conditions.append(func.coalesce(P.published_at, P.updated_at) < filters.until)
+        query = filters.query.strip()
+        rank: Any = None
+        snippet: Any = None
+        if query and self._postgres:
+            vector = func.to_tsvector(text("'english'"), func.coalesce(P.document_markdown, ""))
+            tsquery = func.websearch_to_tsquery(text("'english'"), query)
+            conditions.append(vector.op("@@")(tsquery))
+            rank = func.ts_rank(vector, tsquery)
+            snippet = func.ts_headline(text("'english'"), func.coalesce(P.document_markdown, ""), tsquery,
+                                       "StartSel=⟦, StopSel=⟧, MaxWords=30, MinWords=12, MaxFragments=1")
+        elif query:
+            match = fts5_query(query)
+            if not match:
+                return Library(hits=[], total=0)
+            ids = select(text("postmortem_id")).select_from(text(FTS_TABLE)).where(
+                text(f"{FTS_TABLE} MATCH :match")).scalar_subquery()
+            conditions.append(P.id.in_(ids))
+        with self.db.session() as s:
+            base = select(P.id).join(I, I.id == P.incident_id).where(and_(*conditions))
+            params = {"match": fts5_query(query)} if query and not self._postgres else {}
+            total = int(s.scalar(select(func.count()).select_from(base.subquery()), params) or 0)
+            columns: list[Any] = [P.id, I.title, I.severity, P.owner, P.stage, P.stalled, P.stage_due_at,
+                                  I.resolved_at, P.updated_at, P.document_ref, P.incident_id, P.published_at]
+            if snippet is not None:
+                columns.append(snippet.label("snippet"))
+            rows_q = select(*columns).join(I, I.id == P.incident_id).where(and_(*conditions))
+            published = func.coalesce(P.published_at, P.updated_at)
+            rows_q = rows_q.order_by(rank.desc(), published.desc()) if rank is not None \
+                else rows_q.order_by(published.desc(), P.id)
+            rows = s.execute(rows_q.limit(filters.limit).offset(filters.offset), params).all()
+            services = self._services(s, [r.incident_id for r in rows])
+            snippets: dict[str, str] = {}
+            if query and not self._postgres and rows:
+                found = s.execute(text(f"SELECT postmortem_id, snippet({FTS_TABLE}, 2, '', '', '…', 24) FROM "
+                                       f"{FTS_TABLE} WHERE {FTS_TABLE} MATCH :match"),
+                                  {"match": fts5_query(query)}).all()
+                snippets = {pid: snip for pid, snip in found}
+        hits = []
+        for r in rows:
+            view = PostmortemView(id=r.id, title=r.title, severity=r.severity, services=services.get(r.incident_id, []),
+                                  owner=r.owner, stage=r.stage, stalled=r.stalled, stage_due_at=r.stage_due_at,
+                                  resolved_at=r.resolved_at, updated_at=r.updated_at, document_ref=r.document_ref)
+            text_snippet = getattr(r, "snippet", None) or snippets.get(r.id, "")
+            hits.append(LibraryHit(postmortem=view, published_at=_aware(r.published_at),
+                                   snippet=" ".join(str(text_snippet).replace("⟦", "").replace("⟧", "")
+                                                    .split())[:400]))
+        return Library(hits=hits, total=total)
+
+    @staticmethod
+    def _services(s: Session, incident_ids: list[int]) -> dict[int, list[str]]:
+        out: dict[int, list[str]] = defaultdict(list)
+        if incident_ids:
+            for incident_id, service in s.execute(select(S.incident_id, S.service)
+                                                  .where(S.incident_id.in_(set(incident_ids)))
+                                                  .order_by(S.service)):
+                out[incident_id].append(service)
+        return out
+
+    # ------------------------------------------------------------------ the numbers
+
+    def metrics(self, owners: list[str] | None, now: datetime, months: int = 12) -> Metrics:
+        since = (now - timedelta(days=31 * months)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
+        month_keys = sorted({_month(since + timedelta(days=d)) for d in range(0, (now - since).days + 1)})
+        pm_scope: list[Any] = [P.published_at.is_not(None)]
+        item_scope: list[Any] = []
+        if owners is not None:
+            pm_scope.append(P.owner.in_(owners))
+            item_scope.append(A.owner.in_(owners))
+        with self.db.session() as s:
+            published = s.execute(select(P.published_at, P.late, I.severity, I.resolved_at)
+                                  .join(I, I.id == P.incident_id).where(and_(*pm_scope))).all()
+            done = s.execute(select(A.completed_at, A.due_at, A.kind, A.verdict, A.recurrences, P.incident_id)
+                             .join(P, P.id == A.postmortem_id)
+                             .where(and_(A.status == "done", A.completed_at.is_not(None), *item_scope))).all()
+            services = self._services(s, list({r.incident_id for r in done}))
+            ageing = self._ageing(s, item_scope, now)
+        by_severity: dict[str, Share] = defaultdict(Share)
+        hours_by_severity: dict[str, list[float]] = defaultdict(list)
+        hours: list[float] = []
+        by_month: dict[str, dict[str, Any]] = {m: {"published": Share(), "items": Share(), "hours": [],
+                                                   "eff": Effectiveness()} for m in month_keys}
+        for r in published:
+            at = _aware(r.published_at)
+            assert at is not None
+            share = by_severity[r.severity]
+            share.total += 1
+            share.on_time += 0 if r.late else 1
+            resolved = _aware(r.resolved_at)
+            if resolved is not None and at >= resolved:
+                h = (at - resolved).total_seconds() / 3600
+                hours.append(h)
+                hours_by_severity[r.severity].append(h)
+            month = by_month.get(_month(at))
+            if month is not None:
+                month["published"].total += 1
+                month["published"].on_time += 0 if r.late else 1
+                if resolved is not None and at >= resolved:
+                    month["hours"].append((at - resolved).total_seconds() / 3600)
+        items_on_time = Share()
+        by_service: dict[str, Effectiveness] = defaultdict(Effectiveness)
+        by_kind: dict[str, Effectiveness] = defaultdict(Effectiveness)
+        for d in done:
+            completed, due = _aware(d.completed_at), _aware(d.due_at)
+            assert completed is not None and due is not None
+            on_time = completed <= due
+            items_on_time.total += 1
+            items_on_time.on_time += on_time
+            month = by_month.get(_month(completed))
+            if month is not None:
+                month["items"].total += 1
+                month["items"].on_time += on_time
+            targets = [by_kind[d.kind], *(by_service[svc] for svc in services.get(d.incident_id, []) or ["(none)"])]
+            if month is not None:
+                targets.append(month["eff"])
+            for eff in targets:
+                if d.verdict == "effective":
+                    eff.effective += 1
+                elif d.verdict == "ineffective":
+                    eff.ineffective += 1
+                elif d.verdict == "unknown":
+                    eff.unknown += 1
+                eff.recurrences += int(d.recurrences or 0)
+        return Metrics(
+            published_by_severity=dict(sorted(by_severity.items())),
+            median_hours_to_publish=_median(hours),
+            hours_to_publish_by_severity={k: m for k, v in sorted(hours_by_severity.items())
+                                          if (m := _median(v)) is not None},
+            items_on_time=items_on_time, overdue_by_age=ageing,
+            effectiveness_by_service=dict(sorted(by_service.items())),
+            effectiveness_by_kind=dict(sorted(by_kind.items())),
+            months=[Month(month=m, published=v["published"], items_done=v["items"],
+                          median_hours_to_publish=_median(v["hours"]), effectiveness=v["eff"])
+                    for m, v in by_month.items()])
+
+    @staticmethod
+    def _ageing(s: Session, item_scope: list[Any], now: datetime) -> dict[str, int]:
+        cases: list[Any] = []
+        for _label, lo, hi in AGEING_BUCKETS:
+            cond = [A.due_at < now - timedelta(days=lo)]
+            if hi is not None:
+                cond.append(A.due_at >= now - timedelta(days=hi))
+            cases.append(func.sum(case((and_(*cond), 1), else_=0)).label(f"b{len(cases)}"))
+        row = s.execute(select(*cases).where(and_(A.status == "open", A.due_at < now, *item_scope))).one()
+        return {label: int(row[n] or 0) for n, (label, _, _) in enumerate(AGEING_BUCKETS)}
