@@ -9,7 +9,8 @@ from collections.abc import Iterable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import ColumnElement, Row, Select, and_, case, delete, func, or_, select
+from sqlalchemy import ColumnElement, Integer, Row, Select, and_, any_, bindparam, case, delete, func, or_, select
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
@@ -61,28 +62,30 @@ def _overdue(now: datetime) -> ColumnElement[bool]:
     return and_(A.status == "open", A.due_at < now)
 
 
-def _incident_scope(filters: DashboardFilter) -> list[ColumnElement[bool]]:
-    """The service and severity filters, on the postmortem's incident (P joined)."""
+def _incident_scope(filters: DashboardFilter, incidents: bool) -> list[ColumnElement[bool]]:
+    """The service and severity filters, on the postmortem's incident (P joined; I too when `incidents`)."""
     where: list[ColumnElement[bool]] = []
     if filters.service is not None:
         where.append(P.incident_id.in_(select(S.incident_id).where(S.service == filters.service)))
     if filters.severity is not None:
-        where.append(P.incident_id.in_(select(I.id).where(I.severity == filters.severity)))
+        where.append(I.severity == filters.severity if incidents
+                     else P.incident_id.in_(select(I.id).where(I.severity == filters.severity)))
     return where
 
 
-def _postmortems(q: Q, filters: DashboardFilter) -> Q:
-    """`q` (from postmortems) narrowed to the filters' postmortems."""
+def _postmortems(q: Q, filters: DashboardFilter, *, incidents: bool = False) -> Q:
+    """`q` (from postmortems; incidents joined when `incidents`) narrowed to the filters' postmortems."""
     if filters.owners is not None:
         q = q.where(P.owner.in_(filters.owners))
-    return q.where(*_incident_scope(filters))
+    return q.where(*_incident_scope(filters, incidents))
 
 
-def _items(q: Q, filters: DashboardFilter, *, joined: bool = False) -> Q:
-    """`q` (from action_items; postmortems joined when `joined`) narrowed to the filters' items."""
+def _items(q: Q, filters: DashboardFilter, *, joined: bool = False, incidents: bool = False) -> Q:
+    """`q` (from action_items; postmortems joined when `joined`, incidents too when `incidents`) narrowed to the
+    filters' items."""
     if filters.owners is not None:
         q = q.where(A.owner.in_(filters.owners))
-    scope = _incident_scope(filters)
+    scope = _incident_scope(filters, incidents)
     if scope and not joined:
         q = q.join(P, P.id == A.postmortem_id)
     return q.where(*scope)
@@ -110,12 +113,16 @@ def _select_items() -> AnySelect:
 
 
 def _services(s: Session, rows: Iterable[Row[Any]]) -> dict[int, list[str]]:
-    """The services of these rows' incidents, sorted, by incident id."""
+    """The services of these rows' incidents, sorted, by incident id. PostgreSQL: one array parameter (`= ANY`),
+    not a parameter per id for the driver to splice into the statement; SQLite: IN lists of at most 1,000."""
     ids = sorted({r.incident_id for r in rows})
     out: dict[int, list[str]] = {}
-    for start in range(0, len(ids), 1000):
-        for incident_id, service in s.execute(select(S.incident_id, S.service)
-                                              .where(S.incident_id.in_(ids[start:start + 1000]))
+    if s.get_bind().dialect.name == "postgresql":
+        batches = [S.incident_id == any_(bindparam("ids", ids, type_=ARRAY(Integer)))] if ids else []
+    else:
+        batches = [S.incident_id.in_(ids[start:start + 1000]) for start in range(0, len(ids), 1000)]
+    for where in batches:
+        for incident_id, service in s.execute(select(S.incident_id, S.service).where(where)
                                               .order_by(S.incident_id, S.service)):
             out.setdefault(incident_id, []).append(service)
     return out
@@ -149,47 +156,55 @@ class Views:
     # ------------------------------------------------------------------ dashboard
 
     def dashboard(self, filters: DashboardFilter, now: datetime) -> Dashboard:
+        """Eight statements in one transaction: the two lists, their services, the stalled postmortems and the
+        overdue items grouped by (owner, severity) (the overdue ones with their ageing buckets as columns), each
+        grouped by service, and the done items' verdicts. by_owner, by_severity, the totals and the ageing are
+        sums over the (owner, severity) groups (at most owners x severities rows), never over loaded items."""
         stalled, overdue = _stalled(now), _overdue(now)
         by_owner: dict[str, Counts] = {}
         by_severity: dict[str, Counts] = {}
         by_service: dict[str, Counts] = {}
+        ageing = dict.fromkeys((label for label, _, _ in AGEING_BUCKETS), 0)
+        # overdue by (lo, hi] days is due_at in [now - hi, now - lo)
+        buckets = [func.count(case((and_(*([A.due_at < now - timedelta(days=lo)] if lo else []),
+                                        *([A.due_at >= now - timedelta(days=hi)] if hi is not None else [])), 1)))
+                   for _, lo, hi in AGEING_BUCKETS]
         with self.db.session() as s:
             # the lists: at most `limit` rows each, the most overdue first
-            pm_rows = s.execute(_postmortems(_select_postmortems().where(stalled), filters)
+            pm_rows = s.execute(_postmortems(_select_postmortems().where(stalled), filters, incidents=True)
                                 .order_by(*_most_overdue_first(P.stage_due_at), P.id).limit(filters.limit)).all()
-            item_rows = s.execute(_items(_select_items().where(overdue), filters, joined=True)
+            item_rows = s.execute(_items(_select_items().where(overdue), filters, joined=True, incidents=True)
                                   .order_by(A.due_at, A.id).limit(filters.limit)).all()
             services = _services(s, [*pm_rows, *item_rows])
 
-            # stalled postmortems by owner, severity and service
-            _merge(by_owner, s.execute(_postmortems(select(P.owner, func.count()).where(stalled), filters)
-                                       .group_by(P.owner)), "stalled")
-            _merge(by_severity, s.execute(_postmortems(select(I.severity, func.count()).select_from(P)
-                                                       .join(I, I.id == P.incident_id).where(stalled), filters)
-                                          .group_by(I.severity)), "stalled")
+            # stalled postmortems by owner and severity, and by service
+            for owner, severity, n in s.execute(
+                    _postmortems(select(P.owner, I.severity, func.count()).select_from(P)
+                                 .join(I, I.id == P.incident_id).where(stalled), filters, incidents=True)
+                    .group_by(P.owner, I.severity)):
+                by_owner.setdefault(owner, Counts()).stalled += n
+                by_severity.setdefault(severity, Counts()).stalled += n
             _merge(by_service, s.execute(_postmortems(select(S.service, func.count()).select_from(P)
                                                       .join(S, S.incident_id == P.incident_id).where(stalled),
                                                       filters).group_by(S.service)), "stalled")
 
-            # overdue items by owner, severity and service
-            _merge(by_owner, s.execute(_items(select(A.owner, func.count()).where(overdue), filters)
-                                       .group_by(A.owner)), "overdue")
-            _merge(by_severity, s.execute(_items(select(I.severity, func.count()).select_from(A)
-                                                 .join(P, P.id == A.postmortem_id).join(I, I.id == P.incident_id)
-                                                 .where(overdue), filters, joined=True)
-                                          .group_by(I.severity)), "overdue")
-            _merge(by_service, s.execute(_items(select(S.service, func.count()).select_from(A)
-                                                .join(P, P.id == A.postmortem_id)
-                                                .join(S, S.incident_id == P.incident_id)
-                                                .where(overdue), filters, joined=True)
+            # overdue items by owner and severity (and how long), and by service
+            for owner, severity, n, *aged in s.execute(
+                    _items(select(A.owner, I.severity, func.count(), *buckets).select_from(A)
+                           .join(P, P.id == A.postmortem_id).join(I, I.id == P.incident_id).where(overdue),
+                           filters, joined=True, incidents=True)
+                    .group_by(A.owner, I.severity)):
+                by_owner.setdefault(owner, Counts()).overdue += n
+                by_severity.setdefault(severity, Counts()).overdue += n
+                for label, k in zip(ageing, aged, strict=True):
+                    ageing[label] += k
+            # (counted per postmortem first: a third as many rows to join to the incidents' services)
+            per_postmortem = _items(select(A.postmortem_id, func.count().label("n")).where(overdue), filters) \
+                .group_by(A.postmortem_id).subquery()
+            _merge(by_service, s.execute(select(S.service, func.sum(per_postmortem.c.n)).select_from(per_postmortem)
+                                         .join(P, P.id == per_postmortem.c.postmortem_id)
+                                         .join(S, S.incident_id == P.incident_id)
                                          .group_by(S.service)), "overdue")
-
-            # overdue items by how long: (lo, hi] days overdue is due_at in [now - hi, now - lo)
-            buckets = [func.count(case((and_(*([A.due_at < now - timedelta(days=lo)] if lo else []),
-                                            *([A.due_at >= now - timedelta(days=hi)] if hi is not None else [])),
-                                       1)))
-                       for _, lo, hi in AGEING_BUCKETS]
-            ageing_row = s.execute(_items(select(*buckets).where(overdue), filters)).one()
 
             # what was done, and whether it worked
             done = s.execute(_items(select(func.count(), func.count(case((A.verdict == "effective", 1))),
@@ -201,8 +216,7 @@ class Views:
         return Dashboard(
             stalled=stalled_list, stalled_total=sum(c.stalled for c in by_owner.values()),
             overdue=overdue_list, overdue_total=sum(c.overdue for c in by_owner.values()),
-            by_owner=by_owner, by_severity=by_severity, by_service=by_service,
-            ageing={label: int(n) for (label, _, _), n in zip(AGEING_BUCKETS, ageing_row, strict=True)},
+            by_owner=by_owner, by_severity=by_severity, by_service=by_service, ageing=ageing,
             closed_items=int(done[0]), verified_effective=int(done[1]), verified_ineffective=int(done[2]),
         )
 

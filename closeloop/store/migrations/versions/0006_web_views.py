@@ -1,5 +1,7 @@
 """web views: the web app's audit log, the draft editor's autosaves, used action links, and the indexes the
-dashboard's queries use (stalled postmortems and overdue items, everyone's or some owners')
+dashboard's queries use (stalled postmortems, overdue and done items, everyone's or some owners'; the action
+items' ones cover the columns the counts group and join by, and replace the single-column status and owner
+indexes)
 
 Revision ID: 0006
 Revises: 0005
@@ -53,12 +55,21 @@ def upgrade() -> None:
         batch_op.create_index("ix_postmortems_stage_stage_due_at", ["stage", "stage_due_at"], unique=False)
         batch_op.create_index("ix_postmortems_owner_stage", ["owner", "stage"], unique=False)
     with op.batch_alter_table("action_items", schema=None) as batch_op:
-        batch_op.create_index("ix_action_items_status_due_at", ["status", "due_at"], unique=False)
-        batch_op.create_index("ix_action_items_owner_status_due_at", ["owner", "status", "due_at"], unique=False)
+        batch_op.create_index("ix_action_items_status_due_at", ["status", "due_at", "owner", "postmortem_id"],
+                              unique=False)
+        batch_op.create_index("ix_action_items_owner_status_due_at", ["owner", "status", "due_at", "postmortem_id"],
+                              unique=False)
+        batch_op.create_index("ix_action_items_status_owner_verdict", ["status", "owner", "verdict", "postmortem_id"],
+                              unique=False)
+        batch_op.drop_index(batch_op.f("ix_action_items_status"))  # prefixes of the new ones
+        batch_op.drop_index(batch_op.f("ix_action_items_owner"))
 
 
 def downgrade() -> None:
     with op.batch_alter_table("action_items", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_action_items_owner"), ["owner"], unique=False)
+        batch_op.create_index(batch_op.f("ix_action_items_status"), ["status"], unique=False)
+        batch_op.drop_index("ix_action_items_status_owner_verdict")
         batch_op.drop_index("ix_action_items_owner_status_due_at")
         batch_op.drop_index("ix_action_items_status_due_at")
     with op.batch_alter_table("postmortems", schema=None) as batch_op:
