@@ -21,6 +21,8 @@ from closeloop.activities.schedule_meeting import MeetingActivities
 from closeloop.activities.tickets import TicketActivities
 from closeloop.client import Closeloop
 from closeloop.integrations.registry import Integrations
+from closeloop.links import LinkSigner, link_secret
+from closeloop.secrets import Secrets
 
 
 def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[..., Any]]:
@@ -34,7 +36,8 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
     documents = DocumentActivities(i.publisher, i.config.data_dir / "drafts", i.template_dir)
     notify = NotifyActivities(people, i.notifiers, i.tracker, i.template_dir, channels=i.channels,
                               deliveries=i.store.channel_deliveries, settings=i.config.notify,
-                              public_url=i.config.web.public_url, outbox=i.store.local.notifications_by_key)
+                              public_url=i.config.web.public_url, outbox=i.store.local.notifications_by_key,
+                              signer=LinkSigner(link_secret(Secrets()), i.config.web.auth.link_lifetime))
     tickets = TicketActivities(people, i.tracker, i.store, close_on_cancel=i.config.tickets.close_on_cancel)
     digest = DigestActivities(i.store, people, i.notifiers, i.template_dir)
     reconcile = ReconcileActivities(i.store, i.tracker, closeloop, close_on_cancel=i.config.tickets.close_on_cancel)

@@ -14,7 +14,7 @@ from closeloop.activities.support import external_errors, log
 from closeloop.config import NotifySettings
 from closeloop.directory import Directory
 from closeloop.integrations.base import Channel, IntegrationError, Notification, Notifier, Tracker
-from closeloop.links import links
+from closeloop.links import LinkSigner, links
 from closeloop.meeting_slots import next_working_time
 from closeloop.message_actions import actions_for
 from closeloop.models import Model, Person
@@ -65,7 +65,7 @@ class NotifyActivities:
                  template_dir: Path | None, *, channels: Mapping[str, Channel] | None = None,
                  deliveries: ChannelDeliveries | None = None, settings: NotifySettings | None = None,
                  public_url: str | None = None,
-                 outbox: Callable[[list[str]], list[Any]] | None = None) -> None:
+                 outbox: Callable[[list[str]], list[Any]] | None = None, signer: LinkSigner | None = None) -> None:
         self.people = people
         self.notifiers = notifiers
         self.tracker = tracker
@@ -74,6 +74,7 @@ class NotifyActivities:
         self.deliveries = deliveries
         self.settings = settings or NotifySettings()
         self.public_url = public_url
+        self.signer = signer  # signs each person's links (closeloop.links), when the web app's key is set
         self.outbox = outbox  # notification keys -> the outbox's rows (their subjects), for the digests
         if self.channels and deliveries is None:
             raise ValueError("channels need the store's channel_deliveries")
@@ -94,7 +95,8 @@ class NotifyActivities:
         subject, body = render_notification(inp.kind, context, template_dir=self.template_dir)
         notification = Notification(key=inp.key, kind=inp.kind, recipient=recipient, subject=subject, body=body,
                                     at=inp.at, postmortem_id=inp.postmortem_id, item_id=inp.item_id,
-                                    links=links(self.public_url, inp.postmortem_id, inp.item_id),
+                                    links=links(self.public_url, inp.postmortem_id, inp.item_id,
+                                                person=recipient, signer=self.signer),
                                     actions=actions_for(inp.kind, inp.postmortem_id, inp.item_id, self.public_url))
         for notifier in self.notifiers:
             with external_errors(f"notifying {recipient} through {notifier.name}"):
@@ -149,8 +151,10 @@ class NotifyActivities:
             person = self.people.person(key)
             found = {n.key: n for n in self.outbox(keys)}
             items = [{"subject": found[k].subject, "postmortem_id": found[k].postmortem_id,
-                      "url": (links(self.public_url, found[k].postmortem_id, found[k].item_id).get("item")
-                              or links(self.public_url, found[k].postmortem_id, None).get("postmortem"))}
+                      "url": (links(self.public_url, found[k].postmortem_id, found[k].item_id, person=key,
+                                    signer=self.signer).get("item")
+                              or links(self.public_url, found[k].postmortem_id, None, person=key,
+                                       signer=self.signer).get("postmortem"))}
                      for k in keys if k in found]
             digest_key = f"reminder-digest/{key}/{inp.at:%Y-%m-%d}"
             if person is not None and items:

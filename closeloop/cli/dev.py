@@ -231,6 +231,40 @@ class _Terminated(Exception):
     pass
 
 
+def local_sign_in(config: Any, base: str, stack: contextlib.ExitStack) -> tuple[Any, Any]:
+    """The config and secrets the web app runs on. With no identity provider configured (`[web.auth]`, OIDC,
+    no issuer), a local one (closeloop/standins/oidc.py) is started for this run: anyone of `[people]` signs in
+    by their email, no password (it listens on 127.0.0.1 only, and only `closeloop dev` starts it). The session
+    key is kept in the data directory, so a restart keeps people signed in."""
+    import secrets as token_source
+
+    from closeloop.secrets import ENV_OIDC_CLIENT_SECRET, ENV_SESSION_SECRET, Secrets
+
+    env = dict(os.environ)
+    key_file = config.data_dir / "session.key"
+    if not env.get(ENV_SESSION_SECRET):
+        if not key_file.exists():
+            key_file.write_text(token_source.token_urlsafe(32))
+            key_file.chmod(0o600)
+        env[ENV_SESSION_SECRET] = key_file.read_text().strip()
+    auth = config.web.auth
+    if auth.mode != "oidc" or auth.issuer:
+        return config, Secrets(env)
+    from closeloop.standins.oidc import ClientReg, OidcProvider
+
+    client_secret = token_source.token_urlsafe(24)
+    users = {p.email: p.name for p in config.people_directory().values()}
+    provider = stack.enter_context(OidcProvider(
+        clients={"closeloop": ClientReg(secret=client_secret, redirect_uris=[f"{base}/auth/callback"])}, users=users))
+    env[ENV_OIDC_CLIENT_SECRET] = client_secret
+    web = config.web.model_copy(update={
+        "public_url": config.web.public_url or base,
+        "auth": auth.model_copy(update={"issuer": provider.issuer, "client_id": "closeloop"})})
+    click.echo(f"sign-in: a local OpenID Connect provider on {provider.issuer} (dev only): sign in with the email "
+               f"of anyone in [people], e.g. {next(iter(users), 'alice@example.com')}")
+    return config.model_copy(update={"web": web}), Secrets(env)
+
+
 def _raise_terminated(signum: int, frame: Any) -> None:
     raise _Terminated()
 
@@ -300,6 +334,7 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
     click.echo(f"starting Temporal dev server on {address} (UI http://127.0.0.1:{ui_port}), state in {data}...")
     previous_term = signal.signal(signal.SIGTERM, _raise_terminated)
     log_file = open(log_path, "ab")  # noqa: SIM115 - closed in finally
+    stack = contextlib.ExitStack()  # the local sign-in provider, when there is one
     web = None
     # Own session: the terminal's Ctrl-C reaches only us, and we stop the server after the worker.
     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log_file, stderr=subprocess.STDOUT,
@@ -319,11 +354,13 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
         click.echo("ready")
         _configure_logging(json_logs, log_level)
         if web_sock is not None:
-            from closeloop.cli.serve import web_app
+            from closeloop.serving import build_web_app
 
-            web = WebServing(web_app(config), web_sock, log_level, config.web)
             shown = f"[{web_host}]" if ":" in web_host else web_host
-            click.echo(f"web app on http://{shown}:{web_port} (incident API and webhooks; GET /healthz)")
+            base = f"http://{'127.0.0.1' if web_host in ('0.0.0.0', '::') else shown}:{web_port}"
+            config, secrets = local_sign_in(config, base, stack)
+            web = WebServing(build_web_app(config, secrets=secrets), web_sock, log_level, config.web)
+            click.echo(f"web app on {base} (pages, incident API and webhooks; GET /healthz)")
         # SIGINT/SIGTERM stop the worker and the web app gracefully from the moment this line is printed.
         _run_worker(config, web, ready=f"worker running on task queue {config.temporal.task_queue}; Ctrl-C to stop",
                     update_schedules=update_schedules)
@@ -338,6 +375,7 @@ def dev(obj: Context, data_dir: str | None, port: int | None, ui_port: int | Non
             proc.kill()
             proc.wait()
         log_file.close()
+        stack.close()
         if web_sock is not None:
             web_sock.close()
         signal.signal(signal.SIGTERM, previous_term)

@@ -234,3 +234,24 @@ async def test_the_draft_form_errors_are_shown_next_to_their_fields(site: tuple[
     assert 'value="Add a canary"' in response.text  # what was typed is kept
     assert (await handle.query(PostmortemWorkflow.state)).drafts_submitted == 0
     _ = ActionItemSpec  # the editor builds these (closeloop.web.pages._draft_from_form)
+
+
+async def test_the_links_in_a_persons_messages_open_their_page_after_sign_in(site: tuple[App, LifespanClient]) -> None:
+    """What the worker puts in a message to alice (closeloop.links, signed with the same key) opens the page."""
+    from datetime import timedelta
+
+    from closeloop.links import LinkSigner, item_url, links
+
+    app, http = site
+    pid = "postmortem/api/INC-MSG"
+    signer = LinkSigner("test-session-secret", timedelta(days=7))
+    sent = links("https://closeloop.test", pid, f"{pid}/item-2", person="alice", signer=signer)
+    assert set(sent) == {"postmortem", "item"} and all("/go/" in url for url in sent.values())
+    response = await http.get(sent["item"].removeprefix("https://closeloop.test"), headers=as_("alice@example.com"))
+    assert response.status_code == 303
+    assert response.headers["location"] == (item_url("https://x", pid, f"{pid}/item-2") or "").removeprefix("https://x")
+    # without the key, the links are the pages' own addresses
+    plain = links("https://closeloop.test", pid, None, person="alice", signer=LinkSigner("", timedelta(days=7)))
+    assert plain == {"postmortem": f"https://closeloop.test/postmortems/{pid}"}
+    other = await http.get(sent["postmortem"].removeprefix("https://closeloop.test"), headers=as_("bob@example.com"))
+    assert other.status_code == 403
