@@ -14,6 +14,8 @@ from collections.abc import Mapping
 ENV_API_TOKENS = "CLOSELOOP_API_TOKENS"  # bearer tokens of /api/... (comma-separated)
 ENV_SESSION_SECRET = "CLOSELOOP_SESSION_SECRET"  # signs the web app's session cookies and the links in messages
 ENV_OIDC_CLIENT_SECRET = "CLOSELOOP_OIDC_CLIENT_SECRET"  # the web app's OpenID Connect client secret
+ENV_OPERATOR_TOKENS = "CLOSELOOP_OPERATOR_TOKENS"  # the web app's: operators' name:token pairs (the CLI's --as)
+ENV_OPERATOR_TOKEN = "CLOSELOOP_OPERATOR_TOKEN"  # the CLI's: its operator's token
 
 
 def _split(value: str | None) -> tuple[str, ...]:

@@ -12,14 +12,11 @@ from closeloop.cli._common import (
     DURATION,
     Context,
     bad_input,
-    connect,
     item_id,
     pass_ctx,
     postmortem_id,
     read_json,
-    run,
     validation_message,
-    workflow_errors,
 )
 
 DRAFT_FLAGS = {"by": "--as", "summary": "--summary", "impact": "--impact", "root_cause": "--root-cause",
@@ -27,15 +24,12 @@ DRAFT_FLAGS = {"by": "--as", "summary": "--summary", "impact": "--impact", "root
 
 
 def _update(obj: Context, kind: str, wid: str, ref: Any, arg: Any) -> None:
-    """Run the Update `ref` (a closeloop.contract.UpdateRef) and print its answer."""
-    config = obj.config()
+    """Run the Update `ref` (a closeloop.contract.UpdateRef) as the `--as` person, an operator's act: through
+    the web app's operator API (closeloop.cli.operator), which checks the credential and records it. Prints the
+    Update's answer."""
+    from closeloop.cli.operator import operator_update
 
-    async def go() -> Any:
-        closeloop = await connect(config)
-        with workflow_errors(kind, wid):
-            return await closeloop.update(ref, wid, arg)
-
-    click.echo(run(go()))
+    click.echo(operator_update(obj.config(), kind, wid, ref.name, arg))
 
 
 def _model(cls: Any, data: dict[str, Any], what: str, flags: dict[str, str] | None = None) -> Any:
@@ -47,7 +41,9 @@ def _model(cls: Any, data: dict[str, Any], what: str, flags: dict[str, str] | No
         raise bad_input(validation_message(e, what, flags)) from None
 
 
-AS_OPTION = click.option("--as", "who", metavar="PERSON", required=True, help="Who is acting (a person key).")
+AS_OPTION = click.option("--as", "who", metavar="PERSON", required=True,
+                         help="The person to act for (a person key): an operator's act, through the web app, with "
+                              "CLOSELOOP_OPERATOR_TOKEN; recorded in its audit log.")
 ITEM_ARGUMENT = click.argument("item_ref", metavar="ITEM_ID")
 
 
@@ -79,7 +75,8 @@ def _item(value: str) -> dict[str, Any]:
 
 @draft.command("submit")
 @click.argument("postmortem", metavar="ID")
-@click.option("--as", "who", metavar="PERSON", help="The owner submitting the draft (or \"by\" in --file).")
+@click.option("--as", "who", metavar="PERSON", help="The owner to submit the draft for (or \"by\" in --file): an "
+                                                    "operator's act, with CLOSELOOP_OPERATOR_TOKEN.")
 @click.option("--file", "file_", metavar="PATH", help="Draft JSON: summary, impact, root_cause, resolution, "
                                                       "lessons, action_items ('-' for stdin).")
 @click.option("--summary", help="What happened, for a reader who was not there.")

@@ -231,22 +231,36 @@ class _Terminated(Exception):
     pass
 
 
+def _secret_file(path: Path) -> str:
+    """The random secret kept in `path`, made on first use, readable by its owner only (created so)."""
+    import secrets as token_source
+
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as f:
+        f.write(token_source.token_urlsafe(32))
+    return path.read_text().strip()
+
+
 def local_sign_in(config: Any, base: str, stack: contextlib.ExitStack) -> tuple[Any, Any]:
     """The config and secrets the web app runs on. With no identity provider configured (`[web.auth]`, OIDC,
     no issuer), a local one (closeloop/standins/oidc.py) is started for this run: anyone of `[people]` signs in
     by their email, no password (it listens on 127.0.0.1 only, and only `closeloop dev` starts it). The session
-    key is kept in the data directory, so a restart keeps people signed in."""
+    key is kept in the data directory, so a restart keeps people signed in; so is an operator token for the CLI's
+    `--as` (`operator.token`, the owner's only), which this web app accepts as operator `dev`."""
     import secrets as token_source
 
-    from closeloop.secrets import ENV_OIDC_CLIENT_SECRET, ENV_SESSION_SECRET, Secrets
+    from closeloop.secrets import ENV_OIDC_CLIENT_SECRET, ENV_OPERATOR_TOKENS, ENV_SESSION_SECRET, Secrets
 
     env = dict(os.environ)
-    key_file = config.data_dir / "session.key"
+    key_file = Path(config.data_dir) / "session.key"
     if not env.get(ENV_SESSION_SECRET):
-        if not key_file.exists():
-            key_file.write_text(token_source.token_urlsafe(32))
-            key_file.chmod(0o600)
-        env[ENV_SESSION_SECRET] = key_file.read_text().strip()
+        env[ENV_SESSION_SECRET] = _secret_file(key_file)
+    # the CLI's --as is an operator's act: this run's web app accepts the token in the data directory
+    operators = [v for v in env.get(ENV_OPERATOR_TOKENS, "").split(",") if v.strip()]
+    env[ENV_OPERATOR_TOKENS] = ",".join([*operators, f"dev:{_secret_file(Path(config.data_dir) / 'operator.token')}"])
     auth = config.web.auth
     if auth.mode != "oidc" or auth.issuer:
         return config, Secrets(env)

@@ -59,6 +59,7 @@ from closeloop.timeline import NoteError, note_event
 from closeloop.web import actions, ticket_status
 from closeloop.web.deadlines import BodyDeadline
 from closeloop.web.intake import Intake
+from closeloop.web.operator import mount_operator
 from closeloop.web.pages import mount_pages
 from closeloop.web.requests import (
     API_SOURCE,
@@ -352,6 +353,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         return (await the_store()).insights
 
     mount_pages(app, config, secrets, client, the_views, the_insights)
+    mount_operator(app, config, secrets, client, the_views)
     app.add_middleware(SessionMiddleware, secret_key=session_secret(secrets), session_cookie=SESSION_COOKIE,
                        max_age=int(config.web.auth.session_lifetime.total_seconds()), same_site="lax",
                        https_only=config.web.auth.secure_cookies)

@@ -31,8 +31,6 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
-from temporalio.client import WorkflowUpdateFailedError
-from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError
 
 from closeloop import contract
@@ -55,7 +53,7 @@ from closeloop.models import (
 )
 from closeloop.readmodel import AuditEntry, DashboardFilter, Insights, LibraryFilter, WebViews
 from closeloop.secrets import Secrets
-from closeloop.web import action_links, charts
+from closeloop.web import action_links, charts, updates
 from closeloop.web.access import Viewer, team_of
 from closeloop.web.signin import (
     CSRF_FIELD,
@@ -71,7 +69,6 @@ from closeloop.web.signin import (
 log = structlog.get_logger("closeloop.web")
 
 HERE = Path(__file__).parent
-UPDATE_TIMEOUT = 20.0
 QUERY_TIMEOUT = 10.0
 MAX_FORM_BYTES = 256 * 1024
 MAX_TIMELINE_ROWS = 300
@@ -309,20 +306,8 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
 
     async def run_update(ref: Any, workflow_id: str, arg: Any) -> tuple[bool, str]:
         """(done, the workflow's answer or its refusal)."""
-        closeloop = await client()
-        try:
-            async with asyncio.timeout(UPDATE_TIMEOUT):
-                return True, str(await closeloop.update(ref, workflow_id, arg))
-        except WorkflowUpdateFailedError as e:
-            cause = e.cause
-            message = cause.message if isinstance(cause, ApplicationError) else str(cause or e)
-            return False, " ".join(message.split())[:500] or "the workflow refused it"
-        except RPCError as e:
-            if workflow_not_found(e):
-                return False, "this lifecycle has ended"
-            return False, "closeloop's workflow engine is unavailable; try again in a minute"
-        except TimeoutError:
-            return False, "closeloop is slow to answer: your action may still count; look again in a minute"
+        outcome = await updates.run_update(client, ref, workflow_id, arg)
+        return outcome.done, outcome.message
 
     def involved(state: PostmortemState) -> list[str]:
         return list(dict.fromkeys([state.owner, *state.plan.reviewers, *state.plan.attendees,

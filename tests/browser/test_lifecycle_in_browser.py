@@ -13,15 +13,12 @@ Screenshots of each page go to tests/artifacts/screenshots/<test>/ (tests/browse
 
 from __future__ import annotations
 
-import asyncio
-import socket
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest_asyncio
-import uvicorn
 from playwright.async_api import BrowserContext, Page, expect
 from temporalio.testing import WorkflowEnvironment
 
@@ -31,6 +28,7 @@ from closeloop.standins.oidc import ClientReg, OidcProvider
 from closeloop.web.app import create_app
 from tests.browser.conftest import NewContext, Shot
 from tests.closeloop.web.conftest import ALL_SECRETS
+from tests.serving import free_port, serving
 from tests.temporal_env import App, incident, running_app
 
 CLIENT_SECRET = "browser-test-client-secret"
@@ -52,12 +50,6 @@ owner = "bob"
 owner = "frank"
 reviewers = ["grace"]
 """
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Site:
@@ -90,18 +82,8 @@ async def site(time_env: WorkflowEnvironment, tmp_path: Path) -> AsyncIterator[S
             env = {**ALL_SECRETS._env, "CLOSELOOP_OIDC_CLIENT_SECRET": CLIENT_SECRET,  # noqa: SLF001
                    "CLOSELOOP_SESSION_SECRET": "browser-test-session-secret"}
             web_app = create_app(app.config, client_factory, secrets=Secrets(env), store=app.store)
-            server = uvicorn.Server(uvicorn.Config(web_app, host="127.0.0.1", port=port, log_level="warning",
-                                                   lifespan="on"))
-            task = asyncio.create_task(server.serve())
-            for _ in range(200):
-                if server.started:
-                    break
-                await asyncio.sleep(0.02)
-            try:
+            async with serving(web_app, port):
                 yield Site(app, base, idp)
-            finally:
-                server.should_exit = True
-                await task
 
 
 async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewContext, shot: Shot,

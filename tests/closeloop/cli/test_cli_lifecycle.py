@@ -8,10 +8,14 @@ import json
 import os
 import sys
 import uuid
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from closeloop.secrets import Secrets
+from closeloop.web.app import create_app
+from tests.serving import serving
 from tests.temporal_env import App
 
 
@@ -25,8 +29,22 @@ class Run:
         return json.loads(self.out)
 
 
+OPERATOR_TOKEN = "cli-test-operator-token-0123456789"
+
+
+@asynccontextmanager
+async def web_for(app: App) -> AsyncIterator[str]:
+    """The web app the CLI's --as goes through, with one operator credential (`ci`)."""
+    async def client_factory() -> Any:
+        return app.client
+
+    secrets = Secrets({"CLOSELOOP_OPERATOR_TOKENS": f"ci:{OPERATOR_TOKEN}"})
+    async with serving(create_app(app.config, client_factory, secrets=secrets, store=app.store)) as url:
+        yield url
+
+
 class Cli:
-    def __init__(self, app: App, cwd: str) -> None:
+    def __init__(self, app: App, cwd: str, web_url: str = "http://127.0.0.1:9") -> None:
         self.cwd = cwd
         self.env = {
             **{k: v for k, v in os.environ.items() if not k.startswith("CLOSELOOP_")},
@@ -34,7 +52,13 @@ class Cli:
             "CLOSELOOP_TEMPORAL_ADDRESS": app.client.service_client.config.target_host,
             "CLOSELOOP_TASK_QUEUE": app.task_queue,
             "CLOSELOOP_DB_URL": app.config.db_url,
+            "CLOSELOOP_URL": web_url,
+            "CLOSELOOP_OPERATOR_TOKEN": OPERATOR_TOKEN,
         }
+
+    def with_env(self, env: dict[str, str]) -> Cli:
+        self.env = {**self.env, **env}
+        return self
 
     async def __call__(self, *args: str, ok: bool = True) -> Run:
         # Async subprocess: the worker runs on this event loop and must keep running meanwhile.
@@ -67,7 +91,11 @@ def one_line(run: Run) -> str:
 
 
 async def test_cli_drives_a_lifecycle(app: App, tmp_path: Any) -> None:
-    cli = Cli(app, str(tmp_path))
+    async with web_for(app) as url:
+        await drive_a_lifecycle(app, Cli(app, str(tmp_path), url), tmp_path)
+
+
+async def drive_a_lifecycle(app: App, cli: Cli, tmp_path: Any) -> None:
     ext = f"INC-{uuid.uuid4().hex[:6]}"
     short = f"api/{ext}"
     wid = f"postmortem/api/{ext}"
@@ -123,6 +151,20 @@ async def test_cli_drives_a_lifecycle(app: App, tmp_path: Any) -> None:
     # the item is done now: completing it again is rejected with the validator's reason
     again = await cli("item", "complete", f"{short}/item-1", "--as", "bob", ok=False)
     assert again.code == 1 and one_line(again).startswith("closeloop: rejected: the item is not open")
+
+    # every --as went through the web app's operator API: recorded as the operator's acts, refusals too
+    audit = [(a.person, a.action, a.via, a.outcome.split(":")[0]) for a in reversed(app.store.views.audit(wid))]
+    assert audit == [("bob", "operator.submit_draft", "operator:ci", "refused"),
+                     ("alice", "operator.submit_draft", "operator:ci", "ok"),
+                     ("bob", "operator.review", "operator:ci", "ok"),
+                     ("bob", "operator.review", "operator:ci", "refused"),
+                     ("erin", "operator.review", "operator:ci", "ok")]
+    # without the operator credential, --as is refused before anything runs; with a wrong one, by the web app
+    for env in ({"CLOSELOOP_OPERATOR_TOKEN": ""}, {"CLOSELOOP_OPERATOR_TOKEN": "not-the-operator-token-xyz"}):
+        denied = await Cli(app, str(tmp_path), cli.env["CLOSELOOP_URL"]).with_env(env)(
+            "item", "complete", f"{short}/item-1", "--as", "bob", ok=False)
+        assert denied.code == 2 and ("operator" in one_line(denied)), denied
+    assert len(app.store.views.audit(f"{wid}/item-1")) == 1  # the one refused "again" above, nothing more
 
     outbox = (await cli("notifications", short, "--json")).json()
     kinds = {(n["kind"], n["recipient"]) for n in outbox}
