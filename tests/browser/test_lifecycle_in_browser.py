@@ -52,6 +52,32 @@ reviewers = ["grace"]
 """
 
 
+UNLABELLED = """() => [...document.querySelectorAll('input, select, textarea, button')]
+    .filter(el => el.type !== 'hidden')
+    .filter(el => !(el.labels && el.labels.length) && !el.getAttribute('aria-label')
+                  && !(el.tagName === 'BUTTON' && el.textContent.trim()))
+    .map(el => el.outerHTML.slice(0, 120))"""
+
+
+async def assert_accessible(page: Page) -> None:
+    """Every control has a label (or is a button with text), and the page has one h1 and a main landmark."""
+    assert await page.evaluate(UNLABELLED) == []
+    await expect(page.get_by_role("main")).to_have_count(1)
+    await expect(page.locator("h1")).to_have_count(1)
+
+
+async def keyboard_to(page: Page, name: str, presses: int = 80) -> None:
+    """Tab from the top of the page until the control named `name` has the focus."""
+    await page.locator("body").focus()
+    for _ in range(presses):
+        await page.keyboard.press("Tab")
+        focused = await page.evaluate("() => (document.activeElement.innerText || "
+                                      "document.activeElement.getAttribute('aria-label') || '').trim()")
+        if focused == name:
+            return
+    raise AssertionError(f"{name!r} cannot be reached with the Tab key")
+
+
 class Site:
     def __init__(self, app: App, base: str, idp: OidcProvider) -> None:
         self.app, self.base, self.idp = app, base, idp
@@ -114,6 +140,7 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     assert session["value"] != before and session["httpOnly"] and session["sameSite"] == "Lax"
     await expect(probe.get_by_role("heading", name="My work")).to_be_visible()
     await expect(probe.get_by_role("link", name="Checkout returns 500s")).to_be_visible()
+    await assert_accessible(probe)
     await shot(probe, "1-alice-my-work")
 
     # the editor: autosave keeps what she typed across a reload
@@ -133,6 +160,7 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     await page.get_by_label("Owner").first.select_option("erin")
     await page.get_by_label("Priority").first.select_option("P2")
     await page.get_by_label("Done when").first.fill("A config with an invalid pool size fails CI")
+    await assert_accessible(page)
     await shot(page, "2-alice-editor")
     await page.get_by_role("button", name="Submit for review").click()
     await page.wait_for_url(f"{pm}?done=*")
@@ -162,7 +190,8 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     await bob.wait_for_url(f"{pm}?done=*")
     erin_ctx = await new_context()
     erin = await site.sign_in(erin_ctx, "erin@example.com", f"/postmortems/{main.id}")
-    await erin.get_by_role("button", name="Approve").click()
+    await keyboard_to(erin, "Approve")  # erin approves with the keyboard alone
+    await erin.keyboard.press("Enter")
     await erin.wait_for_url(f"{pm}?done=*")
     state = await app.wait_for(main, lambda s: s.stage == Stage.following_up and s.items
                                and all(i.ticket_key for i in s.items))
@@ -171,6 +200,7 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     assert state.draft.contributing_factors == "CI validated the syntax of the config, not its values."
     assert state.items[0].done_when == "A config with an invalid pool size fails CI"
     await erin.reload()
+    await assert_accessible(erin)
     await shot(erin, "3-postmortem-page")
 
     # 5. erin marks her item done; after the effectiveness delay she says it worked
@@ -195,6 +225,7 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     stalled_table = carol.locator("#stalled")
     await expect(stalled_table.get_by_role("link", name="Search times out")).to_be_visible()
     await expect(carol.get_by_text("Payments declined")).to_have_count(0)
+    await assert_accessible(carol)
     await shot(carol, "4-carol-dashboard")
     await carol.goto(f"{site.base}/postmortems/{other.id}")
     await expect(carol.get_by_role("alert")).to_contain_text("not yours")
@@ -209,10 +240,12 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     await page.get_by_role("button", name="Search").click()
     await expect(page.locator("#library-count")).to_contain_text("1 postmortem matching")
     await expect(page.get_by_role("link", name="Checkout returns 500s")).to_be_visible()
+    await assert_accessible(page)
     await shot(page, "6-library-search")
     await carol.goto(f"{site.base}/metrics")
     await expect(carol.get_by_role("heading", name="Postmortems published on time, by severity")).to_be_visible()
     await expect(carol.locator("#items-on-time")).to_have_text("100%")
     months = carol.locator("#months tbody tr").first
     await expect(months).to_contain_text("1")
+    await assert_accessible(carol)
     await shot(carol, "7-carol-metrics")
