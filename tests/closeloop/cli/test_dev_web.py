@@ -74,6 +74,7 @@ def test_the_app_warns_once_per_unset_secret_and_never_shows_one(tmp_path: Path,
     monkeypatch.setenv("CLOSELOOP_JIRA_WEBHOOK_SECRET", "jira-hook-secret-value")
     monkeypatch.setenv("CLOSELOOP_GITHUB_WEBHOOK_SECRET", "gh-hook-secret-value")
     monkeypatch.setenv("CLOSELOOP_SLACK_SIGNING_SECRET", "slack-signing-secret-value")  # Slack's buttons, likewise
+    monkeypatch.setenv("CLOSELOOP_SESSION_SECRET", "session-key-secret-value")  # the pages' sessions, likewise
     with capture_logs() as logs:
         app = web_app(make_config(tmp_path))
     events = sorted((entry["event"], entry.get("webhook", "")) for entry in logs)
@@ -81,5 +82,5 @@ def test_the_app_warns_once_per_unset_secret_and_never_shows_one(tmp_path: Path,
                       ("webhook_secret_unset", "/webhooks/opsgenie")]
     assert not any(secret in repr(e) for e in logs
                    for secret in ("pd-very-secret-value", "also-secret", "jira-hook-secret-value",
-                                  "gh-hook-secret-value", "slack-signing-secret-value"))
+                                  "gh-hook-secret-value", "slack-signing-secret-value", "session-key-secret-value"))
     assert {route.path for route in app.routes} >= {"/healthz", "/webhooks/pagerduty", "/api/incidents"}
