@@ -152,9 +152,14 @@ class StoreInsights:
     # ------------------------------------------------------------------ the numbers
 
     def metrics(self, owners: list[str] | None, now: datetime, months: int = 12) -> Metrics:
-        since = (now - timedelta(days=31 * months)).replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-        month_keys = sorted({_month(since + timedelta(days=d)) for d in range(0, (now - since).days + 1)})
-        pm_scope: list[Any] = [P.published_at.is_not(None)]
+        now = now.astimezone(UTC)
+        year, mon = now.year, now.month
+        month_keys: list[str] = []
+        for _ in range(months):  # this month and the months before it, oldest first
+            month_keys.insert(0, f"{year:04d}-{mon:02d}")
+            year, mon = (year - 1, 12) if mon == 1 else (year, mon - 1)
+        start = datetime.strptime(month_keys[0], "%Y-%m").replace(tzinfo=UTC)  # the window: whole months
+        pm_scope: list[Any] = [P.published_at.is_not(None), P.published_at >= start]
         item_scope: list[Any] = []
         if owners is not None:
             pm_scope.append(P.owner.in_(owners))
@@ -164,7 +169,8 @@ class StoreInsights:
                                   .join(I, I.id == P.incident_id).where(and_(*pm_scope))).all()
             done = s.execute(select(A.completed_at, A.due_at, A.kind, A.verdict, A.recurrences, P.incident_id)
                              .join(P, P.id == A.postmortem_id)
-                             .where(and_(A.status == "done", A.completed_at.is_not(None), *item_scope))).all()
+                             .where(and_(A.status == "done", A.completed_at.is_not(None), A.completed_at >= start,
+                                         *item_scope))).all()
             services = self._services(s, list({r.incident_id for r in done}))
             ageing = self._ageing(s, item_scope, now)
         by_severity: dict[str, Share] = defaultdict(Share)

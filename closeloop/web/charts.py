@@ -20,7 +20,7 @@ def bars(title: str, rows: Sequence[tuple[str, float | None, str]], *, maximum: 
     row_h, gap = 22, 6
     height = max(1, len(rows)) * (row_h + gap) + gap
     top = maximum if maximum is not None else max((v for _, v, _ in rows if v is not None), default=0) or 1
-    track = width - label_width - 110
+    track = width - label_width - 200
     parts = [f'<svg class="chart" role="img" viewBox="0 0 {width} {height}" width="100%" '
              f'preserveAspectRatio="xMinYMin meet"><title>{escape(title)}</title>']
     for n, (label, value, shown) in enumerate(rows):

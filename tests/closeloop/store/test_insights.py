@@ -83,7 +83,11 @@ def test_metrics_count_on_time_publication_completion_and_effectiveness(store: S
     item(store, late, 1, due=NOW - timedelta(days=40))  # open, overdue 40 days
     item(store, other, 1, kind="detect", due=NOW - timedelta(days=3), completed=NOW - timedelta(days=4),
          verdict=Verdict.effective)
+    old = lifecycle(store, "M-OLD", "old", severity="SEV1", resolved=NOW - timedelta(days=420),
+                    published=NOW - timedelta(days=410))  # before the twelve months: not counted
+    item(store, old, 1, due=NOW - timedelta(days=400), completed=NOW - timedelta(days=405), verdict=Verdict.effective)
     m = store.insights.metrics(["alice", "erin"], NOW)
+    assert [mo.month for mo in m.months][0] == "2025-12" and m.months[-1].month == "2026-11" and len(m.months) == 12
     assert {k: (v.on_time, v.total) for k, v in m.published_by_severity.items()} == {"SEV1": (1, 2), "SEV2": (1, 1)}
     # published 4 and 15 days after resolution (SEV1), 3 days (SEV2)
     assert m.hours_to_publish_by_severity == {"SEV1": 228.0, "SEV2": 72.0}
