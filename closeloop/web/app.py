@@ -21,6 +21,7 @@ error is a JSON `{"error": ...}`; never a traceback. A client that leaves mid-re
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -46,6 +47,7 @@ from closeloop.contract import postmortem_workflow_id
 from closeloop.db_errors import db_reason, unreachable_database
 from closeloop.forwarder import Forwarder
 from closeloop.integrations.base import (
+    ActionRefused,
     IncidentWebhook,
     InteractionWebhook,
     StatusChange,
@@ -53,7 +55,7 @@ from closeloop.integrations.base import (
     Webhook,
 )
 from closeloop.models import Incident, TimelineEvent
-from closeloop.readmodel import Insights, WebViews
+from closeloop.readmodel import AuditEntry, Insights, WebViews
 from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import actions, ticket_status
@@ -241,8 +243,25 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         return await asyncio.to_thread(inbox.entry, source, external_id) is not None
 
     async def act(person: str, action: str, value: str, note: str) -> str:
-        """A message button's Update, as `person` (closeloop.web.actions)."""
-        return await actions.act(client, person, action, value, note)
+        """A message button's Update, as `person` (closeloop.web.actions), recorded in the audit log, done or
+        refused (via the chat tool: its signed request is where it came from)."""
+        outcome = "ok"
+        try:
+            return await actions.act(client, person, action, value, note)
+        except ActionRefused as e:
+            outcome = f"refused: {e}"
+            raise
+        finally:
+            target = value[:400]
+            with contextlib.suppress(Exception):
+                kind_target = actions.target(action, value)[1]
+                target = kind_target
+            entry = AuditEntry(at=datetime.now(UTC), person=person, action=f"button.{action[:40]}", target=target,
+                               via="chat-button", outcome=outcome[:500])
+            try:
+                await asyncio.to_thread((await the_store()).views.record_audit, entry)
+            except Exception as e:  # noqa: BLE001 - the log keeps the record then
+                log.error("audit_write_failed", person=person, action=action, error=type(e).__name__)
 
     context = _Context(limit, secrets, start, add_timeline, on_ticket_status, act)
 

@@ -245,6 +245,18 @@ async def test_reviewers_and_owners_act_from_slack(time_env: WorkflowEnvironment
         await nothing_recorded_since(app, item, before)
         assert slack.requests["POST /chat.update"] == 4
 
+        # every press is in the audit log, as whose it was, done or refused
+        pressed = [(a.person, a.action, a.outcome.split(":")[0], a.via)
+                   for a in reversed(app.store.views.audit(handle.id))]
+        assert pressed == [("bob", "button.request_changes", "ok", "chat-button"),
+                           ("bob", "button.approve", "ok", "chat-button"),
+                           ("bob", "button.approve", "refused", "chat-button"),
+                           ("carol", "button.approve", "refused", "chat-button"),
+                           ("erin", "button.approve", "ok", "chat-button")]
+        assert [(a.person, a.action, a.outcome.split(":")[0]) for a in
+                reversed(app.store.views.audit(state.items[0].id))] == [("erin", "button.item_done", "ok"),
+                                                                        ("erin", "button.item_done", "refused")]
+
 
 # --------------------------------------------------------------------------- what is refused
 
