@@ -249,3 +249,38 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     await expect(months).to_contain_text("1")
     await assert_accessible(carol)
     await shot(carol, "7-carol-metrics")
+
+
+XSS = '<img src=x onerror="alert(1)"><script>alert(2)</script>'
+
+
+async def test_what_people_type_never_runs_in_the_browser(site: Site, new_context: NewContext, shot: Shot) -> None:
+    """Script in every field (the incident's title and services from a webhook, every field of the editor)
+    shows as the text it is: no dialog opens, no element is injected, on any page that shows it."""
+    app = site.app
+    handle = await app.resolve(incident("INC-XSS", title=f"Checkout {XSS}", services=["checkout", XSS[:60]]))
+    await app.wait_stage(handle, Stage.drafting)
+    context = await new_context()
+    dialogs: list[str] = []
+    context.on("dialog", lambda d: (dialogs.append(d.message), d.dismiss()))
+    page = await site.sign_in(context, "alice@example.com", f"/postmortems/{handle.id}/draft")
+    for label in ("What happened", "Users affected", "Root cause", "Contributing factors", "Resolution",
+                  "Recovery", "What went well", "What went badly", "Where we got lucky", "More about the impact"):
+        await page.get_by_label(label, exact=True).fill(f"{label}: {XSS}")
+    await page.get_by_label("What happened, event 1").fill(XSS)
+    await page.get_by_label("Time of event 1").fill("2026-11-30T10:00")
+    await page.get_by_label("Item 1: what will change").fill(f"Fix {XSS}")
+    await page.get_by_label("Owner").first.select_option("erin")
+    await page.get_by_label("Done when").first.fill(XSS)
+    await page.get_by_role("button", name="Submit for review").click()
+    await page.wait_for_url(f"{site.base}/postmortems/{handle.id}?done=*")
+    await app.wait_stage(handle, Stage.in_review)
+    for path in (f"/postmortems/{handle.id}", f"/postmortems/{handle.id}/draft", "/my", "/dashboard",
+                 "/library?q=checkout"):
+        await page.goto(site.base + path)
+        assert await page.locator("img[src=x], main script").count() == 0, path
+    await page.goto(f"{site.base}/postmortems/{handle.id}")
+    await expect(page.get_by_role("heading", level=1)).to_have_text(f"Checkout {XSS}")
+    await expect(page.get_by_text(f"What happened: {XSS}")).to_be_visible()
+    await shot(page, "xss-rendered-as-text")
+    assert dialogs == []
