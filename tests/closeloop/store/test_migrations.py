@@ -9,7 +9,7 @@ from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
 from closeloop.store.database import MIGRATIONS, make_engine, upgrade
-from closeloop.store.insights import FTS_TABLE, PG_SEARCH_INDEX
+from closeloop.store.insights import FTS_TABLE, PG_SEARCH_COLUMN, PG_SEARCH_INDEX
 from closeloop.store.tables import Base
 
 
@@ -23,8 +23,10 @@ def alembic_config(url: str) -> Config:
 
 def _modelled(name: str | None, kind: str, _parent: object) -> bool:
     """What the tables describe; the search structures are the database's own (migration 0007: an FTS5 table
-    and its shadow tables on SQLite, an expression index on PostgreSQL)."""
+    and its shadow tables on SQLite; 0008: a stored tsvector column and its GIN index on PostgreSQL)."""
     if kind == "table" and name and name.startswith(FTS_TABLE):
+        return False
+    if kind == "column" and name == PG_SEARCH_COLUMN:
         return False
     return not (kind == "index" and name == PG_SEARCH_INDEX)
 
