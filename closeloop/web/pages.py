@@ -73,6 +73,7 @@ QUERY_TIMEOUT = 10.0
 MAX_FORM_BYTES = 256 * 1024
 MAX_TIMELINE_ROWS = 300
 MAX_ITEMS = 50
+DASHBOARD_ROWS = 100  # the most overdue of each list; the counts cover them all (bench/web_pages.py)
 DRAFT_TEXT_FIELDS = ("summary", "impact", "impact_users", "impact_duration", "impact_money", "impact_customers",
                      "root_cause", "contributing_factors", "resolution", "recovery", "went_well", "went_badly",
                      "lucky")
@@ -358,7 +359,8 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
         if group not in ("team", "manager", "owner", "service", "severity"):
             group = "team"
         store = await views()
-        filters = DashboardFilter(owners=who.scope(), service=service[:200] or None, severity=severity[:32] or None)
+        filters = DashboardFilter(owners=who.scope(), service=service[:200] or None, severity=severity[:32] or None,
+                                  limit=DASHBOARD_ROWS)
         board = await asyncio.to_thread(store.dashboard, filters, datetime.now(UTC))
         directory = people()
         grouped: dict[str, list[int]] = {}
