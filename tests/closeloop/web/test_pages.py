@@ -255,3 +255,25 @@ async def test_the_links_in_a_persons_messages_open_their_page_after_sign_in(sit
     assert plain == {"postmortem": f"https://closeloop.test/postmortems/{pid}"}
     other = await http.get(sent["postmortem"].removeprefix("https://closeloop.test"), headers=as_("bob@example.com"))
     assert other.status_code == 403
+
+
+async def test_the_editor_starts_from_the_collected_timeline(site: tuple[App, LifespanClient]) -> None:
+    from datetime import UTC, datetime
+
+    app, http = site
+    t0 = datetime(2026, 11, 30, 9, 0, tzinfo=UTC)
+    handle = await app.resolve(incident("INC-TL", started_at=t0, detected_at=t0.replace(minute=4),
+                                        mitigated_at=t0.replace(minute=31), resolved_at=t0.replace(minute=40)))
+    state = await app.wait_for(handle, lambda s: s.stage == Stage.drafting and len(s.timeline) >= 3)
+    page = (await http.get(f"{pm_path(handle.id)}/draft", headers=as_("alice@example.com"))).text
+    collected = sorted(state.timeline, key=lambda e: e.at)
+    for n, event in enumerate(collected):
+        assert f'name="tl_{n}_at" type="datetime-local" value="{event.at:%Y-%m-%dT%H:%M}"' in page
+        assert f'name="tl_{n}_kind" value="{event.kind}"' in page
+    # submitted as it is, the edited timeline is the collected one, and the document's
+    token = await csrf_of(http, f"{pm_path(handle.id)}/draft", "alice@example.com")
+    form = dict(re.findall(r'name="(tl_\d+_(?:at|kind|text))"[^>]*value="([^"]*)"', page))
+    assert (await http.post(f"{pm_path(handle.id)}/draft", headers=as_("alice@example.com"),
+                            data={**form, "csrf_token": token, "summary": "Checkout failed."})).status_code == 303
+    state = await app.wait_stage(handle, Stage.in_review)
+    assert [(e.at, e.kind) for e in state.draft.timeline] == [(e.at, e.kind) for e in collected]
