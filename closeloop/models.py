@@ -13,7 +13,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationInf
 
 from closeloop.durations import Duration
 from closeloop.ids import check_external_id, check_source, postmortem_workflow_id
-from closeloop.policy import Policy
+from closeloop.policy import Policy, QualityCheck
 
 
 class Model(BaseModel):
@@ -221,6 +221,17 @@ class DraftSubmission(Model):
     lucky: CleanText = ""
     timeline: list[TimelineEvent] = Field(default_factory=list, description="the author's edited timeline; "
                                                                             "empty: the collected one")
+
+
+class Finding(Model):
+    """One thing closeloop.quality found in a draft: an action item that is not specific, measurable, assignable,
+    realistic or time-bound, or blame language in the report (a hint, never blocking)."""
+
+    check: QualityCheck
+    where: str = Field(description='e.g. "action item 2", "root cause", "timeline entry 4"')
+    message: str
+    suggestion: str = ""
+    blocks: bool = Field(default=False, description="the policy's quality.block names this check")
 
 
 class ExtensionRequest(Model):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -16,6 +16,29 @@ DEFAULT_ITEM_DUE = {
     "P3": timedelta(days=90),
     "P4": timedelta(days=180),
 }
+
+
+# The action-item checks of closeloop.quality (blameless hints are separate: they never block).
+ITEM_CHECKS = ("specific", "measurable", "assignable", "realistic", "time_bound")
+QualityCheck = Literal["specific", "measurable", "assignable", "realistic", "time_bound", "blameless"]
+# Wishes rather than changes. Matched on whole words of an action item's title, case, punctuation and simple word
+# endings aside ("Improving the monitoring" matches "improve monitoring"); "..." stands for any words in between.
+DEFAULT_VAGUE_PHRASES = (
+    "improve communication", "better communication", "communicate better", "communicate more",
+    "be more careful", "be careful", "more careful", "pay more attention", "pay attention",
+    "be more vigilant", "be vigilant", "be more proactive", "double check",
+    "monitor better", "better monitoring", "improve monitoring", "more monitoring",
+    "better alerting", "improve alerting", "better alerts", "more alerts",
+    "add more tests", "more tests", "more testing", "better testing", "improve testing", "test more",
+    "increase test coverage",
+    "increase awareness", "raise awareness",
+    "improve documentation", "better documentation", "improve docs", "better docs", "update documentation",
+    "update docs",
+    "improve process", "improve processes", "improve reliability", "improve stability", "improve resilience",
+    "improve performance",
+    "look into", "investigate further", "further investigation", "dig deeper", "consider", "try to",
+    "think about", "ensure that ... is better", "fix the issue", "fix the bug", "fix it", "follow up",
+)
 
 
 class _Strict(BaseModel):
@@ -48,6 +71,45 @@ class EscalationStep(_Strict):
     notify: str = Field(description="owner, manager, skip_level, or a person key from the directory")
 
 
+class QualityPolicy(_Strict):
+    """`[policy.quality]`: how closeloop.quality judges a draft's action items. Every field has a default, so a
+    policy recorded before these existed (a running lifecycle's state) loads as the defaults."""
+
+    vague_phrases: list[str] = Field(
+        default_factory=lambda: list(DEFAULT_VAGUE_PHRASES),
+        description="the vague wishes the `specific` check flags; a config's list replaces the defaults (as every "
+                    "list of a policy does), so the list a lifecycle resolved stays the one it checks with")
+    block: list[str] = Field(
+        default_factory=lambda: ["measurable", "assignable", "time_bound"],
+        description="the checks whose findings block a submission; the others warn. Blameless hints never block")
+    team_owners: bool = Field(default=False, description="a team alias may own an action item (else only a person)")
+
+    @field_validator("vague_phrases")
+    @classmethod
+    def _phrases(cls, v: list[str]) -> list[str]:
+        out: dict[str, None] = {}
+        for phrase in v:
+            text = " ".join(phrase.split())
+            if not any(c.isalnum() for c in text):
+                raise ValueError(f"{phrase!r} has no words")
+            if len(text) > 200:
+                raise ValueError(f"{phrase[:40]!r}... is longer than 200 characters")
+            out[text] = None
+        if len(out) > 500:
+            raise ValueError("at most 500 phrases")
+        return list(out)
+
+    @field_validator("block")
+    @classmethod
+    def _block(cls, v: list[str]) -> list[str]:
+        if "blameless" in v:
+            raise ValueError("blameless hints never block (they are suggestions for the author)")
+        unknown = [c for c in v if c not in ITEM_CHECKS]
+        if unknown:
+            raise ValueError(f"the checks are {', '.join(ITEM_CHECKS)}, not {unknown}")
+        return list(dict.fromkeys(v))
+
+
 class Policy(_Strict):
     postmortem_required: bool = True
     meeting: MeetingPolicy = Field(default_factory=MeetingPolicy)
@@ -75,6 +137,7 @@ class Policy(_Strict):
     verdict_timeout: Duration = timedelta(days=7)
     tracker: str = "local"
     timeline_sources: list[str] = Field(default_factory=lambda: ["incident", "notes"])
+    quality: QualityPolicy = Field(default_factory=QualityPolicy, description="action-item quality checks")
 
     @field_validator("reminder_every")
     @classmethod
