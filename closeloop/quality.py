@@ -263,8 +263,13 @@ def _check_item(item: ActionItemSpec, where: str, policy: Policy, phrases: _Phra
     title = item.title.strip()
     vague = _vague(title, phrases)
     if vague is not None:
-        why = f'"{vague}" is a wish, not a change' if vague != title else "says too little to act on"
-        add("specific", where, f'"{title}" {why}',
+        if vague.lower() == title.lower().rstrip(".!"):
+            why = f'"{title}" is a wish, not a change'
+        elif vague != title:
+            why = f'"{title}": "{vague}" is a wish, not a change'
+        else:
+            why = f'"{title}" says too little to act on'
+        add("specific", where, why,
             f"name the change and where it goes, e.g. {_CONCRETE[item.kind]}")
 
     done_when = " ".join(item.done_when.split()).lower().rstrip(".!")

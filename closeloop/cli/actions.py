@@ -64,10 +64,11 @@ def draft() -> None:
 
 def _item(value: str) -> dict[str, Any]:
     parts = [p.strip() for p in value.split("|")]
-    if len(parts) < 2 or len(parts) > 5 or not parts[0] or not parts[1]:
-        raise bad_input(f"bad --item {value!r}: use \"TITLE|OWNER[|P1-P4[|prevent|detect|mitigate|process[|DUE]]]\"")
+    if len(parts) < 2 or len(parts) > 6 or not parts[0] or not parts[1]:
+        raise bad_input(f"bad --item {value!r}: use \"TITLE|OWNER[|P1-P4[|prevent|detect|mitigate|process[|DUE"
+                        "[|DONE WHEN]]]]\"")
     spec: dict[str, Any] = {"title": parts[0], "owner": parts[1]}
-    for key, part in zip(("priority", "kind", "due_in"), parts[2:], strict=False):
+    for key, part in zip(("priority", "kind", "due_in", "done_when"), parts[2:], strict=False):
         if part:
             spec[key] = part
     return spec
@@ -86,7 +87,7 @@ def _item(value: str) -> dict[str, Any]:
 @click.option("--lessons", help="What went well, what did not, where we got lucky.")
 @click.option("--item", "items", multiple=True, metavar="'TITLE|OWNER|P1|prevent'",
               help="An action item (repeatable): title|owner[|priority P1-P4[|kind prevent/detect/mitigate/process"
-                   "[|due e.g. 14d]]].")
+                   "[|due e.g. 14d[|done when: how anyone can tell it is done]]]].")
 @pass_ctx
 def draft_submit(obj: Context, /, postmortem: str, who: str | None, file_: str | None, items: tuple[str, ...],
                  **fields: Any) -> None:

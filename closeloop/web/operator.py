@@ -24,7 +24,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 from pydantic import ValidationError
 
-from closeloop import contract
+from closeloop import contract, quality
 from closeloop.client import Closeloop
 from closeloop.config import Config
 from closeloop.ids import BadId, parse_item_id, parse_postmortem_id
@@ -33,7 +33,7 @@ from closeloop.secrets import ENV_OPERATOR_TOKENS, Secrets
 from closeloop.validation import first_problem
 from closeloop.web.requests import Reject, error_response, json_object, read_body
 from closeloop.web.signin import client_address
-from closeloop.web.updates import run_update
+from closeloop.web.updates import Outcome, run_update
 
 log = structlog.get_logger("closeloop.web")
 
@@ -80,6 +80,24 @@ def _person(arg: Any) -> str:
     return str(getattr(arg, "reviewer", None) or getattr(arg, "by", ""))
 
 
+async def quality_gate(client: Callable[[], Awaitable[Closeloop]], config: Config, workflow_id: str,
+                       draft: Any) -> None:
+    """The lifecycle's policy's blocking quality checks (closeloop.quality), as the web editor applies them:
+    Reject(422) naming the first finding and how many more."""
+    try:
+        state = await (await client()).query(contract.POSTMORTEM_STATE, workflow_id)
+    except Exception:  # noqa: BLE001 - no state to judge by: the Update itself answers (404, 409, 503)
+        return
+    if state is None:
+        return
+    blocking = [f for f in quality.check_items(draft, state.plan.policy, set(config.people_directory()))
+                if f.blocks]
+    if blocking:
+        first = blocking[0]
+        more = f" (and {len(blocking) - 1} more)" if len(blocking) > 1 else ""
+        raise Reject(422, f"the policy's quality checks: {first.where}: {first.message}; {first.suggestion}{more}")
+
+
 def mount_operator(app: FastAPI, config: Config, secrets: Secrets, client: Callable[[], Awaitable[Closeloop]],
                    views: Callable[[], Awaitable[WebViews]]) -> None:
     tokens = operator_tokens(secrets.values(ENV_OPERATOR_TOKENS))
@@ -108,7 +126,13 @@ def mount_operator(app: FastAPI, config: Config, secrets: Secrets, client: Calla
         except ValidationError as e:
             raise Reject(422, first_problem(e).line(prefix=f"invalid {name} input: ")) from None
         person = _person(arg)
-        outcome = await run_update(client, ref, workflow_id, arg)
+        try:
+            if ref is contract.SUBMIT_DRAFT:
+                await quality_gate(client, config, workflow_id, arg)
+        except Reject as e:
+            outcome = Outcome(False, e.message, e.status)
+        else:
+            outcome = await run_update(client, ref, workflow_id, arg)
         entry = AuditEntry(at=datetime.now(UTC), person=person, action=f"operator.{name}", target=workflow_id,
                            via=f"operator:{operator}", address=client_address(request, config.web.auth),
                            outcome="ok" if outcome.done else f"refused: {outcome.message}"[:500],

@@ -33,7 +33,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 from pydantic import ValidationError
 from temporalio.service import RPCError
 
-from closeloop import contract
+from closeloop import contract, quality
 from closeloop.client import Closeloop, workflow_not_found
 from closeloop.config import Config
 from closeloop.ids import BadId, parse_item_id, parse_postmortem_id, postmortem_of_item
@@ -440,7 +440,13 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
             rounds.setdefault(review.round, []).append(review)
         my_vote_due = (state.stage.value == "in_review" and who.key in state.plan.reviewers
                        and not any(r.reviewer == who.key and r.round == state.review_round for r in state.reviews))
+        findings = []
+        if state.draft is not None:  # what reviewers should look at: the items' quality, blame language
+            directory = people()
+            findings = quality.check_items(state.draft, state.plan.policy, set(directory)) + \
+                quality.blameless_hints(state.draft, {k: p.name for k, p in directory.items()})
         return render(request, "postmortem.html", pm=state, pid=postmortem_id, notifications=notifications,
+                      findings=findings,
                       audit=audit_log, chain=chain, rounds=sorted(rounds.items()), my_vote_due=my_vote_due,
                       flash=request.query_params.get("done", "")[:300])
 
@@ -510,6 +516,13 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
         if draft is None:
             await audit(request, who, "draft.submit", postmortem_id, outcome="refused: the form has errors",
                         detail="; ".join(f"{k}: {v}" for k, v in errors.items()))
+            return await draft_page(request, who, postmortem_id, state, errors=errors, values=data, status=422)
+        findings = quality.check_items(draft, state.plan.policy, set(people()))
+        blocking = [f for f in findings if f.blocks]
+        if blocking:  # the policy's blocking checks: shown next to their fields, nothing submitted
+            errors = {_finding_field(f): f"{f.message}. {f.suggestion}".strip() for f in blocking}
+            await audit(request, who, "draft.submit", postmortem_id, outcome="refused: the policy's quality checks",
+                        detail="; ".join(f"{f.where}: {f.check}" for f in blocking))
             return await draft_page(request, who, postmortem_id, state, errors=errors, values=data, status=422)
         done, answer = await run_update(contract.SUBMIT_DRAFT, postmortem_id, draft)
         await audit(request, who, "draft.submit", postmortem_id, outcome="ok" if done else f"refused: {answer}")
@@ -636,6 +649,15 @@ def _item_id(postmortem_id: str, ref: str) -> str:
     if postmortem_of_item(item_id) != postmortem_id:
         raise PageError(404, "no such action item")
     return item_id
+
+
+def _finding_field(finding: Any) -> str:
+    """The editor's field a quality finding is about (`action item 2`'s done_when: `item_1_done_when`)."""
+    number = finding.where.removeprefix("action item ").strip()
+    if not number.isdigit():
+        return "summary"
+    suffix = {"specific": "title", "measurable": "done_when", "assignable": "owner"}.get(finding.check, "due")
+    return f"item_{int(number) - 1}_{suffix}"
 
 
 def _first_error(e: ValidationError) -> str:
