@@ -21,6 +21,9 @@ Variables available to `notify/<kind>.txt.j2`: `kind` and `ctx` (the free-form c
 
 Filters: `dt` (aware datetime -> "2026-11-22 14:05 UTC"), `duration` (timedelta -> "1h 25m"),
 `cell` (one-line text safe for a Markdown table cell), `safe_url` (only http(s)/mailto/relative links).
+The draft's filters, which closeloop.draft_markdown reads back exactly (the round trip of `draft.md.j2`):
+`md_text` (a section's free text), `md_inline` (a table cell or list value, line breaks as `<br>`), `md_event`
+(a timeline event's "What happened" cell: text, bold key moment, link), `md_time` (UTC, to the second if need be).
 
 Escaping: HTML templates autoescape; Markdown templates (`*.md.j2`) escape `&`, `<` and `>` in every `{{ ... }}`
 they print (`md_escape`), because a Markdown document is often shown as HTML and Markdown passes raw HTML
@@ -31,7 +34,7 @@ from __future__ import annotations
 
 import traceback
 from datetime import UTC, datetime, timedelta
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +43,7 @@ from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefine
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import TypeAdapter
 
+from closeloop.draft_markdown import Escaped, block_text, event_text, exact_time, inline_text
 from closeloop.durations import format_duration
 from closeloop.integrations.base import Document
 from closeloop.models import (
@@ -129,6 +133,8 @@ def md_escape(value: Any) -> Any:
     the Markdown stays readable: quotes and Markdown punctuation are kept)."""
     if value is None:
         return value
+    if isinstance(value, Escaped):  # escaped by its filter already (md_inline, md_event)
+        return str(value)
     return str(value).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -169,6 +175,10 @@ def _environment(user_template_dir: Path | None, *, autoescape: bool,
     env.filters["duration"] = format_td
     env.filters["cell"] = md_cell
     env.filters["safe_url"] = safe_url
+    env.filters["md_text"] = block_text
+    env.filters["md_inline"] = inline_text
+    env.filters["md_event"] = partial(event_text, safe_url=safe_url)
+    env.filters["md_time"] = exact_time
     return env
 
 

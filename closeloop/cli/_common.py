@@ -230,12 +230,21 @@ ISO_TIME = IsoTime()
 DURATION = DurationType()
 
 
-def read_json(path: str) -> Any:
-    """A JSON file ("-" for stdin); unreadable or malformed files are one-line errors."""
+def read_text(path: str) -> str:
+    """A text file ("-" for stdin); an unreadable file is a one-line error."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text()
+        return sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
     except OSError as e:
         raise bad_input(f"cannot read {path}: {e.strerror or e}") from None
+    except UnicodeDecodeError:
+        raise bad_input(f"cannot read {path}: not UTF-8 text") from None
+
+
+def read_json(path: str, text: str | None = None) -> Any:
+    """A JSON file ("-" for stdin), or its `text` already read; unreadable or malformed files are one-line
+    errors."""
+    if text is None:
+        text = read_text(path)
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:

@@ -16,6 +16,7 @@ from closeloop.cli._common import (
     pass_ctx,
     postmortem_id,
     read_json,
+    read_text,
     validation_message,
 )
 
@@ -56,7 +57,7 @@ def draft() -> None:
 
     \b
     Examples:
-      closeloop draft submit api/INC-1 --as alice --file draft.json
+      closeloop draft submit api/INC-1 --as alice --file draft.md
       closeloop draft extend api/INC-1 --as alice --by 2d --reason "waiting for vendor RCA"
       closeloop draft reassign api/INC-1 --to bob --as carol --reason "alice is on leave"
     """
@@ -74,12 +75,38 @@ def _item(value: str) -> dict[str, Any]:
     return spec
 
 
+def _is_markdown(path: str, text: str) -> bool:
+    """A Markdown draft by its extension (.md, .markdown), else by its content (JSON starts with "{")."""
+    suffix = path.lower().rsplit(".", 1)[-1] if "." in path.rsplit("/", 1)[-1] else ""
+    if suffix in ("md", "markdown"):
+        return True
+    if suffix == "json":
+        return False
+    return not text.lstrip("\ufeff \t\r\n").startswith("{")
+
+
+def _markdown_draft(path: str, text: str, who: str | None) -> dict[str, Any]:
+    from datetime import UTC, datetime
+
+    from closeloop.draft_markdown import DraftError, parse_draft
+
+    if not who:
+        raise bad_input("missing --as: who is submitting the draft?")
+    try:
+        submission = parse_draft(text, by=who, now=datetime.now(UTC))
+    except DraftError as e:
+        raise bad_input(f"{path}: {e}") from None
+    return submission.model_dump()
+
+
 @draft.command("submit")
 @click.argument("postmortem", metavar="ID")
 @click.option("--as", "who", metavar="PERSON", help="The owner to submit the draft for (or \"by\" in --file): an "
                                                     "operator's act, with CLOSELOOP_OPERATOR_TOKEN.")
-@click.option("--file", "file_", metavar="PATH", help="Draft JSON: summary, impact, root_cause, resolution, "
-                                                      "lessons, action_items ('-' for stdin).")
+@click.option("--file", "file_", metavar="PATH",
+              help="The draft: the pre-filled Markdown draft, edited (<data_dir>/drafts/<id>.md; a .md or .markdown "
+                   "file, or any file not starting with '{'), or JSON: summary, impact, root_cause, resolution, "
+                   "lessons, action_items... ('-' for stdin). Flags given as well override the file.")
 @click.option("--summary", help="What happened, for a reader who was not there.")
 @click.option("--impact", help="Who and what was affected, for how long.")
 @click.option("--root-cause", help="Why it happened.")
@@ -94,7 +121,14 @@ def draft_submit(obj: Context, /, postmortem: str, who: str | None, file_: str |
     """Submit the postmortem draft (only the owner can), which sends it to review.
 
     \b
+    The Markdown draft is read section by section (## Summary, ## Impact, ## Timeline, ## Root cause, ...,
+    ## Action items as a table: Title | Owner | Priority | Kind | Due | Done when); a line starting with
+    "TODO:" is a placeholder, and a section holding only its TODO is empty. A draft that cannot be read is one
+    line naming the line of the file (exit 2).
+
+    \b
     Examples:
+      closeloop draft submit api/INC-1 --as alice --file draft.md
       closeloop draft submit api/INC-1 --as alice --file draft.json
       closeloop draft submit api/INC-1 --as alice --summary "Checkout failed for 40 minutes" \\
           --root-cause "A bad config push" --item "Validate config before push|bob|P1|prevent"
@@ -105,10 +139,14 @@ def draft_submit(obj: Context, /, postmortem: str, who: str | None, file_: str |
     wid = postmortem_id(postmortem)
     data: dict[str, Any] = {}
     if file_:
-        loaded = read_json(file_)
-        if not isinstance(loaded, dict):
-            raise bad_input(f"{file_}: the draft must be a JSON object")
-        data.update(loaded)
+        text = read_text(file_)
+        if _is_markdown(file_, text):
+            data.update(_markdown_draft(file_, text, who))
+        else:
+            loaded = read_json(file_, text)
+            if not isinstance(loaded, dict):
+                raise bad_input(f"{file_}: the draft must be a JSON object")
+            data.update(loaded)
     data.update({k: v for k, v in fields.items() if v is not None})
     if items:
         data["action_items"] = [_item(v) for v in items]

@@ -167,7 +167,8 @@ def test_draft_with_unknown_times() -> None:
 def test_draft_prefills_a_previous_submission() -> None:
     md = render_draft(approved_state())
     assert "Deploy 812 broke checkout." in md
-    assert "| Add canary stage | bob | P2 | prevent | 2026-12-22 14:05 UTC |" in md
+    # The draft's own action items (its due_in, empty: the policy's), as the owner proposed them, to edit again.
+    assert "| Add canary stage | bob | P2 | prevent |  |  |" in md
 
 
 # --------------------------------------------------------------------------- document
