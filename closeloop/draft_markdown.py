@@ -101,7 +101,8 @@ def inline_text(value: Any) -> Escaped:
         return Escaped("")
     text = normal_inline(str(value)).replace("\\", "\\\\").replace("|", "\\|")
     text = _html(text).replace("\n", "<br>")
-    return Escaped("\\" + text if text.startswith("TODO") else text)
+    # a leading TODO would read as a placeholder, a leading * or _ as the list item's bold label's end
+    return Escaped("\\" + text if text.startswith(("TODO", "*", "_")) else text)
 
 
 def event_text(event: Any, safe_url: Callable[[Any], str] = str) -> Escaped:

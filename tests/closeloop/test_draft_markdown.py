@@ -4,6 +4,7 @@ naming the line."""
 
 from __future__ import annotations
 
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -175,7 +176,8 @@ drafts = st.builds(
 )
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=int(os.environ.get("CLOSELOOP_HYPOTHESIS_EXAMPLES", "50")), deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
 @given(drafts)
 def test_any_submission_round_trips(draft: DraftSubmission) -> None:
     """Every draft in the normal form the parser gives (texts without spaces around them, lines without trailing

@@ -119,8 +119,14 @@ async def drive_a_lifecycle(app: App, cli: Cli, tmp_path: Any) -> None:
     assert rejected.code == 1
     assert one_line(rejected) == "closeloop: rejected: only the owner (alice) can submit the draft, not bob"
 
+    # the policy's quality checks: an item nobody can tell is done is refused before the workflow sees it
+    unmeasurable = await cli("draft", "submit", wid, "--as", "alice", "--summary", "Checkout failed.",
+                             "--item", "Validate config before push|bob|P1|prevent", ok=False)
+    assert unmeasurable.code == 2 and "quality checks: action item 1" in one_line(unmeasurable)
+    assert "done_when" in one_line(unmeasurable)
     submitted = await cli("draft", "submit", wid, "--as", "alice", "--summary", "Checkout failed for 40 minutes.",
-                          "--root-cause", "A bad config push.", "--item", "Validate config before push|bob|P1|prevent")
+                          "--root-cause", "A bad config push.",
+                          "--item", "Validate config before push|bob|P1|prevent||a push with an unknown key fails")
     assert submitted.out.strip() == "draft 1 accepted with 1 action item(s)"
     await cli.until(lambda s: s["stage"] == "in_review", "status", short, "--json")
 
@@ -155,6 +161,7 @@ async def drive_a_lifecycle(app: App, cli: Cli, tmp_path: Any) -> None:
     # every --as went through the web app's operator API: recorded as the operator's acts, refusals too
     audit = [(a.person, a.action, a.via, a.outcome.split(":")[0]) for a in reversed(app.store.views.audit(wid))]
     assert audit == [("bob", "operator.submit_draft", "operator:ci", "refused"),
+                     ("alice", "operator.submit_draft", "operator:ci", "refused"),
                      ("alice", "operator.submit_draft", "operator:ci", "ok"),
                      ("bob", "operator.review", "operator:ci", "ok"),
                      ("bob", "operator.review", "operator:ci", "refused"),

@@ -99,7 +99,8 @@ async def test_a_form_without_its_csrf_token_is_refused_and_changes_nothing(site
     app, http = site
     handle = await app.resolve(incident("INC-CSRF"))
     await app.wait_stage(handle, Stage.drafting)
-    form = {"summary": "Checkout failed.", "item_0_title": "Validate config in CI", "item_0_owner": "erin"}
+    form = {"summary": "Checkout failed.", "item_0_title": "Validate config in CI", "item_0_owner": "erin",
+            "item_0_done_when": "a config with an unknown key fails CI"}
     refused = await http.post(f"{pm_path(handle.id)}/draft", data=form, headers=as_("alice@example.com"))
     assert refused.status_code == 403
     assert "csrf" not in refused.text.lower() or "did not come from closeloop" in refused.text
@@ -277,3 +278,28 @@ async def test_the_editor_starts_from_the_collected_timeline(site: tuple[App, Li
                             data={**form, "csrf_token": token, "summary": "Checkout failed."})).status_code == 303
     state = await app.wait_stage(handle, Stage.in_review)
     assert [(e.at, e.kind) for e in state.draft.timeline] == [(e.at, e.kind) for e in collected]
+
+
+async def test_the_policys_quality_checks_block_or_warn_and_reviewers_see_them(
+        site: tuple[App, LifespanClient]) -> None:
+    app, http = site
+    handle = await app.resolve(incident("INC-QUALITY"))
+    await app.wait_stage(handle, Stage.drafting)
+    path = pm_path(handle.id)
+    token = await csrf_of(http, f"{path}/draft", "alice@example.com")
+    form = {"csrf_token": token, "summary": "Checkout failed because bob forgot to run the linter.",
+            "item_0_title": "Improve monitoring", "item_0_owner": "erin"}
+    refused = await http.post(f"{path}/draft", data=form, headers=as_("alice@example.com"))
+    # measurable blocks by default ([policy.quality] block): shown next to the item's "done when"; specific warns
+    assert refused.status_code == 422
+    assert re.search(r'id="e-item_0_done_when"[^>]*>[^<]*has no done_when', refused.text)
+    assert 'id="e-item_0_title"' not in refused.text
+    assert (await handle.query(PostmortemWorkflow.state)).drafts_submitted == 0
+    done = await http.post(f"{path}/draft", headers=as_("alice@example.com"),
+                           data={**form, "item_0_done_when": "checkout 5xx over 2% pages on-call within 5 minutes"})
+    assert done.status_code == 303
+    await app.wait_stage(handle, Stage.in_review)
+    page = (await http.get(path, headers=as_("bob@example.com"))).text
+    assert "For the reviewers: quality checks" in page
+    assert "Improve monitoring" in page and "is a wish, not a change" in page  # a warning, not a block
+    assert "names a person as the cause" in page or "forgot to" in page  # a blameless hint
