@@ -36,6 +36,7 @@ from temporalio.service import RPCError
 from closeloop import contract, quality
 from closeloop.client import Closeloop, workflow_not_found
 from closeloop.config import Config
+from closeloop.draft_markdown import DraftError, parse_draft
 from closeloop.ids import BadId, parse_item_id, parse_postmortem_id, postmortem_of_item
 from closeloop.links import item_url, postmortem_url
 from closeloop.models import (
@@ -452,7 +453,8 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
 
     async def draft_page(request: Request, who: Viewer, postmortem_id: str, state: PostmortemState,
                          errors: dict[str, str] | None = None, values: dict[str, Any] | None = None,
-                         refusal: str = "", status: int = 200) -> Response:
+                         refusal: str = "", status: int = 200, import_error: str = "", markdown: str = "",
+                         notice: str = "") -> Response:
         store = await views()
         saved = await asyncio.to_thread(store.saved_draft, postmortem_id, who.key)
         if values is None:
@@ -461,6 +463,7 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
                 values.update(saved[0])
         return render(request, "draft.html", pm=state, pid=postmortem_id, v=values, errors=errors or {},
                       refusal=refusal, saved_at=saved[1] if saved else None, status=status,
+                      import_error=import_error, markdown=markdown, notice=notice,
                       may_submit=who.key == state.owner and state.stage.value == "drafting")
 
     async def item_page(request: Request, who: Viewer, postmortem_id: str, state: PostmortemState,
@@ -489,6 +492,8 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
             return await autosave(request, who, postmortem_id, data)
         state = await postmortem_state(postmortem_id)
         may_see(who, state)
+        if page == "import":
+            return await import_markdown(request, who, postmortem_id, state, data)
         if page == "draft":
             return await submit_draft(request, who, postmortem_id, state, data)
         if page == "review":
@@ -509,6 +514,21 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
         store = await views()
         await asyncio.to_thread(store.save_draft, postmortem_id, who.key, kept, at)
         return JSONResponse({"saved_at": at.isoformat()}, headers=SECURITY_HEADERS)
+
+    async def import_markdown(request: Request, who: Viewer, postmortem_id: str, state: PostmortemState,
+                              data: dict[str, Any]) -> Response:
+        """The Markdown draft (closeloop.draft_markdown, the CLI's parser) into the editor, to review and submit."""
+        text = data.get("markdown", "")
+        if not isinstance(text, str) or not text.strip():
+            return await draft_page(request, who, postmortem_id, state, import_error="paste the Markdown draft first",
+                                    status=422)
+        try:
+            imported = parse_draft(text, by=who.key, now=datetime.now(UTC))
+        except DraftError as e:
+            return await draft_page(request, who, postmortem_id, state, import_error=str(e), markdown=text,
+                                    status=422)
+        return await draft_page(request, who, postmortem_id, state, values=_draft_values(state, imported),
+                                notice="Imported from Markdown: check it, then submit.")
 
     async def submit_draft(request: Request, who: Viewer, postmortem_id: str, state: PostmortemState,
                            data: dict[str, Any]) -> Response:
@@ -631,7 +651,7 @@ def _route(rest: str) -> tuple[str, str, str | None]:
     head, sep, item_ref = rest.partition("/items/")
     page = "item" if sep else ""
     if not sep:
-        for suffix in ("/draft/autosave", "/draft", "/review"):
+        for suffix in ("/draft/autosave", "/draft/import", "/draft", "/review"):
             if head.endswith(suffix):
                 head, page = head[: -len(suffix)], suffix.rsplit("/", 1)[1]
                 break
@@ -666,11 +686,12 @@ def _first_error(e: ValidationError) -> str:
     return f"{where}: {err['msg']}" if where else str(err["msg"])
 
 
-def _draft_values(state: PostmortemState) -> dict[str, Any]:
-    """The editor's fields: the submitted draft (after "request changes"), else empty, with the collected
-    timeline pre-filled."""
+def _draft_values(state: PostmortemState, imported: DraftSubmission | None = None) -> dict[str, Any]:
+    """The editor's fields: an imported draft, else the submitted draft (after "request changes"), else empty,
+    with the collected timeline pre-filled."""
     values: dict[str, Any] = {}
-    draft = state.draft
+    draft = imported or state.draft
+    now = datetime.now(UTC)
     if draft is not None:
         for name in DRAFT_TEXT_FIELDS:
             values[name] = getattr(draft, name, "")
@@ -680,7 +701,7 @@ def _draft_values(state: PostmortemState) -> dict[str, Any]:
             values.update({f"item_{n}_title": spec.title, f"item_{n}_owner": spec.owner,
                            f"item_{n}_priority": spec.priority, f"item_{n}_kind": spec.kind,
                            f"item_{n}_done_when": spec.done_when,
-                           f"item_{n}_due": ""})
+                           f"item_{n}_due": f"{now + spec.due_in:%Y-%m-%d}" if spec.due_in else ""})
     events = draft.timeline if draft is not None and draft.timeline else sorted(state.timeline, key=lambda e: e.at)
     for n, event in enumerate(events[:MAX_TIMELINE_ROWS]):
         values.update({f"tl_{n}_at": event.at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M"),

@@ -303,3 +303,41 @@ async def test_the_policys_quality_checks_block_or_warn_and_reviewers_see_them(
     assert "For the reviewers: quality checks" in page
     assert "Improve monitoring" in page and "is a wish, not a change" in page  # a warning, not a block
     assert "names a person as the cause" in page or "forgot to" in page  # a blameless hint
+
+
+MARKDOWN_DRAFT = """# Postmortem draft: Checkout returns 500s
+
+## Summary
+
+Checkout failed for 40 minutes after a config push.
+
+## Root cause
+
+A config push with pool_size=0.
+
+## Action items
+
+| Title | Owner | Priority | Kind | Due | Done when |
+|---|---|---|---|---|---|
+| Reject pool_size=0 in the deploy validator | erin | P1 | prevent | 7d | a push with pool_size=0 fails |
+"""
+
+
+async def test_the_editor_imports_the_markdown_draft(site: tuple[App, LifespanClient]) -> None:
+    app, http = site
+    handle = await app.resolve(incident("INC-MD"))
+    await app.wait_stage(handle, Stage.drafting)
+    path = pm_path(handle.id)
+    token = await csrf_of(http, f"{path}/draft", "alice@example.com")
+    page = await http.post(f"{path}/draft/import", headers=as_("alice@example.com"),
+                           data={"csrf_token": token, "markdown": MARKDOWN_DRAFT})
+    assert page.status_code == 200 and "Imported from Markdown" in page.text
+    assert ">Checkout failed for 40 minutes after a config push.</textarea>" in page.text
+    assert 'value="Reject pool_size=0 in the deploy validator"' in page.text
+    assert '<option value="erin" selected>' in page.text and 'value="a push with pool_size=0 fails"' in page.text
+    bad = MARKDOWN_DRAFT.replace("| P1 |", "| P9 |")
+    refused = await http.post(f"{path}/draft/import", headers=as_("alice@example.com"),
+                              data={"csrf_token": token, "markdown": bad})
+    assert refused.status_code == 422
+    assert re.search(r'id="import-error"[^>]*>line 15: [^<]*P9', refused.text), refused.text[-2000:]
+    assert (await handle.query(PostmortemWorkflow.state)).drafts_submitted == 0  # importing submits nothing
