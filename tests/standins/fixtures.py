@@ -12,7 +12,8 @@ requests but validated none of its responses; with `must_serve=True` also if it 
 A missing spec file skips the test.
 
 `spec_validator(spec)` is the `ResponseValidator` for a spec file, loaded once per test run: Jira's with the
-v2 -> v3 path alias, the others with none. `FakeClock` is a "now" the test moves (for a tracker's pacing and
+v2 -> v3 path alias, Confluence's with its `/wiki/api/v2` prefix taken off, the others with none.
+`FakeClock` is a "now" the test moves (for a tracker's pacing and
 a stand-in's `clock`).
 """
 
@@ -37,13 +38,16 @@ class Checker(Protocol):
 
 JIRA_SPEC, GITHUB_SPEC = "jira-platform-v3.json", "github-rest-api.json"
 PAGERDUTY_SPEC, SLACK_SPEC = "pagerduty-rest.json", "slack-web-api.json"
+CONFLUENCE_SPEC = "confluence-cloud-v2.json"
+# The description's server URL is https://{domain}/wiki/api/v2: its paths start after that prefix.
+PATH_ALIASES = {JIRA_SPEC: None, CONFLUENCE_SPEC: {"/wiki/api/v2/": "/"}}
 
 
 @cache
 def _load(spec: str) -> ResponseValidator:
     # Jira: the client speaks v2, the description is v3 (ResponseValidator's default alias); no other
-    # vendor's paths start with /rest/api/2/.
-    return ResponseValidator(SPECS_DIR / spec, path_aliases=None if spec == JIRA_SPEC else {})
+    # vendor's paths start with /rest/api/2/. Confluence: its paths without the server URL's /wiki/api/v2.
+    return ResponseValidator(SPECS_DIR / spec, path_aliases=PATH_ALIASES.get(spec, {}))
 
 
 def spec_validator(spec: str) -> ResponseValidator:
