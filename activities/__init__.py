@@ -33,7 +33,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
     incidents = IncidentActivities(i.config, people, i.store)
     meetings = MeetingActivities(i.calendar, people)
     timeline = TimelineActivities(i.timeline_sources)
-    documents = DocumentActivities(i.publisher, i.config.data_dir / "drafts", i.template_dir)
+    documents = DocumentActivities(i.publishers, i.config.data_dir / "drafts", i.template_dir)
     notify = NotifyActivities(people, i.notifiers, i.tracker, i.template_dir, channels=i.channels,
                               deliveries=i.store.channel_deliveries, settings=i.config.notify,
                               public_url=i.config.web.public_url, outbox=i.store.local.notifications_by_key,

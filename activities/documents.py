@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 from temporalio import activity
@@ -14,10 +15,10 @@ from closeloop.rendering import render_document, render_draft
 
 
 class DocumentActivities:
-    """Drafts and published documents; holds the publisher, the drafts folder and the template overrides."""
+    """Drafts and published documents; holds the publishers, the drafts folder and the template overrides."""
 
-    def __init__(self, publisher: Publisher, drafts_dir: Path, template_dir: Path | None) -> None:
-        self.publisher = publisher
+    def __init__(self, publisher: Publisher | Sequence[Publisher], drafts_dir: Path, template_dir: Path | None) -> None:
+        self.publishers = [publisher] if isinstance(publisher, Publisher) else list(publisher)
         self.drafts_dir = drafts_dir
         self.template_dir = template_dir
 
@@ -35,7 +36,10 @@ class DocumentActivities:
 
     @activity.defn(name="publish_document")
     def publish_document(self, state: PostmortemState) -> str:
+        """Publish through every publisher, in order (each is idempotent, so a retry after one failed publishes
+        again through all); the reference is the first one's other than `local` (a Confluence page), else local's."""
         document = render_document(state, template_dir=self.template_dir)
-        ref = self.publisher.publish(document, f"{state.plan.postmortem_id}/publish")
-        log().info("postmortem published", ref=ref)
+        refs = {p.name: p.publish(document, f"{state.plan.postmortem_id}/publish") for p in self.publishers}
+        ref = next((r for name, r in refs.items() if name != "local"), None) or next(iter(refs.values()))
+        log().info("postmortem published", ref=ref, refs=refs)
         return ref

@@ -40,7 +40,8 @@ from closeloop.store.store import Store
 class Integrations:
     """The worker's integrations. `calendar` books meetings: the first calendar other than `local`, else
     `local`. Every notifier gets every notification; `channels` reach people by name (`[notify] channels`).
-    Every publisher publishes; the first one's reference is the document's."""
+    Every publisher publishes; the first one's reference other than `local`'s is the document's (local's when it
+    is the only one)."""
 
     config: Config
     directory: Directory
@@ -64,7 +65,8 @@ class Integrations:
 
     @property
     def publisher(self) -> Publisher:
-        return self.publishers[0]
+        """The publisher whose reference is the document's: the first other than `local`, else `local`."""
+        return next((p for p in self.publishers if p.name != "local"), self.publishers[0])
 
     def tracker(self, name: str) -> Tracker:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 from structlog.testing import capture_logs
@@ -198,3 +199,30 @@ def test_settings_need_exactly_one_space() -> None:
         ConfluenceSettings(base_url="https://acme.atlassian.net/wiki", email=EMAIL)
     with pytest.raises(ValidationError):
         ConfluenceSettings(base_url="https://acme.atlassian.net/wiki", email=EMAIL, space_key="ENG", token="x")
+
+
+def test_the_publish_activity_publishes_through_every_publisher_and_returns_the_page(
+        standin: ConfluenceStandin, tmp_path: Path) -> None:
+    from closeloop.activities.documents import DocumentActivities
+    from closeloop.integrations.base import Publisher
+    from closeloop.models import Incident, Plan, PostmortemState, Stage
+    from closeloop.policy import Policy
+
+    class Local(Publisher):
+        name = "local"
+        published: list[str] = []
+
+        def publish(self, document: Document, idempotency_key: str) -> str:
+            self.published.append(document.postmortem_id)
+            return "/data/documents/x.html"
+
+    incident = Incident(source="pagerduty", external_id="P9", title="Search slow")
+    plan = Plan(postmortem_id=incident.workflow_id, incident=incident, policy=Policy(), owner="alice", reviewers=[],
+                attendees=["alice"], people=["alice"])
+    state = PostmortemState(plan=plan, owner="alice", stage=Stage.in_review)
+    local = Local()
+    ref = DocumentActivities([local, publisher(standin)], tmp_path, None).publish_document(state)
+    assert local.published == [incident.workflow_id]
+    page = only_page(standin, "Postmortem: Search slow (pagerduty/P9)")
+    assert ref.startswith(standin.site) and str(page["id"]) in ref
+    assert DocumentActivities(local, tmp_path, None).publish_document(state) == "/data/documents/x.html"
