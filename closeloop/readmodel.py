@@ -202,8 +202,18 @@ class Metrics(BaseModel):
     months: list[Month]  # oldest first
 
 
+class RelatedPostmortem(BaseModel):
+    """An earlier postmortem of the same kind (a shared service or the same fingerprint), with its action items
+    and how they went: what the author and the reviewers of a new one should read first."""
+
+    postmortem: PostmortemView
+    items: list[ItemView] = Field(default_factory=list)
+
+
 class Insights(Protocol):
     """The library and the numbers: closeloop.store.insights.StoreInsights implements it."""
+
+    def related(self, postmortem_id: str, limit: int = 10) -> list[RelatedPostmortem]: ...
 
     def library(self, filters: LibraryFilter) -> Library: ...
 

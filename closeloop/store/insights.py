@@ -17,18 +17,20 @@ from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal_column, select, text
+from sqlalchemy import and_, case, func, literal_column, or_, select, text
 from sqlalchemy.orm import Session
 
 from closeloop.readmodel import (
     AGEING_BUCKETS,
     Effectiveness,
+    ItemView,
     Library,
     LibraryFilter,
     LibraryHit,
     Metrics,
     Month,
     PostmortemView,
+    RelatedPostmortem,
     Share,
 )
 from closeloop.store.database import Database
@@ -155,6 +157,39 @@ class StoreInsights:
                                    snippet=" ".join(str(text_snippet).replace("⟦", "").replace("⟧", "")
                                                     .split())[:400]))
         return Library(hits=hits, total=total)
+
+    def related(self, postmortem_id: str, limit: int = 10) -> list[RelatedPostmortem]:
+        """Earlier postmortems of incidents of the same kind as this one's (a shared service or the same
+        fingerprint), newest first, each with its action items."""
+        when = func.coalesce(I.resolved_at, I.recorded_at)
+        with self.db.session() as s:
+            this = s.execute(select(I.id, I.fingerprint, when.label("when")).join(P, P.incident_id == I.id)
+                             .where(P.id == postmortem_id)).first()
+            if this is None:
+                return []
+            services = select(S.service).where(S.incident_id == this.id)
+            same_kind = or_(I.id.in_(select(S.incident_id).where(S.service.in_(services))),
+                            and_(I.fingerprint == this.fingerprint, I.fingerprint != ""))
+            rows = s.execute(select(P.id, I.title, I.severity, P.owner, P.stage, P.stalled, P.stage_due_at,
+                                    I.resolved_at, P.updated_at, P.document_ref, P.incident_id)
+                             .join(I, I.id == P.incident_id)
+                             .where(P.id != postmortem_id, I.id != this.id, same_kind, when <= this.when)
+                             .order_by(when.desc(), P.id).limit(limit)).all()
+            found = self._services(s, [r.incident_id for r in rows])
+            items: dict[str, list[ItemView]] = defaultdict(list)
+            if rows:
+                for a in s.execute(select(A.id, A.postmortem_id, A.title, A.owner, A.priority, A.kind, A.due_at,
+                                          A.status, A.completed_at, A.verdict, A.ticket_key)
+                                   .where(A.postmortem_id.in_([r.id for r in rows])).order_by(A.id)):
+                    items[a.postmortem_id].append(ItemView(
+                        id=a.id, postmortem_id=a.postmortem_id, title=a.title, owner=a.owner, priority=a.priority,
+                        kind=a.kind, due_at=a.due_at, status=a.status, completed_at=a.completed_at,
+                        verdict=a.verdict, ticket_key=a.ticket_key))
+        return [RelatedPostmortem(postmortem=PostmortemView(
+                    id=r.id, title=r.title, severity=r.severity, services=found.get(r.incident_id, []), owner=r.owner,
+                    stage=r.stage, stalled=r.stalled, stage_due_at=r.stage_due_at, resolved_at=r.resolved_at,
+                    updated_at=r.updated_at, document_ref=r.document_ref), items=items.get(r.id, []))
+                for r in rows]
 
     @staticmethod
     def _services(s: Session, incident_ids: list[int]) -> dict[int, list[str]]:

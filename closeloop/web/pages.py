@@ -434,6 +434,7 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
             return await item_page(request, who, postmortem_id, state, item_ref or "")
         store = await views()
         notifications = await asyncio.to_thread(store.notifications, postmortem_id)
+        related = await asyncio.to_thread((await insights()).related, postmortem_id)
         audit_log = await asyncio.to_thread(store.audit, postmortem_id)
         chain = _escalation(state, people())
         rounds: dict[int, list[Any]] = {}
@@ -447,7 +448,7 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
             findings = quality.check_items(state.draft, state.plan.policy, set(directory)) + \
                 quality.blameless_hints(state.draft, {k: p.name for k, p in directory.items()})
         return render(request, "postmortem.html", pm=state, pid=postmortem_id, notifications=notifications,
-                      findings=findings,
+                      findings=findings, related=related,
                       audit=audit_log, chain=chain, rounds=sorted(rounds.items()), my_vote_due=my_vote_due,
                       flash=request.query_params.get("done", "")[:300])
 
@@ -457,13 +458,14 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
                          notice: str = "") -> Response:
         store = await views()
         saved = await asyncio.to_thread(store.saved_draft, postmortem_id, who.key)
+        related = await asyncio.to_thread((await insights()).related, postmortem_id)
         if values is None:
             values = _draft_values(state)
             if saved is not None:
                 values.update(saved[0])
         return render(request, "draft.html", pm=state, pid=postmortem_id, v=values, errors=errors or {},
                       refusal=refusal, saved_at=saved[1] if saved else None, status=status,
-                      import_error=import_error, markdown=markdown, notice=notice,
+                      import_error=import_error, markdown=markdown, notice=notice, related=related,
                       may_submit=who.key == state.owner and state.stage.value == "drafting")
 
     async def item_page(request: Request, who: Viewer, postmortem_id: str, state: PostmortemState,

@@ -104,3 +104,20 @@ def test_metrics_count_on_time_publication_completion_and_effectiveness(store: S
     assert months["2026-11"].items_done.total == 3
     everyone = store.insights.metrics(None, NOW)
     assert everyone.published_by_severity["SEV2"].total == 2  # frank's too
+
+
+def test_related_postmortems_share_a_service_or_the_fingerprint_and_came_before(store: Store) -> None:
+    now_pm = lifecycle(store, "R-NOW", "Checkout 500s", resolved=NOW - timedelta(days=1))
+    older = lifecycle(store, "R-OLD", "Checkout pool", resolved=NOW - timedelta(days=60))
+    oldest = lifecycle(store, "R-OLDEST", "Checkout DNS", resolved=NOW - timedelta(days=90),
+                       services=["checkout", "dns"])
+    lifecycle(store, "R-OTHER", "Search slow", services=["search"], resolved=NOW - timedelta(days=10))
+    lifecycle(store, "R-LATER", "Checkout again", resolved=NOW)  # after this one: not "earlier"
+    item(store, older, 1, due=NOW - timedelta(days=30), completed=NOW - timedelta(days=40),
+         verdict=Verdict.ineffective, recurrences=1)
+    found = store.insights.related(now_pm)
+    assert [r.postmortem.id for r in found] == [older, oldest]  # newest first
+    assert [(i.title, i.status, i.verdict) for i in found[0].items] == [("item 1", "done", "ineffective")]
+    assert found[1].postmortem.services == ["checkout", "dns"] and found[1].items == []
+    assert store.insights.related("postmortem/api/NOPE") == []
+    assert [r.postmortem.id for r in store.insights.related(now_pm, limit=1)] == [older]

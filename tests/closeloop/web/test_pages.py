@@ -341,3 +341,29 @@ async def test_the_editor_imports_the_markdown_draft(site: tuple[App, LifespanCl
     assert refused.status_code == 422
     assert re.search(r'id="import-error"[^>]*>line 15: [^<]*P9', refused.text), refused.text[-2000:]
     assert (await handle.query(PostmortemWorkflow.state)).drafts_submitted == 0  # importing submits nothing
+
+
+async def test_related_incidents_show_earlier_postmortems_and_how_their_items_went(
+        site: tuple[App, LifespanClient]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from closeloop.models import ActionItem, ItemStatus, Verdict
+
+    app, http = site
+    earlier = incident("INC-EARLIER", title="Checkout pool exhausted",
+                       resolved_at=datetime.now(UTC) - timedelta(days=40))
+    other = incident("INC-OTHER", title="Search slow", services=["search"],
+                     resolved_at=datetime.now(UTC) - timedelta(days=30))
+    for inc in (earlier, other):  # earlier lifecycles, as their activities recorded them
+        app.store.records.upsert_postmortem(inc.workflow_id, inc, owner="alice", stage="closed", stalled=False,
+                                           stage_due_at=None)
+    app.store.records.upsert_action_item(ActionItem(
+        id=f"{earlier.workflow_id}/item-1", postmortem_id=earlier.workflow_id, title="Cap retries at 3", owner="erin",
+        due_at=datetime.now(UTC) - timedelta(days=20), status=ItemStatus.done, verdict=Verdict.ineffective))
+    handle = await app.resolve(incident("INC-NOW", title="Checkout returns 500s"))
+    await app.wait_stage(handle, Stage.drafting)
+    for page in (pm_path(handle.id), f"{pm_path(handle.id)}/draft"):
+        html = (await http.get(page, headers=as_("alice@example.com"))).text
+        section = html[html.index('id="related-h"'):]
+        assert "Checkout pool exhausted" in section and "Cap retries at 3: done, did not work" in section
+        assert "Search slow" not in section  # another service, another kind
