@@ -40,7 +40,10 @@ async def test_a_failure_no_retry_fixes_stalls_the_lifecycle_and_tells_people(
         inc = incident(severity="SEV1-customer-facing-revenue-impacting")  # 38 characters; the column holds 32
         handle = await app.resolve(inc)
         await _stalled(app, handle)
-        for _ in range(150):  # the stalled flag is set first, then the people are told (an activity): let it end
+        # the stalled flag is set first, then the people are told (a delivery-time step, then the notify
+        # activity: between the two nothing is pending, so wait for the note itself), then it waits
+        await eventually(lambda: len(app.outbox(inc.workflow_id)) >= 1, timeout=15)
+        for _ in range(150):
             desc = (await handle.describe()).raw_description
             if not desc.pending_activities:
                 break
