@@ -33,7 +33,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
     incidents = IncidentActivities(i.config, people, i.store)
     meetings = MeetingActivities(i.calendar, people)
     timeline = TimelineActivities(i.timeline_sources)
-    documents = DocumentActivities(i.publishers, i.config.data_dir / "drafts", i.template_dir)
+    documents = DocumentActivities(i.publishers, i.config.data_dir / "drafts", i.template_dir, i.store.insights)
     notify = NotifyActivities(people, i.notifiers, i.tracker, i.template_dir, channels=i.channels,
                               deliveries=i.store.channel_deliveries, settings=i.config.notify,
                               public_url=i.config.web.public_url, outbox=i.store.local.notifications_by_key,
@@ -50,6 +50,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
         records.save_action_item,
         records.save_review,
         records.save_timeline,
+        records.link_recurrences,
         meetings.schedule_meeting,
         meetings.move_meeting,
         meetings.cancel_meeting,

@@ -11,20 +11,24 @@ from closeloop.activities.support import log
 from closeloop.ids import file_stem
 from closeloop.integrations.base import Publisher
 from closeloop.models import PostmortemState
+from closeloop.readmodel import Insights
 from closeloop.rendering import render_document, render_draft
 
 
 class DocumentActivities:
     """Drafts and published documents; holds the publishers, the drafts folder and the template overrides."""
 
-    def __init__(self, publisher: Publisher | Sequence[Publisher], drafts_dir: Path, template_dir: Path | None) -> None:
+    def __init__(self, publisher: Publisher | Sequence[Publisher], drafts_dir: Path, template_dir: Path | None,
+                 insights: Insights | None = None) -> None:
         self.publishers = [publisher] if isinstance(publisher, Publisher) else list(publisher)
         self.drafts_dir = drafts_dir
         self.template_dir = template_dir
+        self.insights = insights  # earlier postmortems of the same kind, for the draft's "Related incidents"
 
     @activity.defn(name="prepare_draft")
     def prepare_draft(self, state: PostmortemState) -> str:
-        markdown = render_draft(state, template_dir=self.template_dir)
+        related = self.insights.related(state.plan.postmortem_id) if self.insights is not None else []
+        markdown = render_draft(state, template_dir=self.template_dir, related=related)
         # Injective: "api/x_y" and "api_x/y" get two files. A running lifecycle keeps the path it was given
         # (draft_ref, in its state); an id without "_", "%" or other escaped characters keeps its old name.
         path = self.drafts_dir / (file_stem(state.plan.postmortem_id) + ".md")

@@ -3,11 +3,11 @@ Upserts: running one twice leaves the same rows."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from temporalio import activity
 
-from closeloop.models import ActionItem, Incident, Model, ReviewRecord, TimelineEvent
+from closeloop.models import ActionItem, DefeatedItem, Incident, Model, ReviewRecord, TimelineEvent
 from closeloop.store.store import Store
 
 
@@ -29,6 +29,13 @@ class ReviewInput(Model):
 class TimelineInput(Model):
     incident: Incident
     events: list[TimelineEvent]
+
+
+class RecurrenceLinkInput(Model):
+    postmortem_id: str
+    incident: Incident
+    within: timedelta  # items completed this long before the incident started count as defeated
+    at: datetime  # the workflow's now
 
 
 class RecordActivities:
@@ -53,3 +60,8 @@ class RecordActivities:
     @activity.defn(name="save_timeline")
     def save_timeline(self, inp: TimelineInput) -> int:
         return self.store.records.add_timeline_events(inp.incident, inp.events)
+
+    @activity.defn(name="link_recurrences")
+    def link_recurrences(self, inp: RecurrenceLinkInput) -> list[DefeatedItem]:
+        """The earlier done action items this incident defeated, linked to its postmortem (idempotent)."""
+        return self.store.records.link_recurrences(inp.postmortem_id, inp.incident, within=inp.within, at=inp.at)

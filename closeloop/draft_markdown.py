@@ -218,6 +218,7 @@ SECTIONS: dict[str, tuple[str, str]] = {
     "action items": ("Action items", "action_items"),
     "incident": ("Incident", ""),  # the pre-filled facts: not read
     "durations": ("Durations", ""),
+    "related incidents": ("Related incidents", ""),  # filled in by closeloop: not read
 }
 KNOWN = ", ".join(name for name, _ in SECTIONS.values())
 
@@ -278,6 +279,8 @@ def _sections(lines: list[str]) -> dict[str, _Section]:
         elif heading and fence is None:
             if current is None and len(heading.group(1)) == 1:
                 continue  # the draft's title
+            if current is not None and not current.field and len(heading.group(1)) > 2:
+                continue  # a sub-heading of a section closeloop fills in (Related incidents): not read
             shown = (heading.group(2) or "").strip()
             raise DraftError(number, f"unknown section \"{shown}\"; the sections are: {KNOWN}")
         if current is not None:

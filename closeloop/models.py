@@ -347,6 +347,20 @@ class ActionItem(Model):
     recurrences: list[str] = Field(default_factory=list)
 
 
+class DefeatedItem(Model):
+    """A done action item of an earlier postmortem that this incident defeated: its kind of incident (the same
+    fingerprint or a shared service) happened again after the item was completed."""
+
+    item_id: str
+    postmortem_id: str  # the earlier postmortem's
+    title: str
+    owner: str
+    kind: ItemKind = "prevent"
+    completed_at: datetime
+    verdict: Verdict | None = None
+    matched: str = Field(description='why it is of the same kind: "fingerprint" or "service <name>"')
+
+
 class StageChange(Model):
     stage: Stage
     at: datetime
@@ -371,6 +385,10 @@ class PostmortemState(Model):
     review_round: int = 0
     reviews: list[ReviewRecord] = Field(default_factory=list)
     document_ref: str | None = None
+    # every publisher's reference to the published document, by publisher name (local, confluence, github)
+    document_refs: dict[str, str] = Field(default_factory=dict)
+    # the earlier action items this incident defeated (found when the draft is prepared); their owners were told
+    recurs_after: list[DefeatedItem] = Field(default_factory=list)
     items: list[ActionItem] = Field(default_factory=list)
     cancelled: Cancellation | None = None
     failure: str | None = Field(default=None, description="why the lifecycle stopped: a step failed in a way no "

@@ -134,6 +134,9 @@ class Policy(_Strict):
     recurrence_window: Duration = Field(
         default=timedelta(days=28), description="look back this far (never before completion) for recurrences"
     )
+    recurrence_lookback: Duration = Field(
+        default=timedelta(days=90), description="a new incident of the same kind defeats the action items completed "
+        "this long before it started: the new postmortem links to them and their owners are told")
     verdict_timeout: Duration = timedelta(days=7)
     tracker: str = "local"
     timeline_sources: list[str] = Field(default_factory=lambda: ["incident", "notes"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Protocol
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 # Overdue items by how long they are overdue: (label, lower bound in days, upper bound in days or None).
 AGEING_BUCKETS: tuple[tuple[str, int, int | None], ...] = (
@@ -50,6 +50,7 @@ class ItemView(BaseModel):
     ticket_url: str | None = None
     severity: str = ""
     services: list[str] = Field(default_factory=list)
+    recurred_in: list[str] = Field(default_factory=list)  # later postmortems of its kind, after it was done
 
 
 class DashboardFilter(BaseModel):
@@ -177,6 +178,7 @@ class Effectiveness(BaseModel):
     unknown: int = 0
     recurrences: int = 0  # incidents of the same kind after the item was done
 
+    @computed_field  # type: ignore[prop-decorator]
     @property
     def rate(self) -> float | None:
         judged = self.effective + self.ineffective
@@ -210,6 +212,41 @@ class RelatedPostmortem(BaseModel):
     items: list[ItemView] = Field(default_factory=list)
 
 
+class RecurredItem(BaseModel):
+    """A done action item a later incident of its kind defeated, and the later postmortems it recurred in."""
+
+    item: ItemView
+    recurred_in: list[str]
+
+
+class FailingService(BaseModel):
+    """A service that keeps failing: its incidents in the period (at least `[reports] failing_after`)."""
+
+    service: str
+    incidents: int
+    postmortems: list[str] = Field(default_factory=list)  # newest first, at most 10
+    ineffective_items: int = 0  # of its items completed in the period
+    recurrences: int = 0
+
+
+class EffectivenessReport(BaseModel):
+    """The effectiveness review for reliability leads (closeloop.store.insights.StoreInsights.effectiveness):
+    the action items completed in [since, until) and how they went, what recurred, what is overdue at `until`,
+    and the services that keep failing. The monthly Schedule and `closeloop report effectiveness` make the same."""
+
+    since: datetime
+    until: datetime
+    items_done: int = 0  # completed in the period
+    verdicts: Effectiveness = Field(default_factory=Effectiveness)  # of those
+    awaiting_verdict: int = 0  # of those, their effectiveness review not concluded yet
+    by_service: dict[str, Effectiveness] = Field(default_factory=dict)
+    by_kind: dict[str, Effectiveness] = Field(default_factory=dict)
+    overdue_items: int = 0  # open and past their due date at `until`
+    overdue_by_age: dict[str, int] = Field(default_factory=dict)  # AGEING_BUCKETS' labels
+    failing_services: list[FailingService] = Field(default_factory=list)  # most incidents first
+    recurred: list[RecurredItem] = Field(default_factory=list)  # recurrences found in the period, oldest first
+
+
 class Insights(Protocol):
     """The library and the numbers: closeloop.store.insights.StoreInsights implements it."""
 
@@ -218,3 +255,5 @@ class Insights(Protocol):
     def library(self, filters: LibraryFilter) -> Library: ...
 
     def metrics(self, owners: list[str] | None, now: datetime, months: int = 12) -> Metrics: ...
+
+    def effectiveness(self, since: datetime, until: datetime, failing_after: int = 2) -> EffectivenessReport: ...

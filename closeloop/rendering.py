@@ -33,10 +33,11 @@ through (a `<script>` in a title would run). Plain-text notifications print valu
 from __future__ import annotations
 
 import traceback
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache, partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jinja2
 from jinja2 import ChoiceLoader, FileSystemLoader, PackageLoader, StrictUndefined
@@ -55,6 +56,9 @@ from closeloop.models import (
     clamp_non_negative,
 )
 
+if TYPE_CHECKING:
+    from closeloop.readmodel import RelatedPostmortem
+
 NOTIFICATION_KINDS = (
     "draft_requested",
     "reassigned",
@@ -70,6 +74,7 @@ NOTIFICATION_KINDS = (
     "item_escalation",
     "verdict_request",
     "ineffective",
+    "item_recurred",
     "ticket_recreated",
     "ticket_refused",
     "wont_do_reason_request",
@@ -79,7 +84,7 @@ NOTIFICATION_KINDS = (
 )
 # Not about one postmortem, so not in the list above: the managers' digest (activities/digest.py) and the
 # reminder digest of people who take reminders once a day (activities/notify.py).
-DIGEST_KINDS = ("stalled_digest", "reminder_digest")
+DIGEST_KINDS = ("stalled_digest", "reminder_digest", "effectiveness_review")
 
 
 class TemplateProblem(ValueError):
@@ -280,6 +285,7 @@ def _items(state: PostmortemState) -> list[dict[str, Any]]:
                 "id": i.id, "title": i.title, "description": i.description, "owner": i.owner,
                 "priority": i.priority, "kind": i.kind, "due_at": i.due_at, "due_in": None,
                 "ticket_key": i.ticket_key, "ticket_url": i.ticket_url, "status": i.status.value,
+                "done_when": i.done_when,
             }
             for i in state.items
         ]
@@ -289,7 +295,7 @@ def _items(state: PostmortemState) -> list[dict[str, Any]]:
             "id": None, "title": s.title, "description": s.description, "owner": s.owner,
             "priority": s.priority, "kind": s.kind, "due_at": None,
             "due_in": s.due_in if s.due_in is not None else state.plan.policy.item_due.get(s.priority),
-            "ticket_key": None, "ticket_url": None, "status": "proposed",
+            "ticket_key": None, "ticket_url": None, "status": "proposed", "done_when": s.done_when,
         }
         for s in specs
     ]
@@ -340,10 +346,12 @@ def _variables(state: PostmortemState) -> dict[str, Any]:
 # --------------------------------------------------------------------------- public API
 
 
-def render_draft(state: PostmortemState, *, template_dir: Path | None = None) -> str:
-    """The Markdown draft handed to the owner: incident facts and timeline filled in, the rest to write."""
+def render_draft(state: PostmortemState, *, template_dir: Path | None = None,
+                 related: Sequence[RelatedPostmortem] = ()) -> str:
+    """The Markdown draft handed to the owner: incident facts, related incidents (earlier postmortems of the same
+    kind, with their items and how they went) and the timeline filled in, the rest to write."""
     env_md, _, _ = _envs(template_dir)
-    return _render(env_md, "draft.md.j2", _variables(state))
+    return _render(env_md, "draft.md.j2", {**_variables(state), "related": list(related)})
 
 
 def render_document(state: PostmortemState, *, template_dir: Path | None = None) -> Document:

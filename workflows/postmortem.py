@@ -26,7 +26,13 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.activities.documents import DocumentActivities
     from closeloop.activities.options import BEST_EFFORT, EXTERNAL, STORE
     from closeloop.activities.record_incident import DirectoryActivities, IncidentActivities, RecordIncidentInput
-    from closeloop.activities.records import PostmortemRecord, RecordActivities, ReviewInput, TimelineInput
+    from closeloop.activities.records import (
+        PostmortemRecord,
+        RecordActivities,
+        RecurrenceLinkInput,
+        ReviewInput,
+        TimelineInput,
+    )
     from closeloop.activities.schedule_meeting import (
         CancelMeetingInput,
         MeetingActivities,
@@ -65,6 +71,7 @@ TERMINAL = (Stage.closed, Stage.skipped, Stage.cancelled)
 # Patches (workflow.patched) for behaviour added while lifecycles were running; each guards only the new path.
 PATCH_CANCEL_REQUEST = "a-cancellation-request-cancels-the-lifecycle-and-its-items"
 PATCH_STALL_ON_FAILURE = "a-failure-no-retry-fixes-stalls-the-lifecycle"
+PATCH_RECURRENCES = "a-new-draft-links-the-earlier-items-its-incident-defeated"
 GAVE_UP = (RetryState.NON_RETRYABLE_FAILURE, RetryState.MAXIMUM_ATTEMPTS_REACHED)
 MAX_ERROR = 500  # characters of a failure kept in the state and the notification
 
@@ -242,12 +249,25 @@ class PostmortemWorkflow:
     async def _start_drafting(self) -> None:
         s = self._state()
         now = workflow.now()
+        first = s.draft_ref is None
+        if first and workflow.patched(PATCH_RECURRENCES):
+            # the feedback loop: the earlier items this incident defeated, shown in the draft and told
+            s.recurs_after = await call(RecordActivities.link_recurrences, RecurrenceLinkInput(
+                postmortem_id=s.plan.postmortem_id, incident=s.plan.incident,
+                within=s.plan.policy.recurrence_lookback, at=now), STORE)
         if s.draft_ref is None:
             s.draft_ref = await call(DocumentActivities.prepare_draft, s, STORE)
         s.draft_chase = ChaseState(started_at=now, due_at=now + s.plan.policy.draft_due)
         await self._enter(Stage.drafting)
         await self._notify(f"draft/{s.review_round}/requested", "draft_requested", s.owner,
                            {"due": s.draft_chase.due_at, "draft_ref": s.draft_ref})
+        if first and s.recurs_after:
+            await asyncio.gather(*(
+                self._notify(f"recurrence/{d.item_id}", "item_recurred", d.owner, {
+                    "item_id": d.item_id, "item_title": d.title, "item_postmortem_id": d.postmortem_id,
+                    "completed_at": d.completed_at, "matched": d.matched,
+                    "verdict": d.verdict.value if d.verdict else None})
+                for d in s.recurs_after))
 
     async def _drafting(self) -> bool:
         s = self._state()

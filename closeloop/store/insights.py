@@ -23,6 +23,8 @@ from sqlalchemy.orm import Session
 from closeloop.readmodel import (
     AGEING_BUCKETS,
     Effectiveness,
+    EffectivenessReport,
+    FailingService,
     ItemView,
     Library,
     LibraryFilter,
@@ -30,13 +32,15 @@ from closeloop.readmodel import (
     Metrics,
     Month,
     PostmortemView,
+    RecurredItem,
     RelatedPostmortem,
     Share,
 )
 from closeloop.store.database import Database
-from closeloop.store.tables import ActionItemRow, IncidentRow, IncidentServiceRow, PostmortemRow
+from closeloop.store.tables import ActionItemRow, IncidentRow, IncidentServiceRow, ItemRecurrenceRow, PostmortemRow
 
 P, A, I, S = PostmortemRow, ActionItemRow, IncidentRow, IncidentServiceRow  # noqa: E741
+R = ItemRecurrenceRow
 
 FTS_TABLE = "postmortem_fts"
 PG_SEARCH_INDEX = "ix_postmortems_document_search"
@@ -185,11 +189,25 @@ class StoreInsights:
                         id=a.id, postmortem_id=a.postmortem_id, title=a.title, owner=a.owner, priority=a.priority,
                         kind=a.kind, due_at=a.due_at, status=a.status, completed_at=a.completed_at,
                         verdict=a.verdict, ticket_key=a.ticket_key))
+                recurred = self._recurred(s, [i.id for found_items in items.values() for i in found_items])
+                for found_items in items.values():
+                    for i in found_items:
+                        i.recurred_in = recurred.get(i.id, [])
         return [RelatedPostmortem(postmortem=PostmortemView(
                     id=r.id, title=r.title, severity=r.severity, services=found.get(r.incident_id, []), owner=r.owner,
                     stage=r.stage, stalled=r.stalled, stage_due_at=r.stage_due_at, resolved_at=r.resolved_at,
                     updated_at=r.updated_at, document_ref=r.document_ref), items=items.get(r.id, []))
                 for r in rows]
+
+    @staticmethod
+    def _recurred(s: Session, item_ids: list[str]) -> dict[str, list[str]]:
+        """Item id -> the later postmortems its kind of incident recurred in (item_recurrences), oldest first."""
+        out: dict[str, list[str]] = defaultdict(list)
+        if item_ids:
+            for item_id, later in s.execute(select(R.item_id, R.postmortem_id).where(R.item_id.in_(item_ids))
+                                            .order_by(R.found_at, R.postmortem_id)):
+                out[item_id].append(later)
+        return out
 
     @staticmethod
     def _services(s: Session, incident_ids: list[int]) -> dict[int, list[str]]:
@@ -282,6 +300,70 @@ class StoreInsights:
             months=[Month(month=m, published=v["published"], items_done=v["items"],
                           median_hours_to_publish=_median(v["hours"]), effectiveness=v["eff"])
                     for m, v in by_month.items()])
+
+    # ------------------------------------------------------------------ the effectiveness review
+
+    def effectiveness(self, since: datetime, until: datetime, failing_after: int = 2) -> EffectivenessReport:
+        """The action items completed in [since, until) and their verdicts, by service and by kind; the
+        recurrences found in the period (item_recurrences); the items overdue at `until`, by age; and the services
+        with at least `failing_after` incidents that started in the period."""
+        since, until = since.astimezone(UTC), until.astimezone(UTC)
+        report = EffectivenessReport(since=since, until=until)
+        when = func.coalesce(I.started_at, I.resolved_at, I.recorded_at)
+        with self.db.session() as s:
+            done = s.execute(select(A.kind, A.verdict, A.recurrences, P.incident_id)
+                             .join(P, P.id == A.postmortem_id)
+                             .where(A.status == "done", A.completed_at >= since, A.completed_at < until)).all()
+            services = self._services(s, list({r.incident_id for r in done}))
+            ageing = self._ageing(s, [], until)
+            incidents = s.execute(select(S.service, I.id, P.id.label("postmortem_id"), when.label("when"))
+                                  .join(I, I.id == S.incident_id).outerjoin(P, P.incident_id == I.id)
+                                  .where(when >= since, when < until)
+                                  .order_by(S.service, when.desc(), I.id)).all()
+            links = s.execute(select(R.item_id, R.postmortem_id).where(R.found_at >= since, R.found_at < until)
+                              .order_by(R.found_at, R.item_id, R.postmortem_id)).all()
+            recurred_items: dict[str, list[str]] = {}
+            for item_id, later in links:
+                recurred_items.setdefault(item_id, []).append(later)
+            item_rows = s.execute(select(A.id, A.postmortem_id, A.title, A.owner, A.priority, A.kind, A.due_at,
+                                         A.status, A.completed_at, A.verdict, A.ticket_key, P.incident_id)
+                                  .join(P, P.id == A.postmortem_id)
+                                  .where(A.id.in_(list(recurred_items)))).all() if recurred_items else []
+            item_services = self._services(s, list({r.incident_id for r in item_rows}))
+        by_service: dict[str, Effectiveness] = defaultdict(Effectiveness)
+        by_kind: dict[str, Effectiveness] = defaultdict(Effectiveness)
+        for d in done:
+            report.items_done += 1
+            targets = [report.verdicts, by_kind[d.kind],
+                       *(by_service[svc] for svc in services.get(d.incident_id, []) or ["(none)"])]
+            for eff in targets:
+                if d.verdict in ("effective", "ineffective", "unknown"):
+                    setattr(eff, d.verdict, getattr(eff, d.verdict) + 1)
+                eff.recurrences += int(d.recurrences or 0)
+            report.awaiting_verdict += d.verdict is None
+        report.by_service, report.by_kind = dict(sorted(by_service.items())), dict(sorted(by_kind.items()))
+        report.overdue_by_age, report.overdue_items = ageing, sum(ageing.values())
+        per_service: dict[str, list[Any]] = defaultdict(list)
+        for r in incidents:
+            per_service[r.service].append(r)
+        failing = []
+        for service, rows in per_service.items():
+            distinct = list(dict.fromkeys(r.id for r in rows))
+            if len(distinct) < failing_after:
+                continue
+            eff = by_service.get(service, Effectiveness())
+            failing.append(FailingService(
+                service=service, incidents=len(distinct),
+                postmortems=list(dict.fromkeys(r.postmortem_id for r in rows if r.postmortem_id))[:10],
+                ineffective_items=eff.ineffective, recurrences=eff.recurrences))
+        report.failing_services = sorted(failing, key=lambda f: (-f.incidents, f.service))
+        order = list(recurred_items)
+        report.recurred = [RecurredItem(item=ItemView(
+            id=r.id, postmortem_id=r.postmortem_id, title=r.title, owner=r.owner, priority=r.priority, kind=r.kind,
+            due_at=r.due_at, status=r.status, completed_at=r.completed_at, verdict=r.verdict, ticket_key=r.ticket_key,
+            services=item_services.get(r.incident_id, []), recurred_in=recurred_items[r.id]),
+            recurred_in=recurred_items[r.id]) for r in sorted(item_rows, key=lambda r: order.index(r.id))]
+        return report
 
     @staticmethod
     def _ageing(s: Session, item_scope: list[Any], now: datetime) -> dict[str, int]:

@@ -4,17 +4,18 @@ events, action items and review votes. Writes that may be retried are idempotent
 from __future__ import annotations
 
 import hashlib
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import CursorResult, delete, func, or_, select, update
 
-from closeloop.models import ActionItem, Incident, ReviewRecord, TimelineEvent
+from closeloop.models import ActionItem, DefeatedItem, Incident, ReviewRecord, TimelineEvent, Verdict
 from closeloop.store.database import Database
 from closeloop.store.insights import StoreInsights
 from closeloop.store.tables import (
     ActionItemRow,
     IncidentRow,
     IncidentServiceRow,
+    ItemRecurrenceRow,
     PostmortemRow,
     ReviewRow,
     TimelineEventRow,
@@ -177,7 +178,74 @@ class LifecycleRecords:
             row.status, row.completed_at = item.status.value, item.completed_at
             row.verdict = item.verdict.value if item.verdict else None
             row.payload = item.model_dump(mode="json")
-            row.recurrences = len(item.recurrences)
+            # the incidents its own effectiveness check found, or the later postmortems that linked to it, if more
+            linked = s.scalar(select(func.count()).select_from(ItemRecurrenceRow)
+                              .where(ItemRecurrenceRow.item_id == item.id)) or 0
+            row.recurrences = max(len(item.recurrences), linked)
+
+    def link_recurrences(self, postmortem_id: str, incident: Incident, *, within: timedelta,
+                         at: datetime) -> list[DefeatedItem]:
+        """The done action items of earlier postmortems of this incident's kind (the same fingerprint, or a shared
+        service) completed in the `within` before the incident started: this incident defeated them. Each is
+        linked to `postmortem_id` (once: a retry links nothing twice, and `found_at` stays the first time) and its
+        recurrence count raised. Returned oldest completion first, with why each matched."""
+        start = _utc(incident.started_at or incident.resolved_at or at)
+        with self.db.session() as s:
+            this = s.scalar(select(IncidentRow.id).where(IncidentRow.source == incident.source,
+                                                         IncidentRow.external_id == incident.external_id))
+            services = sorted(set(incident.services))
+            same_service = select(IncidentServiceRow.incident_id).where(IncidentServiceRow.service.in_(services))
+            same_kind = or_(IncidentRow.id.in_(same_service),
+                            (IncidentRow.fingerprint == incident.fingerprint) & (IncidentRow.fingerprint != ""))
+            rows = s.execute(
+                select(ActionItemRow.id, ActionItemRow.postmortem_id, ActionItemRow.title, ActionItemRow.owner,
+                       ActionItemRow.kind, ActionItemRow.completed_at, ActionItemRow.verdict, IncidentRow.id,
+                       IncidentRow.fingerprint)
+                .join(PostmortemRow, PostmortemRow.id == ActionItemRow.postmortem_id)
+                .join(IncidentRow, IncidentRow.id == PostmortemRow.incident_id)
+                .where(ActionItemRow.status == "done", ActionItemRow.completed_at.is_not(None),
+                       ActionItemRow.completed_at <= start, ActionItemRow.completed_at >= start - within,
+                       ActionItemRow.postmortem_id != postmortem_id, same_kind,
+                       *([IncidentRow.id != this] if this is not None else []))
+                .order_by(ActionItemRow.completed_at, ActionItemRow.id)).all()
+            shared: dict[int, list[str]] = {}
+            for incident_id, service in s.execute(
+                    select(IncidentServiceRow.incident_id, IncidentServiceRow.service)
+                    .where(IncidentServiceRow.incident_id.in_({r[7] for r in rows}),
+                           IncidentServiceRow.service.in_(services))
+                    .order_by(IncidentServiceRow.service)):
+                shared.setdefault(incident_id, []).append(service)
+            found: list[DefeatedItem] = []
+            for item_id, earlier, title, owner, kind, completed_at, verdict, incident_id, fingerprint in rows:
+                assert completed_at is not None  # selected so
+                matched = ("fingerprint" if incident.fingerprint and fingerprint == incident.fingerprint
+                           else "service " + ", ".join(shared.get(incident_id, [])))
+                found.append(DefeatedItem(item_id=item_id, postmortem_id=earlier, title=title, owner=owner, kind=kind,
+                                          completed_at=_utc(completed_at), matched=matched,
+                                          verdict=Verdict(verdict) if verdict else None))
+                if s.get(ItemRecurrenceRow, (item_id, postmortem_id)) is None:
+                    s.add(ItemRecurrenceRow(item_id=item_id, postmortem_id=postmortem_id, incident=incident.key,
+                                            matched=matched, found_at=at))
+            s.flush()
+            for d in found:
+                linked = s.scalar(select(func.count()).select_from(ItemRecurrenceRow)
+                                  .where(ItemRecurrenceRow.item_id == d.item_id)) or 0
+                s.execute(update(ActionItemRow).where(ActionItemRow.id == d.item_id,
+                                                      ActionItemRow.recurrences < linked)
+                          .values(recurrences=linked))
+            return found
+
+    def recurrences_of(self, item_ids: list[str]) -> dict[str, list[str]]:
+        """Item id -> the later postmortems that recurred after it (linked by link_recurrences), oldest first."""
+        out: dict[str, list[str]] = {}
+        if not item_ids:
+            return out
+        with self.db.session() as s:
+            for item_id, later in s.execute(select(ItemRecurrenceRow.item_id, ItemRecurrenceRow.postmortem_id)
+                                            .where(ItemRecurrenceRow.item_id.in_(item_ids))
+                                            .order_by(ItemRecurrenceRow.found_at, ItemRecurrenceRow.postmortem_id)):
+                out.setdefault(item_id, []).append(later)
+        return out
 
     def action_items(self, postmortem_id: str | None = None, *, status: str | None = None) -> list[ActionItem]:
         with self.db.session() as s:

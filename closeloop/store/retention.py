@@ -41,6 +41,7 @@ from closeloop.store.tables import (
     InboxRow,
     IncidentRow,
     IncidentServiceRow,
+    ItemRecurrenceRow,
     MeetingRow,
     NotificationRow,
     PostmortemRow,
@@ -203,6 +204,8 @@ class Retention:
             (NotificationRow, NotificationRow.postmortem_id.in_(ids)),
             (DraftAutosaveRow, DraftAutosaveRow.postmortem_id.in_(ids)),
             (ReviewRow, ReviewRow.postmortem_id.in_(ids)),
+            # the links of its items to later incidents, and its own links to earlier items
+            (ItemRecurrenceRow, or_(ItemRecurrenceRow.item_id.in_(item_ids), ItemRecurrenceRow.postmortem_id.in_(ids))),
             (ActionItemRow, ActionItemRow.postmortem_id.in_(ids)),
             (PostmortemRow, PostmortemRow.id.in_(ids)),
             (TimelineEventRow, TimelineEventRow.incident_id.in_(incidents)),

@@ -131,6 +131,20 @@ class ActionItemRow(Base):
     recurrences: Mapped[int] = mapped_column(Integer, default=0)  # incidents of its kind after it was done
 
 
+class ItemRecurrenceRow(Base):
+    """A done action item that a later incident of its kind defeated: the same service or fingerprint failed
+    again after the item was completed (closeloop.store.records.link_recurrences, when the later incident's draft
+    is prepared). The later postmortem links to the item, and the item shows where it recurred."""
+
+    __tablename__ = "item_recurrences"
+
+    item_id: Mapped[str] = mapped_column(ForeignKey("action_items.id", ondelete="CASCADE"), primary_key=True)
+    postmortem_id: Mapped[str] = mapped_column(String(300), primary_key=True, index=True)  # the later one's
+    incident: Mapped[str] = mapped_column(String(240))  # the later incident's key, "source:external_id"
+    matched: Mapped[str] = mapped_column(String(300))  # why it is of the same kind: "fingerprint" or "service x"
+    found_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
 class ReviewRow(Base):
     __tablename__ = "reviews"
     __table_args__ = (UniqueConstraint("postmortem_id", "round", "reviewer", name="uq_reviews_vote"),)

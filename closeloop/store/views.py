@@ -34,6 +34,7 @@ from closeloop.store.tables import (
     DraftAutosaveRow,
     IncidentRow,
     IncidentServiceRow,
+    ItemRecurrenceRow,
     NotificationRow,
     PostmortemRow,
     WebAuditRow,
@@ -250,7 +251,13 @@ class Views:
         with self.db.session() as s:
             rows = s.execute(_select_items().where(A.postmortem_id == postmortem_id)).all()
             services = _services(s, rows)
-        return [_item_view(r, services) for r in sorted(rows, key=lambda r: _item_number(r.id))]
+            recurred: dict[str, list[str]] = {}
+            for item_id, later in s.execute(select(ItemRecurrenceRow.item_id, ItemRecurrenceRow.postmortem_id)
+                                            .where(ItemRecurrenceRow.item_id.in_([r.id for r in rows]))
+                                            .order_by(ItemRecurrenceRow.found_at, ItemRecurrenceRow.postmortem_id)):
+                recurred.setdefault(item_id, []).append(later)
+        return [_item_view(r, services).model_copy(update={"recurred_in": recurred.get(r.id, [])})
+                for r in sorted(rows, key=lambda r: _item_number(r.id))]
 
     def notifications(self, postmortem_id: str, limit: int = 200) -> list[NotificationView]:
         """The postmortem's notifications and its items', newest first, each with what the channels did."""

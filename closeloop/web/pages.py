@@ -436,6 +436,7 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
         notifications = await asyncio.to_thread(store.notifications, postmortem_id)
         related = await asyncio.to_thread((await insights()).related, postmortem_id)
         audit_log = await asyncio.to_thread(store.audit, postmortem_id)
+        recurred = {i.id: i.recurred_in for i in await asyncio.to_thread(store.items, postmortem_id) if i.recurred_in}
         chain = _escalation(state, people())
         rounds: dict[int, list[Any]] = {}
         for review in state.reviews:
@@ -448,7 +449,7 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
             findings = quality.check_items(state.draft, state.plan.policy, set(directory)) + \
                 quality.blameless_hints(state.draft, {k: p.name for k, p in directory.items()})
         return render(request, "postmortem.html", pm=state, pid=postmortem_id, notifications=notifications,
-                      findings=findings, related=related,
+                      findings=findings, related=related, recurred=recurred,
                       audit=audit_log, chain=chain, rounds=sorted(rounds.items()), my_vote_due=my_vote_due,
                       flash=request.query_params.get("done", "")[:300])
 
