@@ -16,6 +16,7 @@ from closeloop.activities.notify import NotifyActivities
 from closeloop.activities.reconcile import ReconcileActivities
 from closeloop.activities.record_incident import DirectoryActivities, IncidentActivities
 from closeloop.activities.records import RecordActivities
+from closeloop.activities.reports import ReportActivities
 from closeloop.activities.retention import RetentionActivities
 from closeloop.activities.schedule_meeting import MeetingActivities
 from closeloop.activities.tickets import TicketActivities
@@ -42,6 +43,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
     digest = DigestActivities(i.store, people, i.notifiers, i.template_dir)
     reconcile = ReconcileActivities(i.store, i.tracker, closeloop, close_on_cancel=i.config.tickets.close_on_cancel)
     directory = DirectoryActivities(people)
+    reports = ReportActivities(i.store.insights, i.publishers, people, notify, i.config.reports, i.template_dir)
     retention = RetentionActivities(i.store, i.config.retention, i.config.retention.batch_size)
     return [
         incidents.record_incident,
@@ -67,4 +69,5 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
         digest.send_stalled_digest,
         reconcile.reconcile_tickets,
         retention.prune_store,
+        reports.effectiveness_review,
     ]

@@ -172,6 +172,14 @@ class NotifyActivities:
         log().info("reminder digests sent", digests=sent, reminders=sum(len(k) for k in waiting.values()))
         return sent
 
+    def deliver(self, notification: Notification, person: Person | None) -> str | None:
+        """A notification made elsewhere (a report): recorded by every notifier, then sent through the person's
+        first channel that reaches them (once per key, as `notify` does). The channel that took it, or None."""
+        for notifier in self.notifiers:
+            with external_errors(f"notifying {notification.recipient} through {notifier.name}"):
+                notifier.send(notification, person)
+        return self.reach(notification, person) if person is not None else None
+
     def announce(self, inp: NotifyInput, context: dict[str, Any]) -> None:
         """Post the notification to the rooms `[notify] announce` names for its kind, once each. A kind that
         happens once per postmortem (published, cancelled) is posted once however many people it went to."""

@@ -4,6 +4,7 @@ where things run. Validated at start; every problem is reported as one clear lin
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import replace
@@ -196,6 +197,29 @@ class InboxSettings(_Strict):
     forward_in: Literal["web", "worker"] = Field(default="web", description="web or worker")
 
 
+class ReportSettings(_Strict):
+    """`[reports]`: the effectiveness review for reliability leads (the `closeloop-effectiveness-review` Schedule,
+    applied at worker start; `closeloop report effectiveness` makes the same report on demand). Each run covers
+    the calendar month before it: the action items completed and their verdicts, the recurrences, the overdue
+    items, and the services that keep failing. It is published through the publishers, like a postmortem, and
+    sent to `effectiveness_to` through their channels."""
+
+    effectiveness_to: list[str] = Field(default_factory=list, description="person keys of the reliability leads "
+                                        "who get the review (empty: it is only published)")
+    effectiveness_cron: str = Field(default="0 9 1 * *", description="when it runs: a five-field cron in UTC "
+                                    "(default: 09:00 on the first of each month)")
+    failing_after: int = Field(default=2, ge=2, le=1000, description="a service with at least this many incidents "
+                               "in the period is listed as one that keeps failing")
+
+    @field_validator("effectiveness_cron")
+    @classmethod
+    def _cron(cls, v: str) -> str:
+        fields = v.split()
+        if len(fields) != 5 or not all(re.fullmatch(r"[0-9*,/-]+", f) for f in fields):
+            raise ValueError("must be a five-field cron of numbers, *, -, / and , (e.g. \"0 9 1 * *\")")
+        return " ".join(fields)
+
+
 class RetentionSettings(_Strict):
     """`[retention]`: how long the store keeps what it no longer needs; the `closeloop-retention` Schedule (every
     `every`) and `closeloop db prune` delete older rows in batches of `batch_size` (closeloop/retention.py)."""
@@ -267,6 +291,7 @@ class Config(_Strict):
     webhooks: dict[str, dict[str, Any]] = Field(default_factory=dict)  # incident sources: severity maps...
     sync: SyncSettings = Field(default_factory=SyncSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
@@ -321,6 +346,9 @@ class Config(_Strict):
         problems += people.problems()
         if self.default_owner and self.default_owner not in people:
             problems.append(f"default_owner: unknown person {self.default_owner!r}")
+        for key in self.reports.effectiveness_to:
+            if key not in people:
+                problems.append(f"reports.effectiveness_to: unknown person {key!r}")
         for name, svc in self.services.items():
             if svc.owner and svc.owner not in people:
                 problems.append(f"services.{name}.owner: unknown person {svc.owner!r}")

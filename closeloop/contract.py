@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from closeloop.ids import ACTION_ITEM_WORKFLOW as ACTION_ITEM_WORKFLOW
+from closeloop.ids import EFFECTIVENESS_REVIEW_WORKFLOW as EFFECTIVENESS_REVIEW_WORKFLOW
 from closeloop.ids import POSTMORTEM_WORKFLOW as POSTMORTEM_WORKFLOW
 from closeloop.ids import RETENTION_WORKFLOW as RETENTION_WORKFLOW
 from closeloop.ids import STALLED_DIGEST_WORKFLOW as STALLED_DIGEST_WORKFLOW
@@ -47,14 +48,15 @@ Out = TypeVar("Out")
 
 # --------------------------------------------------------------------------- workflow types
 
-# POSTMORTEM_WORKFLOW, ACTION_ITEM_WORKFLOW, STALLED_DIGEST_WORKFLOW, TICKET_SYNC_WORKFLOW, RETENTION_WORKFLOW:
-# closeloop.ids.
+# POSTMORTEM_WORKFLOW, ACTION_ITEM_WORKFLOW, STALLED_DIGEST_WORKFLOW, TICKET_SYNC_WORKFLOW, RETENTION_WORKFLOW,
+# EFFECTIVENESS_REVIEW_WORKFLOW: closeloop.ids.
 
 # Workflow ids of the sweeps: the Schedules' own, and the one `closeloop tickets sync` runs by hand.
 STALLED_DIGEST_SCHEDULE_ID = "closeloop-stalled-digest"
 TICKET_SYNC_SCHEDULE_ID = "closeloop-ticket-sync"
 TICKET_SYNC_MANUAL_ID = "closeloop-ticket-sync/cli"
 RETENTION_SCHEDULE_ID = "closeloop-retention"
+EFFECTIVENESS_REVIEW_SCHEDULE_ID = "closeloop-effectiveness-review"
 
 # --------------------------------------------------------------------------- handlers, typed
 

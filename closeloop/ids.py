@@ -14,6 +14,7 @@ ACTION_ITEM_WORKFLOW = "ActionItemWorkflow"
 STALLED_DIGEST_WORKFLOW = "StalledDigestWorkflow"
 TICKET_SYNC_WORKFLOW = "TicketSyncWorkflow"
 RETENTION_WORKFLOW = "RetentionWorkflow"
+EFFECTIVENESS_REVIEW_WORKFLOW = "EffectivenessReviewWorkflow"
 
 POSTMORTEM_PREFIX = "postmortem/"
 ITEM_PREFIX = "item-"

@@ -57,7 +57,7 @@ from closeloop.models import (
 )
 
 if TYPE_CHECKING:
-    from closeloop.readmodel import RelatedPostmortem
+    from closeloop.readmodel import EffectivenessReport, RelatedPostmortem
 
 NOTIFICATION_KINDS = (
     "draft_requested",
@@ -92,6 +92,15 @@ class TemplateProblem(ValueError):
 
 
 # --------------------------------------------------------------------------- filters
+
+
+def format_day(value: Any) -> str:
+    """An aware datetime's UTC day, "2026-11-22"; None as ""."""
+    if value is None:
+        return ""
+    if isinstance(value, datetime):
+        return (value if value.tzinfo else value.replace(tzinfo=UTC)).astimezone(UTC).strftime("%Y-%m-%d")
+    return str(value)
 
 
 def format_dt(value: Any) -> str:
@@ -177,6 +186,7 @@ def _environment(user_template_dir: Path | None, *, autoescape: bool,
         auto_reload=True,
     )
     env.filters["dt"] = format_dt
+    env.filters["day"] = format_day
     env.filters["duration"] = format_td
     env.filters["cell"] = md_cell
     env.filters["safe_url"] = safe_url
@@ -363,6 +373,26 @@ def render_document(state: PostmortemState, *, template_dir: Path | None = None)
         title=f"Postmortem: {state.plan.incident.title}",
         markdown=_render(env_md, "postmortem.md.j2", variables),
         html=_render(env_html, "postmortem.html.j2", variables),
+    )
+
+
+def effectiveness_document_id(since: datetime, until: datetime) -> str:
+    """The review's id as a document (publishers key pages and files by it): its period."""
+    return f"reports/effectiveness/{format_day(since)}_{format_day(until)}"
+
+
+def render_effectiveness(report: EffectivenessReport, *, generated_at: datetime, failing_after: int = 2,
+                         template_dir: Path | None = None) -> Document:
+    """The effectiveness review (closeloop.readmodel.EffectivenessReport) as Markdown and HTML, from
+    `effectiveness.md.j2` and `effectiveness.html.j2` (overridable like the postmortem's)."""
+    env_md, env_html, _ = _envs(template_dir)
+    variables = {"report": report, "generated_at": generated_at, "failing_after": failing_after}
+    return Document(
+        postmortem_id=effectiveness_document_id(report.since, report.until),
+        title=f"Effectiveness review: {format_day(report.since)} to {format_day(report.until)}",
+        markdown=_render(env_md, "effectiveness.md.j2", variables),
+        html=_render(env_html, "effectiveness.html.j2", variables),
+        kind="report",
     )
 
 

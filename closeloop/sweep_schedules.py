@@ -55,7 +55,12 @@ RETENTION = SweepSchedule(contract.RETENTION_SCHEDULE_ID, "",
                           "delete what is past its retention ([retention]; every [retention] every)",
                           workflow=contract.RETENTION_WORKFLOW, every=DEFAULT_RETENTION_EVERY,
                           catchup_window=timedelta(hours=1))
-ALL = [STALLED_DIGEST, TICKET_SYNC, RETENTION]
+# Monthly by default ([reports] effectiveness_cron); a run missed in an outage is made up within a day.
+EFFECTIVENESS_REVIEW = SweepSchedule(contract.EFFECTIVENESS_REVIEW_SCHEDULE_ID, "0 9 1 * *",
+                                     "the effectiveness review of last month for reliability leads ([reports])",
+                                     workflow=contract.EFFECTIVENESS_REVIEW_WORKFLOW, catchup_window=timedelta(days=1))
+ALL = [STALLED_DIGEST, TICKET_SYNC, RETENTION, EFFECTIVENESS_REVIEW]
+DEFAULT_REVIEW_CRON = EFFECTIVENESS_REVIEW.cron
 
 
 def _schedule(task_queue: str, sweep: SweepSchedule) -> Schedule:
@@ -70,20 +75,24 @@ def _schedule(task_queue: str, sweep: SweepSchedule) -> Schedule:
 
 
 def sweeps(sync_every: timedelta = DEFAULT_SYNC_EVERY,
-           retention_every: timedelta = DEFAULT_RETENTION_EVERY) -> list[SweepSchedule]:
-    """The schedules, with the ticket sweep's and the clean-up's intervals from the config (`[sync] every`,
-    `[retention] every`)."""
+           retention_every: timedelta = DEFAULT_RETENTION_EVERY,
+           review_cron: str = DEFAULT_REVIEW_CRON) -> list[SweepSchedule]:
+    """The schedules, with the ticket sweep's and the clean-up's intervals and the review's cron from the config
+    (`[sync] every`, `[retention] every`, `[reports] effectiveness_cron`)."""
     every = {TICKET_SYNC.schedule_id: sync_every, RETENTION.schedule_id: retention_every}
-    return [replace(s, every=every[s.schedule_id]) if s.schedule_id in every else s for s in ALL]
+    crons = {EFFECTIVENESS_REVIEW.schedule_id: review_cron}
+    return [replace(s, every=every[s.schedule_id]) if s.schedule_id in every
+            else replace(s, cron=crons[s.schedule_id]) if s.schedule_id in crons else s for s in ALL]
 
 
 async def apply(client: Client, task_queue: str, *, sync_every: timedelta = DEFAULT_SYNC_EVERY,
-                retention_every: timedelta = DEFAULT_RETENTION_EVERY, update: bool = False) -> dict[str, str]:
+                retention_every: timedelta = DEFAULT_RETENTION_EVERY, review_cron: str = DEFAULT_REVIEW_CRON,
+                update: bool = False) -> dict[str, str]:
     """Create the missing schedules; leave an existing one as it is when it already matches, or when its settings
     differ and `update` is False (a warning names the differences). Returns what became of each:
     "created", "unchanged", "kept" (differs, left alone) or "updated"."""
     outcome: dict[str, str] = {}
-    for sweep in sweeps(sync_every, retention_every):
+    for sweep in sweeps(sync_every, retention_every, review_cron):
         schedule = _schedule(task_queue, sweep)
         try:
             await client.create_schedule(sweep.schedule_id, schedule)

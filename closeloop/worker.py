@@ -85,7 +85,8 @@ async def _run(config: Config, stop: asyncio.Event, update_schedules: bool, sett
         worker = build_worker(client, integrations, config.temporal.task_queue, executor=executor)
         try:
             await apply_schedules(client, config.temporal.task_queue, sync_every=config.sync.every,
-                                  retention_every=config.retention.every, update=update_schedules)
+                                  retention_every=config.retention.every,
+                                  review_cron=config.reports.effectiveness_cron, update=update_schedules)
         except RPCError as e:  # a server without schedules must not stop the worker
             log.warning("schedules not applied", error=e.message)
         log.info("worker started", address=config.temporal.address, namespace=config.temporal.namespace,

@@ -262,10 +262,11 @@ class TimelineSource(ABC):
 
 
 class Document(BaseModel):
-    postmortem_id: str
+    postmortem_id: str  # a postmortem's id; for a report, the report's (e.g. "reports/effectiveness/<period>")
     title: str
     markdown: str
     html: str
+    kind: Literal["postmortem", "report"] = "postmortem"  # a report is not a postmortem of the library
 
 
 class Publisher(ABC):

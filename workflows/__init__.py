@@ -2,6 +2,12 @@
 
 from closeloop.workflows.action_item import ActionItemWorkflow
 from closeloop.workflows.postmortem import PostmortemWorkflow
-from closeloop.workflows.sweeps import RetentionWorkflow, StalledDigestWorkflow, TicketSyncWorkflow
+from closeloop.workflows.sweeps import (
+    EffectivenessReviewWorkflow,
+    RetentionWorkflow,
+    StalledDigestWorkflow,
+    TicketSyncWorkflow,
+)
 
-ALL = [PostmortemWorkflow, ActionItemWorkflow, StalledDigestWorkflow, TicketSyncWorkflow, RetentionWorkflow]
+ALL = [PostmortemWorkflow, ActionItemWorkflow, StalledDigestWorkflow, TicketSyncWorkflow, RetentionWorkflow,
+       EffectivenessReviewWorkflow]

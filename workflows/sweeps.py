@@ -12,6 +12,7 @@ with workflow.unsafe.imports_passed_through():
     from closeloop.activities.notify import NotifyActivities, ReminderDigestInput
     from closeloop.activities.options import EXTERNAL, HOUSEKEEPING, SWEEP
     from closeloop.activities.reconcile import ReconcileActivities, SyncInput
+    from closeloop.activities.reports import ReportActivities, ReviewInput, ReviewResult
     from closeloop.activities.retention import PruneInput, RetentionActivities
     from closeloop.models import DigestResult, PruneResult, SweepInput, SyncSummary
     from closeloop.workflows._common import call
@@ -54,3 +55,13 @@ class RetentionWorkflow:
     @workflow.run
     async def run(self, inp: SweepInput) -> PruneResult:
         return await call(RetentionActivities.prune_store, PruneInput(at=workflow.now()), HOUSEKEEPING)
+
+
+@workflow.defn(name=contract.EFFECTIVENESS_REVIEW_WORKFLOW)
+class EffectivenessReviewWorkflow:
+    """The monthly effectiveness review for reliability leads (activities/reports.py): last month's action items
+    and their verdicts, recurrences, overdue items and failing services, published and sent."""
+
+    @workflow.run
+    async def run(self, inp: SweepInput) -> ReviewResult:
+        return await call(ReportActivities.effectiveness_review, ReviewInput(at=workflow.now()), EXTERNAL)

@@ -168,14 +168,15 @@ def _register() -> None:
         inbox,
         incidents,
         notifications,
+        reports,
         serve,
         standin,
         tickets,
         timeline,
     )
 
-    for module in (dev, incidents, actions, tickets, notifications, timeline, calendar, config_check, db, serve,
-                   standin, inbox):
+    for module in (dev, incidents, actions, tickets, notifications, reports, timeline, calendar, config_check, db,
+                   serve, standin, inbox):
         for command in module.COMMANDS:
             cli.add_command(command)
 

@@ -56,6 +56,8 @@ class LocalPublisher(Publisher):
         except OSError as e:
             raise IntegrationError(f"cannot write the postmortem to {md_path.parent}: {e.strerror or e}") from e
         ref = str(html_path)
+        if document.kind != "postmortem":
+            return ref  # a report: the files only (the store's copies are the library's postmortems)
         try:
             self.store.records.save_document(document.postmortem_id, markdown=document.markdown, html=document.html,
                                              ref=ref)

@@ -96,7 +96,7 @@ def approved_state(**kw) -> PostmortemState:
             "items": [
                 ActionItem(id="ai-1", postmortem_id=state.plan.postmortem_id, title="Add canary stage", owner="bob",
                            priority="P2", due_at=T0 + timedelta(days=30), ticket_key="LOCAL-7",
-                           ticket_url="https://tickets.example/LOCAL-7"),
+                           ticket_url="https://tickets.example/LOCAL-7", done_when="every deploy goes through it"),
             ],
         }
     )
@@ -185,8 +185,8 @@ def test_document_contents() -> None:
                  "## Lessons learned\n\nCanary deploys.",
                  "| Review meeting | Postmortem review: checkout, 2026-11-24 14:05 UTC – 2026-11-24 15:05 UTC",
                  "- Time to mitigate: 1h 25m\n",
-                 "| Add canary stage | bob | P2 | 2026-12-22 14:05 UTC | [LOCAL-7](https://tickets.example/LOCAL-7) "
-                 "| open |",
+                 "| Add canary stage | bob | P2 | prevent | 2026-12-22 14:05 UTC | every deploy goes through it | "
+                 "[LOCAL-7](https://tickets.example/LOCAL-7) | open |",
                  "Reviewers: bob, carol",
                  "- bob: approved (2026-11-26 14:05 UTC, round 2): LGTM\n",
                  "- carol: approved (2026-11-26 15:05 UTC, round 2)\n\nApproved by: bob, carol",
@@ -195,7 +195,8 @@ def test_document_contents() -> None:
     html = doc.html
     assert html.startswith("<!DOCTYPE html>")
     assert "<style>" in html and "</html>" in html
-    assert "<td>Add canary stage</td><td>bob</td><td>P2</td><td>2026-12-22 14:05 UTC</td>" in html
+    assert ("<td>Add canary stage</td><td>bob</td><td>P2</td><td>prevent</td><td>2026-12-22 14:05 UTC</td>"
+            "<td>every deploy goes through it</td>") in html
     assert '<a href="https://tickets.example/LOCAL-7">LOCAL-7</a>' in html
     assert "Approved by: bob, carol" in html
 
@@ -203,7 +204,7 @@ def test_document_contents() -> None:
 def test_document_lists_proposed_items_before_tickets_exist() -> None:
     state = approved_state().model_copy(update={"items": []})
     md = render_document(state).markdown
-    assert "| Add canary stage | bob | P2 | within 30d |  | proposed |" in md
+    assert "| Add canary stage | bob | P2 | prevent | within 30d |  |  | proposed |" in md
 
 
 def test_html_escapes_and_markdown_keeps_raw_html_inert() -> None:

@@ -88,7 +88,7 @@ def test_an_unknown_namespace_is_not_a_missing_postmortem(dev_env: WorkflowEnvir
 
 async def test_an_existing_schedule_that_differs_is_kept_unless_told(dev_env: WorkflowEnvironment) -> None:
     client = dev_env.client
-    ids = ["closeloop-stalled-digest", "closeloop-ticket-sync", "closeloop-retention"]
+    ids = ["closeloop-stalled-digest", "closeloop-ticket-sync", "closeloop-retention", "closeloop-effectiveness-review"]
     first = await apply(client, "closeloop-prod")
     assert set(first.values()) <= {"created", "unchanged", "updated", "kept"}
     await apply(client, "closeloop-prod", update=True)  # whatever an earlier test left: production's settings

@@ -266,7 +266,8 @@ def test_the_sync_schedule_runs_every_configured_interval_and_skips_overlaps(tmp
     assert make_config(tmp_path).sync.every == timedelta(minutes=5)  # the default
     config = make_config(tmp_path, extra='\n[sync]\nevery = "2m"\n')
     by_id = {s.schedule_id: s for s in sweeps(config.sync.every)}
-    assert set(by_id) == {"closeloop-stalled-digest", "closeloop-ticket-sync", "closeloop-retention"}
+    assert set(by_id) == {"closeloop-stalled-digest", "closeloop-ticket-sync", "closeloop-retention",
+                          "closeloop-effectiveness-review"}
     schedule = _schedule("q", by_id["closeloop-ticket-sync"])
     assert [i.every for i in schedule.spec.intervals] == [timedelta(minutes=2)] and not schedule.spec.cron_expressions
     assert schedule.policy.overlap == ScheduleOverlapPolicy.SKIP

@@ -3,41 +3,13 @@ through the store's own record methods, as the activities write it."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
-from closeloop.models import ActionItem, Incident, ItemStatus, Verdict
+from closeloop.models import Verdict
 from closeloop.readmodel import LibraryFilter
 from closeloop.store.insights import fts5_query
 from closeloop.store.store import Store
-
-NOW = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
-
-
-def lifecycle(store: Store, key: str, title: str, *, severity: str = "SEV2", services: list[str] | None = None,
-              owner: str = "alice", document: str = "", resolved: datetime = NOW - timedelta(days=20),
-              published: datetime | None = None, late: bool = False) -> str:
-    incident = Incident(source="api", external_id=key, title=title, severity=severity,
-                        services=services or ["checkout"], resolved_at=resolved)
-    pid = f"postmortem/api/{key}"
-    records = store.records
-    records.upsert_postmortem(pid, incident, owner=owner, stage="drafting", stalled=False,
-                              stage_due_at=resolved + timedelta(days=5), at=resolved)
-    leave_drafting = resolved + timedelta(days=6 if late else 2)
-    records.upsert_postmortem(pid, incident, owner=owner, stage="in_review", stalled=False,
-                              stage_due_at=leave_drafting + timedelta(days=3), at=leave_drafting)
-    if published is not None:
-        records.upsert_postmortem(pid, incident, owner=owner, stage="published", stalled=False, stage_due_at=None,
-                                  at=published)
-        records.save_document(pid, markdown=document or f"# {title}", html="<p></p>", ref=f"local:{key}")
-    return pid
-
-
-def item(store: Store, pid: str, n: int, *, owner: str = "erin", kind: str = "prevent", due: datetime,
-         completed: datetime | None = None, verdict: Verdict | None = None, recurrences: int = 0) -> None:
-    store.records.upsert_action_item(ActionItem(
-        id=f"{pid}/item-{n}", postmortem_id=pid, title=f"item {n}", owner=owner, kind=kind, due_at=due,
-        status=ItemStatus.done if completed else ItemStatus.open, completed_at=completed, verdict=verdict,
-        recurrences=[f"api/R{k}" for k in range(recurrences)]))
+from tests.closeloop.store.helpers import NOW, item, lifecycle
 
 
 def test_library_finds_words_in_published_documents_with_filters(store: Store) -> None:
