@@ -266,6 +266,8 @@ class Document(BaseModel):
     title: str
     markdown: str
     html: str
+    started_at: datetime | None = Field(default=None, description="when the incident started (else was detected, "
+                                        "else its lifecycle began): dates the document, e.g. a Git publisher's path")
 
 
 class Publisher(ABC):
