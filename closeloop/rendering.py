@@ -368,11 +368,13 @@ def render_document(state: PostmortemState, *, template_dir: Path | None = None)
     """The approved postmortem as Markdown and as a self-contained HTML page."""
     env_md, env_html, _ = _envs(template_dir)
     variables = _variables(state)
+    incident = state.plan.incident
     return Document(
         postmortem_id=state.plan.postmortem_id,
-        title=f"Postmortem: {state.plan.incident.title}",
+        title=f"Postmortem: {incident.title}",
         markdown=_render(env_md, "postmortem.md.j2", variables),
         html=_render(env_html, "postmortem.html.j2", variables),
+        started_at=incident.started_at or incident.detected_at or (state.stages[0].at if state.stages else None),
     )
 
 
@@ -393,6 +395,7 @@ def render_effectiveness(report: EffectivenessReport, *, generated_at: datetime,
         markdown=_render(env_md, "effectiveness.md.j2", variables),
         html=_render(env_html, "effectiveness.html.j2", variables),
         kind="report",
+        started_at=report.since,
     )
 
 

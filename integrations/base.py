@@ -267,6 +267,8 @@ class Document(BaseModel):
     markdown: str
     html: str
     kind: Literal["postmortem", "report"] = "postmortem"  # a report is not a postmortem of the library
+    started_at: datetime | None = Field(default=None, description="when the incident started (else was detected, "
+                                        "else its lifecycle began): dates the document, e.g. a Git publisher's path")
 
 
 class Publisher(ABC):

@@ -31,8 +31,14 @@ class Fault:
 
 
 def compile_routes(routes: list[tuple[str, str, str]]) -> list[Route]:
-    """(method, template, handler name) -> routes whose regex captures each `{name}` segment of the template."""
-    return [(m, t, re.compile("^" + re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", t) + "$"), h) for m, t, h in routes]
+    """(method, template, handler name) -> routes whose regex captures each `{name}` segment of the template. A
+    `{+name}` (RFC 6570's reserved expansion, as in GitHub's `contents_url`) captures the rest of the path, `/`s
+    and all (a file's path, a branch name like `feature/x`); the route's template names it `{name}`."""
+    out: list[Route] = []
+    for m, t, h in routes:
+        pattern = re.sub(r"\{(\w+)\}", r"(?P<\1>[^/]+)", re.sub(r"\{\+(\w+)\}", r"(?P<\1>.+)", t))
+        out.append((m, t.replace("{+", "{"), re.compile("^" + pattern + "$"), h))
+    return out
 
 
 def match_route(routes: list[Route], method: str, path: str) -> tuple[str, str, dict[str, str]] | None:

@@ -1,4 +1,5 @@
-"""A GitHub REST stand-in: the part of the API that PyGithub and `GitHubTracker` use.
+"""A GitHub REST stand-in: the part of the API that PyGithub, `GitHubTracker`, the GitHub timeline source and
+`GitHubPublisher` use.
 
     with GitHubStandin() as gh:                 # 127.0.0.1, a free port, under the prefix /api/v3
         Github(base_url=gh.base_url, auth=Auth.Token("t"))
@@ -16,28 +17,51 @@ and bare words; `total_count`, `incomplete_results`, `items`), and for timelines
 `GET /repos/{owner}/{repo}/deployments` (`sha`, `ref`, `task`, `environment`),
 `GET /repos/{owner}/{repo}/pulls` (`state` open/closed/all, `base`, `head`, `sort` created/updated,
 `direction`; `merged_at` on merged ones) and `GET /repos/{owner}/{repo}/commits` (`sha`: a branch, default
-the default branch `main`; `since` / `until`). Every response carries
+the default branch `main`; `since` / `until`), and for the Git publisher, on an in-memory Git model (branches
+with their head commits, each commit's files and parent, blobs; a repository starts with an empty root commit
+on its default branch): `GET /repos/{owner}/{repo}/git/ref/{ref}` (`heads/<branch>`; tags are not modelled),
+`POST /repos/{owner}/{repo}/git/refs` (`refs/heads/<branch>` from a known commit; 422 "Reference already exists",
+"Object does not exist", or a name `git check-ref-format --branch` refuses),
+`GET /repos/{owner}/{repo}/contents/{path}` (`ref`: a branch or commit, default the default branch; a file's
+content base64 in 60-column lines, its blob sha as `git hash-object` computes it; directories are not listed),
+`PUT /repos/{owner}/{repo}/contents/{path}` (`message`, `content`, `branch`, `sha`: 201 created, 200 updated,
+a commit every time as on GitHub even when nothing changed; 422 when the file exists and no `sha` is given, 409
+when `sha` is not the file's current one, 404 for an unknown branch), `POST /repos/{owner}/{repo}/pulls` (`head`
+as `branch` or `owner:branch`; 422 when head or base is no branch, an open pull request of that head and base
+exists, or the head has no commits the base lacks), `GET /repos/{owner}/{repo}/pulls/{pull_number}`,
+`POST .../pulls/{pull_number}/requested_reviewers` (collaborators only, never the author),
+`GET .../pulls/{pull_number}/reviews` and `POST /repos/{owner}/{repo}/issues/{issue_number}/labels` (an issue's
+or a pull request's). The listing's `head` filter takes GitHub's `owner:branch` form and, as GitHub does,
+ignores a bare branch name. `{path}`, `{ref}` may hold `/`s (routes `{+name}`); such a path is validated as the
+spec's single segment. Every response carries
 `x-ratelimit-limit/remaining/reset/used/resource`. Errors come as GitHub's `{"message", "documentation_url"}`
 (422 adds `errors`). Every URL in a response is built from the server's own address and prefix:
 PyGithub follows `url` fields and refuses any outside its base URL.
 
-Test hooks: `repos` ("owner/name" -> dict with `issues` number -> dict, `pulls`, `deployments`, `commits`),
+Test hooks: `repos` ("owner/name" -> dict with `issues` number -> dict, `pulls`, `deployments`, `commits`,
+and the Git model's `branches` name -> sha, `trees` sha -> (path -> blob sha), `parents`, `blobs`),
 `requests` (Counter of "METHOD /route/{template}", without the prefix), `add_repo()`, `set_state()`,
-`add_deployment()`, `add_pull()`, `add_commit()`, `delete_issue()` (gone from listings; `GET` of it answers
-410 as on GitHub), `add_issue()` (an issue straight into the state, no request: for benchmarks), and faults,
-each consumed by
-the next matching request (`path` narrows it to a route template, with or without the method):
-`lose_next_create_response()` (the issue is created, then the connection dropped without an answer),
+`add_deployment()`, `add_pull()`, `add_commit()`, `add_file()` (a commit of one file, as a person pushing),
+`files()` (a branch's files now), `branch_commits()`, `add_review()`, `delete_issue()` (gone from listings;
+`GET` of it answers 410 as on GitHub), `add_issue()` (an issue straight into the state, no request: for
+benchmarks), and faults, each consumed by the next matching request (`path` narrows it to a route template,
+with or without the method):
+`lose_next_create_response(path=...)` (the request is carried out, then the connection dropped without an
+answer; by default an issue's create, or e.g. `"POST /repos/{owner}/{repo}/git/refs"`,
+`"PUT /repos/{owner}/{repo}/contents/{path}"`, `"POST /repos/{owner}/{repo}/pulls"`),
 `fail_next(n, status=500)`, `rate_limit_next(retry_after=1, status=403)` (403: primary limit, remaining 0
 and `x-ratelimit-reset`; 403 with `secondary=True` or 429: `Retry-After`), `delay_next(seconds)`.
 `clock` (default `time.time`) stamps issues and comments (`created`), so a test with a fake clock can
-check pacing. `port` binds a fixed port (`closeloop standin github --port N`).
+check pacing. `port` binds a fixed port (`closeloop standin github --port N`). `token`, when given, is the
+only one accepted (`Authorization: token <t>` or `Bearer <t>`; else 401 "Bad credentials").
 `validator(method, path, status, body)` is called on every JSON response before it is sent (path without
 the prefix); whatever it raises is recorded in `violations` (tests fail on any).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import math
@@ -46,7 +70,7 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import parse_qs, urlencode, urlsplit
+from urllib.parse import parse_qs, quote, urlencode, urlsplit
 
 from closeloop.standins._server import Fault, JsonHandler, StandinServer, Validator, compile_routes, match_route
 
@@ -65,6 +89,16 @@ ROUTES = [  # (method, template, handler name)
     ("GET", "/repos/{owner}/{repo}/deployments", "list_deployments"),
     ("GET", "/repos/{owner}/{repo}/pulls", "list_pulls"),
     ("GET", "/repos/{owner}/{repo}/commits", "list_commits"),
+    # for the Git publisher: branches, files and pull requests
+    ("GET", "/repos/{owner}/{repo}/git/ref/{+ref}", "get_ref"),
+    ("POST", "/repos/{owner}/{repo}/git/refs", "create_ref"),
+    ("GET", "/repos/{owner}/{repo}/contents/{+path}", "get_contents"),
+    ("PUT", "/repos/{owner}/{repo}/contents/{+path}", "put_contents"),
+    ("POST", "/repos/{owner}/{repo}/pulls", "create_pull"),
+    ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}", "get_pull"),
+    ("POST", "/repos/{owner}/{repo}/pulls/{pull_number}/requested_reviewers", "request_reviewers"),
+    ("GET", "/repos/{owner}/{repo}/pulls/{pull_number}/reviews", "list_reviews"),
+    ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels", "add_labels"),
 ]
 _ROUTES = compile_routes(ROUTES)
 STATE_REASONS = ("completed", "not_planned", "reopened", "duplicate")
@@ -77,6 +111,19 @@ def _iso(ts: float) -> str:
 
 def _parse_iso(value: str) -> float:
     return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+
+
+def blob_sha(data: bytes) -> str:
+    """Git's object id of a file's content (`git hash-object`): what GitHub answers as a file's `sha`."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+_BAD_REF = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]|\.\.|@\{|//|/\.|\.lock(/|$)|^/|/$|\.$|^@$")
+
+
+def valid_branch_name(name: str) -> bool:
+    """What `git check-ref-format --branch` accepts (the rules GitHub applies to a new branch)."""
+    return bool(name) and not name.startswith((".", "-")) and not _BAD_REF.search(name)
 
 
 class HttpError(Exception):
@@ -94,8 +141,9 @@ class GitHubStandin(StandinServer):
 
     def __init__(self, *, prefix: str = "/api/v3", login: str = "closeloop-bot", max_per_page: int = 100,
                  rate_limit: int = 5000, validator: Validator | None = None, port: int = 0,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, token: str | None = None) -> None:
         super().__init__(validator)
+        self.token = token  # when set, a request without `Authorization: token|Bearer <token>` gets 401
         self.prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
         self.login = login
         self.max_per_page = max_per_page
@@ -128,7 +176,8 @@ class GitHubStandin(StandinServer):
             return self.users[login]
 
     def add_repo(self, full_name: str, *, collaborators: list[str] | tuple[str, ...] = (),
-                 milestones: dict[int, str] | None = None, private: bool = True) -> dict[str, Any]:
+                 milestones: dict[int, str] | None = None, private: bool = True,
+                 default_branch: str = "main") -> dict[str, Any]:
         owner, name = full_name.split("/")
         with self._lock:
             self._user(owner)
@@ -138,7 +187,11 @@ class GitHubStandin(StandinServer):
             repo = {"id": self._new_id(), "owner": owner, "name": name, "private": private,
                     "collaborators": {owner, self.login, *collaborators}, "issues": {}, "labels": {},
                     "milestones": {int(k): {"title": v, "id": self._new_id()} for k, v in (milestones or {}).items()},
-                    "created": now, "pulls": {}, "deployments": [], "commits": []}
+                    "created": now, "pulls": {}, "deployments": [], "commits": [],
+                    # git: branch -> head commit sha; commit sha -> (path -> blob sha) and parent; blob sha -> bytes
+                    "default_branch": default_branch, "branches": {}, "trees": {}, "parents": {}, "blobs": {}}
+            root = hashlib.sha1(f"{full_name}/root/{self._new_id()}".encode()).hexdigest()
+            repo["branches"][default_branch], repo["trees"][root], repo["parents"][root] = root, {}, None
             self.repos[full_name] = repo
             return repo
 
@@ -182,7 +235,58 @@ class GitHubStandin(StandinServer):
                             "at": at.timestamp(), "parent": next((c["sha"] for c in reversed(commits)
                                                                   if c["branch"] == branch), None)})
             self._user(commits[-1]["author"])
+            git = self.repos[full_name]
+            head = git["branches"].get(branch)
+            git["trees"][sha] = dict(git["trees"].get(head, {})) if head else {}
+            git["parents"][sha] = head
+            git["branches"][branch] = sha
             return sha
+
+    def add_file(self, full_name: str, path: str, content: str | bytes, *, branch: str | None = None,
+                 message: str = "Add a file") -> str:
+        """Commit `path` with `content` on `branch` (default: the default branch), as a person pushing would;
+        returns the commit's sha."""
+        with self._lock:
+            repo = self.repos[full_name]
+            data = content.encode() if isinstance(content, str) else content
+            return str(self._commit_file(full_name, branch or repo["default_branch"], path, data, message)["sha"])
+
+    def files(self, full_name: str, branch: str | None = None) -> dict[str, bytes]:
+        """The files of `branch` (default: the default branch) as they are now: path -> content."""
+        with self._lock:
+            repo = self.repos[full_name]
+            tree = repo["trees"][repo["branches"][branch or repo["default_branch"]]]
+            return {path: repo["blobs"][blob] for path, blob in tree.items()}
+
+    def branch_commits(self, full_name: str, branch: str) -> list[dict[str, Any]]:
+        """The commits made on `branch` itself (by the contents API or `add_commit`), oldest first."""
+        with self._lock:
+            return [c for c in self.repos[full_name]["commits"] if c["branch"] == branch]
+
+    def add_review(self, full_name: str, number: int, login: str, state: str = "APPROVED") -> None:
+        """`login` reviews pull request `number` (its review request, if any, is then answered)."""
+        with self._lock:
+            pull = self.repos[full_name]["pulls"][number]
+            self._user(login)
+            pull.setdefault("reviews", []).append({"id": self._new_id(), "user": login, "state": state,
+                                                   "at": self.clock(), "commit": self._pull_sha(full_name, pull)})
+            pull["reviewers"] = [r for r in pull.get("reviewers", []) if r != login]
+
+    def _commit_file(self, full_name: str, branch: str, path: str, data: bytes, message: str) -> dict[str, Any]:
+        """A new commit on `branch` whose tree is its head's with `path` = `data` (GitHub's contents API commits
+        even when nothing changes). Call with the lock held."""
+        repo = self.repos[full_name]
+        head = repo["branches"][branch]
+        blob = blob_sha(data)
+        repo["blobs"][blob] = data
+        sha = hashlib.sha1(f"{full_name}/{head}/{path}/{blob}/{self._new_id()}".encode()).hexdigest()
+        repo["trees"][sha] = {**repo["trees"][head], path: blob}
+        repo["parents"][sha] = head
+        repo["branches"][branch] = sha
+        commit = {"sha": sha, "message": message, "author": self.login, "branch": branch, "at": self.clock(),
+                  "parent": head}
+        repo["commits"].append(commit)
+        return commit
 
     def set_state(self, full_name: str, number: int, state: str, state_reason: str | None = None) -> None:
         """Close or reopen an issue as a person on GitHub would."""
@@ -231,8 +335,12 @@ class GitHubStandin(StandinServer):
         issue["updated"] = now
 
     # ------------------------------------------------------------------ faults and hooks
-    def lose_next_create_response(self) -> None:
-        self._faults.append(Fault("lose", "POST /repos/{owner}/{repo}/issues"))
+    def lose_next_create_response(self, path: str = "POST /repos/{owner}/{repo}/issues") -> None:
+        """The next matching request is carried out, then the connection dropped without an answer. `path` is a
+        route template, with or without the method: by default an issue's create; e.g.
+        `"POST /repos/{owner}/{repo}/git/refs"` (a branch), `"PUT /repos/{owner}/{repo}/contents/{path}"` (a
+        file's commit) or `"POST /repos/{owner}/{repo}/pulls"` (a pull request)."""
+        self._faults.append(Fault("lose", path))
 
     def rate_limit_next(self, retry_after: int = 1, status: int = 403, *, secondary: bool = False,
                         path: str | None = None) -> None:
@@ -296,7 +404,8 @@ class GitHubStandin(StandinServer):
             "git_url": f"git://127.0.0.1/{full_name}.git", "ssh_url": f"git@127.0.0.1:{full_name}.git",
             "svn_url": f"{self.url}/{full_name}", "mirror_url": None, "homepage": None, "language": None,
             "forks_count": 0, "forks": 0, "stargazers_count": 0, "watchers_count": 0, "watchers": 0, "size": 0,
-            "default_branch": "main", "open_issues_count": open_count, "open_issues": open_count, "is_template": False,
+            "default_branch": r["default_branch"], "open_issues_count": open_count, "open_issues": open_count,
+            "is_template": False,
             "topics": [], "has_issues": True, "has_projects": False, "has_wiki": False, "has_pages": False,
             "has_downloads": False, "has_discussions": False, "archived": False, "disabled": False,
             "visibility": "private" if r["private"] else "public", "pushed_at": created, "created_at": created,
@@ -360,7 +469,11 @@ class GitHubStandin(StandinServer):
                 "updated_at": _iso(d["created"]), "statuses_url": f"{url}/statuses", "repository_url": repo_api,
                 "transient_environment": False, "production_environment": d["environment"] == "production"}
 
-    def _pull(self, full_name: str, p: dict[str, Any]) -> dict[str, Any]:
+    def _pull_sha(self, full_name: str, p: dict[str, Any]) -> str:
+        """The head commit: fixed for `add_pull`'s, the branch's current head for those created by request."""
+        return str(p.get("sha") or self.repos[full_name]["branches"].get(p["head"]) or "0" * 40)
+
+    def _pull(self, full_name: str, p: dict[str, Any], *, full: bool = False) -> dict[str, Any]:
         repo_api = self.api(f"/repos/{full_name}")
         url = f"{repo_api}/pulls/{p['number']}"
         html = f"{self.url}/{full_name}/pull/{p['number']}"
@@ -371,24 +484,80 @@ class GitHubStandin(StandinServer):
             return {"label": f"{owner}:{ref}", "ref": ref, "sha": sha, "user": self.simple_user(owner),
                     "repo": self._repo(full_name)}
 
+        head_sha = self._pull_sha(full_name, p)
+        base_sha = (f"{p['number'] + 2_000_000:040x}" if p.get("sha")
+                    else self.repos[full_name]["branches"].get(p["base"], "0" * 40))
         links = {"self": url, "html": html, "issue": issue, "comments": f"{issue}/comments",
                  "review_comments": f"{url}/comments", "review_comment": f"{repo_api}/pulls/comments{{/number}}",
-                 "commits": f"{url}/commits", "statuses": f"{repo_api}/statuses/{p['sha']}"}
-        return {
+                 "commits": f"{url}/commits", "statuses": f"{repo_api}/statuses/{head_sha}"}
+        out: dict[str, Any] = {
             "url": url, "id": p["id"], "node_id": f"PR_{p['id']}", "html_url": html, "diff_url": f"{html}.diff",
             "patch_url": f"{html}.patch", "issue_url": issue, "commits_url": f"{url}/commits",
             "review_comments_url": f"{url}/comments", "review_comment_url": f"{repo_api}/pulls/comments{{/number}}",
-            "comments_url": f"{issue}/comments", "statuses_url": f"{repo_api}/statuses/{p['sha']}",
+            "comments_url": f"{issue}/comments", "statuses_url": f"{repo_api}/statuses/{head_sha}",
             "number": p["number"], "state": "closed" if p["closed_at"] else "open", "locked": False,
-            "title": p["title"], "user": self.simple_user(p["user"]), "body": None, "labels": [], "milestone": None,
+            "title": p["title"], "user": self.simple_user(p["user"]), "body": p.get("body"),
+            # the description's pull request labels have a string `description` (an issue's label: nullable)
+            "labels": [{**self._label(full_name, n), "description": ""} for n in p.get("labels", [])],
+            "milestone": None,
             "active_lock_reason": None, "created_at": _iso(p["created"]), "updated_at": _iso(p["updated"]),
             "closed_at": _iso(p["closed_at"]) if p["closed_at"] else None,
             "merged_at": _iso(p["merged_at"]) if p["merged_at"] else None, "merge_commit_sha": p["merge_sha"],
-            "assignee": None, "assignees": [], "requested_reviewers": [], "requested_teams": [],
-            "head": side(p["head"], p["sha"]), "base": side(p["base"], f"{p['number'] + 2_000_000:040x}"),
+            "assignee": None, "assignees": [],
+            "requested_reviewers": [self.simple_user(login) for login in p.get("reviewers", [])],
+            "requested_teams": [], "head": side(p["head"], head_sha), "base": side(p["base"], base_sha),
             "_links": {k: {"href": v} for k, v in links.items()}, "author_association": "MEMBER",
-            "auto_merge": None, "draft": False,
+            "auto_merge": None, "draft": bool(p.get("draft")),
         }
+        if full:  # `pull-request`, as one pull request is answered (not a listing's `pull-request-simple`)
+            merged = p["merged_at"] is not None
+            out.update({"merged": merged, "mergeable": None if merged else True, "rebaseable": None if merged else True,
+                        "mergeable_state": "unknown" if merged else "clean",
+                        "merged_by": self.simple_user(p["user"]) if merged else None, "comments": 0,
+                        "review_comments": 0, "maintainer_can_modify": False,
+                        "commits": len(self.branch_commits(full_name, p["head"])) if not p.get("sha") else 1,
+                        "additions": 0, "deletions": 0, "changed_files": 0})
+        return out
+
+    def _git_ref(self, full_name: str, branch: str) -> dict[str, Any]:
+        sha = self.repos[full_name]["branches"][branch]
+        return {"ref": f"refs/heads/{branch}", "node_id": f"REF_{hashlib.sha1(branch.encode()).hexdigest()[:16]}",
+                "url": self.api(f"/repos/{full_name}/git/refs/heads/{quote(branch)}"),
+                "object": {"type": "commit", "sha": sha, "url": self.api(f"/repos/{full_name}/git/commits/{sha}")}}
+
+    def _content(self, full_name: str, path: str, ref: str, blob: str) -> dict[str, Any]:
+        data: bytes = self.repos[full_name]["blobs"][blob]
+        api = self.api(f"/repos/{full_name}/contents/{quote(path)}?ref={quote(ref, safe='')}")
+        html = f"{self.url}/{full_name}/blob/{quote(ref)}/{quote(path)}"
+        git = self.api(f"/repos/{full_name}/git/blobs/{blob}")
+        encoded = base64.b64encode(data).decode()
+        return {"type": "file", "encoding": "base64", "size": len(data), "name": path.rsplit("/", 1)[-1],
+                "path": path, "content": "".join(encoded[i:i + 60] + "\n" for i in range(0, len(encoded), 60)),
+                "sha": blob, "url": api, "git_url": git, "html_url": html,
+                "download_url": f"{self.url}/raw/{full_name}/{quote(ref)}/{quote(path)}",
+                "_links": {"self": api, "git": git, "html": html}}
+
+    def _file_commit(self, full_name: str, c: dict[str, Any]) -> dict[str, Any]:
+        repo_api = self.api(f"/repos/{full_name}")
+        git_user = {"name": c["author"], "email": f"{c['author']}@users.noreply.example.com", "date": _iso(c["at"])}
+        parent = c["parent"]
+        tree = hashlib.sha1(f"{c['sha']}:tree".encode()).hexdigest()
+        return {"sha": c["sha"], "node_id": f"C_{c['sha'][:20]}", "url": f"{repo_api}/git/commits/{c['sha']}",
+                "html_url": f"{self.url}/{full_name}/commit/{c['sha']}", "author": git_user, "committer": git_user,
+                "message": c["message"],
+                "tree": {"sha": tree, "url": f"{repo_api}/git/trees/{tree}"},
+                "parents": [{"sha": parent, "url": f"{repo_api}/git/commits/{parent}",
+                             "html_url": f"{self.url}/{full_name}/commit/{parent}"}] if parent else [],
+                "verification": {"verified": False, "reason": "unsigned", "signature": None, "payload": None,
+                                 "verified_at": None}}
+
+    def _review(self, full_name: str, number: int, r: dict[str, Any]) -> dict[str, Any]:
+        url = self.api(f"/repos/{full_name}/pulls/{number}")
+        html = f"{self.url}/{full_name}/pull/{number}#pullrequestreview-{r['id']}"
+        return {"id": r["id"], "node_id": f"PRR_{r['id']}", "user": self.simple_user(r["user"]), "body": "",
+                "state": r["state"], "html_url": html, "pull_request_url": url, "commit_id": r["commit"],
+                "submitted_at": _iso(r["at"]), "author_association": "COLLABORATOR",
+                "_links": {"html": {"href": html}, "pull_request": {"href": url}}}
 
     def _commit(self, full_name: str, c: dict[str, Any]) -> dict[str, Any]:
         repo_api = self.api(f"/repos/{full_name}")
@@ -653,10 +822,15 @@ class GitHubStandin(StandinServer):
                                                                 "code": "invalid"}])
         direction = req.param("direction") or ("desc" if sort == "created" else "asc")
         base, head = req.param("base"), req.param("head")
+        owner = self.repos[full_name]["owner"]
+        # `head` is "user:ref-name"; GitHub ignores one without the user (forks are not modelled: the user is
+        # the repository's owner)
+        head_user, _, head_ref = (head or "").rpartition(":")
         with self._lock:
             chosen = [p for p in self.repos[full_name]["pulls"].values()
                       if (state == "all" or (state == "closed") == (p["closed_at"] is not None))
-                      and (base is None or p["base"] == base) and (head is None or head.split(":")[-1] == p["head"])]
+                      and (base is None or p["base"] == base)
+                      and (not head_user or (head_user == owner and head_ref == p["head"]))]
             field = "updated" if sort == "updated" else "created"
             chosen.sort(key=lambda p: (p[field], p["number"]), reverse=direction != "asc")
             page, headers = self._page(req, chosen)
@@ -666,16 +840,205 @@ class GitHubStandin(StandinServer):
         full_name = self._find_repo(req)
         since = self._time_param(req, "since", "Commit")
         until = self._time_param(req, "until", "Commit")
-        ref = req.param("sha") or "main"
+        default = self.repos[full_name]["default_branch"]
+        ref = req.param("sha") or default
         with self._lock:
             commits = self.repos[full_name]["commits"]
-            if ref not in {c["branch"] for c in commits} | {"main"} and ref not in {c["sha"] for c in commits}:
+            known = {c["branch"] for c in commits} | set(self.repos[full_name]["branches"])
+            if ref not in known and ref not in {c["sha"] for c in commits}:
                 raise HttpError(404, "No commit found for SHA: " + ref)
             chosen = [c for c in commits if (c["branch"] == ref or c["sha"] == ref)
                       and (since is None or c["at"] >= since) and (until is None or c["at"] <= until)]
             chosen.sort(key=lambda c: c["at"], reverse=True)
             page, headers = self._page(req, chosen)
             return 200, [self._commit(full_name, c) for c in page], headers
+
+    # ------------------------------------------------------------------ git: refs, contents, pull requests
+    def _find_pull(self, req: _Request) -> tuple[str, int]:
+        full_name = self._find_repo(req)
+        try:
+            number = int(req.args["pull_number"])
+        except ValueError:
+            raise HttpError(404, "Not Found") from None
+        if number not in self.repos[full_name]["pulls"]:
+            raise HttpError(404, "Not Found")
+        return full_name, number
+
+    def _commit_of(self, full_name: str, ref: str) -> str:
+        """The commit a `ref` (a branch name or a commit sha) names; 404 as GitHub answers an unknown one."""
+        repo = self.repos[full_name]
+        if ref in repo["branches"]:
+            return str(repo["branches"][ref])
+        if ref.startswith("heads/") and ref[6:] in repo["branches"]:
+            return str(repo["branches"][ref[6:]])
+        if ref in repo["trees"]:
+            return ref
+        raise HttpError(404, f"No commit found for the ref {ref}")
+
+    def h_get_ref(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        ref = req.args["ref"]
+        with self._lock:
+            if not ref.startswith("heads/") or ref[6:] not in self.repos[full_name]["branches"]:
+                raise HttpError(404, "Not Found")  # tags are not modelled
+            return 200, self._git_ref(full_name, ref[6:]), {}
+
+    def h_create_ref(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        data = req.json if isinstance(req.json, dict) else {}
+        ref, sha = data.get("ref"), data.get("sha")
+        for name, value in (("ref", ref), ("sha", sha)):
+            if not isinstance(value, str) or not value:
+                raise HttpError(422, f"Invalid request.\n\n\"{name}\" wasn't supplied.")
+        assert isinstance(ref, str) and isinstance(sha, str)
+        if not ref.startswith("refs/") or ref.count("/") < 2:
+            raise HttpError(422, "Reference name must start with 'refs/' and have at least two slashes.")
+        if not ref.startswith("refs/heads/") or not valid_branch_name(ref[11:]):
+            raise HttpError(422, f"{ref} is not a valid ref name.")
+        branch = ref[11:]
+        with self._lock:
+            repo = self.repos[full_name]
+            if sha not in repo["trees"]:
+                raise HttpError(422, "Object does not exist")
+            if branch in repo["branches"]:
+                raise HttpError(422, "Reference already exists")
+            repo["branches"][branch] = sha
+            out = self._git_ref(full_name, branch)
+        return 201, out, {"Location": out["url"]}
+
+    def h_get_contents(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        path = req.args["path"].strip("/")
+        with self._lock:
+            repo = self.repos[full_name]
+            ref = req.param("ref") or repo["default_branch"]
+            blob = repo["trees"][self._commit_of(full_name, ref)].get(path)
+            if blob is None:  # directories are not listed: a file's path or 404
+                raise HttpError(404, "Not Found")
+            return 200, self._content(full_name, path, ref, blob), {}
+
+    def h_put_contents(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        path = req.args["path"].strip("/")
+        data = req.json if isinstance(req.json, dict) else {}
+        for name in ("message", "content"):
+            if not isinstance(data.get(name), str):
+                raise HttpError(422, f"Invalid request.\n\n\"{name}\" wasn't supplied.")
+        try:
+            content = base64.b64decode(data["content"], validate=True)
+        except (binascii.Error, ValueError):
+            raise HttpError(422, "content is not valid Base64") from None
+        sha = data.get("sha")
+        with self._lock:
+            repo = self.repos[full_name]
+            branch = data.get("branch") or repo["default_branch"]
+            if branch not in repo["branches"]:
+                raise HttpError(404, f"Branch {branch} not found")
+            current = repo["trees"][repo["branches"][branch]].get(path)
+            if current is not None and sha is None:
+                raise HttpError(422, "Invalid request.\n\n\"sha\" wasn't supplied.")
+            if sha is not None and sha != current:
+                raise HttpError(409, f"{path} does not match {sha}")
+            commit = self._commit_file(full_name, branch, path, content, str(data["message"]))
+            out = {"content": self._content(full_name, path, branch, repo["trees"][commit["sha"]][path]),
+                   "commit": self._file_commit(full_name, commit)}
+        return (201 if current is None else 200), out, {}
+
+    def _is_ancestor(self, full_name: str, sha: str, of: str) -> bool:
+        parents = self.repos[full_name]["parents"]
+        node: str | None = of
+        while node is not None:
+            if node == sha:
+                return True
+            node = parents.get(node)
+        return False
+
+    def h_create_pull(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        data = req.json if isinstance(req.json, dict) else {}
+        for name in ("head", "base"):
+            if not isinstance(data.get(name), str) or not data[name]:
+                raise HttpError(422, "Validation Failed",
+                                errors=[{"resource": "PullRequest", "field": name, "code": "missing_field"}])
+        title = data.get("title")
+        if not isinstance(title, str) or not title.strip():
+            raise HttpError(422, "Validation Failed",
+                            errors=[{"resource": "PullRequest", "field": "title", "code": "missing_field"}])
+        with self._lock:
+            repo = self.repos[full_name]
+            head_user, _, head = str(data["head"]).rpartition(":")
+            base = str(data["base"])
+            if head_user and head_user != repo["owner"] or head not in repo["branches"]:
+                raise HttpError(422, "Validation Failed",
+                                errors=[{"resource": "PullRequest", "field": "head", "code": "invalid"}])
+            if base not in repo["branches"]:
+                raise HttpError(422, "Validation Failed",
+                                errors=[{"resource": "PullRequest", "field": "base", "code": "invalid"}])
+            if any(p["head"] == head and p["base"] == base and p["closed_at"] is None and not p.get("sha")
+                   for p in repo["pulls"].values()):
+                raise HttpError(422, "Validation Failed", errors=[{
+                    "resource": "PullRequest", "code": "custom",
+                    "message": f"A pull request already exists for {repo['owner']}:{head}."}])
+            if self._is_ancestor(full_name, repo["branches"][head], repo["branches"][base]):
+                raise HttpError(422, "Validation Failed", errors=[{
+                    "resource": "PullRequest", "code": "custom", "message": f"No commits between {base} and {head}"}])
+            number = max([*repo["issues"], *repo["pulls"], *repo.get("deleted", ())], default=0) + 1
+            now = self.clock()
+            repo["pulls"][number] = {
+                "id": self._new_id(), "number": number, "title": title, "user": self.login, "base": base,
+                "head": head, "created": now, "updated": now, "closed_at": None, "merged_at": None, "sha": None,
+                "merge_sha": None, "body": data.get("body"), "draft": bool(data.get("draft")), "labels": [],
+                "reviewers": [], "reviews": []}
+            out = self._pull(full_name, repo["pulls"][number], full=True)
+        return 201, out, {"Location": out["url"]}
+
+    def h_get_pull(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name, number = self._find_pull(req)
+        with self._lock:
+            return 200, self._pull(full_name, self.repos[full_name]["pulls"][number], full=True), {}
+
+    def h_request_reviewers(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name, number = self._find_pull(req)
+        data = req.json if isinstance(req.json, dict) else {}
+        logins = [str(r) for r in data.get("reviewers") or []]
+        with self._lock:
+            repo = self.repos[full_name]
+            pull = repo["pulls"][number]
+            if pull["user"] in logins:
+                raise HttpError(422, "Review cannot be requested from pull request author.")
+            if any(login not in repo["collaborators"] for login in logins) or data.get("team_reviewers"):
+                raise HttpError(422, "Reviews may only be requested from collaborators. One or more of the users "
+                                f"or teams you specified is not a collaborator of the {full_name} repository.")
+            pull["reviewers"] = list(dict.fromkeys([*pull.get("reviewers", []), *logins]))
+            pull["updated"] = self.clock()
+            return 201, self._pull(full_name, pull), {}
+
+    def h_list_reviews(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name, number = self._find_pull(req)
+        with self._lock:
+            page, headers = self._page(req, list(self.repos[full_name]["pulls"][number].get("reviews", [])))
+            return 200, [self._review(full_name, number, r) for r in page], headers
+
+    def h_add_labels(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
+        full_name = self._find_repo(req)
+        data = req.json
+        names = data.get("labels") if isinstance(data, dict) else data
+        if not isinstance(names, list):
+            raise HttpError(422, "Validation Failed", errors=[{"resource": "Label", "field": "labels",
+                                                                "code": "missing_field"}])
+        with self._lock:
+            repo = self.repos[full_name]
+            try:
+                number = int(req.args["issue_number"])
+            except ValueError:
+                raise HttpError(404, "Not Found") from None
+            target = repo["issues"].get(number) or repo["pulls"].get(number)  # a pull request is an issue too
+            if target is None:
+                raise HttpError(404, "Not Found")
+            labels = self._ensure_labels(full_name, names)
+            target["labels"] = list(dict.fromkeys([*target.get("labels", []), *labels]))
+            target["updated"] = self.clock()
+            return 200, [self._label(full_name, n) for n in target["labels"]], {}
 
     def h_search_issues(self, req: _Request) -> tuple[int, Any, dict[str, str]]:
         q = req.param("q") or ""
@@ -761,9 +1124,16 @@ class _Handler(JsonHandler):
             if (route := match_route(_ROUTES, method, path)) is None:
                 raise HttpError(404, "Not Found")
             template, name, args = route
+            req_path = path
+            if any("/" in value for value in args.values()):  # a {+path}: one segment of the spec's template
+                path = re.sub(r"\{(\w+)\}", lambda m: quote(args[m.group(1)], safe=""), template)
             with s._lock:
                 s.requests[f"{method} {template}"] += 1
                 s.rate_used += 1
+            if s.token is not None:
+                kind, _, given = (self.headers.get("Authorization") or "").partition(" ")
+                if kind.lower() not in ("token", "bearer") or given != s.token:
+                    raise HttpError(401, "Bad credentials")
             if fault := s._take_fault(method, template, ("delay",)):
                 time.sleep(fault.kw["seconds"])
             if fault := s._take_fault(method, template, ("fail", "rate")):
@@ -780,7 +1150,7 @@ class _Handler(JsonHandler):
                 json_body = json.loads(raw) if raw else None
             except ValueError:
                 raise HttpError(400, "Problems parsing JSON") from None
-            req = _Request(method, path, parse_qs(parts.query), args, json_body)
+            req = _Request(method, req_path, parse_qs(parts.query), args, json_body)
             status, body, headers = getattr(s, f"h_{name}")(req)
             if s._take_fault(method, template, ("lose",)):
                 self.close_connection = True  # done, but the answer never arrives

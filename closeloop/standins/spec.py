@@ -35,6 +35,11 @@ Errata of the PagerDuty description: `AcknowledgeLogEntry` names its type `ackno
 while `LogEntry` (and the real API) say `acknowledge_log_entry`; both are accepted. `Channel` is a `oneOf`
 of variants told apart only by their descriptions ("Will be `api`"), so any real channel matches several and
 fails `oneOf`: it is read as the `anyOf` it means.
+
+Errata of the GitHub description: a few error responses (`PUT /repos/{owner}/{repo}/contents/{path}` 409,
+`POST /repos/{owner}/{repo}/git/blobs` 422) are a `oneOf` of `basic-error` and `repository-rule-violation-error`,
+whose properties are all optional and a superset of the first's: every real error body matches both and fails
+`oneOf`. They are read as the `anyOf` they mean.
 """
 
 from __future__ import annotations
@@ -120,6 +125,16 @@ def _errata(spec: dict[str, Any]) -> dict[str, Any]:
         enum = part.get("properties", {}).get("type", {}).get("enum") if isinstance(part, dict) else None
         if enum == ["acknowledgement_log_entry"]:
             enum.insert(0, "acknowledge_log_entry")
+    rule_violation = "#/components/schemas/repository-rule-violation-error"
+    for operations in spec.get("paths", {}).values():
+        for operation in operations.values() if isinstance(operations, dict) else ():
+            responses = operation.get("responses", {}) if isinstance(operation, dict) else {}
+            for response in responses.values():
+                for media in ((response.get("content") or {}).values() if isinstance(response, dict) else ()):
+                    schema = media.get("schema") if isinstance(media, dict) else None
+                    if isinstance(schema, dict) and any(isinstance(v, dict) and v.get("$ref") == rule_violation
+                                                        for v in schema.get("oneOf", ())):
+                        schema["anyOf"] = schema.pop("oneOf")
     channel = spec.get("components", {}).get("schemas", {}).get("Channel", {})
     if isinstance(channel.get("oneOf"), list) and any(v.get("title") == "WebsiteChannel" for v in channel["oneOf"]):
         channel["anyOf"] = channel.pop("oneOf")

@@ -1,5 +1,7 @@
 """The GitHub plugin: action items as GitHub issues (`[trackers.github]`), deployments, merged pull requests
-and commits as timeline events (`[timeline.github]`), and the ticket status webhook (`POST /webhooks/github`)."""
+and commits as timeline events (`[timeline.github]`), the published postmortem as a Markdown file of a repository,
+proposed in a pull request or committed directly (`[publishers.github]`), and the ticket status webhook
+(`POST /webhooks/github`). One token for all: CLOSELOOP_GITHUB_TOKEN."""
 
 from __future__ import annotations
 
@@ -8,6 +10,7 @@ from typing import TYPE_CHECKING
 from closeloop.integrations.github.settings import (
     ENV_TOKEN,
     ENV_WEBHOOK_SECRETS,
+    GitHubPublisherSettings,
     GitHubSettings,
     GitHubTimelineSettings,
     repo_problems,
@@ -16,13 +19,13 @@ from closeloop.integrations.plugin import Plugin, PluginContext, register
 
 if TYPE_CHECKING:
     from closeloop.config import Config
-    from closeloop.integrations.base import TicketWebhook, TimelineSource, Tracker
+    from closeloop.integrations.base import Publisher, TicketWebhook, TimelineSource, Tracker
 
 
 @register
 class GitHubPlugin(Plugin):
     name = "github"
-    settings = {"trackers": GitHubSettings, "timeline": GitHubTimelineSettings}
+    settings = {"trackers": GitHubSettings, "timeline": GitHubTimelineSettings, "publishers": GitHubPublisherSettings}
     secrets = (ENV_TOKEN, ENV_WEBHOOK_SECRETS)
 
     def trackers(self, ctx: PluginContext) -> list[Tracker]:
@@ -43,6 +46,21 @@ class GitHubPlugin(Plugin):
 
         return [GitHubTimelineSource(GitHubTimelineConfig(**settings.model_dump(), token=ctx.secrets.value(ENV_TOKEN)),
                                      people=dict(ctx.directory))]
+
+    def publishers(self, ctx: PluginContext) -> list[Publisher]:
+        settings: GitHubPublisherSettings | None = ctx.settings("publishers", self.name)
+        if settings is None:
+            return []
+        token = ctx.secrets.value(ENV_TOKEN)
+        if not token:
+            from closeloop.config import ConfigError
+
+            raise ConfigError(f"publishers.github: {ENV_TOKEN} is not set: closeloop commits the postmortems to "
+                              f"{settings.repo} with that token (it needs write access to the repository's contents "
+                              "and pull requests)")
+        from closeloop.integrations.github.publisher import GitHubPublisher
+
+        return [GitHubPublisher(settings, token=token)]
 
     def ticket_webhooks(self, ctx: PluginContext) -> list[TicketWebhook]:
         from closeloop.integrations.github.webhook import GitHubTicketWebhook

@@ -25,10 +25,11 @@ from itertools import islice
 from typing import Any, TypeVar
 
 import requests
-from github import Auth, Github, GithubException
+from github import Github, GithubException
 from pydantic import Field
 
 from closeloop.integrations.base import TimelineSource, report_progress
+from closeloop.integrations.github.client import github_client
 from closeloop.integrations.github.settings import GitHubTimelineSettings
 from closeloop.integrations.github.tracker import GitHubError, _wrap, repo_path
 from closeloop.models import Incident, Person, TimelineEvent
@@ -69,9 +70,8 @@ class GitHubTimelineSource(TimelineSource):
     def client(self) -> Github:
         with self._lock:
             if self._client is None:
-                self._client = Github(base_url=self.config.base_url,
-                                      auth=Auth.Token(self.config.token) if self.config.token else None,
-                                      timeout=int(self.config.timeout) or 1, retry=None, per_page=self.config.page_size)
+                self._client = github_client(self.config.base_url, self.config.token, timeout=self.config.timeout,
+                                             per_page=self.config.page_size)
             return self._client
 
     def repositories_for(self, incident: Incident) -> list[str]:

@@ -54,12 +54,13 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 import structlog
-from github import Auth, Github, GithubException
+from github import Github, GithubException
 from github.Issue import Issue
 from github.Repository import Repository
 from pydantic import Field
 
 from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
+from closeloop.integrations.github.client import github_client
 from closeloop.integrations.github.settings import WONT_DO_REASONS, GitHubSettings
 from closeloop.integrations.urls import segment
 from closeloop.models import Person
@@ -197,10 +198,9 @@ class GitHubTracker(Tracker):
     def client(self) -> Github:
         with self._lock:
             if self._client is None:
-                self._client = Github(
-                    base_url=self.config.base_url, auth=Auth.Token(self.config.token) if self.config.token else None,
-                    timeout=int(self.config.timeout) or 1, retry=None, per_page=self.config.page_size,
-                    seconds_between_requests=self.config.seconds_between_requests,
+                self._client = github_client(
+                    self.config.base_url, self.config.token, timeout=self.config.timeout,
+                    per_page=self.config.page_size, seconds_between_requests=self.config.seconds_between_requests,
                     seconds_between_writes=self.config.seconds_between_writes,
                 )
             return self._client
