@@ -59,6 +59,7 @@ def build(integrations: Integrations, closeloop: Closeloop) -> list[Callable[...
         timeline.collect_timeline,
         documents.prepare_draft,
         documents.publish_document,
+        documents.publish,
         notify.notify,
         notify.delivery_time,
         notify.send_reminder_digests,

@@ -10,9 +10,14 @@ from temporalio import activity
 from closeloop.activities.support import log
 from closeloop.ids import file_stem
 from closeloop.integrations.base import Publisher
-from closeloop.models import PostmortemState
+from closeloop.models import Model, PostmortemState
 from closeloop.readmodel import Insights
 from closeloop.rendering import render_document, render_draft
+
+
+class Published(Model):
+    ref: str  # the document's reference: the first publisher's other than local's, else local's
+    refs: dict[str, str]  # every publisher's, by name, in the order they published
 
 
 class DocumentActivities:
@@ -40,10 +45,19 @@ class DocumentActivities:
 
     @activity.defn(name="publish_document")
     def publish_document(self, state: PostmortemState) -> str:
-        """Publish through every publisher, in order (each is idempotent, so a retry after one failed publishes
-        again through all); the reference is the first one's other than `local` (a Confluence page), else local's."""
+        """Publish; the document's reference alone (lifecycles that reached publishing before `publish` existed)."""
+        return self.publish(state).ref
+
+    @activity.defn(name="publish")
+    def publish(self, state: PostmortemState) -> Published:
+        """Publish through this postmortem's publishers, in order: `local` (the files and the library) always, then
+        those its policy names (`publishers`; unset: every configured one). Each is idempotent, so a retry after
+        one failed publishes again through all. The reference is the first one's other than `local` (a
+        Confluence page), else local's; `refs` has each publisher's."""
         document = render_document(state, template_dir=self.template_dir)
-        refs = {p.name: p.publish(document, f"{state.plan.postmortem_id}/publish") for p in self.publishers}
+        wanted = state.plan.policy.publishers
+        chosen = [p for p in self.publishers if wanted is None or p.name == "local" or p.name in wanted]
+        refs = {p.name: p.publish(document, f"{state.plan.postmortem_id}/publish") for p in chosen}
         ref = next((r for name, r in refs.items() if name != "local"), None) or next(iter(refs.values()))
         log().info("postmortem published", ref=ref, refs=refs)
-        return ref
+        return Published(ref=ref, refs=refs)

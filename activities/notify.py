@@ -105,7 +105,7 @@ class NotifyActivities:
             self.deliveries.queue(inp.key, DIGEST, person.key, person.key)  # the day's digest brings it
         elif person is not None:
             self.reach(notification, person)
-        if inp.kind in self.settings.announce:
+        if inp.kind in self.settings.announce or (inp.kind == "published" and context.get("document_refs")):
             self.announce(inp, context)
         if inp.tracker and inp.ticket_key:
             try:
@@ -182,20 +182,26 @@ class NotifyActivities:
 
     def announce(self, inp: NotifyInput, context: dict[str, Any]) -> None:
         """Post the notification to the rooms `[notify] announce` names for its kind, once each. A kind that
-        happens once per postmortem (published, cancelled) is posted once however many people it went to."""
+        happens once per postmortem (published, cancelled) is posted once however many people it went to. A
+        published postmortem is also posted to the rooms of `published.<publisher>`, with that publisher's link."""
         assert self.deliveries is not None
-        subject, body = render_notification(inp.kind, {**context, "recipient": None, "role": "room"},
-                                            template_dir=self.template_dir)
         once = inp.kind in ONCE_PER_POSTMORTEM
-        for room in self.settings.announce[inp.kind]:
+        posts = [(inp.kind, room, context) for room in self.settings.announce.get(inp.kind, [])]
+        if inp.kind == "published":
+            for publisher, ref in dict(context.get("document_refs") or {}).items():
+                posts += [(f"published.{publisher}", room, {**context, "document_ref": ref, "publisher": publisher})
+                          for room in self.settings.announce.get(f"published.{publisher}", [])]
+        for kind, room, ctx in posts:
             name, _, where = room.partition(":")
             channel = self.channels.get(name)
             if channel is None:
                 continue
-            key = f"{inp.postmortem_id}/announce/{inp.kind}/{room}" if once else f"{inp.key}/announce/{room}"
+            key = f"{inp.postmortem_id}/announce/{kind}/{room}" if once else f"{inp.key}/announce/{room}"
             done = self.deliveries.get(key, name)
             if done is not None and done.status in ("sent", "failed"):
                 continue
+            subject, body = render_notification(inp.kind, {**ctx, "recipient": None, "role": "room"},
+                                                template_dir=self.template_dir)
             message = Notification(key=key, kind=inp.kind, recipient=room, subject=subject, body=body, at=inp.at,
                                    postmortem_id=inp.postmortem_id, item_id=inp.item_id,
                                    links=links(self.public_url, inp.postmortem_id, inp.item_id))
@@ -207,10 +213,10 @@ class NotifyActivities:
                     with external_errors(f"announcing in {room}"):
                         raise
                 self.deliveries.failed(key, name, room, where, str(e))
-                log().warning("announcement failed for good", room=room, kind=inp.kind, error=str(e)[:300])
+                log().warning("announcement failed for good", room=room, kind=kind, error=str(e)[:300])
                 continue
             self.deliveries.sent(key, name, room, where, message_id)
-            log().info("announced", room=room, kind=inp.kind, message_id=message_id)
+            log().info("announced", room=room, kind=kind, message_id=message_id)
 
     def channel_order(self, person: Person, kind: str | None = None) -> list[str]:
         """The channels to try, in order, those configured here: `[notify] kinds` for this kind, else the

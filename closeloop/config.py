@@ -178,7 +178,9 @@ class NotifySettings(_Strict):
     announce: dict[str, list[str]] = Field(
         default_factory=dict, description="notification kind -> rooms it is also posted to, each '<channel>' (its "
                                           "default room) or '<channel>:<room>', e.g. { published = "
-                                          "[\"slack:C0INCIDENTS\"] }")
+                                          "[\"slack:C0INCIDENTS\"] }; `published.<publisher>` (e.g. "
+                                          "\"published.confluence\"): rooms told when that publisher published, "
+                                          "with its link")
     defer_to_working_hours: bool = Field(default=True, description="false: every notification goes out when it "
                                                                   "is due, at any hour")
     working_hours: WorkingHours = Field(default_factory=WorkingHours,

@@ -139,6 +139,9 @@ class Policy(_Strict):
         "this long before it started: the new postmortem links to them and their owners are told")
     verdict_timeout: Duration = timedelta(days=7)
     tracker: str = "local"
+    publishers: list[str] | None = Field(
+        default=None, description="the publishers of this postmortem besides `local` (the files and the web app's "
+        "library, always), e.g. [\"confluence\"]; unset: every configured one")
     timeline_sources: list[str] = Field(default_factory=lambda: ["incident", "notes"])
     quality: QualityPolicy = Field(default_factory=QualityPolicy, description="action-item quality checks")
 

@@ -131,6 +131,9 @@ def check(config: Config) -> None:
         found: list[str] = []
         if policy.tracker not in trackers:
             found.append(f"tracker {policy.tracker!r} has no [trackers.{policy.tracker}] section")
+        for name in policy.publishers or []:
+            if name != "local" and name not in config.publishers:
+                found.append(f"publisher {name!r} has no [publishers.{name}] section")
         for name in policy.timeline_sources:
             if name in builtin:
                 continue
@@ -166,6 +169,9 @@ def _channel_problems(config: Config, channels: list[str]) -> list[str]:
     for kind, rooms in config.notify.announce.items():
         found += [f"notify.announce.{kind}: unknown channel {room.split(':', 1)[0]!r} (configured: {known})"
                   for room in rooms if room.split(":", 1)[0] not in channels]
+        publisher = kind.removeprefix("published.") if kind.startswith("published.") else None
+        if publisher is not None and publisher != "local" and publisher not in config.publishers:
+            found.append(f"notify.announce.{kind}: publisher {publisher!r} has no [publishers.{publisher}] section")
     if config.notify.operator and config.notify.operator not in people:
         found.append(f"notify.operator: unknown person {config.notify.operator!r}")
     return found

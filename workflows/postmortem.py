@@ -72,6 +72,7 @@ TERMINAL = (Stage.closed, Stage.skipped, Stage.cancelled)
 PATCH_CANCEL_REQUEST = "a-cancellation-request-cancels-the-lifecycle-and-its-items"
 PATCH_STALL_ON_FAILURE = "a-failure-no-retry-fixes-stalls-the-lifecycle"
 PATCH_RECURRENCES = "a-new-draft-links-the-earlier-items-its-incident-defeated"
+PATCH_PUBLISHERS = "publish-through-the-postmortems-publishers-and-keep-each-ones-link"
 GAVE_UP = (RetryState.NON_RETRYABLE_FAILURE, RetryState.MAXIMUM_ATTEMPTS_REACHED)
 MAX_ERROR = 500  # characters of a failure kept in the state and the notification
 
@@ -374,10 +375,15 @@ class PostmortemWorkflow:
 
     async def _publish(self) -> None:
         s = self._state()
-        s.document_ref = await call(DocumentActivities.publish_document, s, EXTERNAL)
+        if workflow.patched(PATCH_PUBLISHERS):
+            published = await call(DocumentActivities.publish, s, EXTERNAL)
+            s.document_ref, s.document_refs = published.ref, published.refs
+        else:
+            s.document_ref = await call(DocumentActivities.publish_document, s, EXTERNAL)
         audience = list(dict.fromkeys([s.owner, *s.plan.reviewers, *s.plan.attendees]))
         for person in audience:
-            await self._notify(f"published/{person}", "published", person, {"document_ref": s.document_ref})
+            await self._notify(f"published/{person}", "published", person,
+                               {"document_ref": s.document_ref, "document_refs": s.document_refs})
 
     async def _follow_up(self) -> None:
         s = self._state()
