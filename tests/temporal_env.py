@@ -151,8 +151,13 @@ async def running_app(time_env: WorkflowEnvironment, tmp_path: Path, *, extra: s
 async def app(time_env: WorkflowEnvironment, tmp_path: Path, request: pytest.FixtureRequest) -> AsyncIterator[App]:
     async with running_app(time_env, tmp_path) as the_app:
         yield the_app
-        if os.environ.get("CLOSELOOP_RECORD_HISTORIES") == "1":
-            await record_histories(the_app, request.node.name)
+        await record_if_asked(the_app, request.node.name)
+
+
+async def record_if_asked(app: App, test_name: str) -> None:
+    """Record the test's histories when CLOSELOOP_RECORD_HISTORIES=1 (tests that run their own app call it)."""
+    if os.environ.get("CLOSELOOP_RECORD_HISTORIES") == "1":
+        await record_histories(app, test_name)
 
 
 async def workflow_ids(app: App) -> list[str]:

@@ -15,7 +15,7 @@ from closeloop.models import ActionItemSpec, CompleteItem, Stage, SweepInput
 from closeloop.rendering import effectiveness_document_id
 from closeloop.workflows.action_item import ActionItemWorkflow
 from closeloop.workflows.sweeps import EffectivenessReviewWorkflow
-from tests.temporal_env import incident, make_config, running_app
+from tests.temporal_env import incident, make_config, record_if_asked, running_app
 from tests.workflows.drive import to_following_up
 from tests.workflows.test_sweeps import wait_done
 
@@ -90,6 +90,7 @@ async def test_the_monthly_review_is_published_and_sent_to_the_leads_once(time_e
         assert "1 action item(s) were completed: 0 effective, 1 ineffective, 0 unknown, 0 not judged yet" in \
             sent[0].body.replace("\n", " ")
         assert "- checkout (2 incidents)" in sent[0].body and review.document_ref in sent[0].body
+        await record_if_asked(app, "test_the_monthly_review_is_published_and_sent_to_the_leads_once")
 
 
 def test_the_review_schedule_follows_the_config(tmp_path: Path) -> None:

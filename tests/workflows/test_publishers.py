@@ -16,7 +16,7 @@ from closeloop.standins.confluence import ConfluenceStandin
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.slack import SlackStandin
 from tests.standins.fixtures import CONFLUENCE_SPEC, GITHUB_SPEC, SLACK_SPEC, validated
-from tests.temporal_env import incident, make_config, running_app
+from tests.temporal_env import incident, make_config, record_if_asked, running_app
 from tests.workflows.drive import to_following_up
 
 CONFLUENCE_TOKEN, GITHUB_TOKEN, SLACK_TOKEN = "atl-token", "ghp_token", "xoxb-token"
@@ -86,6 +86,7 @@ async def test_each_service_publishes_through_its_publishers_and_each_publisher_
             # the people are told too, and each message names the publisher's link
             told = [n for n in app.store.local.notifications(payments.workflow_id) if n.kind == "published"]
             assert told and all(f"Read it: {paid.document_ref}" in n.body for n in told)
+            await record_if_asked(app, "test_publishers_per_service")
 
 
 def test_a_publisher_a_policy_or_an_announcement_names_must_be_configured(tmp_path: Path) -> None:
