@@ -17,6 +17,7 @@ from closeloop.integrations.base import Channel, IntegrationError, Notification,
 from closeloop.links import LinkSigner, links
 from closeloop.meeting_slots import next_working_time
 from closeloop.message_actions import actions_for
+from closeloop.metrics import NOTIFICATIONS
 from closeloop.models import Model, Person
 from closeloop.rendering import render_notification
 from closeloop.store.outbox import ChannelDeliveries
@@ -98,9 +99,7 @@ class NotifyActivities:
                                     links=links(self.public_url, inp.postmortem_id, inp.item_id,
                                                 person=recipient, signer=self.signer),
                                     actions=actions_for(inp.kind, inp.postmortem_id, inp.item_id, self.public_url))
-        for notifier in self.notifiers:
-            with external_errors(f"notifying {recipient} through {notifier.name}"):
-                notifier.send(notification, person)
+        self.record(notification, person)
         if person is not None and person.reminders == "digest" and inp.kind in REMINDER_KINDS and self.deliveries:
             self.deliveries.queue(inp.key, DIGEST, person.key, person.key)  # the day's digest brings it
         elif person is not None:
@@ -175,10 +174,15 @@ class NotifyActivities:
     def deliver(self, notification: Notification, person: Person | None) -> str | None:
         """A notification made elsewhere (a report): recorded by every notifier, then sent through the person's
         first channel that reaches them (once per key, as `notify` does). The channel that took it, or None."""
+        self.record(notification, person)
+        return self.reach(notification, person) if person is not None else None
+
+    def record(self, notification: Notification, person: Person | None) -> None:
+        """Every notifier records it (the outbox, the log), once per key."""
         for notifier in self.notifiers:
             with external_errors(f"notifying {notification.recipient} through {notifier.name}"):
-                notifier.send(notification, person)
-        return self.reach(notification, person) if person is not None else None
+                if notifier.send(notification, person):
+                    NOTIFICATIONS.labels(notifier.name, "recorded").inc()
 
     def announce(self, inp: NotifyInput, context: dict[str, Any]) -> None:
         """Post the notification to the rooms `[notify] announce` names for its kind, once each. A kind that
@@ -210,12 +214,15 @@ class NotifyActivities:
                 message_id = channel.post(message, where)
             except IntegrationError as e:
                 if e.retryable:
+                    NOTIFICATIONS.labels(name, "retried").inc()
                     with external_errors(f"announcing in {room}"):
                         raise
                 self.deliveries.failed(key, name, room, where, str(e))
+                NOTIFICATIONS.labels(name, "failed").inc()
                 log().warning("announcement failed for good", room=room, kind=kind, error=str(e)[:300])
                 continue
             self.deliveries.sent(key, name, room, where, message_id)
+            NOTIFICATIONS.labels(name, "sent").inc()
             log().info("announced", room=room, kind=kind, message_id=message_id)
 
     def channel_order(self, person: Person, kind: str | None = None) -> list[str]:
@@ -261,11 +268,14 @@ class NotifyActivities:
                 message_id = found or channel.deliver(notification, person, address)
             except IntegrationError as e:
                 if e.retryable:
+                    NOTIFICATIONS.labels(name, "retried").inc()
                     with external_errors(f"notifying {person.key} through {name}"):
                         raise
                 self._failed_for_good(notification, person, name, address, str(e))
                 continue
             self.deliveries.sent(notification.key, name, person.key, address, message_id)
+            if not found:
+                NOTIFICATIONS.labels(name, "sent").inc()
             log().info("notification delivered" if not found else "notification found delivered already",
                        channel=name, to=person.key, kind=notification.kind, message_id=message_id)
             return name
@@ -279,6 +289,7 @@ class NotifyActivities:
                          error: str) -> None:
         assert self.deliveries is not None
         first = self.deliveries.failed(notification.key, channel, person.key, address, error)
+        NOTIFICATIONS.labels(channel, "failed").inc()
         log().warning("channel failed for good; trying the person's next channel", channel=channel, to=person.key,
                       kind=notification.kind, error=error[:300])
         operator = self.settings.operator

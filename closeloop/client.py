@@ -9,12 +9,12 @@ never a workflow class, so callers load no workflow, activity or store code.
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from temporalio.client import Client, WorkflowExecution
+from temporalio.client import Client, Interceptor, WorkflowExecution
 from temporalio.common import (
     SearchAttributePair,
     TypedSearchAttributes,
@@ -30,6 +30,8 @@ from closeloop import search_attributes as sa
 from closeloop.models import Incident, PostmortemInput, PostmortemState, SweepInput, SyncSummary, TicketStatusEvent
 
 if TYPE_CHECKING:
+    from temporalio.runtime import Runtime
+
     from closeloop.config import TemporalSettings
 
 In = TypeVar("In")
@@ -38,10 +40,13 @@ Out = TypeVar("Out")
 STALLED_QUERY = f'{sa.STALLED.name} = true AND ExecutionStatus = "Running"'
 
 
-async def connect(settings: TemporalSettings) -> Client:
-    """A Temporal client with closeloop's data converter (pydantic)."""
+async def connect(settings: TemporalSettings, *, runtime: Runtime | None = None,
+                  interceptors: Sequence[Interceptor] = ()) -> Client:
+    """A Temporal client with closeloop's data converter (pydantic); `runtime` (its metrics exporter) and
+    `interceptors` (tracing) from closeloop.telemetry."""
     return await Client.connect(settings.address, namespace=settings.namespace,
-                                data_converter=pydantic_data_converter)
+                                data_converter=pydantic_data_converter, runtime=runtime,
+                                interceptors=list(interceptors))
 
 
 @dataclass

@@ -199,6 +199,30 @@ class InboxSettings(_Strict):
     forward_in: Literal["web", "worker"] = Field(default="web", description="web or worker")
 
 
+class TelemetrySettings(_Strict):
+    """`[telemetry]`: what the processes tell the platform's monitoring (closeloop/telemetry.py). The worker serves
+    `/metrics` (closeloop's and the Temporal SDK's, Prometheus text), `/healthz` and `/readyz` on `worker_host`:
+    `worker_port`; the web app serves the same paths on its own port. `/metrics` needs the bearer token of
+    CLOSELOOP_METRICS_TOKEN, or, without one, comes from this machine (loopback) only. Tracing (OpenTelemetry,
+    through temporalio.contrib.opentelemetry) is off unless `tracing = true`."""
+
+    worker_host: str = Field(default="127.0.0.1", description="the worker's metrics and health address "
+                             "(0.0.0.0 in a container)")
+    worker_port: int = Field(default=9464, ge=0, le=65535, description="the worker's metrics and health port; "
+                             "0: none")
+    sdk_metrics: bool = Field(default=True, description="include the Temporal SDK's metrics (task slots, "
+                              "schedule-to-start latency, sticky cache...) in the worker's /metrics")
+    tracing: bool = Field(default=False, description="OpenTelemetry spans for workflows, activities, signals, "
+                          "queries and updates")
+    traces_exporter: Literal["otlp", "console"] = Field(default="otlp", description="otlp: OTLP over HTTP to "
+                                                        "`otlp_endpoint` (pip install closeloop[tracing]); console: "
+                                                        "printed (for a try)")
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$", description="e.g. "
+                                      "http://otel-collector:4318/v1/traces (default: OTEL_EXPORTER_OTLP_ENDPOINT, "
+                                      "else the exporter's own default)")
+    service_name: str = Field(default="closeloop", min_length=1, description="the spans' service.name")
+
+
 class ReportSettings(_Strict):
     """`[reports]`: the effectiveness review for reliability leads (the `closeloop-effectiveness-review` Schedule,
     applied at worker start; `closeloop report effectiveness` makes the same report on demand). Each run covers
@@ -294,6 +318,7 @@ class Config(_Strict):
     sync: SyncSettings = Field(default_factory=SyncSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    telemetry: TelemetrySettings = Field(default_factory=TelemetrySettings)
     inbox: InboxSettings = Field(default_factory=InboxSettings)
     notify: NotifySettings = Field(default_factory=NotifySettings)
     tickets: TicketSettings = Field(default_factory=TicketSettings)
@@ -432,7 +457,8 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
 def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Config:
     """Load and validate the config. Environment variables override where things run:
     CLOSELOOP_TEMPORAL_ADDRESS, CLOSELOOP_NAMESPACE, CLOSELOOP_TASK_QUEUE, CLOSELOOP_DB_URL, CLOSELOOP_DATA_DIR,
-    CLOSELOOP_UI_PORT, CLOSELOOP_WEB_HOST, CLOSELOOP_WEB_PORT."""
+    CLOSELOOP_UI_PORT, CLOSELOOP_WEB_HOST, CLOSELOOP_WEB_PORT, CLOSELOOP_METRICS_HOST, CLOSELOOP_METRICS_PORT (the
+    worker's /metrics and health checks; 0: none)."""
     environ: Mapping[str, str] = os.environ if env is None else env
     found = find_config_path(path)
     if found is None:
@@ -446,6 +472,8 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
         ("store", "url"): environ.get("CLOSELOOP_DB_URL"),
         ("web", "host"): environ.get("CLOSELOOP_WEB_HOST"),
         ("web", "port"): environ.get("CLOSELOOP_WEB_PORT"),
+        ("telemetry", "worker_host"): environ.get("CLOSELOOP_METRICS_HOST"),
+        ("telemetry", "worker_port"): environ.get("CLOSELOOP_METRICS_PORT"),
     }
     for (section, key), value in overrides.items():
         if value:

@@ -247,6 +247,15 @@ class EffectivenessReport(BaseModel):
     recurred: list[RecurredItem] = Field(default_factory=list)  # recurrences found in the period, oldest first
 
 
+class LiveCounts(BaseModel):
+    """What the lifecycle gauges report (closeloop.metrics): open lifecycles by stage, stalled postmortems, and
+    open action items past their due date."""
+
+    stages: dict[str, int] = Field(default_factory=dict)
+    stalled: int = 0
+    overdue: int = 0
+
+
 class Insights(Protocol):
     """The library and the numbers: closeloop.store.insights.StoreInsights implements it."""
 
@@ -257,3 +266,5 @@ class Insights(Protocol):
     def metrics(self, owners: list[str] | None, now: datetime, months: int = 12) -> Metrics: ...
 
     def effectiveness(self, since: datetime, until: datetime, failing_after: int = 2) -> EffectivenessReport: ...
+
+    def live_counts(self, now: datetime) -> LiveCounts: ...

@@ -16,6 +16,7 @@ ENV_SESSION_SECRET = "CLOSELOOP_SESSION_SECRET"  # signs the web app's session c
 ENV_OIDC_CLIENT_SECRET = "CLOSELOOP_OIDC_CLIENT_SECRET"  # the web app's OpenID Connect client secret
 ENV_OPERATOR_TOKENS = "CLOSELOOP_OPERATOR_TOKENS"  # the web app's: operators' name:token pairs (the CLI's --as)
 ENV_OPERATOR_TOKEN = "CLOSELOOP_OPERATOR_TOKEN"  # the CLI's: its operator's token
+ENV_METRICS_TOKEN = "CLOSELOOP_METRICS_TOKEN"  # bearer tokens of /metrics (the worker's and the web app's)
 
 
 def _split(value: str | None) -> tuple[str, ...]:

@@ -14,7 +14,8 @@ import os
 import signal
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import structlog
 from temporalio.client import Client
@@ -29,8 +30,20 @@ from closeloop.client import Closeloop, connect
 from closeloop.config import Config, ConfigError, load_config
 from closeloop.forwarder import Forwarder
 from closeloop.integrations.registry import Integrations, build
+from closeloop.metrics import LifecycleGauges, exposition, registry_with
+from closeloop.secrets import Secrets
 from closeloop.store.inbox import IncidentInbox
 from closeloop.sweep_schedules import apply as apply_schedules
+from closeloop.telemetry import (
+    ENV_METRICS_TOKEN,
+    database_problem,
+    sdk_metrics_text,
+    sdk_runtime,
+    serve_in_background,
+    temporal_problem,
+    tracing_interceptors,
+    worker_app,
+)
 
 log = structlog.get_logger("closeloop.worker")
 
@@ -80,7 +93,51 @@ async def _run(config: Config, stop: asyncio.Event, update_schedules: bool, sett
     log.info("worker starting", address=config.temporal.address, namespace=config.temporal.namespace,
              task_queue=config.temporal.task_queue, config=config_origin(config), store=_safe_url(config.db_url))
     integrations = build(config)
-    client = await connect(config.temporal)
+    runtime, sdk_metrics_url = sdk_runtime(config.telemetry)
+    client = await connect(config.temporal, runtime=runtime, interceptors=tracing_interceptors(config.telemetry))
+    http = await serve_telemetry(config, integrations, client, sdk_metrics_url)
+    try:
+        await _work(config, integrations, client, stop, update_schedules, settle_gc)
+    finally:
+        if http is not None:
+            server, task = http
+            server.should_exit = True
+            await task
+    integrations.store.close()
+    log.info("worker stopped")
+
+
+async def serve_telemetry(config: Config, integrations: Integrations, client: Client,
+                          sdk_metrics_url: str | None) -> tuple[Any, asyncio.Task[None]] | None:
+    """The worker's `/metrics` (closeloop's, the lifecycle gauges from the store, the Temporal SDK's), `/healthz`
+    and `/readyz` (Temporal and the database answer) on `[telemetry] worker_host:worker_port` (None when 0)."""
+    settings = config.telemetry
+    if not settings.worker_port:
+        return None
+    store = integrations.store
+    gauges = LifecycleGauges(lambda: store.insights.live_counts(datetime.now(UTC)))
+    own = registry_with(gauges)
+
+    async def metrics() -> bytes:
+        extra = await sdk_metrics_text(sdk_metrics_url)
+        return await asyncio.to_thread(exposition, own, extra)
+
+    async def temporal() -> str | None:
+        return await temporal_problem(client)
+
+    async def database() -> str | None:
+        return await database_problem(store.ping)
+
+    app = worker_app(metrics=metrics, checks=[temporal, database], tokens=Secrets().values(ENV_METRICS_TOKEN))
+    served = await serve_in_background(app, settings.worker_host, settings.worker_port)
+    port = served[0].servers[0].sockets[0].getsockname()[1]
+    log.info("metrics and health checks served", address=f"{settings.worker_host}:{port}",
+             paths=["/metrics", "/healthz", "/readyz"], sdk_metrics=bool(sdk_metrics_url))
+    return served
+
+
+async def _work(config: Config, integrations: Integrations, client: Client, stop: asyncio.Event,
+                update_schedules: bool, settle_gc: bool) -> None:
     with ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity") as executor:
         worker = build_worker(client, integrations, config.temporal.task_queue, executor=executor)
         try:
@@ -103,8 +160,6 @@ async def _run(config: Config, stop: asyncio.Event, update_schedules: bool, sett
             log.info("shutting down")
             if forwarder is not None:
                 await forwarder.stop()  # rows it did not get to stay pending: the next start forwards them
-    integrations.store.close()
-    log.info("worker stopped")
 
 
 def tune_gc() -> None:

@@ -129,7 +129,7 @@ class App:
 @asynccontextmanager
 async def running_app(time_env: WorkflowEnvironment, tmp_path: Path, *, extra: str = "",
                       adjust: Callable[[Integrations], None] | None = None,
-                      db_url: str | None = None, notify: str = "") -> AsyncIterator[App]:
+                      db_url: str | None = None, notify: str = "", client: Client | None = None) -> AsyncIterator[App]:
     """A closeloop installation on the test config plus `extra` (TOML), on its own task queue: the
     integrations built from the config (`adjust` may change them, before the worker starts), the worker
     running the real workflows and activities. On leaving, what the test left running is terminated, then
@@ -140,7 +140,7 @@ async def running_app(time_env: WorkflowEnvironment, tmp_path: Path, *, extra: s
     if adjust is not None:
         adjust(integrations)
     with ThreadPoolExecutor(max_workers=16) as executor:
-        async with build_worker(time_env.client, integrations, task_queue, executor=executor):
+        async with build_worker(client or time_env.client, integrations, task_queue, executor=executor):
             the_app = App(env=time_env, config=config, store=integrations.store, task_queue=task_queue)
             yield the_app
             await terminate_leftovers(the_app)

@@ -29,6 +29,7 @@ from closeloop.readmodel import (
     Library,
     LibraryFilter,
     LibraryHit,
+    LiveCounts,
     Metrics,
     Month,
     PostmortemView,
@@ -42,6 +43,7 @@ from closeloop.store.tables import ActionItemRow, IncidentRow, IncidentServiceRo
 P, A, I, S = PostmortemRow, ActionItemRow, IncidentRow, IncidentServiceRow  # noqa: E741
 R = ItemRecurrenceRow
 
+CLOSED_STAGES = ("closed", "skipped", "cancelled")
 FTS_TABLE = "postmortem_fts"
 PG_SEARCH_INDEX = "ix_postmortems_document_search"
 PG_SEARCH_COLUMN = "document_search"  # PostgreSQL only, not in the tables (migration 0008)
@@ -300,6 +302,18 @@ class StoreInsights:
             months=[Month(month=m, published=v["published"], items_done=v["items"],
                           median_hours_to_publish=_median(v["hours"]), effectiveness=v["eff"])
                     for m, v in by_month.items()])
+
+    # ------------------------------------------------------------------ the gauges
+
+    def live_counts(self, now: datetime) -> LiveCounts:
+        """Open lifecycles by stage, stalled postmortems and overdue action items (three index-backed counts)."""
+        with self.db.session() as s:
+            stages = {row[0]: row[1] for row in s.execute(select(P.stage, func.count())
+                                                          .where(P.stage.not_in(CLOSED_STAGES)).group_by(P.stage))}
+            stalled = s.scalar(select(func.count()).select_from(P).where(P.stalled.is_(True),
+                                                                       P.stage.not_in(CLOSED_STAGES))) or 0
+            overdue = s.scalar(select(func.count()).select_from(A).where(A.status == "open", A.due_at < now)) or 0
+        return LiveCounts(stages={k: int(v) for k, v in stages.items()}, stalled=int(stalled), overdue=int(overdue))
 
     # ------------------------------------------------------------------ the effectiveness review
 

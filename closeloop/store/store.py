@@ -8,7 +8,7 @@ idempotent by key."""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, text
 
 from closeloop.store.database import Database
 from closeloop.store.deliveries import DeliveryLog
@@ -41,6 +41,11 @@ class Store:
     @property
     def engine(self) -> Engine:
         return self.db.engine
+
+    def ping(self) -> None:
+        """One `SELECT 1`: raises when the database cannot be reached (the readiness checks)."""
+        with self.db.engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
 
     def close(self) -> None:
         self.db.close()

@@ -23,6 +23,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import copy
+import functools
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -32,6 +34,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from prometheus_client import CollectorRegistry
 from pydantic import ValidationError
 from sqlalchemy.exc import SQLAlchemyError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -54,9 +57,18 @@ from closeloop.integrations.base import (
     TicketWebhook,
     Webhook,
 )
+from closeloop.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from closeloop.metrics import WEBHOOK_SECONDS, LifecycleGauges, exposition, registry_with
 from closeloop.models import Incident, TimelineEvent
 from closeloop.readmodel import AuditEntry, Insights, WebViews
 from closeloop.secrets import ENV_API_TOKENS, Secrets
+from closeloop.telemetry import (
+    ENV_METRICS_TOKEN,
+    database_problem,
+    metrics_allowed,
+    readiness,
+    temporal_problem,
+)
 from closeloop.timeline import NoteError, note_event
 from closeloop.web import actions, ticket_status
 from closeloop.web.deadlines import BodyDeadline
@@ -129,6 +141,20 @@ class _Context:
 
     async def act(self, person: str, action: str, value: str, note: str = "") -> str:
         return await self._act(person, action, value, note)
+
+
+def timed(kind: str) -> Callable[[Callable[..., Awaitable[Response]]], Callable[..., Awaitable[Response]]]:
+    """Observe the endpoint's time to answer in closeloop_webhook_seconds{kind}, whatever the answer."""
+    def wrap(endpoint: Callable[..., Awaitable[Response]]) -> Callable[..., Awaitable[Response]]:
+        @functools.wraps(endpoint)
+        async def timed_endpoint(*args: Any, **kwargs: Any) -> Response:
+            started = time.perf_counter()
+            try:
+                return await endpoint(*args, **kwargs)
+            finally:
+                WEBHOOK_SECONDS.labels(kind).observe(time.perf_counter() - started)
+        return timed_endpoint
+    return wrap
 
 
 def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secrets | None = None,
@@ -308,9 +334,47 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
     async def healthz() -> dict[str, bool]:
         return {"ok": True}
 
+    async def temporal_down() -> str | None:
+        try:
+            temporal = (await client()).temporal
+        except Reject:
+            return "temporal: unreachable"
+        return await temporal_problem(temporal)
+
+    async def database_down() -> str | None:
+        if not has_store:
+            return None  # this app keeps nothing: nothing to wait for
+        try:
+            opened = await the_store()
+        except Exception as e:  # noqa: BLE001 - the store could not be opened (or migrated)
+            return f"database: unreachable ({type(e).__name__})"
+        return await database_problem(opened.ping)
+
+    @app.get("/readyz")
+    async def readyz() -> JSONResponse:
+        """Ready when Temporal and the database answer (503 with which does not, e.g. for a load balancer)."""
+        problems = await readiness([temporal_down, database_down])
+        return JSONResponse({"ready": not problems, "problems": problems}, status_code=503 if problems else 200)
+
+    metrics_tokens = secrets.values(ENV_METRICS_TOKEN)
+    gauges: list[CollectorRegistry] = []
+
+    @app.get("/metrics")
+    async def metrics(request: Request) -> Response:
+        """Prometheus text: closeloop's counters (webhook latency, notifications...) and the lifecycle gauges
+        from the store. Needs the bearer token of CLOSELOOP_METRICS_TOKEN, or, without one, loopback."""
+        if not metrics_allowed(request, metrics_tokens):
+            raise Reject(401, f"metrics need the bearer token of {ENV_METRICS_TOKEN}")
+        if not gauges and has_store:
+            opened = await the_store()
+            gauges.append(registry_with(LifecycleGauges(lambda: opened.insights.live_counts(datetime.now(UTC)))))
+        text = await asyncio.to_thread(exposition, gauges[0] if gauges else None)
+        return Response(text, media_type=METRICS_CONTENT_TYPE)
+
     tokens = api_tokens(secrets.values(ENV_API_TOKENS))
 
     @app.post("/api/incidents")
+    @timed("api")
     async def api_incident(request: Request) -> Response:
         token = check_bearer(request, tokens)
         data = json_object(await read_body(request, limit))
@@ -324,6 +388,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         return await start(incident, "api")
 
     @app.post("/api/incidents/{source}/{external_id}/resolve")
+    @timed("api")
     async def api_resolve(source: str, external_id: str, request: Request) -> Response:
         token = check_bearer(request, tokens)
         check_incident_path(source, external_id)
@@ -348,6 +413,7 @@ def create_app(config: Config, client_factory: ClientFactory, *, secrets: Secret
         return await start(incident, "api")
 
     @app.post("/api/incidents/{source}/{external_id}/notes")
+    @timed("api")
     async def api_note(source: str, external_id: str, request: Request) -> Response:
         token = check_bearer(request, tokens)
         check_incident_path(source, external_id)
@@ -388,6 +454,10 @@ def _mount(app: FastAPI, webhook: Webhook, context: _Context) -> None:
     route_context.max_body_bytes = webhook.max_body_bytes
 
     async def receive(request: Request) -> Response:
-        return await webhook.handle(request, route_context)
+        started = time.perf_counter()
+        try:
+            return await webhook.handle(request, route_context)
+        finally:
+            WEBHOOK_SECONDS.labels(kind).observe(time.perf_counter() - started)
 
     app.add_api_route(f"/webhooks/{webhook.path}", receive, methods=["POST"], name=f"{kind}_webhook_{webhook.path}")

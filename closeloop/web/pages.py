@@ -412,13 +412,13 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
                       until=until, page=page, per_page=per_page, errors=errors,
                       status=422 if errors else 200)
 
-    @app.get("/metrics")
-    async def metrics(request: Request) -> Response:
+    @app.get("/insights")  # the numbers for people; /metrics is Prometheus' (closeloop/web/app.py)
+    async def insights_page(request: Request) -> Response:
         who = await signed_in(request)
         if isinstance(who, Response):
             return who
         numbers = await asyncio.to_thread((await insights()).metrics, who.scope(), datetime.now(UTC))
-        return render(request, "metrics.html", m=numbers)
+        return render(request, "insights.html", m=numbers)
 
     @app.get("/postmortems/{rest:path}")
     async def postmortem_pages(request: Request, rest: str) -> Response:

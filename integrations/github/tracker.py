@@ -63,6 +63,7 @@ from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequ
 from closeloop.integrations.github.client import github_client
 from closeloop.integrations.github.settings import WONT_DO_REASONS, GitHubSettings
 from closeloop.integrations.urls import segment
+from closeloop.metrics import TRACKER_CALLS, TRACKER_RATE_LIMIT_WAITS
 from closeloop.models import Person
 
 if TYPE_CHECKING:
@@ -214,12 +215,16 @@ class GitHubTracker(Tracker):
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
+        TRACKER_CALLS.labels("github").inc()
         try:
             yield
         except GitHubError:
             raise
         except (GithubException, requests.RequestException) as exc:
-            raise _wrap(exc, what) from exc
+            error = _wrap(exc, what)
+            if error.retry_after is not None:
+                TRACKER_RATE_LIMIT_WAITS.labels("github").inc()
+            raise error from exc
 
     def _pace(self, what: str) -> None:
         """Count one content-creating request (an issue or a comment) against GitHub's secondary limit, shared
@@ -232,6 +237,7 @@ class GitHubTracker(Tracker):
                                                      limit=limit, window=CONTENT_WINDOW,
                                                      now=self.clock() if self.clock else None)
         if wait > 0:
+            TRACKER_RATE_LIMIT_WAITS.labels("github").inc()
             log.info("github_content_paced", what=what, limit_per_minute=limit, retry_after=round(wait, 3))
             raise GitHubError(f"GitHub {what}: {limit} issues/comments a minute reached; retry in {wait:.1f}s",
                               retryable=True, retry_after=wait)

@@ -51,6 +51,7 @@ from pydantic import Field
 from closeloop.integrations.base import HttpIntegrationError, Ticket, TicketRequest, Tracker
 from closeloop.integrations.jira.settings import JiraSettings
 from closeloop.integrations.urls import segment
+from closeloop.metrics import TRACKER_CALLS, TRACKER_RATE_LIMIT_WAITS
 from closeloop.models import Person
 
 MARKER_PREFIX = "closeloop-marker: "
@@ -164,6 +165,9 @@ class JiraTracker(Tracker):
 
     def _count(self, response: requests.Response, *args: Any, **kwargs: Any) -> None:
         self.request_count += 1
+        TRACKER_CALLS.labels("jira").inc()
+        if response.status_code == 429 or (response.status_code == 403 and "retry-after" in response.headers):
+            TRACKER_RATE_LIMIT_WAITS.labels("jira").inc()
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:

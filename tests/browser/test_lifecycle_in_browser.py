@@ -242,13 +242,13 @@ async def test_a_lifecycle_through_the_browser(site: Site, new_context: NewConte
     await expect(page.get_by_role("link", name="Checkout returns 500s")).to_be_visible()
     await assert_accessible(page)
     await shot(page, "6-library-search")
-    await carol.goto(f"{site.base}/metrics")
+    await carol.goto(f"{site.base}/insights")
     await expect(carol.get_by_role("heading", name="Postmortems published on time, by severity")).to_be_visible()
     await expect(carol.locator("#items-on-time")).to_have_text("100%")
     months = carol.locator("#months tbody tr").first
     await expect(months).to_contain_text("1")
     await assert_accessible(carol)
-    await shot(carol, "7-carol-metrics")
+    await shot(carol, "7-carol-insights")
 
 
 XSS = '<img src=x onerror="alert(1)"><script>alert(2)</script>'

@@ -193,6 +193,7 @@ def dev_app_with(dev_env: WorkflowEnvironment, tmp_path: Path, *, extra_config: 
         "CLOSELOOP_DB_URL": db_url,
         "CLOSELOOP_DATA_DIR": str(tmp_path / "data"),
         "PYTHONUNBUFFERED": "1",
+        "CLOSELOOP_METRICS_PORT": "0",  # several workers on one machine: no metrics port unless a test asks
         **(extra_env or {}),
     }
     workers = WorkerProcs(env=env, log_dir=tmp_path)

@@ -74,7 +74,8 @@ async def test_every_page_needs_a_signed_in_person(site: tuple[App, LifespanClie
     app, http = site
     handle = await app.resolve(incident("INC-AUTH"))
     await app.wait_stage(handle, Stage.drafting)
-    open_routes = {"/healthz", "/static/{name}", "/login", "/auth/callback", "/signed-out"}
+    # the probes (ready or not, nothing else); /metrics has its own bearer token (tests/closeloop/test_telemetry.py)
+    open_routes = {"/healthz", "/readyz", "/metrics", "/static/{name}", "/login", "/auth/callback", "/signed-out"}
     checked = 0
     for route in http.app.routes:  # type: ignore[attr-defined]
         path = getattr(route, "path", "")
