@@ -66,3 +66,27 @@ def test_downgrade_to_base_then_upgrade_again(db_url: str) -> None:
     command.upgrade(cfg, "head")
     assert set(Base.metadata.tables) <= table_names(db_url)
     assert schema_diff(db_url) == []
+
+
+def test_processes_upgrading_one_postgresql_database_at_once_take_turns(pg_database_url: str) -> None:
+    """Pods, the migration Job and new workers may all run `db upgrade` on an empty database at the same moment:
+    each takes the migrations' advisory lock, one migrates, the others wait and find the schema current. Here in
+    separate processes, as in a deployment, all started together."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from closeloop.store.database import upgrade; upgrade(sys.argv[1]); print('ok')")
+    procs = [subprocess.Popen([sys.executable, "-c", script, pg_database_url], stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(4)]
+    results = [(p.wait(timeout=120), p.stdout.read() if p.stdout else "", p.stderr.read() if p.stderr else "")
+               for p in procs]
+    assert all(code == 0 and out.strip() == "ok" for code, out, _ in results), [r[2][-600:] for r in results]
+    assert schema_diff(pg_database_url) == []
+    engine = make_engine(pg_database_url)
+    try:
+        with engine.connect() as conn:
+            from sqlalchemy import text
+
+            assert conn.execute(text("SELECT count(*) FROM alembic_version")).scalar() == 1
+    finally:
+        engine.dispose()
