@@ -11,24 +11,16 @@ from pathlib import Path
 
 import httpx
 import psycopg
-from prometheus_client.parser import text_string_to_metric_families
 from temporalio.testing import WorkflowEnvironment
 
 from closeloop import search_attributes as sa
 from closeloop.client import start_postmortem
 from closeloop.telemetry import free_loopback_port
 from tests.devserver.conftest import dev_app_with
+from tests.metrics_text import series
 from tests.temporal_env import _binary, incident
 
 TOKEN = "metrics-token-0123456789"
-
-
-def series(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
 
 
 async def until(check, timeout: float = 60.0):  # type: ignore[no-untyped-def]

@@ -7,7 +7,6 @@ from typing import Any
 
 import httpx
 from prometheus_client import REGISTRY
-from prometheus_client.parser import text_string_to_metric_families
 
 from closeloop.config import load_config
 from closeloop.models import Stage
@@ -15,22 +14,11 @@ from closeloop.secrets import Secrets
 from closeloop.store.store import Store
 from closeloop.web.app import create_app
 from tests.closeloop.web.conftest import ALL_SECRETS, TOKENS, LifespanClient, Web
+from tests.metrics_text import series as samples
+from tests.metrics_text import value
 from tests.temporal_env import App
 
 METRICS_TOKEN = "metrics-token-0123456789"
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    """(series name, sorted labels) -> value, from a Prometheus text exposition."""
-    out = {}
-    for family in text_string_to_metric_families(text):
-        for s in family.samples:
-            out[(s.name, tuple(sorted(s.labels.items())))] = s.value
-    return out
-
-
-def value(found: dict[tuple[str, tuple[tuple[str, str], ...]], float], name: str, **labels: str) -> float:
-    return found.get((name, tuple(sorted(labels.items()))), 0.0)
 
 
 async def test_a_scrape_after_traffic_has_the_named_series(web: Web, app: App) -> None:
