@@ -21,6 +21,7 @@ import fnmatch
 import json
 import re
 import shutil
+import tomllib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -232,6 +233,44 @@ def config_problems(text: str, tmp_path: Path) -> list[str]:
     return []
 
 
+WORKER_PORT = 9464  # [telemetry] worker_port: the worker's /metrics, /healthz and /readyz
+WEB_PORT = 8080
+PROBES = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+
+
+def container_port(container: dict[str, Any], port: int | str) -> int | None:
+    """A probe's or endpoint's port (a number, or the name of one of the container's ports) as a number."""
+    if isinstance(port, int):
+        return port
+    named = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    return named.get(port)
+
+
+def http_probe_problems(container: dict[str, Any], port: int, where: str) -> list[str]:
+    """The probes of a container serving /healthz and /readyz on `port`: startup and liveness ask /healthz (alive),
+    readiness /readyz (Temporal and the database answer), all by httpGet on that port."""
+    problems: list[str] = []
+    for probe, path in PROBES.items():
+        if probe == "startupProbe" and probe not in container:
+            continue
+        get = (container.get(probe) or {}).get("httpGet")
+        if get is None:
+            problems.append(f"{where}: {probe} is not an httpGet of {path}")
+        elif get.get("path") != path or container_port(container, get.get("port", "")) != port:
+            problems.append(f"{where}: {probe} asks {get.get('path')} on {get.get('port')}, want {path} on {port}")
+    return problems
+
+
+def plain_env(container: dict[str, Any], configmaps: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The container's environment as far as the manifests say it: its ConfigMaps' (envFrom), then its own `env`."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update((configmaps.get(source["configMapRef"]["name"]) or {}).get("data") or {})
+    env.update({e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e})
+    return env
+
+
 def kubernetes_problems(folder: Path, tmp_path: Path) -> list[str]:
     try:
         objects = render_kustomization(folder)
@@ -343,6 +382,24 @@ def kubernetes_problems(folder: Path, tmp_path: Path) -> list[str]:
         problems.append("no ConfigMap closeloop-config with closeloop.toml")
     else:
         problems += config_problems(config, tmp_path)
+
+    # The worker serves /healthz and /readyz on its telemetry port, the web app on its own: probed there, and the
+    # worker listens on the pod's address (not the default loopback), or neither the kubelet nor Prometheus reach it.
+    configmaps = by_kind.get("ConfigMap", {})
+    for container in containers_of(worker):
+        cwhere = f"Deployment/closeloop-worker container {container['name']}"
+        problems += http_probe_problems(container, WORKER_PORT, cwhere)
+        env = plain_env(container, configmaps)
+        host = env.get("CLOSELOOP_METRICS_HOST")
+        if host is None and config is not None:
+            host = tomllib.loads(config).get("telemetry", {}).get("worker_host")
+        if host not in ("0.0.0.0", "::"):
+            problems.append(f"{cwhere}: serves its metrics and health checks on {host or '127.0.0.1'}, not the pod's "
+                            "address (CLOSELOOP_METRICS_HOST=0.0.0.0)")
+        if env.get("CLOSELOOP_METRICS_PORT", str(WORKER_PORT)) != str(WORKER_PORT):
+            problems.append(f"{cwhere}: CLOSELOOP_METRICS_PORT is not {WORKER_PORT}")
+    for container in containers_of(web):
+        problems += http_probe_problems(container, WEB_PORT, f"Deployment/closeloop-web container {container['name']}")
     return problems
 
 
@@ -352,9 +409,9 @@ def test_kubernetes_manifests_are_valid_and_follow_the_rules(tmp_path: Path) -> 
     broken = copy_deploy(tmp_path) / "kubernetes"
 
     def invalid(docs: list[dict[str, Any]]) -> None:
-        docs[0]["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["exec"]["commandz"] = ["x"]
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pathz"] = "/x"
     rewrite_yaml(broken / "worker.yaml", invalid)
-    assert any("commandz" in p for p in kubernetes_problems(broken, tmp_path))
+    assert any("pathz" in p for p in kubernetes_problems(broken, tmp_path))
 
     shutil.copy(DEPLOY / "kubernetes" / "worker.yaml", broken / "worker.yaml")
 
@@ -386,6 +443,31 @@ def test_kubernetes_manifests_are_valid_and_follow_the_rules(tmp_path: Path) -> 
     config = (broken / "configmap.yaml").read_text()
     (broken / "configmap.yaml").write_text(config.replace('default_owner = "oncall"', 'default_owner = 7'))
     assert any("closeloop.toml" in p for p in kubernetes_problems(broken, tmp_path))
+
+    def probes(docs: list[dict[str, Any]]) -> None:
+        container = docs[0]["spec"]["template"]["spec"]["containers"][0]
+        container["readinessProbe"] = {"exec": {"command": ["closeloop-healthcheck", "worker"]}}
+        container["livenessProbe"]["httpGet"]["path"] = "/metrics"
+        container["startupProbe"]["httpGet"]["port"] = 8080
+    shutil.copy(DEPLOY / "kubernetes" / "configmap.yaml", broken / "configmap.yaml")
+    rewrite_yaml(broken / "worker.yaml", probes)
+    found = kubernetes_problems(broken, tmp_path)
+    for expected in ("readinessProbe is not an httpGet of /readyz", "livenessProbe asks /metrics on metrics",
+                     "startupProbe asks /healthz on 8080"):
+        assert any(expected in p for p in found), (expected, found)
+
+    def web_ready(docs: list[dict[str, Any]]) -> None:
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/healthz"
+    shutil.copy(DEPLOY / "kubernetes" / "worker.yaml", broken / "worker.yaml")
+    rewrite_yaml(broken / "web.yaml", web_ready)
+    assert any("closeloop-web container web: readinessProbe asks /healthz" in p
+               for p in kubernetes_problems(broken, tmp_path))
+
+    # The worker on loopback: neither the ConfigMap's environment nor closeloop.toml puts it on the pod's address.
+    shutil.copy(DEPLOY / "kubernetes" / "web.yaml", broken / "web.yaml")
+    (broken / "configmap.yaml").write_text(config.replace("  CLOSELOOP_METRICS_HOST: 0.0.0.0\n", "")
+                                           .replace('worker_host = "0.0.0.0"', 'worker_host = "127.0.0.1"'))
+    assert any("not the pod's address" in p for p in kubernetes_problems(broken, tmp_path))
 
 
 def test_the_secret_example_is_marked_and_holds_no_real_value() -> None:
