@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUBERNETES_VERSION = "1.30"
 IMAGE = "closeloop"  # the image name the manifests use (kustomization.yaml's images: sets registry and tag)
+METRICS_TOKEN = "CLOSELOOP_METRICS_TOKEN"  # the bearer token of /metrics, the worker's and the web app's
 SECRETISH = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DB_URL|WEBHOOKS|WEBHOOK_URLS|_BASIC$")
 PINNED = re.compile(r"^[\w.\-/]+:v?\d+\.\d+(\.\d+)?[\w.\-]*(@sha256:[0-9a-f]{64})?$")
 
@@ -112,6 +113,11 @@ def compose_problems(path: Path) -> list[str]:
                     problems.append(f"{name}: mounts {source}, which does not exist")
             elif source not in (data.get("volumes") or {}) and not source.startswith("/"):
                 problems.append(f"{name}: named volume {source} is not declared")
+    for name, s in ours.items():
+        if s.get("command") in (["worker"], ["serve"]):
+            token = str((s.get("environment") or {}).get(METRICS_TOKEN, ""))
+            if not re.fullmatch(r"\$\{" + METRICS_TOKEN + r"(:\?[^}]*)?\}", token):
+                problems.append(f"{name}: {METRICS_TOKEN} does not come from deploy/.env (${{{METRICS_TOKEN}:?...}})")
     for needed in ("postgresql", "temporal", "temporal-ui", "prometheus", "grafana"):
         if needed not in services:
             problems.append(f"no {needed} service")
@@ -160,11 +166,17 @@ def test_compose_file_is_valid_and_follows_the_rules(tmp_path: Path) -> None:
         services["web"]["image"] = "closeloop:other"
         services["grafana"]["volumes"] = []
         services["postgresql"]["image"] = "postgres:latest"
+        services["worker-1"]["environment"] = {k: v for k, v in services["worker-1"]["environment"].items()
+                                               if k != "CLOSELOOP_METRICS_TOKEN"}
+        services["web"]["environment"] = {**services["web"]["environment"], "CLOSELOOP_METRICS_TOKEN": "s3cret"}
     shutil.copy(DEPLOY / "compose.yaml", broken)
     rewrite_yaml(broken, rules)
     found = compose_problems(broken)
     for expected in ("want at least two workers", "web does not wait for migrate", "different images",
-                     "grafana does not mount", "postgresql: image 'postgres:latest' is not pinned"):
+                     "grafana does not mount", "postgresql: image 'postgres:latest' is not pinned",
+                     "worker-1: CLOSELOOP_METRICS_TOKEN does not come from deploy/.env",
+                     "web: CLOSELOOP_METRICS_TOKEN does not come from deploy/.env",
+                     "web: CLOSELOOP_METRICS_TOKEN holds a literal secret"):
         assert any(expected in p for p in found), (expected, found)
 
 
@@ -682,6 +694,36 @@ def prometheus_problems(path: Path, compose: Path) -> list[str]:
         problems.append(f"closeloop-worker should scrape every worker on 9464: {targets.get('closeloop-worker')}")
     if targets.get("closeloop-web") != {"web:8080"}:
         problems.append("closeloop-web should scrape web:8080")
+    problems += prometheus_auth_problems(config, load_yaml(compose))
+    return problems
+
+
+def prometheus_auth_problems(config: dict[str, Any], compose: dict[str, Any]) -> list[str]:
+    """closeloop's /metrics need CLOSELOOP_METRICS_TOKEN as a bearer token: each closeloop job sends one read from a
+    file (never written in prometheus.yml), and compose gives Prometheus that file from the same variable."""
+    problems: list[str] = []
+    prometheus = compose["services"].get("prometheus") or {}
+    declared = compose.get("secrets") or {}
+    files = {}  # path in the Prometheus container -> where compose takes it from
+    for entry in prometheus.get("secrets") or []:
+        source = entry if isinstance(entry, str) else entry["source"]
+        target = f"/run/secrets/{source}" if isinstance(entry, str) else entry.get("target", f"/run/secrets/{source}")
+        files[target if target.startswith("/") else f"/run/secrets/{target}"] = declared.get(source) or {}
+    for job in config.get("scrape_configs") or []:
+        if not job["job_name"].startswith("closeloop"):
+            continue
+        where = job["job_name"]
+        auth = job.get("authorization") or {}
+        if "bearer_token" in job or "credentials" in auth:
+            problems.append(f"{where}: the metrics token is written in prometheus.yml (use credentials_file)")
+        if auth.get("type", "Bearer") != "Bearer" or not auth.get("credentials_file"):
+            problems.append(f"{where}: no bearer authorization from a credentials_file")
+            continue
+        source = files.get(auth["credentials_file"])
+        if source is None:
+            problems.append(f"{where}: compose gives Prometheus no {auth['credentials_file']}")
+        elif source.get("environment") != METRICS_TOKEN:
+            problems.append(f"{where}: {auth['credentials_file']} is not {METRICS_TOKEN} (from deploy/.env)")
     return problems
 
 
@@ -694,6 +736,37 @@ def test_the_prometheus_config_scrapes_closeloop(tmp_path: Path) -> None:
     assert any("worker-3:9100 is not a compose service" in p for p in found), found
     broken.write_text("scrape_configs: [")
     assert prometheus_problems(broken, DEPLOY / "compose.yaml") != []
+
+
+def test_prometheus_sends_the_metrics_token(tmp_path: Path) -> None:
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    compose = load_yaml(DEPLOY / "compose.yaml")
+    assert prometheus_auth_problems(config, compose) == []
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {"closeloop-web", "closeloop-worker"} <= jobs.keys()
+
+    broken = copy.deepcopy(config)
+    jobs = {job["job_name"]: job for job in broken["scrape_configs"]}
+    del jobs["closeloop-worker"]["authorization"]
+    jobs["closeloop-web"]["authorization"] = {"type": "Bearer", "credentials": "s3cret"}
+    found = prometheus_auth_problems(broken, compose)
+    assert any("closeloop-worker: no bearer authorization" in p for p in found), found
+    assert any("closeloop-web: the metrics token is written in prometheus.yml" in p for p in found), found
+
+    # The file Prometheus reads, not given to it, or from another variable
+    unmounted = copy.deepcopy(compose)
+    del unmounted["services"]["prometheus"]["secrets"]
+    found = prometheus_auth_problems(config, unmounted)
+    assert any("compose gives Prometheus no /etc/prometheus/metrics-token" in p for p in found), found
+    other = copy.deepcopy(compose)
+    other["secrets"]["metrics-token"] = {"environment": "CLOSELOOP_API_TOKENS"}
+    assert any("is not CLOSELOOP_METRICS_TOKEN" in p for p in prometheus_auth_problems(config, other))
+
+    # and the whole compose file, broken that way, still fails the Prometheus check
+    path = tmp_path / "compose.yaml"
+    path.write_text(yaml.safe_dump(unmounted, sort_keys=False))
+    assert any("compose gives Prometheus no" in p for p in prometheus_problems(DEPLOY / "prometheus" /
+                                                                               "prometheus.yml", path))
 
 
 def test_grafana_provisions_the_mounted_dashboard_folder() -> None:
