@@ -2,13 +2,15 @@
 
 - compose.yaml against the Compose specification's JSON schema (the copy check-jsonschema vendors), and its rules:
   one image for every closeloop service, the migrations before the workers and the web app, two workers,
-  Prometheus and Grafana with the dashboard;
+  Prometheus and Grafana with the dashboard, the metrics token from deploy/.env;
 - kubernetes/, rendered as kustomize would (namespace, images), every object against Kubernetes' own schemas
-  (kubernetes-validate, strict), and the rules: probes, resources, non-root, the PDB and HPA on the workers,
-  `closeloop db upgrade` as a Job and an init container, Secrets referenced and never inlined;
+  (kubernetes-validate, strict), and the rules: probes (httpGet of /healthz and /readyz, the worker's on 9464),
+  resources, non-root, the PDB and HPA on the workers, `closeloop db upgrade` as a Job and an init container,
+  Secrets (the metrics token too) referenced and never inlined; the optional PodMonitors (a CRD) on their own;
 - the Dockerfile, parsed (dockerfile-parse): stages, a pinned base, a non-root user, a health check, the entrypoint,
   no remote ADD, no secret in ENV or ARG;
-- the Grafana dashboard against the metric names deploy/README.md's contract lists, and the Prometheus config;
+- the Grafana dashboard against the metric names deploy/README.md's contract lists, and the Prometheus config
+  (the closeloop jobs' bearer token, from the file compose gives Prometheus);
 - the Temporal Helm values, the container config and the Temporal setup script.
 
 Every checker returns the problems it finds; each test also runs it on a broken copy (in tmp_path) and expects it
@@ -412,7 +414,31 @@ def kubernetes_problems(folder: Path, tmp_path: Path) -> list[str]:
             problems.append(f"{cwhere}: CLOSELOOP_METRICS_PORT is not {WORKER_PORT}")
     for container in containers_of(web):
         problems += http_probe_problems(container, WEB_PORT, f"Deployment/closeloop-web container {container['name']}")
+
+    # The metrics token reaches the worker and the web app from the Secret: a secretKeyRef, or envFrom of the Secret
+    # whose example lists the key; never a ConfigMap's value (nor an inlined one: above).
+    for name, configmap in configmaps.items():
+        for key in sorted(k for k in configmap.get("data") or {} if SECRETISH.search(k)):
+            problems.append(f"ConfigMap/{name} holds {key} (a secret: put it in the Secret closeloop-secrets)")
+    example = folder / "secret.example.yaml"
+    example_keys = set(load_all_yaml(example)[0].get("stringData") or {}) if example.exists() else set()
+    for doc in (worker, web):
+        for container in containers_of(doc):
+            if metrics_token_source(container, example_keys) is None:
+                problems.append(f"Deployment/{doc['metadata']['name']} container {container['name']}: does not get "
+                                f"{METRICS_TOKEN} from the Secret closeloop-secrets")
     return problems
+
+
+def metrics_token_source(container: dict[str, Any], secret_keys: set[str]) -> str | None:
+    """Where the container's CLOSELOOP_METRICS_TOKEN comes from: `secretKeyRef`, or `envFrom` (the Secret
+    closeloop-secrets, which holds the key); None when from nowhere, or not from the Secret."""
+    for env in container.get("env", []):
+        if env["name"] == METRICS_TOKEN:
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
+            return "secretKeyRef" if ref.get("name") == "closeloop-secrets" and ref.get("key") else None
+    secrets_ = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
+    return "envFrom" if "closeloop-secrets" in secrets_ and METRICS_TOKEN in secret_keys else None
 
 
 def test_kubernetes_manifests_are_valid_and_follow_the_rules(tmp_path: Path) -> None:
@@ -480,6 +506,100 @@ def test_kubernetes_manifests_are_valid_and_follow_the_rules(tmp_path: Path) -> 
     (broken / "configmap.yaml").write_text(config.replace("  CLOSELOOP_METRICS_HOST: 0.0.0.0\n", "")
                                            .replace('worker_host = "0.0.0.0"', 'worker_host = "127.0.0.1"'))
     assert any("not the pod's address" in p for p in kubernetes_problems(broken, tmp_path))
+
+    # The metrics token: in a ConfigMap, inlined, or missing from the Secret the containers read
+    port = '  CLOSELOOP_WEB_PORT: "8080"\n'
+    (broken / "configmap.yaml").write_text(config.replace(port, port + "  CLOSELOOP_METRICS_TOKEN: x\n"))
+    assert any("ConfigMap/closeloop-env holds CLOSELOOP_METRICS_TOKEN" in p
+               for p in kubernetes_problems(broken, tmp_path))
+    shutil.copy(DEPLOY / "kubernetes" / "configmap.yaml", broken / "configmap.yaml")
+
+    def inlined(docs: list[dict[str, Any]]) -> None:
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "CLOSELOOP_METRICS_TOKEN",
+                                                                        "value": "s3cret"}]
+    rewrite_yaml(broken / "web.yaml", inlined)
+    found = kubernetes_problems(broken, tmp_path)
+    assert any("container web: CLOSELOOP_METRICS_TOKEN is inlined" in p for p in found), found
+    assert any("closeloop-web container web: does not get CLOSELOOP_METRICS_TOKEN from the Secret" in p
+               for p in found), found
+    shutil.copy(DEPLOY / "kubernetes" / "web.yaml", broken / "web.yaml")
+    example = (broken / "secret.example.yaml").read_text()
+    (broken / "secret.example.yaml").write_text(re.sub(r"\n  CLOSELOOP_METRICS_TOKEN: .*", "", example))
+    found = kubernetes_problems(broken, tmp_path)
+    assert any("closeloop-worker container worker: does not get CLOSELOOP_METRICS_TOKEN" in p for p in found), found
+
+
+def podmonitor_problems(folder: Path) -> list[str]:
+    """kubernetes/podmonitor.yaml, the optional PodMonitors for the Prometheus Operator (a CRD kubernetes-validate
+    does not know, so checked here and kept out of kustomization.yaml): one per Deployment, each endpoint a named
+    port of the pods it selects that serves /metrics (9464 for the worker, 8080 for the web app), with the bearer
+    token from the Secret closeloop-secrets."""
+    path = folder / "podmonitor.yaml"
+    try:
+        monitors = load_all_yaml(path)
+    except (OSError, yaml.YAMLError) as e:
+        return [f"podmonitor.yaml: {e}"]
+    problems: list[str] = []
+    if "podmonitor.yaml" in load_yaml(folder / "kustomization.yaml")["resources"]:
+        problems.append("podmonitor.yaml is a resource of kustomization.yaml (its CRD is not in every cluster)")
+    deployments = {d["metadata"]["name"]: d for d in render_kustomization(folder) if d["kind"] == "Deployment"}
+    wanted = {"closeloop-worker": WORKER_PORT, "closeloop-web": WEB_PORT}
+    covered: set[str] = set()
+    for monitor in monitors:
+        where = f"PodMonitor/{monitor.get('metadata', {}).get('name')}"
+        if (monitor.get("apiVersion"), monitor.get("kind")) != ("monitoring.coreos.com/v1", "PodMonitor"):
+            problems.append(f"{where}: not a monitoring.coreos.com/v1 PodMonitor")
+            continue
+        selector = monitor["spec"].get("selector", {}).get("matchLabels") or {}
+        selected = [name for name, d in deployments.items() if selector and all(
+            d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())]
+        if len(selected) != 1 or selected[0] not in wanted:
+            problems.append(f"{where}: selects {selected}, want the pods of one of {sorted(wanted)}")
+            continue
+        covered.add(selected[0])
+        containers = list(containers_of(deployments[selected[0]]))
+        for endpoint in monitor["spec"].get("podMetricsEndpoints") or [{}]:
+            ports = {container_port(c, endpoint.get("port", "")) for c in containers} - {None}
+            if ports != {wanted[selected[0]]}:
+                problems.append(f"{where}: port {endpoint.get('port')!r} is not the pods' {wanted[selected[0]]}")
+            if endpoint.get("path", "/metrics") != "/metrics":
+                problems.append(f"{where}: path {endpoint.get('path')} is not /metrics")
+            auth = endpoint.get("authorization") or {}
+            credentials = auth.get("credentials") or {}
+            if auth.get("type", "Bearer") != "Bearer" or credentials != {"name": "closeloop-secrets",
+                                                                           "key": METRICS_TOKEN}:
+                problems.append(f"{where}: no bearer token from the Secret closeloop-secrets, key {METRICS_TOKEN}")
+    for name in sorted(set(wanted) - covered):
+        problems.append(f"no PodMonitor scrapes {name}")
+    return problems
+
+
+def test_the_optional_podmonitors_scrape_both_with_the_token(tmp_path: Path) -> None:
+    assert podmonitor_problems(DEPLOY / "kubernetes") == []
+
+    broken = copy_deploy(tmp_path) / "kubernetes"
+
+    def breakage(docs: list[dict[str, Any]]) -> None:
+        worker, web = docs
+        worker["spec"]["podMetricsEndpoints"][0]["port"] = "http"
+        del worker["spec"]["podMetricsEndpoints"][0]["authorization"]
+        web["spec"]["podMetricsEndpoints"][0]["authorization"]["credentials"]["key"] = "CLOSELOOP_API_TOKENS"
+    rewrite_yaml(broken / "podmonitor.yaml", breakage)
+    found = podmonitor_problems(broken)
+    for expected in ("PodMonitor/closeloop-worker: port 'http' is not the pods' 9464",
+                     "PodMonitor/closeloop-worker: no bearer token", "PodMonitor/closeloop-web: no bearer token"):
+        assert any(expected in p for p in found), (expected, found)
+
+    def one_gone(docs: list[dict[str, Any]]) -> None:
+        docs[1]["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "migrate"
+    shutil.copy(DEPLOY / "kubernetes" / "podmonitor.yaml", broken / "podmonitor.yaml")
+    rewrite_yaml(broken / "podmonitor.yaml", one_gone)
+    kustomization = (broken / "kustomization.yaml").read_text()
+    (broken / "kustomization.yaml").write_text(kustomization.replace("  - web.yaml\n",
+                                                                     "  - web.yaml\n  - podmonitor.yaml\n"))
+    found = podmonitor_problems(broken)
+    assert any("no PodMonitor scrapes closeloop-web" in p for p in found), found
+    assert any("podmonitor.yaml is a resource of kustomization.yaml" in p for p in found), found
 
 
 def test_the_secret_example_is_marked_and_holds_no_real_value() -> None:
