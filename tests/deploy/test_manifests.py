@@ -2,13 +2,15 @@
 
 - compose.yaml against the Compose specification's JSON schema (the copy check-jsonschema vendors), and its rules:
   one image for every closeloop service, the migrations before the workers and the web app, two workers,
-  Prometheus and Grafana with the dashboard;
+  Prometheus and Grafana with the dashboard, the metrics token from deploy/.env;
 - kubernetes/, rendered as kustomize would (namespace, images), every object against Kubernetes' own schemas
-  (kubernetes-validate, strict), and the rules: probes, resources, non-root, the PDB and HPA on the workers,
-  `closeloop db upgrade` as a Job and an init container, Secrets referenced and never inlined;
+  (kubernetes-validate, strict), and the rules: probes (httpGet of /healthz and /readyz, the worker's on 9464),
+  resources, non-root, the PDB and HPA on the workers, `closeloop db upgrade` as a Job and an init container,
+  Secrets (the metrics token too) referenced and never inlined; the optional PodMonitors (a CRD) on their own;
 - the Dockerfile, parsed (dockerfile-parse): stages, a pinned base, a non-root user, a health check, the entrypoint,
   no remote ADD, no secret in ENV or ARG;
-- the Grafana dashboard against the metric names deploy/README.md's contract lists, and the Prometheus config;
+- the Grafana dashboard against the metric names deploy/README.md's contract lists, and the Prometheus config
+  (the closeloop jobs' bearer token, from the file compose gives Prometheus);
 - the Temporal Helm values, the container config and the Temporal setup script.
 
 Every checker returns the problems it finds; each test also runs it on a broken copy (in tmp_path) and expects it
@@ -21,6 +23,7 @@ import fnmatch
 import json
 import re
 import shutil
+import tomllib
 from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
@@ -36,6 +39,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 KUBERNETES_VERSION = "1.30"
 IMAGE = "closeloop"  # the image name the manifests use (kustomization.yaml's images: sets registry and tag)
+METRICS_TOKEN = "CLOSELOOP_METRICS_TOKEN"  # the bearer token of /metrics, the worker's and the web app's
 SECRETISH = re.compile(r"PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|PRIVATE_KEY|DB_URL|WEBHOOKS|WEBHOOK_URLS|_BASIC$")
 PINNED = re.compile(r"^[\w.\-/]+:v?\d+\.\d+(\.\d+)?[\w.\-]*(@sha256:[0-9a-f]{64})?$")
 
@@ -111,6 +115,11 @@ def compose_problems(path: Path) -> list[str]:
                     problems.append(f"{name}: mounts {source}, which does not exist")
             elif source not in (data.get("volumes") or {}) and not source.startswith("/"):
                 problems.append(f"{name}: named volume {source} is not declared")
+    for name, s in ours.items():
+        if s.get("command") in (["worker"], ["serve"]):
+            token = str((s.get("environment") or {}).get(METRICS_TOKEN, ""))
+            if not re.fullmatch(r"\$\{" + METRICS_TOKEN + r"(:\?[^}]*)?\}", token):
+                problems.append(f"{name}: {METRICS_TOKEN} does not come from deploy/.env (${{{METRICS_TOKEN}:?...}})")
     for needed in ("postgresql", "temporal", "temporal-ui", "prometheus", "grafana"):
         if needed not in services:
             problems.append(f"no {needed} service")
@@ -159,11 +168,17 @@ def test_compose_file_is_valid_and_follows_the_rules(tmp_path: Path) -> None:
         services["web"]["image"] = "closeloop:other"
         services["grafana"]["volumes"] = []
         services["postgresql"]["image"] = "postgres:latest"
+        services["worker-1"]["environment"] = {k: v for k, v in services["worker-1"]["environment"].items()
+                                               if k != "CLOSELOOP_METRICS_TOKEN"}
+        services["web"]["environment"] = {**services["web"]["environment"], "CLOSELOOP_METRICS_TOKEN": "s3cret"}
     shutil.copy(DEPLOY / "compose.yaml", broken)
     rewrite_yaml(broken, rules)
     found = compose_problems(broken)
     for expected in ("want at least two workers", "web does not wait for migrate", "different images",
-                     "grafana does not mount", "postgresql: image 'postgres:latest' is not pinned"):
+                     "grafana does not mount", "postgresql: image 'postgres:latest' is not pinned",
+                     "worker-1: CLOSELOOP_METRICS_TOKEN does not come from deploy/.env",
+                     "web: CLOSELOOP_METRICS_TOKEN does not come from deploy/.env",
+                     "web: CLOSELOOP_METRICS_TOKEN holds a literal secret"):
         assert any(expected in p for p in found), (expected, found)
 
 
@@ -230,6 +245,44 @@ def config_problems(text: str, tmp_path: Path) -> list[str]:
     except ConfigError as e:
         return [f"closeloop.toml: {e}"]
     return []
+
+
+WORKER_PORT = 9464  # [telemetry] worker_port: the worker's /metrics, /healthz and /readyz
+WEB_PORT = 8080
+PROBES = {"startupProbe": "/healthz", "livenessProbe": "/healthz", "readinessProbe": "/readyz"}
+
+
+def container_port(container: dict[str, Any], port: int | str) -> int | None:
+    """A probe's or endpoint's port (a number, or the name of one of the container's ports) as a number."""
+    if isinstance(port, int):
+        return port
+    named = {p.get("name"): p["containerPort"] for p in container.get("ports", [])}
+    return named.get(port)
+
+
+def http_probe_problems(container: dict[str, Any], port: int, where: str) -> list[str]:
+    """The probes of a container serving /healthz and /readyz on `port`: startup and liveness ask /healthz (alive),
+    readiness /readyz (Temporal and the database answer), all by httpGet on that port."""
+    problems: list[str] = []
+    for probe, path in PROBES.items():
+        if probe == "startupProbe" and probe not in container:
+            continue
+        get = (container.get(probe) or {}).get("httpGet")
+        if get is None:
+            problems.append(f"{where}: {probe} is not an httpGet of {path}")
+        elif get.get("path") != path or container_port(container, get.get("port", "")) != port:
+            problems.append(f"{where}: {probe} asks {get.get('path')} on {get.get('port')}, want {path} on {port}")
+    return problems
+
+
+def plain_env(container: dict[str, Any], configmaps: dict[str, dict[str, Any]]) -> dict[str, str]:
+    """The container's environment as far as the manifests say it: its ConfigMaps' (envFrom), then its own `env`."""
+    env: dict[str, str] = {}
+    for source in container.get("envFrom", []):
+        if "configMapRef" in source:
+            env.update((configmaps.get(source["configMapRef"]["name"]) or {}).get("data") or {})
+    env.update({e["name"]: str(e["value"]) for e in container.get("env", []) if "value" in e})
+    return env
 
 
 def kubernetes_problems(folder: Path, tmp_path: Path) -> list[str]:
@@ -343,7 +396,49 @@ def kubernetes_problems(folder: Path, tmp_path: Path) -> list[str]:
         problems.append("no ConfigMap closeloop-config with closeloop.toml")
     else:
         problems += config_problems(config, tmp_path)
+
+    # The worker serves /healthz and /readyz on its telemetry port, the web app on its own: probed there, and the
+    # worker listens on the pod's address (not the default loopback), or neither the kubelet nor Prometheus reach it.
+    configmaps = by_kind.get("ConfigMap", {})
+    for container in containers_of(worker):
+        cwhere = f"Deployment/closeloop-worker container {container['name']}"
+        problems += http_probe_problems(container, WORKER_PORT, cwhere)
+        env = plain_env(container, configmaps)
+        host = env.get("CLOSELOOP_METRICS_HOST")
+        if host is None and config is not None:
+            host = tomllib.loads(config).get("telemetry", {}).get("worker_host")
+        if host not in ("0.0.0.0", "::"):
+            problems.append(f"{cwhere}: serves its metrics and health checks on {host or '127.0.0.1'}, not the pod's "
+                            "address (CLOSELOOP_METRICS_HOST=0.0.0.0)")
+        if env.get("CLOSELOOP_METRICS_PORT", str(WORKER_PORT)) != str(WORKER_PORT):
+            problems.append(f"{cwhere}: CLOSELOOP_METRICS_PORT is not {WORKER_PORT}")
+    for container in containers_of(web):
+        problems += http_probe_problems(container, WEB_PORT, f"Deployment/closeloop-web container {container['name']}")
+
+    # The metrics token reaches the worker and the web app from the Secret: a secretKeyRef, or envFrom of the Secret
+    # whose example lists the key; never a ConfigMap's value (nor an inlined one: above).
+    for name, configmap in configmaps.items():
+        for key in sorted(k for k in configmap.get("data") or {} if SECRETISH.search(k)):
+            problems.append(f"ConfigMap/{name} holds {key} (a secret: put it in the Secret closeloop-secrets)")
+    example = folder / "secret.example.yaml"
+    example_keys = set(load_all_yaml(example)[0].get("stringData") or {}) if example.exists() else set()
+    for doc in (worker, web):
+        for container in containers_of(doc):
+            if metrics_token_source(container, example_keys) is None:
+                problems.append(f"Deployment/{doc['metadata']['name']} container {container['name']}: does not get "
+                                f"{METRICS_TOKEN} from the Secret closeloop-secrets")
     return problems
+
+
+def metrics_token_source(container: dict[str, Any], secret_keys: set[str]) -> str | None:
+    """Where the container's CLOSELOOP_METRICS_TOKEN comes from: `secretKeyRef`, or `envFrom` (the Secret
+    closeloop-secrets, which holds the key); None when from nowhere, or not from the Secret."""
+    for env in container.get("env", []):
+        if env["name"] == METRICS_TOKEN:
+            ref = (env.get("valueFrom") or {}).get("secretKeyRef") or {}
+            return "secretKeyRef" if ref.get("name") == "closeloop-secrets" and ref.get("key") else None
+    secrets_ = [e["secretRef"]["name"] for e in container.get("envFrom", []) if "secretRef" in e]
+    return "envFrom" if "closeloop-secrets" in secrets_ and METRICS_TOKEN in secret_keys else None
 
 
 def test_kubernetes_manifests_are_valid_and_follow_the_rules(tmp_path: Path) -> None:
@@ -352,9 +447,9 @@ def test_kubernetes_manifests_are_valid_and_follow_the_rules(tmp_path: Path) -> 
     broken = copy_deploy(tmp_path) / "kubernetes"
 
     def invalid(docs: list[dict[str, Any]]) -> None:
-        docs[0]["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["exec"]["commandz"] = ["x"]
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["livenessProbe"]["httpGet"]["pathz"] = "/x"
     rewrite_yaml(broken / "worker.yaml", invalid)
-    assert any("commandz" in p for p in kubernetes_problems(broken, tmp_path))
+    assert any("pathz" in p for p in kubernetes_problems(broken, tmp_path))
 
     shutil.copy(DEPLOY / "kubernetes" / "worker.yaml", broken / "worker.yaml")
 
@@ -386,6 +481,125 @@ def test_kubernetes_manifests_are_valid_and_follow_the_rules(tmp_path: Path) -> 
     config = (broken / "configmap.yaml").read_text()
     (broken / "configmap.yaml").write_text(config.replace('default_owner = "oncall"', 'default_owner = 7'))
     assert any("closeloop.toml" in p for p in kubernetes_problems(broken, tmp_path))
+
+    def probes(docs: list[dict[str, Any]]) -> None:
+        container = docs[0]["spec"]["template"]["spec"]["containers"][0]
+        container["readinessProbe"] = {"exec": {"command": ["closeloop-healthcheck", "worker"]}}
+        container["livenessProbe"]["httpGet"]["path"] = "/metrics"
+        container["startupProbe"]["httpGet"]["port"] = 8080
+    shutil.copy(DEPLOY / "kubernetes" / "configmap.yaml", broken / "configmap.yaml")
+    rewrite_yaml(broken / "worker.yaml", probes)
+    found = kubernetes_problems(broken, tmp_path)
+    for expected in ("readinessProbe is not an httpGet of /readyz", "livenessProbe asks /metrics on metrics",
+                     "startupProbe asks /healthz on 8080"):
+        assert any(expected in p for p in found), (expected, found)
+
+    def web_ready(docs: list[dict[str, Any]]) -> None:
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["readinessProbe"]["httpGet"]["path"] = "/healthz"
+    shutil.copy(DEPLOY / "kubernetes" / "worker.yaml", broken / "worker.yaml")
+    rewrite_yaml(broken / "web.yaml", web_ready)
+    assert any("closeloop-web container web: readinessProbe asks /healthz" in p
+               for p in kubernetes_problems(broken, tmp_path))
+
+    # The worker on loopback: neither the ConfigMap's environment nor closeloop.toml puts it on the pod's address.
+    shutil.copy(DEPLOY / "kubernetes" / "web.yaml", broken / "web.yaml")
+    (broken / "configmap.yaml").write_text(config.replace("  CLOSELOOP_METRICS_HOST: 0.0.0.0\n", "")
+                                           .replace('worker_host = "0.0.0.0"', 'worker_host = "127.0.0.1"'))
+    assert any("not the pod's address" in p for p in kubernetes_problems(broken, tmp_path))
+
+    # The metrics token: in a ConfigMap, inlined, or missing from the Secret the containers read
+    port = '  CLOSELOOP_WEB_PORT: "8080"\n'
+    (broken / "configmap.yaml").write_text(config.replace(port, port + "  CLOSELOOP_METRICS_TOKEN: x\n"))
+    assert any("ConfigMap/closeloop-env holds CLOSELOOP_METRICS_TOKEN" in p
+               for p in kubernetes_problems(broken, tmp_path))
+    shutil.copy(DEPLOY / "kubernetes" / "configmap.yaml", broken / "configmap.yaml")
+
+    def inlined(docs: list[dict[str, Any]]) -> None:
+        docs[0]["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "CLOSELOOP_METRICS_TOKEN",
+                                                                        "value": "s3cret"}]
+    rewrite_yaml(broken / "web.yaml", inlined)
+    found = kubernetes_problems(broken, tmp_path)
+    assert any("container web: CLOSELOOP_METRICS_TOKEN is inlined" in p for p in found), found
+    assert any("closeloop-web container web: does not get CLOSELOOP_METRICS_TOKEN from the Secret" in p
+               for p in found), found
+    shutil.copy(DEPLOY / "kubernetes" / "web.yaml", broken / "web.yaml")
+    example = (broken / "secret.example.yaml").read_text()
+    (broken / "secret.example.yaml").write_text(re.sub(r"\n  CLOSELOOP_METRICS_TOKEN: .*", "", example))
+    found = kubernetes_problems(broken, tmp_path)
+    assert any("closeloop-worker container worker: does not get CLOSELOOP_METRICS_TOKEN" in p for p in found), found
+
+
+def podmonitor_problems(folder: Path) -> list[str]:
+    """kubernetes/podmonitor.yaml, the optional PodMonitors for the Prometheus Operator (a CRD kubernetes-validate
+    does not know, so checked here and kept out of kustomization.yaml): one per Deployment, each endpoint a named
+    port of the pods it selects that serves /metrics (9464 for the worker, 8080 for the web app), with the bearer
+    token from the Secret closeloop-secrets."""
+    path = folder / "podmonitor.yaml"
+    try:
+        monitors = load_all_yaml(path)
+    except (OSError, yaml.YAMLError) as e:
+        return [f"podmonitor.yaml: {e}"]
+    problems: list[str] = []
+    if "podmonitor.yaml" in load_yaml(folder / "kustomization.yaml")["resources"]:
+        problems.append("podmonitor.yaml is a resource of kustomization.yaml (its CRD is not in every cluster)")
+    deployments = {d["metadata"]["name"]: d for d in render_kustomization(folder) if d["kind"] == "Deployment"}
+    wanted = {"closeloop-worker": WORKER_PORT, "closeloop-web": WEB_PORT}
+    covered: set[str] = set()
+    for monitor in monitors:
+        where = f"PodMonitor/{monitor.get('metadata', {}).get('name')}"
+        if (monitor.get("apiVersion"), monitor.get("kind")) != ("monitoring.coreos.com/v1", "PodMonitor"):
+            problems.append(f"{where}: not a monitoring.coreos.com/v1 PodMonitor")
+            continue
+        selector = monitor["spec"].get("selector", {}).get("matchLabels") or {}
+        selected = [name for name, d in deployments.items() if selector and all(
+            d["spec"]["template"]["metadata"]["labels"].get(k) == v for k, v in selector.items())]
+        if len(selected) != 1 or selected[0] not in wanted:
+            problems.append(f"{where}: selects {selected}, want the pods of one of {sorted(wanted)}")
+            continue
+        covered.add(selected[0])
+        containers = list(containers_of(deployments[selected[0]]))
+        for endpoint in monitor["spec"].get("podMetricsEndpoints") or [{}]:
+            ports = {container_port(c, endpoint.get("port", "")) for c in containers} - {None}
+            if ports != {wanted[selected[0]]}:
+                problems.append(f"{where}: port {endpoint.get('port')!r} is not the pods' {wanted[selected[0]]}")
+            if endpoint.get("path", "/metrics") != "/metrics":
+                problems.append(f"{where}: path {endpoint.get('path')} is not /metrics")
+            auth = endpoint.get("authorization") or {}
+            credentials = auth.get("credentials") or {}
+            if auth.get("type", "Bearer") != "Bearer" or credentials != {"name": "closeloop-secrets",
+                                                                           "key": METRICS_TOKEN}:
+                problems.append(f"{where}: no bearer token from the Secret closeloop-secrets, key {METRICS_TOKEN}")
+    for name in sorted(set(wanted) - covered):
+        problems.append(f"no PodMonitor scrapes {name}")
+    return problems
+
+
+def test_the_optional_podmonitors_scrape_both_with_the_token(tmp_path: Path) -> None:
+    assert podmonitor_problems(DEPLOY / "kubernetes") == []
+
+    broken = copy_deploy(tmp_path) / "kubernetes"
+
+    def breakage(docs: list[dict[str, Any]]) -> None:
+        worker, web = docs
+        worker["spec"]["podMetricsEndpoints"][0]["port"] = "http"
+        del worker["spec"]["podMetricsEndpoints"][0]["authorization"]
+        web["spec"]["podMetricsEndpoints"][0]["authorization"]["credentials"]["key"] = "CLOSELOOP_API_TOKENS"
+    rewrite_yaml(broken / "podmonitor.yaml", breakage)
+    found = podmonitor_problems(broken)
+    for expected in ("PodMonitor/closeloop-worker: port 'http' is not the pods' 9464",
+                     "PodMonitor/closeloop-worker: no bearer token", "PodMonitor/closeloop-web: no bearer token"):
+        assert any(expected in p for p in found), (expected, found)
+
+    def one_gone(docs: list[dict[str, Any]]) -> None:
+        docs[1]["spec"]["selector"]["matchLabels"]["app.kubernetes.io/component"] = "migrate"
+    shutil.copy(DEPLOY / "kubernetes" / "podmonitor.yaml", broken / "podmonitor.yaml")
+    rewrite_yaml(broken / "podmonitor.yaml", one_gone)
+    kustomization = (broken / "kustomization.yaml").read_text()
+    (broken / "kustomization.yaml").write_text(kustomization.replace("  - web.yaml\n",
+                                                                     "  - web.yaml\n  - podmonitor.yaml\n"))
+    found = podmonitor_problems(broken)
+    assert any("no PodMonitor scrapes closeloop-web" in p for p in found), found
+    assert any("podmonitor.yaml is a resource of kustomization.yaml" in p for p in found), found
 
 
 def test_the_secret_example_is_marked_and_holds_no_real_value() -> None:
@@ -600,6 +814,36 @@ def prometheus_problems(path: Path, compose: Path) -> list[str]:
         problems.append(f"closeloop-worker should scrape every worker on 9464: {targets.get('closeloop-worker')}")
     if targets.get("closeloop-web") != {"web:8080"}:
         problems.append("closeloop-web should scrape web:8080")
+    problems += prometheus_auth_problems(config, load_yaml(compose))
+    return problems
+
+
+def prometheus_auth_problems(config: dict[str, Any], compose: dict[str, Any]) -> list[str]:
+    """closeloop's /metrics need CLOSELOOP_METRICS_TOKEN as a bearer token: each closeloop job sends one read from a
+    file (never written in prometheus.yml), and compose gives Prometheus that file from the same variable."""
+    problems: list[str] = []
+    prometheus = compose["services"].get("prometheus") or {}
+    declared = compose.get("secrets") or {}
+    files = {}  # path in the Prometheus container -> where compose takes it from
+    for entry in prometheus.get("secrets") or []:
+        source = entry if isinstance(entry, str) else entry["source"]
+        target = f"/run/secrets/{source}" if isinstance(entry, str) else entry.get("target", f"/run/secrets/{source}")
+        files[target if target.startswith("/") else f"/run/secrets/{target}"] = declared.get(source) or {}
+    for job in config.get("scrape_configs") or []:
+        if not job["job_name"].startswith("closeloop"):
+            continue
+        where = job["job_name"]
+        auth = job.get("authorization") or {}
+        if "bearer_token" in job or "credentials" in auth:
+            problems.append(f"{where}: the metrics token is written in prometheus.yml (use credentials_file)")
+        if auth.get("type", "Bearer") != "Bearer" or not auth.get("credentials_file"):
+            problems.append(f"{where}: no bearer authorization from a credentials_file")
+            continue
+        source = files.get(auth["credentials_file"])
+        if source is None:
+            problems.append(f"{where}: compose gives Prometheus no {auth['credentials_file']}")
+        elif source.get("environment") != METRICS_TOKEN:
+            problems.append(f"{where}: {auth['credentials_file']} is not {METRICS_TOKEN} (from deploy/.env)")
     return problems
 
 
@@ -612,6 +856,37 @@ def test_the_prometheus_config_scrapes_closeloop(tmp_path: Path) -> None:
     assert any("worker-3:9100 is not a compose service" in p for p in found), found
     broken.write_text("scrape_configs: [")
     assert prometheus_problems(broken, DEPLOY / "compose.yaml") != []
+
+
+def test_prometheus_sends_the_metrics_token(tmp_path: Path) -> None:
+    config = load_yaml(DEPLOY / "prometheus" / "prometheus.yml")
+    compose = load_yaml(DEPLOY / "compose.yaml")
+    assert prometheus_auth_problems(config, compose) == []
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert {"closeloop-web", "closeloop-worker"} <= jobs.keys()
+
+    broken = copy.deepcopy(config)
+    jobs = {job["job_name"]: job for job in broken["scrape_configs"]}
+    del jobs["closeloop-worker"]["authorization"]
+    jobs["closeloop-web"]["authorization"] = {"type": "Bearer", "credentials": "s3cret"}
+    found = prometheus_auth_problems(broken, compose)
+    assert any("closeloop-worker: no bearer authorization" in p for p in found), found
+    assert any("closeloop-web: the metrics token is written in prometheus.yml" in p for p in found), found
+
+    # The file Prometheus reads, not given to it, or from another variable
+    unmounted = copy.deepcopy(compose)
+    del unmounted["services"]["prometheus"]["secrets"]
+    found = prometheus_auth_problems(config, unmounted)
+    assert any("compose gives Prometheus no /etc/prometheus/metrics-token" in p for p in found), found
+    other = copy.deepcopy(compose)
+    other["secrets"]["metrics-token"] = {"environment": "CLOSELOOP_API_TOKENS"}
+    assert any("is not CLOSELOOP_METRICS_TOKEN" in p for p in prometheus_auth_problems(config, other))
+
+    # and the whole compose file, broken that way, still fails the Prometheus check
+    path = tmp_path / "compose.yaml"
+    path.write_text(yaml.safe_dump(unmounted, sort_keys=False))
+    assert any("compose gives Prometheus no" in p for p in prometheus_problems(DEPLOY / "prometheus" /
+                                                                               "prometheus.yml", path))
 
 
 def test_grafana_provisions_the_mounted_dashboard_folder() -> None:
