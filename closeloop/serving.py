@@ -14,6 +14,7 @@ from closeloop.config import Config
 from closeloop.integrations.registry import webhooks
 from closeloop.secrets import ENV_API_TOKENS, Secrets
 from closeloop.store.store import Store
+from closeloop.telemetry import tracing_interceptors
 from closeloop.web.app import create_app
 
 log = structlog.get_logger("closeloop.web")
@@ -31,6 +32,8 @@ def build_web_app(config: Config, *, secrets: Secrets | None = None) -> FastAPI:
                         hint=f"set {' or '.join(hook.secret_names)}; /webhooks/{hook.path} answers 401 until then")
 
     async def client_factory() -> Client:
-        return await connect(config.temporal)
+        # traced like the worker's when [telemetry] tracing is on: the lifecycles the web app starts (the inbox's
+        # forwarder, people's actions) begin their traces here
+        return await connect(config.temporal, interceptors=tracing_interceptors(config.telemetry))
 
     return create_app(config, client_factory, secrets=secrets, open_store=Store, webhooks=hooks)
