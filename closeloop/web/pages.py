@@ -23,7 +23,7 @@ import json
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import quote, urlsplit
 
 import structlog
@@ -279,32 +279,28 @@ def mount_pages(app: FastAPI, config: Config, secrets: Secrets, client: ClientGe
 
     # ------------------------------------------------------------------ reading workflows
 
-    async def postmortem_state(postmortem_id: str) -> PostmortemState:
+    async def queried(ref: Any, workflow_id: str, unknown: str) -> Any:
+        """A Query's answer; an unknown workflow is 404 with `unknown`, an unavailable engine or workers 503."""
         closeloop = await client()
         try:
             async with asyncio.timeout(QUERY_TIMEOUT):
-                state = await closeloop.query(contract.POSTMORTEM_STATE, postmortem_id)
+                return await closeloop.query(ref, workflow_id)
         except RPCError as e:
             if workflow_not_found(e):
-                raise PageError(404, "closeloop does not know this postmortem") from None
+                raise PageError(404, unknown) from None
             raise PageError(503, "closeloop's workflow engine is unavailable; try again in a minute") from None
         except TimeoutError:
             raise PageError(503, "closeloop's workers are not answering; try again in a minute") from None
+
+    async def postmortem_state(postmortem_id: str) -> PostmortemState:
+        state = await queried(contract.POSTMORTEM_STATE, postmortem_id, "closeloop does not know this postmortem")
         if state is None:
             raise PageError(404, "this postmortem has not started yet")
-        return state
+        return cast(PostmortemState, state)
 
     async def item_state(item_id: str) -> ActionItemState:
-        closeloop = await client()
-        try:
-            async with asyncio.timeout(QUERY_TIMEOUT):
-                return await closeloop.query(contract.ITEM_STATE, item_id)
-        except RPCError as e:
-            if workflow_not_found(e):
-                raise PageError(404, "closeloop does not follow this action item (yet)") from None
-            raise PageError(503, "closeloop's workflow engine is unavailable; try again in a minute") from None
-        except TimeoutError:
-            raise PageError(503, "closeloop's workers are not answering; try again in a minute") from None
+        return cast(ActionItemState, await queried(contract.ITEM_STATE, item_id,
+                                                   "closeloop does not follow this action item (yet)"))
 
     async def run_update(ref: Any, workflow_id: str, arg: Any) -> tuple[bool, str]:
         """(done, the workflow's answer or its refusal)."""
