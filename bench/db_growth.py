@@ -128,11 +128,17 @@ def size(store: Store) -> int:
         path = Path(make_url(store.url).database or "")
         wal = path.with_name(path.name + "-wal")
         return path.stat().st_size + (wal.stat().st_size if wal.exists() else 0)
+    return sum(table_sizes(engine).values())
+
+
+def table_sizes(engine: Any) -> dict[str, int]:
+    """PostgreSQL: bytes of each of closeloop's tables (`pg_total_relation_size`: with its indexes and TOAST),
+    after `VACUUM FULL` (live data only). bench/capacity.py measures real lifecycles' growth with it too."""
     with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
         conn.exec_driver_sql("VACUUM FULL")
         tables = [t.name for t in Base.metadata.sorted_tables]
-        total = text("SELECT sum(pg_total_relation_size(quote_ident(t))) FROM unnest(CAST(:t AS text[])) AS t")
-        return int(conn.scalar(total, {"t": tables}) or 0)
+        each = text("SELECT t, pg_total_relation_size(quote_ident(t)) FROM unnest(CAST(:t AS text[])) AS t")
+        return {name: int(n or 0) for name, n in conn.execute(each, {"t": tables})}
 
 
 def rows(store: Store) -> int:

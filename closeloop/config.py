@@ -49,6 +49,8 @@ class TemporalSettings(_Strict):
     namespace: str = "default"
     task_queue: str = "closeloop"
     ui_port: int = 8233
+    max_cached_workflows: int = Field(default=1000, ge=1, description=(
+        "the worker's sticky cache: workflows kept in memory between their tasks (deploy/README.md: Capacity)"))
 
     @field_validator("address")
     @classmethod
@@ -457,8 +459,8 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
 def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Config:
     """Load and validate the config. Environment variables override where things run:
     CLOSELOOP_TEMPORAL_ADDRESS, CLOSELOOP_NAMESPACE, CLOSELOOP_TASK_QUEUE, CLOSELOOP_DB_URL, CLOSELOOP_DATA_DIR,
-    CLOSELOOP_UI_PORT, CLOSELOOP_WEB_HOST, CLOSELOOP_WEB_PORT, CLOSELOOP_METRICS_HOST, CLOSELOOP_METRICS_PORT (the
-    worker's /metrics and health checks; 0: none)."""
+    CLOSELOOP_UI_PORT, CLOSELOOP_WEB_HOST, CLOSELOOP_WEB_PORT, CLOSELOOP_MAX_CACHED_WORKFLOWS, CLOSELOOP_METRICS_HOST,
+    CLOSELOOP_METRICS_PORT (the worker's /metrics and health checks; 0: none)."""
     environ: Mapping[str, str] = os.environ if env is None else env
     found = find_config_path(path)
     if found is None:
@@ -472,6 +474,7 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
         ("store", "url"): environ.get("CLOSELOOP_DB_URL"),
         ("web", "host"): environ.get("CLOSELOOP_WEB_HOST"),
         ("web", "port"): environ.get("CLOSELOOP_WEB_PORT"),
+        ("temporal", "max_cached_workflows"): environ.get("CLOSELOOP_MAX_CACHED_WORKFLOWS"),
         ("telemetry", "worker_host"): environ.get("CLOSELOOP_METRICS_HOST"),
         ("telemetry", "worker_port"): environ.get("CLOSELOOP_METRICS_PORT"),
     }

@@ -56,7 +56,7 @@ GC_THRESHOLDS = (20_000, 20, 20)
 
 
 def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
-                 executor: ThreadPoolExecutor | None = None) -> Worker:
+                 executor: ThreadPoolExecutor | None = None, max_cached_workflows: int = 1000) -> Worker:
     """A Worker with every workflow and activity registered. Blocking activities run in the thread pool."""
     executor = executor or ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity")
     return Worker(
@@ -66,6 +66,7 @@ def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
         activities=activities.build(integrations, Closeloop(client, task_queue)),
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,  # never more activities than threads to run them
+        max_cached_workflows=max_cached_workflows,  # [temporal] max_cached_workflows: the sticky cache
         graceful_shutdown_timeout=timedelta(seconds=10),
         interceptors=[ClassifyErrors()],  # a failure no retry can fix is not retried (activities/support.py)
     )
@@ -139,7 +140,8 @@ async def serve_telemetry(config: Config, integrations: Integrations, client: Cl
 async def _work(config: Config, integrations: Integrations, client: Client, stop: asyncio.Event,
                 update_schedules: bool, settle_gc: bool) -> None:
     with ThreadPoolExecutor(max_workers=32, thread_name_prefix="closeloop-activity") as executor:
-        worker = build_worker(client, integrations, config.temporal.task_queue, executor=executor)
+        worker = build_worker(client, integrations, config.temporal.task_queue, executor=executor,
+                              max_cached_workflows=config.temporal.max_cached_workflows)
         try:
             await apply_schedules(client, config.temporal.task_queue, sync_every=config.sync.every,
                                   retention_every=config.retention.every,

@@ -87,8 +87,9 @@ class WorkerProcs:
     def current(self) -> subprocess.Popen[bytes] | None:
         return self.procs[-1] if self.procs and self.procs[-1].poll() is None else None
 
-    def start(self) -> subprocess.Popen[bytes]:
-        assert self.current is None, "a worker is already running"
+    def start(self, *, alongside: bool = False) -> subprocess.Popen[bytes]:
+        """Start a worker; `alongside`: while others run (several workers polling one task queue)."""
+        assert alongside or self.current is None, "a worker is already running"
         path = self.log_dir / f"worker-{len(self.procs) + 1}.log"
         with path.open("wb") as out:
             proc = subprocess.Popen([sys.executable, "worker.py"], cwd=REPO, env=self.env, stdout=out,
@@ -99,9 +100,10 @@ class WorkerProcs:
         self.events.append((time.monotonic(), f"start worker-{len(self.procs)} pid {proc.pid}"))
         return proc
 
-    def wait_ready(self, timeout: float = 30.0) -> None:
-        """Until the current worker logged that it started (connected and about to poll)."""
-        proc, path = self.procs[-1], self.logs[-1]
+    def wait_ready(self, timeout: float = 30.0, proc: subprocess.Popen[bytes] | None = None) -> None:
+        """Until the current worker (or `proc`) logged that it started (connected and about to poll)."""
+        proc = proc or self.procs[-1]
+        path = self.logs[self.procs.index(proc)]
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if proc.poll() is not None:
@@ -111,16 +113,18 @@ class WorkerProcs:
             time.sleep(0.02)
         raise AssertionError(f"worker did not start within {timeout}s:\n{self.tail(path)}")
 
-    def kill(self, why: str = "") -> int:
-        """SIGKILL the running worker: no graceful shutdown, no chance to finish anything."""
-        proc = self.current
-        assert proc is not None, "no worker running"
+    def kill(self, why: str = "", proc: subprocess.Popen[bytes] | None = None) -> int:
+        """SIGKILL the running worker (or `proc`, one of several): no graceful shutdown, no chance to finish
+        anything."""
+        proc = proc or self.current
+        assert proc is not None and proc.poll() is None, "no worker running"
+        n = self.procs.index(proc)
         os.kill(proc.pid, signal.SIGKILL)
         killed_at = time.time()
         code = proc.wait(timeout=10)
-        self.lifetimes[-1] = (self.lifetimes[-1][0], killed_at)
+        self.lifetimes[n] = (self.lifetimes[n][0], killed_at)
         self.killed.append(code)
-        self.events.append((time.monotonic(), f"SIGKILL worker-{len(self.procs)} ({why}) -> {code}"))
+        self.events.append((time.monotonic(), f"SIGKILL worker-{n + 1} ({why}) -> {code}"))
         return code
 
     def restart(self, why: str = "") -> subprocess.Popen[bytes]:
@@ -176,13 +180,14 @@ class DevApp:
 
 @contextmanager
 def dev_app_with(dev_env: WorkflowEnvironment, tmp_path: Path, *, extra_config: str = "",
-                 extra_env: dict[str, str] | None = None) -> Iterator[DevApp]:
+                 extra_env: dict[str, str] | None = None, db_url: str | None = None) -> Iterator[DevApp]:
     """A closeloop installation on the dev server whose workers are separate processes (none started yet):
-    the fast test config plus `extra_config` (TOML appended), and `extra_env` for the workers."""
+    the fast test config plus `extra_config` (TOML appended), and `extra_env` for the workers. The store is
+    SQLite in tmp_path, or `db_url` (e.g. a fresh PostgreSQL database, which workers on several processes share)."""
     task_queue = f"closeloop-crash-{uuid.uuid4().hex[:8]}"
     config_path = tmp_path / "closeloop.toml"
     config_path.write_text(fast_config_text(tmp_path / "data") + extra_config)
-    db_url = f"sqlite:///{tmp_path / 'closeloop.db'}"
+    db_url = db_url or f"sqlite:///{tmp_path / 'closeloop.db'}"
     store = Store(db_url)  # migrated before any worker starts, so workers never race on the migration
     env = {
         **os.environ,
