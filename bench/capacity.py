@@ -78,12 +78,16 @@ class WorkerProcess:
 
     env: dict[str, str]
     log: Path
+    cpython_gc: bool = False
     proc: subprocess.Popen[bytes] | None = None
 
     def start(self, timeout: float = 60) -> WorkerProcess:
+        # --cpython-gc: the same entry point without closeloop.worker.tune_gc (nothing frozen, CPython's thresholds)
+        cmd = ([sys.executable, "-c", "import closeloop.worker as w; w.tune_gc = lambda: None; w.exit_now(w.main())"]
+               if self.cpython_gc else [sys.executable, "worker.py"])
         with self.log.open("wb") as out:
-            self.proc = subprocess.Popen([sys.executable, "worker.py"], cwd=ROOT, env=self.env, stdout=out,
-                                         stderr=subprocess.STDOUT, start_new_session=True)
+            self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while b'"worker started"' not in self.log.read_bytes():
             if self.proc.poll() is not None or time.monotonic() > deadline:
@@ -347,11 +351,11 @@ async def bench(args: argparse.Namespace, db_url: str, tmp: Path) -> dict[str, A
                               "CLOSELOOP_NAMESPACE": "default", "CLOSELOOP_TASK_QUEUE": task_queue,
                               "CLOSELOOP_DB_URL": db_url, "CLOSELOOP_DATA_DIR": str(tmp / "data"),
                               "CLOSELOOP_MAX_CACHED_WORKFLOWS": str(cache), "PYTHONUNBUFFERED": "1"}
-                worker = WorkerProcess(worker_env, tmp / f"worker-{name}.log")
+                worker = WorkerProcess(worker_env, tmp / f"worker-{name}.log", cpython_gc=args.cpython_gc)
                 workers.append(worker)
                 return worker.start()
 
-            result: dict[str, Any] = {"cpus": os.cpu_count(), "store": "postgresql"}
+            result: dict[str, Any] = {"cpus": os.cpu_count(), "store": "postgresql", "cpython_gc": args.cpython_gc}
             if args.n:
                 worker = make_worker(1000, "lifecycles")
                 try:
@@ -430,6 +434,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                     help="at most this many items started and not yet opened at a time (default 200)")
     ap.add_argument("--cache-sizes", default="100,1000,10000",
                     help="max_cached_workflows of the workers that then query every item (default 100,1000,10000)")
+    ap.add_argument("--cpython-gc", action="store_true",
+                    help="run the workers without closeloop's GC tuning (closeloop.worker.tune_gc): CPython's defaults")
     ap.add_argument("--pg-url", default=DEFAULT_PG, help="a PostgreSQL server URL: a fresh database is created on it "
                     "and dropped at the end")
     ap.add_argument("--poll-interval", type=float, default=0.05, help="the driver's first state re-poll (s)")
