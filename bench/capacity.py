@@ -83,8 +83,8 @@ class WorkerProcess:
 
     def start(self, timeout: float = 60) -> WorkerProcess:
         # --cpython-gc: the same entry point without closeloop.worker.tune_gc (nothing frozen, CPython's thresholds)
-        cmd = ([sys.executable, "-c", "import closeloop.worker as w; w.tune_gc = lambda: None; w.exit_now(w.main())"]
-               if self.cpython_gc else [sys.executable, "worker.py"])
+        untuned = "import closeloop.worker as w; w.tune_gc = lambda *a, **k: None; w.exit_now(w.main())"
+        cmd = [sys.executable, "-c", untuned] if self.cpython_gc else [sys.executable, "worker.py"]
         with self.log.open("wb") as out:
             self.proc = subprocess.Popen(cmd, cwd=ROOT, env=self.env, stdout=out, stderr=subprocess.STDOUT,
                                          start_new_session=True)

@@ -49,8 +49,9 @@ class TemporalSettings(_Strict):
     namespace: str = "default"
     task_queue: str = "closeloop"
     ui_port: int = 8233
-    max_cached_workflows: int = Field(default=1000, ge=1, description=(
-        "the worker's sticky cache: workflows kept in memory between their tasks (deploy/README.md: Capacity)"))
+    max_cached_workflows: int = Field(default=250, ge=1, description=(
+        "the worker's sticky cache: workflows kept in memory between their tasks, about 0.4 MiB each; an evicted "
+        "one is replayed when it wakes (deploy/README.md: Capacity)"))
 
     @field_validator("address")
     @classmethod

@@ -17,8 +17,8 @@ def config_file(tmp_path: Path, temporal: str = "") -> Path:
     return path
 
 
-def test_default_is_the_sdks_1000(tmp_path: Path) -> None:
-    assert load_config(config_file(tmp_path), env={}).temporal.max_cached_workflows == 1000
+def test_default_is_250(tmp_path: Path) -> None:
+    assert load_config(config_file(tmp_path), env={}).temporal.max_cached_workflows == 250
 
 
 def test_from_the_config_and_the_environment(tmp_path: Path) -> None:
