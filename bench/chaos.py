@@ -409,6 +409,7 @@ async def run_async(args: argparse.Namespace) -> tuple[Figures, dict[str, Any]]:
         store = Store(direct_db)  # migrated before any worker starts
         env = {**os.environ, "CLOSELOOP_CONFIG": str(config), "CLOSELOOP_TEMPORAL_ADDRESS": server.address,
                "CLOSELOOP_NAMESPACE": "default", "CLOSELOOP_TASK_QUEUE": task_queue, "CLOSELOOP_DB_URL": worker_db,
+               "CLOSELOOP_METRICS_PORT": "0",  # several workers on this machine: no metrics port each
                "CLOSELOOP_DATA_DIR": str(tmp / "data"), "PYTHONUNBUFFERED": "1", **JIRA_ENV}
         workers = Workers(args.workers, env, tmp)
         workers.start()

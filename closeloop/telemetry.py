@@ -174,6 +174,10 @@ async def sdk_metrics_text(url: str | None) -> str:
 # --------------------------------------------------------------------------- the worker's HTTP server
 
 
+class PortInUse(Exception):
+    """The worker's metrics and health port cannot be listened on (in use, or not allowed)."""
+
+
 def worker_app(*, metrics: Callable[[], Awaitable[bytes]], checks: Sequence[Callable[[], Awaitable[str | None]]],
                tokens: Sequence[str]) -> Starlette:
     """The worker's `/metrics`, `/healthz` and `/readyz` (nothing else)."""
@@ -227,8 +231,8 @@ async def serve_in_background(app: Starlette, host: str, port: int) -> tuple[Any
         sock.bind((host, port))
     except OSError as e:
         sock.close()
-        raise OSError(e.errno, f"cannot listen on {host}:{port} for /metrics and the health checks: "
-                               f"{e.strerror} (telemetry.worker_port)") from None
+        raise PortInUse(f"cannot listen on {host}:{port} for /metrics and the health checks: {e.strerror} (set "
+                        f"[telemetry] worker_port or CLOSELOOP_METRICS_PORT to another port, or 0 for none)") from None
     import uvicorn
 
     server = _QuietServer(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off"))

@@ -36,6 +36,7 @@ from closeloop.store.inbox import IncidentInbox
 from closeloop.sweep_schedules import apply as apply_schedules
 from closeloop.telemetry import (
     ENV_METRICS_TOKEN,
+    PortInUse,
     database_problem,
     sdk_metrics_text,
     sdk_runtime,
@@ -222,6 +223,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         asyncio.run(run(config, update_schedules="--update-schedules" in args, settle_gc=True))
+    except PortInUse as e:
+        print(f"closeloop worker: {e}", file=sys.stderr)
+        return 2
     except (ConnectionError, RuntimeError) as e:
         print(f"closeloop worker: cannot reach Temporal at {config.temporal.address}: {e}", file=sys.stderr)
         return 3

@@ -65,6 +65,10 @@ def explain(e: BaseException, address: str | None = None, namespace: str | None 
 
     if isinstance(e, ConfigError):
         return str(e), EXIT_BAD_INPUT
+    from closeloop.telemetry import PortInUse
+
+    if isinstance(e, PortInUse):
+        return str(e), EXIT_BAD_INPUT
     if isinstance(e, ValidationError):
         return validation_message(e, e.title), EXIT_BAD_INPUT
     if isinstance(e, json.JSONDecodeError):

@@ -178,3 +178,28 @@ def test_a_worker_without_config_says_where_it_runs_before_connecting(tmp_path: 
     assert starting[0]["task_queue"] == "closeloop" and starting[0]["config"].startswith("built-in defaults")
     errors = [line for line in proc.stderr.splitlines() if line.strip() and not line.startswith("{")]
     assert len(errors) == 1 and errors[0].startswith("closeloop worker: cannot reach Temporal at 127.0.0.1:1"), errors
+
+
+
+def test_a_metrics_port_in_use_is_one_line_naming_the_setting() -> None:
+    """The worker's metrics port taken (two workers on one machine): PortInUse, which the worker and `closeloop
+    dev` print as one line (exit 2), naming the port and how to change it."""
+    import asyncio
+    import socket
+
+    from closeloop.cli.main import explain
+    from closeloop.telemetry import PortInUse, serve_in_background, worker_app
+
+    async def nothing() -> bytes:
+        return b""
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        app = worker_app(metrics=nothing, checks=[], tokens=())
+        with pytest.raises(PortInUse) as found:
+            asyncio.run(serve_in_background(app, "127.0.0.1", port))
+    message = str(found.value)
+    assert f"127.0.0.1:{port}" in message and "CLOSELOOP_METRICS_PORT" in message and "\n" not in message
+    assert explain(found.value) == (message, EXIT_BAD_INPUT)
