@@ -5,6 +5,7 @@ the figures, CPU time from /proc, and one-line errors. The benchmarks import not
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
@@ -158,3 +159,27 @@ def run_reporting_errors(run: Callable[[], dict[str, Any]]) -> dict[str, Any] | 
     except Exception as e:  # noqa: BLE001 - one line, whatever it was
         print(f"bench: {one_line(e)}", file=sys.stderr)
         return 1
+
+
+Cleanup = Callable[[str, Callable[[], None]], None]
+
+
+def run_bench(run: Callable[[Cleanup], dict[str, Any]], table: Callable[[dict[str, Any]], str], *,
+              as_json: bool) -> int:
+    """A benchmark's main: `run(on_exit)` gives the figures, which are printed as `table(...)` or as JSON; the
+    exit code. `run` registers what must be undone whatever happens, e.g. `on_exit("drop the benchmark database",
+    drop)`: each runs at the end, the last first, and one that fails is one line on stderr. A failure of `run`
+    is one line too (run_reporting_errors)."""
+    undo: list[tuple[str, Callable[[], None]]] = []
+    try:
+        result = run_reporting_errors(lambda: run(lambda what, fn: undo.append((what, fn))))
+    finally:
+        for what, fn in reversed(undo):
+            try:
+                fn()
+            except Exception as e:  # noqa: BLE001 - one line, and the other steps still run
+                print(f"bench: could not {what}: {one_line(e)}", file=sys.stderr)
+    if isinstance(result, int):
+        return result
+    print(json.dumps(result, indent=2) if as_json else table(result))
+    return 0

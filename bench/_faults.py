@@ -13,6 +13,7 @@ import threading
 import time
 from pathlib import Path
 
+from closeloop.cli.dev import stop_process
 from closeloop.search_attributes import dev_server_flags
 
 
@@ -160,9 +161,5 @@ class DevServerProcess:
         self.start()
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
+        if self.proc is not None:
+            stop_process(self.proc, 15, group=True)

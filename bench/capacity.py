@@ -20,9 +20,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
-import signal
 import statistics
 import subprocess
 import sys
@@ -40,13 +38,14 @@ for p in (str(ROOT), str(Path(__file__).resolve().parent)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from _common import BenchError, cpu_seconds, dev_server, run_reporting_errors  # noqa: E402
+from _common import BenchError, Cleanup, cpu_seconds, dev_server, run_bench  # noqa: E402
 from _common import child_pids as server_pids  # noqa: E402
 from db_growth import table_sizes  # noqa: E402
 from lifecycles import Driver, bench_config, create_pg_database, gather_limited, run_many  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 
 from closeloop import logging as closeloop_logging  # noqa: E402
+from closeloop.cli.dev import stop_process  # noqa: E402
 from closeloop.contract import action_item_workflow_id  # noqa: E402
 from closeloop.models import ActionItem, ActionItemInput, Incident  # noqa: E402
 from closeloop.planning import policy_for  # noqa: E402
@@ -105,13 +104,8 @@ class WorkerProcess:
         return cpu_seconds(self.pid)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.kill(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        if self.proc is not None:
+            stop_process(self.proc, 30)
 
 
 # --------------------------------------------------------------------------- histories
@@ -454,26 +448,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     closeloop_logging.configure(args.log_level, json=False, stream=sys.stderr)
-    drop: Callable[[], None] | None = None
 
-    def run() -> dict[str, Any]:
-        nonlocal drop
+    def run(on_exit: Cleanup) -> dict[str, Any]:
         tmp = Path(tempfile.mkdtemp(prefix="closeloop-capacity-"))
         db_url, drop = create_pg_database(args.pg_url)
+        on_exit("drop the benchmark database", drop)
         return asyncio.run(bench(args, db_url, tmp))
 
-    try:
-        result = run_reporting_errors(run)
-    finally:
-        if drop:
-            try:
-                drop()
-            except Exception as e:  # noqa: BLE001
-                print(f"bench: could not drop the benchmark database: {e}", file=sys.stderr)
-    if isinstance(result, int):
-        return result
-    print(json.dumps(result, indent=2) if args.json else table(result))
-    return 0
+    return run_bench(run, table, as_json=args.json)
 
 
 if __name__ == "__main__":

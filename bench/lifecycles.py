@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import statistics
 import sys
 import tempfile
@@ -30,7 +29,7 @@ for p in (str(ROOT), str(Path(__file__).resolve().parent)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from _common import BENCH_CONFIG, BenchError, Cpu, dev_server, run_reporting_errors  # noqa: E402
+from _common import BENCH_CONFIG, BenchError, Cleanup, Cpu, dev_server, run_bench  # noqa: E402
 from _common import child_pids as server_pids  # noqa: E402
 from _common import redact as _redact  # noqa: E402
 from bare import BareInput, BareWorkflow, noop  # noqa: E402
@@ -479,29 +478,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     closeloop_logging.configure(args.log_level, json=False, stream=sys.stderr)
-    drop: Callable[[], None] | None = None
 
-    def run() -> dict[str, Any]:
-        nonlocal drop
+    def run(on_exit: Cleanup) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="closeloop-bench-") as tmp:
             if args.db_url:
                 db_url, drop = create_pg_database(args.db_url)
+                on_exit("drop the benchmark database", drop)
             else:
                 db_url = f"sqlite:///{Path(tmp) / 'closeloop.db'}"
             return asyncio.run(bench(args, db_url, Path(tmp)))
 
-    try:
-        result = run_reporting_errors(run)
-    finally:
-        if drop:
-            try:
-                drop()
-            except Exception as e:  # noqa: BLE001
-                print(f"bench: could not drop the benchmark database: {e}", file=sys.stderr)
-    if isinstance(result, int):
-        return result
-    print(json.dumps(result, indent=2) if args.json else table(result))
-    return 0
+    return run_bench(run, table, as_json=args.json)
 
 
 if __name__ == "__main__":

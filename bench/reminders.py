@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import email
 import email.policy
-import json
 import re
 import statistics
 import sys
@@ -39,7 +38,7 @@ for p in (str(ROOT), str(Path(__file__).resolve().parent)):
     if p not in sys.path:
         sys.path.insert(0, p)
 
-from _common import BENCH_CONFIG, BenchError, Cpu, dev_server, run_reporting_errors  # noqa: E402
+from _common import BENCH_CONFIG, BenchError, Cleanup, Cpu, dev_server, run_bench  # noqa: E402
 from _common import child_pids as server_pids  # noqa: E402
 from _faults import free_port  # noqa: E402
 from aiosmtpd.controller import Controller  # noqa: E402
@@ -252,15 +251,11 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("--n and --concurrency must be at least 1, --every positive")
     closeloop_logging.configure(args.log_level, json=False, stream=sys.stderr)
 
-    def go() -> dict[str, Any]:
+    def go(on_exit: Cleanup) -> dict[str, Any]:
         with tempfile.TemporaryDirectory(prefix="closeloop-reminders-") as tmp:
             return asyncio.run(bench(args, Path(tmp)))
 
-    result = run_reporting_errors(go)
-    if isinstance(result, int):
-        return result
-    print(json.dumps(result, indent=2) if args.json else table(result))
-    return 0
+    return run_bench(go, table, as_json=args.json)
 
 
 if __name__ == "__main__":

@@ -18,7 +18,6 @@ import asyncio
 import json
 import os
 import resource
-import signal
 import socket
 import statistics
 import subprocess
@@ -32,6 +31,8 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from _common import BENCH_CONFIG, BenchError, run_reporting_errors, venv_binary  # noqa: E402
+
+from closeloop.cli.dev import stop_process  # noqa: E402
 
 TOKEN = "bench-slow-clients-token"  # a throwaway API token for this run's own server
 INCIDENT = json.dumps({"external_id": "INC-4242", "title": "Checkout latency above the SLO for 40 minutes",
@@ -131,12 +132,7 @@ def measure(clients: int, hold: float, part: int, limits: bool, log: Path, waves
             for _ in range(waves - 1):  # the same again: memory freed by one wave is reused by the next
                 result["rss_mib_after_each_wave"].append(_run(proc.pid, port, clients, hold, part)["rss_mib"]["after"])
         finally:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+            stop_process(proc, 30)
     result["server_error_lines"] = sum('"level": "error"' in line for line in log.read_text().splitlines())
     return result
 

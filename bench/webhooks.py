@@ -25,7 +25,6 @@ import hmac
 import json
 import os
 import random
-import signal
 import statistics
 import subprocess
 import sys
@@ -55,6 +54,8 @@ from temporalio.api.taskqueue.v1 import TaskQueue  # noqa: E402
 from temporalio.api.workflowservice.v1 import DescribeTaskQueueRequest  # noqa: E402
 from temporalio.client import Client  # noqa: E402
 from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
+
+from closeloop.cli.dev import stop_process  # noqa: E402
 
 SECRET = "bench-pagerduty-signing-secret"  # a throwaway secret for this run's own server
 SERVICES = ["checkout", "search", "payments", "identity", "billing"]
@@ -142,14 +143,7 @@ class Proc:
             raise BenchError(f"{self.name} exited with {self.popen.returncode}: {self.tail(3)!r}")
 
     def stop(self, timeout: float = 20.0) -> int:
-        if self.popen.poll() is None:
-            self.popen.send_signal(signal.SIGTERM)
-            try:
-                self.popen.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.popen.kill()
-                self.popen.wait()
-        return self.popen.returncode
+        return stop_process(self.popen, timeout)
 
 
 def start_proc(name: str, args: list[str], env: dict[str, str], log: Path) -> Proc:

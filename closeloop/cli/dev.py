@@ -95,15 +95,26 @@ def _pdeathsig() -> None:  # pragma: no cover - runs in the child between fork a
         pass
 
 
-def stop_process(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT) -> None:
-    if proc.poll() is not None:
-        return
-    proc.terminate()
-    try:
-        proc.wait(timeout)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait()
+def stop_process(proc: subprocess.Popen[Any], timeout: float = STOP_TIMEOUT, *, group: bool = False) -> int:
+    """SIGTERM, `timeout` seconds to exit, then SIGKILL; the exit code. `group`: signal the process group the
+    process leads (one started with `start_new_session=True`), so its own children go too. The benchmarks and the
+    tests stop the processes they start with this as well."""
+    if proc.poll() is None:
+        _signal(proc, signal.SIGTERM, group)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            _signal(proc, signal.SIGKILL, group)
+            proc.wait()
+    return int(proc.returncode)
+
+
+def _signal(proc: subprocess.Popen[Any], sig: int, group: bool) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if group:
+            os.killpg(proc.pid, sig)
+        else:
+            proc.send_signal(sig)
 
 
 async def _wait_namespace(config: Any, deadline: float) -> None:

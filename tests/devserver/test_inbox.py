@@ -8,9 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import json
-import os
 import re
-import signal
 import socket
 import subprocess
 import time
@@ -25,6 +23,7 @@ from temporalio.client import Client
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
+from closeloop.cli.dev import stop_process
 from closeloop.client import Closeloop
 from closeloop.search_attributes import dev_server_flags
 from closeloop.standins.spec import SPECS_DIR
@@ -185,13 +184,8 @@ class DevServer:
                 start_new_session=True)
 
     def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+        if self.proc is not None:
+            stop_process(self.proc, 30)
 
     async def client(self, timeout: float = 60.0) -> Client:
         deadline = time.monotonic() + timeout

@@ -18,6 +18,7 @@ import caldav
 import icalendar
 import pytest
 
+from closeloop.cli.dev import stop_process
 from closeloop.config import Config, ConfigError
 from closeloop.integrations.base import IntegrationError, Interval, SlotTaken
 from closeloop.integrations.caldav.calendar import CalDAVCalendar
@@ -102,12 +103,7 @@ def server(tmp_path: Path) -> Iterator[Server]:
             assert client.mkcalendar(f"{base}{key}/calendar/").status == 201
         yield Server(base=base, client=client)
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process, 10)
         log.close()
 
 

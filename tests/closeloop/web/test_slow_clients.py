@@ -11,7 +11,6 @@ import hmac
 import json
 import os
 import resource
-import signal
 import socket
 import statistics
 import subprocess
@@ -25,6 +24,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from closeloop.cli.dev import stop_process
 from closeloop.cli.main import cli
 from closeloop.config import WebSettings
 from tests.temporal_env import TEST_CONFIG
@@ -190,12 +190,7 @@ def _serve(tmp_path: Path, web: str, open_files: int | None = None) -> Iterator[
             time.sleep(0.1)
         yield Served(proc, port, log)
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, 15)
 
 
 @pytest.fixture(scope="module")
