@@ -36,8 +36,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from functools import partial
 
-import requests
 import structlog
 from github import Github, GithubException
 from github.ContentFile import ContentFile
@@ -48,7 +48,7 @@ from closeloop.ids import BadId, file_stem, incident_of
 from closeloop.integrations.base import Document, Publisher
 from closeloop.integrations.github.client import github_client
 from closeloop.integrations.github.settings import ENV_TOKEN, GitHubPublisherSettings
-from closeloop.integrations.github.tracker import GitHubError, _wrap, repo_path
+from closeloop.integrations.github.tracker import GitHubError, github_errors, repo_path
 
 BRANCH_PREFIX = "closeloop/"
 
@@ -107,26 +107,25 @@ class GitHubPublisher(Publisher):
 
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
-        try:
+        with github_errors(what, partial(self._hinted, what)):
             yield
-        except GitHubError:
-            raise
-        except (GithubException, requests.RequestException) as exc:
-            error = _wrap(exc, what)
-            repo = self.settings.repo
-            if error.status == 401:
-                hint = f"the token is not accepted: check {ENV_TOKEN}"
-            elif error.status == 403 and not error.retryable:
-                hint = (f"the token may not do this in {repo}: {ENV_TOKEN} needs write access to its contents and "
-                        "pull requests")
-            elif error.status == 404 and what.startswith("get repository"):
-                hint = (f"no repository {repo}, or the token cannot see it: check [publishers.github] repo and "
-                        f"{ENV_TOKEN}")
-            else:
-                hint = ""
-            message = f"{error}: {hint}" if hint else str(error)
-            raise GitHubError(self._redact(message)[:1000], retryable=error.retryable, status=error.status,
-                              retry_after=error.retry_after) from None
+
+    def _hinted(self, what: str, error: GitHubError) -> GitHubError:
+        """The error with what to check for a bad token, a token without rights, or no such repository; no token
+        in the text."""
+        repo = self.settings.repo
+        if error.status == 401:
+            hint = f"the token is not accepted: check {ENV_TOKEN}"
+        elif error.status == 403 and not error.retryable:
+            hint = (f"the token may not do this in {repo}: {ENV_TOKEN} needs write access to its contents and "
+                    "pull requests")
+        elif error.status == 404 and what.startswith("get repository"):
+            hint = f"no repository {repo}, or the token cannot see it: check [publishers.github] repo and {ENV_TOKEN}"
+        else:
+            hint = ""
+        message = f"{error}: {hint}" if hint else str(error)
+        return GitHubError(self._redact(message)[:1000], retryable=error.retryable, status=error.status,
+                           retry_after=error.retry_after)
 
     def repo(self) -> Repository:
         if self._repo is None:

@@ -176,6 +176,21 @@ def _wrap(exc: Exception, what: str) -> GitHubError:
     return GitHubError(f"GitHub {what}: {type(exc).__name__}: {exc}"[:1000], retryable=True)
 
 
+@contextmanager
+def github_errors(what: str, refine: Callable[[GitHubError], GitHubError] | None = None) -> Iterator[None]:
+    """PyGithub's and requests' errors while doing `what`, as one GitHubError: its status, whether a retry can help,
+    how long GitHub asked to wait. A GitHubError passes as it is. `refine` gives the error raised instead (the
+    publisher adds its hints). The original exception is not chained: its text is in the message, and nothing
+    else of it (a URL, a header) travels with the activity's failure."""
+    try:
+        yield
+    except GitHubError:
+        raise
+    except (GithubException, requests.RequestException) as exc:
+        error = _wrap(exc, what)
+        raise (refine(error) if refine else error) from None
+
+
 class GitHubTracker(Tracker):
     name = "github"
 
@@ -216,15 +231,14 @@ class GitHubTracker(Tracker):
     @contextmanager
     def _errors(self, what: str) -> Iterator[None]:
         TRACKER_CALLS.labels("github").inc()
-        try:
-            yield
-        except GitHubError:
-            raise
-        except (GithubException, requests.RequestException) as exc:
-            error = _wrap(exc, what)
+
+        def counted(error: GitHubError) -> GitHubError:
             if error.retry_after is not None:
                 TRACKER_RATE_LIMIT_WAITS.labels("github").inc()
-            raise error from exc
+            return error
+
+        with github_errors(what, counted):
+            yield
 
     def _pace(self, what: str) -> None:
         """Count one content-creating request (an issue or a comment) against GitHub's secondary limit, shared
