@@ -11,7 +11,7 @@ from dataclasses import replace
 from datetime import timedelta
 from importlib import resources
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
@@ -59,8 +59,24 @@ class TemporalSettings(_Strict):
         return check_address(v)
 
 
+class PoolArgs(TypedDict):
+    pool_size: int
+    max_overflow: int
+
+
 class StoreSettings(_Strict):
+    """`[store]`: where the records are, and (PostgreSQL) each process's connection pool: up to `pool_size` +
+    `max_overflow` connections per worker or web app process (deploy/README.md: Capacity)."""
+
     url: str | None = Field(default=None, description="SQLAlchemy URL; default: SQLite in the data dir")
+    pool_size: int = Field(default=10, ge=1, le=200, description="connections each process keeps open (PostgreSQL)")
+    max_overflow: int = Field(default=20, ge=0, le=500,
+                              description="connections a process may open beyond pool_size at a peak (PostgreSQL)")
+
+    @property
+    def pool(self) -> PoolArgs:
+        """The pool's keyword arguments for Store."""
+        return {"pool_size": self.pool_size, "max_overflow": self.max_overflow}
 
 
 class WebAuthSettings(_Strict):
@@ -459,7 +475,8 @@ def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | N
 
 def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str, str] | None = None) -> Config:
     """Load and validate the config. Environment variables override where things run:
-    CLOSELOOP_TEMPORAL_ADDRESS, CLOSELOOP_NAMESPACE, CLOSELOOP_TASK_QUEUE, CLOSELOOP_DB_URL, CLOSELOOP_DATA_DIR,
+    CLOSELOOP_TEMPORAL_ADDRESS, CLOSELOOP_NAMESPACE, CLOSELOOP_TASK_QUEUE, CLOSELOOP_DB_URL, CLOSELOOP_DB_POOL_SIZE,
+    CLOSELOOP_DB_MAX_OVERFLOW, CLOSELOOP_DATA_DIR,
     CLOSELOOP_UI_PORT, CLOSELOOP_WEB_HOST, CLOSELOOP_WEB_PORT, CLOSELOOP_MAX_CACHED_WORKFLOWS, CLOSELOOP_METRICS_HOST,
     CLOSELOOP_METRICS_PORT (the worker's /metrics and health checks; 0: none)."""
     environ: Mapping[str, str] = os.environ if env is None else env
@@ -473,6 +490,8 @@ def load_config(path: str | os.PathLike[str] | None = None, *, env: Mapping[str,
         ("temporal", "namespace"): environ.get("CLOSELOOP_NAMESPACE"),
         ("temporal", "task_queue"): environ.get("CLOSELOOP_TASK_QUEUE"),
         ("store", "url"): environ.get("CLOSELOOP_DB_URL"),
+        ("store", "pool_size"): environ.get("CLOSELOOP_DB_POOL_SIZE"),
+        ("store", "max_overflow"): environ.get("CLOSELOOP_DB_MAX_OVERFLOW"),
         ("web", "host"): environ.get("CLOSELOOP_WEB_HOST"),
         ("web", "port"): environ.get("CLOSELOOP_WEB_PORT"),
         ("temporal", "max_cached_workflows"): environ.get("CLOSELOOP_MAX_CACHED_WORKFLOWS"),

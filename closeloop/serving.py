@@ -36,4 +36,7 @@ def build_web_app(config: Config, *, secrets: Secrets | None = None) -> FastAPI:
         # forwarder, people's actions) begin their traces here
         return await connect(config.temporal, interceptors=tracing_interceptors(config.telemetry))
 
-    return create_app(config, client_factory, secrets=secrets, open_store=Store, webhooks=hooks)
+    def open_store(url: str) -> Store:
+        return Store(url, **config.store.pool)
+
+    return create_app(config, client_factory, secrets=secrets, open_store=open_store, webhooks=hooks)

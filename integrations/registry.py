@@ -185,7 +185,7 @@ def context(config: Config, store: Store | None = None, secrets: Secrets | None 
 def build(config: Config, store: Store | None = None, *, secrets: Secrets | None = None) -> Integrations:
     """The worker's integrations (the config is checked first: ConfigError)."""
     check(config)
-    store = store or Store(config.db_url)
+    store = store or Store(config.db_url, **config.store.pool)
     ctx = context(config, store, secrets)
     every = plugins()
     template_dir = config.data_dir / "templates"

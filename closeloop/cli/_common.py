@@ -118,7 +118,8 @@ def open_store(obj: Context) -> Any:
     """The Store at the config's db_url, for the commands that work on it directly (the caller closes it)."""
     from closeloop.store.store import Store
 
-    return Store(obj.config().db_url)
+    config = obj.config()
+    return Store(config.db_url, **config.store.pool)
 
 
 @contextmanager

@@ -20,7 +20,9 @@ BUSY_TIMEOUT_S = 30
 T = TypeVar("T")
 
 
-def make_engine(url: str) -> Engine:
+def make_engine(url: str, *, pool_size: int = 10, max_overflow: int = 20) -> Engine:
+    """The engine on `url`. PostgreSQL: a pool of `pool_size` connections kept open and up to `max_overflow` more
+    at a peak (`[store]`); SQLite: SQLAlchemy's own pool of file connections."""
     if url.startswith("sqlite"):
         path = url.split("///", 1)[-1]
         if path and path != ":memory:":
@@ -36,7 +38,7 @@ def make_engine(url: str) -> Engine:
             cur.close()
 
         return engine
-    return create_engine(url, pool_pre_ping=True, pool_size=10, max_overflow=20)
+    return create_engine(url, pool_pre_ping=True, pool_size=pool_size, max_overflow=max_overflow)
 
 
 def _ensure_wal(cur: Any) -> None:
@@ -77,11 +79,11 @@ class Database:
     """One engine on `url` (migrated first unless `migrate=False`), its sessions, and the in-process lock that
     serialises check-then-write transactions (SQLite: one worker process; PostgreSQL adds an advisory lock)."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = url
         if migrate:
             upgrade(url)
-        self.engine = make_engine(url)
+        self.engine = make_engine(url, pool_size=pool_size, max_overflow=max_overflow)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         # one lock for the whole database, shared by meeting bookings and rate slots
         self.write_lock = threading.Lock()

@@ -23,11 +23,12 @@ from closeloop.store.views import Views
 
 
 class Store:
-    """The database on `url` (migrated to the newest revision first unless `migrate=False`), by concern."""
+    """The database on `url` (migrated to the newest revision first unless `migrate=False`), by concern.
+    `pool_size`, `max_overflow`: the connection pool on PostgreSQL (`[store]`, `StoreSettings.pool`)."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, pool_size: int = 10, max_overflow: int = 20) -> None:
         self.url = url
-        self.db = Database(url, migrate=migrate)
+        self.db = Database(url, migrate=migrate, pool_size=pool_size, max_overflow=max_overflow)
         self.records = LifecycleRecords(self.db)
         self.local = LocalAdapterStorage(self.db)
         self.deliveries = DeliveryLog(self.db)
