@@ -49,11 +49,14 @@ def _pairs(values: tuple[str, ...], what: str) -> dict[str, str]:
               help=f"oidc: the web app's client id (its secret comes from ${OIDC_SECRET_ENV}).")
 @click.option("--redirect-uri", "redirect_uris", multiple=True, metavar="URI",
               help="oidc: a redirect URI the client may use, compared exactly (repeat; at least one).")
+@click.option("--claims", type=click.Choice(["standard", "entra"]), default="standard", show_default=True,
+              help="oidc: the ID token's claims: standard (email, email_verified, name) or Entra ID's v2.0 "
+                   "(preferred_username, name, oid, tid; no email).")
 @pass_ctx
 def standin(obj: Context, kind: str, port: int, projects: tuple[str, ...], users: tuple[str, ...],
             components: tuple[str, ...], custom_fields: tuple[str, ...], repos: tuple[str, ...],
             collaborators: tuple[str, ...], milestones: tuple[str, ...], client_id: str,
-            redirect_uris: tuple[str, ...]) -> None:
+            redirect_uris: tuple[str, ...], claims: str) -> None:
     """Serve a Jira Cloud or GitHub REST stand-in, or an OpenID Connect provider, on 127.0.0.1.
 
     The trackers' stand-ins answer the part of the API closeloop uses, keep everything in memory, accept any
@@ -89,11 +92,12 @@ def standin(obj: Context, kind: str, port: int, projects: tuple[str, ...], users
                                exit_code=2)
             try:
                 server = OidcProvider(clients={client_id: ClientReg(secret, list(redirect_uris))}, users=people,
-                                      port=port)
+                                      port=port, claims="entra" if claims == "entra" else "standard")
             except ValueError as e:
                 raise CliError(f"--redirect-uri: {e}", exit_code=2) from None
             section = (f'issuer = "{server.issuer}"\nclient_id = "{client_id}"\n'
-                       f"# the client secret is ${OIDC_SECRET_ENV}; discovery: {server.discovery_url}")
+                       + ('email_claim = "preferred_username"\n' if claims == "entra" else "")
+                       + f"# the client secret is ${OIDC_SECRET_ENV}; discovery: {server.discovery_url}")
             what = f"client {client_id}; users {', '.join(sorted(server.users))}"
         elif kind == "jira":
             keys = _pairs(projects or ("CL",), "--project")

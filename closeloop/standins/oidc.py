@@ -43,6 +43,10 @@ Test hooks: `sign_in_as(email)`, `add_user(email, name)`, `add_redirect_uri(clie
 be), and `clock` (the provider's "now", a timezone-aware datetime: codes expire and tokens are stamped by it).
 Not implemented: refresh tokens, other grants and response types, `prompt`/`max_age`, consent, logout,
 dynamic registration, CSRF protection of the sign-in form (it is a stand-in: anyone may sign in as anyone).
+
+`claims="entra"` issues Microsoft Entra ID's v2.0 claims instead: `oid`, `tid`, `ver`, and with `profile` `name`
+and `preferred_username` (the email), but no `email` and no `email_verified` (Entra sends `email` only as an
+optional claim of the app registration): closeloop then reads `[web.auth] email_claim = "preferred_username"`.
 """
 
 from __future__ import annotations
@@ -53,10 +57,11 @@ import hmac
 import html
 import re
 import secrets
+import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import parse_qs, unquote_plus, urlencode, urlsplit, urlunsplit
 
 from joserfc import jwt
@@ -65,6 +70,7 @@ from joserfc.jwk import RSAKey
 from closeloop.standins._server import Fault, JsonHandler, StandinServer
 
 SCOPES = ("openid", "email", "profile")
+ENTRA_TENANT = "9a1c7a9e-5b0f-4d7e-8f43-2f6a1d9c0b11"  # the tenant id of claims="entra"
 AUTHORIZE_PARAMS = ("client_id", "redirect_uri", "response_type", "scope", "state", "nonce", "code_challenge",
                     "code_challenge_method")
 CODE_CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url of a SHA-256 digest, unpadded
@@ -158,8 +164,10 @@ class OidcProvider(StandinServer):
 
     def __init__(self, *, clients: Mapping[str, ClientReg] | None = None, users: Mapping[str, str] | None = None,
                  port: int = 0, clock: Callable[[], datetime] | None = None,
-                 code_ttl: timedelta = timedelta(seconds=60), token_ttl: timedelta = timedelta(hours=1)) -> None:
+                 code_ttl: timedelta = timedelta(seconds=60), token_ttl: timedelta = timedelta(hours=1),
+                 claims: Literal["standard", "entra"] = "standard") -> None:
         super().__init__()
+        self.claims = claims
         self.clock = clock or (lambda: datetime.now(UTC))
         self.code_ttl, self.token_ttl = code_ttl, token_ttl
         self.clients: dict[str, ClientReg] = {}
@@ -238,8 +246,9 @@ class OidcProvider(StandinServer):
             "subject_types_supported": ["public"],
             "id_token_signing_alg_values_supported": ["RS256"],
             "scopes_supported": list(SCOPES),
-            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "email",
-                                 "email_verified", "name"],
+            "claims_supported": ["iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "name",
+                                 *(["preferred_username", "oid", "tid", "ver"] if self.claims == "entra"
+                                   else ["email", "email_verified"])],
             "token_endpoint_auth_methods_supported": ["client_secret_post", "client_secret_basic"],
             "code_challenge_methods_supported": ["S256"],
             "authorization_response_iss_parameter_supported": True,
@@ -381,9 +390,16 @@ class OidcProvider(StandinServer):
             name = self.users.get(grant.email, grant.email)
         return {"sub": subject(grant.email), **self._claims(grant.email, name, grant.scope)}
 
-    @staticmethod
-    def _claims(email: str, name: str, scope: tuple[str, ...]) -> dict[str, Any]:
+    def _claims(self, email: str, name: str, scope: tuple[str, ...]) -> dict[str, Any]:
         out: dict[str, Any] = {}
+        if self.claims == "entra":
+            # Microsoft Entra ID's v2.0 ID token: no `email` unless the app registration adds it as an optional
+            # claim, never `email_verified`; with `profile`, `name` and `preferred_username` (the sign-in name, the
+            # user principal name: usually the email address); `oid` and `tid` always
+            out.update(oid=str(uuid.uuid5(uuid.NAMESPACE_URL, "oid:" + email)), tid=ENTRA_TENANT, ver="2.0")
+            if "profile" in scope:
+                out.update(name=name, preferred_username=email)
+            return out
         if "email" in scope:
             out.update(email=email, email_verified=True)
         if "profile" in scope:

@@ -185,6 +185,21 @@ def test_authlib_flow_through_the_sign_in_form(idp: OidcProvider) -> None:
     assert idp.sign_ins == ["alice@example.com"] and idp.codes == {}
 
 
+def test_entra_claims_name_the_person_in_preferred_username(clock: Clock) -> None:
+    """claims="entra": Entra ID's v2.0 ID token and userinfo through authlib: `preferred_username`, `name`, `oid`,
+    `tid`, `ver`; no `email`, no `email_verified`; the discovery document lists those claims."""
+    clients = {CLIENT_ID: ClientReg(secret=SECRET, redirect_uris=[CALLBACK])}
+    with OidcProvider(clients=clients, users=USERS, clock=clock, claims="entra") as entra:
+        done = sign_in(relying_party(entra), entra, email="alice@example.com")
+        assert done.status_code == 200, done.text
+        claims, info = done.json()["claims"], done.json()["userinfo"]
+        assert claims["preferred_username"] == info["preferred_username"] == "alice@example.com"
+        assert claims["name"] == "Alice Owner" and claims["ver"] == "2.0" and claims["tid"] and claims["oid"]
+        assert "email" not in claims and "email_verified" not in claims and "email" not in info
+        supported = httpx.get(entra.discovery_url).json()["claims_supported"]
+        assert "preferred_username" in supported and "email" not in supported
+
+
 def test_sign_in_as_redirects_at_once_and_only_once(idp: OidcProvider) -> None:
     idp.add_redirect_uri(CLIENT_ID, CALLBACK)
     rp = relying_party(idp)

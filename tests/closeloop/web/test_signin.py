@@ -35,10 +35,11 @@ def idp() -> Iterator[OidcProvider]:
         yield provider
 
 
-def web_for(tmp_path: Path, idp: OidcProvider, sqlite_store: Store, client_secret: str = CLIENT_SECRET) -> Any:
+def web_for(tmp_path: Path, idp: OidcProvider, sqlite_store: Store, client_secret: str = CLIENT_SECRET,
+            auth: str = "") -> Any:
     path = tmp_path / "closeloop.toml"
     path.write_text(f'data_dir = "{tmp_path / "data"}"\n' + TEST_CONFIG
-                    + f'\n[web.auth]\nissuer = "{idp.issuer}"\nclient_id = "closeloop"\n')
+                    + f'\n[web.auth]\nissuer = "{idp.issuer}"\nclient_id = "closeloop"\n{auth}\n')
     config = load(path)
     secrets = Secrets({**ALL_SECRETS._env, "CLOSELOOP_OIDC_CLIENT_SECRET": client_secret,  # noqa: SLF001
                        "CLOSELOOP_SESSION_SECRET": SESSION_SECRET})
@@ -148,3 +149,22 @@ async def test_without_a_provider_configured_the_pages_say_so(tmp_path: Path, sq
         for page in ("/my", "/dashboard", "/login"):
             response = await http.get(page)
             assert response.status_code == 503 and "sign-in is not configured" in response.text
+
+
+async def test_entra_id_names_the_person_in_preferred_username(tmp_path: Path, sqlite_store: Store) -> None:
+    """Entra ID's v2.0 ID token has no `email` claim unless the app registration adds it: with the default
+    `email_claim` nobody is signed in, and the page says which claim was missing; with `email_claim =
+    "preferred_username"` (README: Signing in with OpenID Connect) alice is."""
+    with OidcProvider(clients={"closeloop": ClientReg(secret=CLIENT_SECRET, redirect_uris=[CALLBACK])},
+                      users={"alice@example.com": "Alice"}, claims="entra") as entra:
+        async with LifespanClient(web_for(tmp_path, entra, sqlite_store), base_url=BASE) as http:
+            refused = await sign_in(http, entra, "alice@example.com")
+            assert refused.status_code == 401, refused.text
+            assert "the provider did not say who you are (no &#39;email&#39; claim)" in refused.text
+            assert "person" not in session_of(http)
+        async with LifespanClient(web_for(tmp_path, entra, sqlite_store, auth='email_claim = "preferred_username"'),
+                                  base_url=BASE) as http:
+            done = await sign_in(http, entra, "alice@example.com", "/my")
+            assert done.status_code == 303 and done.headers["location"] == "/my", done.text
+            assert session_of(http)["person"] == "alice"
+            assert (await http.get("/my")).status_code == 200
