@@ -23,7 +23,6 @@ from temporalio.service import RPCError
 from temporalio.worker import Worker
 
 import closeloop.activities as activities
-import closeloop.workflows as workflows
 from closeloop import logging as closeloop_logging
 from closeloop.activities.support import ClassifyErrors
 from closeloop.client import Closeloop, connect
@@ -45,6 +44,7 @@ from closeloop.telemetry import (
     tracing_interceptors,
     worker_app,
 )
+from closeloop.workflows import all_workflows
 
 log = structlog.get_logger("closeloop.worker")
 
@@ -63,7 +63,7 @@ def build_worker(client: Client, integrations: Integrations, task_queue: str, *,
     return Worker(
         client,
         task_queue=task_queue,
-        workflows=workflows.ALL,
+        workflows=all_workflows(),
         activities=activities.build(integrations, Closeloop(client, task_queue)),
         activity_executor=executor,
         max_concurrent_activities=executor._max_workers,  # never more activities than threads to run them

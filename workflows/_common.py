@@ -10,7 +10,7 @@ from typing import Any, TypeVar, overload
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from closeloop import chase_plan as planner
+    import closeloop.chase_plan as planner
     from closeloop.activities.notify import DeliveryTimeInput, NotifyActivities, NotifyInput
     from closeloop.activities.options import EXTERNAL, STORE, ActivityOptions
     from closeloop.models import ChaseState

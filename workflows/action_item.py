@@ -15,8 +15,8 @@ from temporalio import workflow
 from temporalio.exceptions import ActivityError, is_cancelled_exception
 
 with workflow.unsafe.imports_passed_through():
-    from closeloop import contract
-    from closeloop import search_attributes as sa
+    import closeloop.contract as contract
+    import closeloop.search_attributes as sa
     from closeloop.activities.options import EXTERNAL, STORE
     from closeloop.activities.records import RecordActivities
     from closeloop.activities.tickets import CancelTicketInput, OpenTicketInput, RecurrenceInput, TicketActivities

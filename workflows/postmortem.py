@@ -20,8 +20,8 @@ from temporalio.exceptions import (
 )
 
 with workflow.unsafe.imports_passed_through():
-    from closeloop import contract
-    from closeloop import search_attributes as sa
+    import closeloop.contract as contract
+    import closeloop.search_attributes as sa
     from closeloop.activities.collect_timeline import CollectTimelineInput, TimelineActivities
     from closeloop.activities.documents import DocumentActivities
     from closeloop.activities.options import BEST_EFFORT, EXTERNAL, STORE

@@ -7,7 +7,7 @@ from datetime import datetime
 from temporalio import workflow
 
 with workflow.unsafe.imports_passed_through():
-    from closeloop import contract
+    import closeloop.contract as contract
     from closeloop.activities.digest import DigestActivities, DigestInput
     from closeloop.activities.notify import NotifyActivities, ReminderDigestInput
     from closeloop.activities.options import EXTERNAL, HOUSEKEEPING, SWEEP

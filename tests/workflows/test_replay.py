@@ -14,7 +14,7 @@ from temporalio.client import WorkflowHistory
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
-from closeloop import workflows
+from closeloop.workflows import all_workflows
 
 HISTORIES = sorted((Path(__file__).parent.parent / "histories").glob("*.json"))
 
@@ -38,6 +38,6 @@ def test_histories_cover_every_scenario() -> None:
 async def test_replay(path: Path) -> None:
     data = json.loads(path.read_text())
     history = WorkflowHistory.from_json(data["workflow_id"], data["history"])
-    replayer = Replayer(workflows=workflows.ALL, data_converter=pydantic_data_converter)
+    replayer = Replayer(workflows=all_workflows(), data_converter=pydantic_data_converter)
     result = await replayer.replay_workflow(history, raise_on_replay_failure=True)
     assert result.replay_failure is None
