@@ -422,14 +422,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--warmup", type=int, default=1, help="untimed lifecycles first (default 1)")
     ap.add_argument("--open-items", type=int, default=10_000, help="open action items for the memory figure "
                     "(default 10000; 0: skip)")
-    ap.add_argument("--start-cache", type=int, default=1000,
-                    help="max_cached_workflows of the worker that opens the items (default 1000, the default)")
+    ap.add_argument("--start-cache", type=int, default=250,
+                    help="max_cached_workflows of the worker that opens the items (default 250, the worker's)")
     ap.add_argument("--start-window", type=int, default=200,
                     help="at most this many items started and not yet opened at a time (default 200)")
     ap.add_argument("--cache-sizes", default="100,1000,10000",
                     help="max_cached_workflows of the workers that then query every item (default 100,1000,10000)")
     ap.add_argument("--cpython-gc", action="store_true",
-                    help="run the workers without closeloop's GC tuning (closeloop.worker.tune_gc): CPython's defaults")
+                    help="run the workers without closeloop.worker.tune_gc (nothing frozen at start; on SQLite also "
+                         "CPython's collector thresholds)")
     ap.add_argument("--pg-url", default=DEFAULT_PG, help="a PostgreSQL server URL: a fresh database is created on it "
                     "and dropped at the end")
     ap.add_argument("--poll-interval", type=float, default=0.05, help="the driver's first state re-poll (s)")
