@@ -50,7 +50,7 @@ class TemporalSettings(_Strict):
     task_queue: str = "closeloop"
     ui_port: int = 8233
     max_cached_workflows: int = Field(default=250, ge=1, description=(
-        "the worker's sticky cache: workflows kept in memory between their tasks, about 0.4 MiB each; an evicted "
+        "the worker's sticky cache: workflows kept in memory between their tasks, about 0.2 MiB each; an evicted "
         "one is replayed when it wakes (deploy/README.md: Capacity)"))
 
     @field_validator("address")
