@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 from github import Auth, Github, GithubException
+from prometheus_client import REGISTRY, generate_latest
 
 from closeloop.integrations.base import IntegrationError, TicketRequest
 from closeloop.integrations.github.tracker import GitHubConfig, GitHubTracker, comment_tag, marker_tag
@@ -21,6 +22,7 @@ from closeloop.models import Person
 from closeloop.standins.github import GitHubStandin
 from closeloop.standins.spec import ResponseValidator
 from closeloop.store.store import Store
+from tests.metrics_text import series, value
 from tests.standins.fixtures import GITHUB_SPEC, FakeClock, spec_validator, validated
 
 REPO = "acme/checkout"
@@ -157,6 +159,30 @@ def test_secondary_rate_limit_and_429_carry_retry_after(tracker: GitHubTracker, 
         with pytest.raises(IntegrationError) as err:
             tracker.statuses([f"{REPO}#1"])
         assert err.value.retryable and err.value.retry_after == 7  # type: ignore[attr-defined]
+
+
+def test_the_metrics_count_operations_and_rate_limits(tracker: GitHubTracker, standin: GitHubStandin) -> None:
+    """closeloop_tracker_calls_total{tracker="github"} counts the API operations (PyGithub has no response hook:
+    an operation may be more than one request, deploy/README.md says so) and
+    closeloop_tracker_rate_limit_waits_total{tracker="github"} each answer that asks to wait, as a scrape shows."""
+    tracker.repo()
+    before = series(generate_latest(REGISTRY).decode())
+    served = sum(standin.requests.values())
+    standin.rate_limit_next(retry_after=7, status=429, secondary=True)
+    with pytest.raises(IntegrationError):
+        tracker.statuses([f"{REPO}#1"])
+    standin.fail_next(1, status=500)  # not a rate limit: counted as a call only
+    with pytest.raises(IntegrationError):
+        tracker.statuses([f"{REPO}#1"])
+    tracker.ensure_ticket(request())
+    after = series(generate_latest(REGISTRY).decode())
+
+    def grew(name: str) -> float:
+        return value(after, name, tracker="github") - value(before, name, tracker="github")
+
+    requests = sum(standin.requests.values()) - served
+    assert 3 <= grew("closeloop_tracker_calls_total") <= requests
+    assert grew("closeloop_tracker_rate_limit_waits_total") == 1
 
 
 def test_server_error_is_retryable_and_client_errors_are_not(tracker: GitHubTracker, standin: GitHubStandin) -> None:

@@ -11,12 +11,14 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import pytest
+from prometheus_client import REGISTRY, generate_latest
 
 from closeloop.integrations.base import IntegrationError, TicketRequest
 from closeloop.integrations.jira.tracker import JiraConfig, JiraTracker, marker_label
 from closeloop.models import Person
 from closeloop.standins.jira import JiraStandin
 from closeloop.standins.spec import SPECS_DIR, ResponseValidator
+from tests.metrics_text import series, value
 from tests.standins.fixtures import JIRA_SPEC, spec_validator, validated
 
 BOB = Person(key="bob", name="Bob", email="bob@example.com", handles={"jira": "5b10ac8d82e05b22cc7d4ef5"})
@@ -114,6 +116,24 @@ def test_rate_limit_is_a_retryable_error_with_retry_after(tracker: JiraTracker, 
     assert err.value.status == 429 and err.value.retry_after == 7  # type: ignore[attr-defined]
     assert standin.issues == {}
     assert tracker.ensure_ticket(request()).key == "CL-1"
+
+
+def test_the_metrics_count_every_request_and_each_rate_limit(tracker: JiraTracker, standin: JiraStandin) -> None:
+    """closeloop_tracker_calls_total{tracker="jira"} counts the HTTP requests the stand-in served (the session's
+    response hook), closeloop_tracker_rate_limit_waits_total{tracker="jira"} each 429, as a scrape shows them."""
+    _ = tracker.client
+    before, served = series(generate_latest(REGISTRY).decode()), sum(standin.requests.values())
+    standin.rate_limit_next(retry_after=7)
+    with pytest.raises(IntegrationError):
+        tracker.ensure_ticket(request())
+    assert tracker.ensure_ticket(request()).key == "CL-1"
+    after = series(generate_latest(REGISTRY).decode())
+
+    def grew(name: str) -> float:
+        return value(after, name, tracker="jira") - value(before, name, tracker="jira")
+
+    assert grew("closeloop_tracker_calls_total") == sum(standin.requests.values()) - served >= 3
+    assert grew("closeloop_tracker_rate_limit_waits_total") == 1
 
 
 def test_server_error_is_retryable_and_client_errors_are_not(tracker: JiraTracker, standin: JiraStandin) -> None:
